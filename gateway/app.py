@@ -1,0 +1,193 @@
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from fastapi import Depends, FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from gateway.auth import TokenIssuer, auth_router, load_signing_key, public_pem
+from gateway.openapi import OpenApiAggregator
+from gateway.proxy import UpstreamProxy
+from gateway.ratelimit import TokenBucketLimiter
+from gateway.routes import find_route, is_public
+from gateway.settings import GatewaySettings
+from gateway.wechat import Code2Session, SandboxCode2Session, WeChatCode2Session
+from shared import metrics
+from shared.auth import Principal, TokenVerifier, bearer_token
+from shared.clock import Clock, SystemClock
+from shared.errors import (
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    TooManyRequests,
+    install_error_handlers,
+    problem_response,
+)
+from shared.logging import configure_logging
+from shared.middleware import RequestContextMiddleware
+
+PROXY_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+UNLIMITED_PATHS = {"/healthz", "/readyz", "/metrics"}
+
+
+async def _admit_request(request: Request) -> None:
+    """Per-IP rate limit and body size limit, for every route of the gateway."""
+    if request.url.path in UNLIMITED_PATHS:
+        return
+    limiter: TokenBucketLimiter = request.app.state.ip_limiter
+    ip = request.client.host if request.client else "unknown"
+    wait = limiter.take(ip)
+    if wait is not None:
+        raise TooManyRequests(retry_after=wait, detail="Too many requests from this address")
+    max_body: int = request.app.state.settings.max_body_bytes
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > max_body:
+        raise PayloadTooLarge(f"The body exceeds {max_body} bytes")
+
+
+def create_app(settings: GatewaySettings | None = None, clock: Clock | None = None) -> FastAPI:
+    """The gateway. Without settings (as uvicorn's factory) it reads GATEWAY_* from the environment."""
+    if settings is None:
+        settings = GatewaySettings()
+        configure_logging("gateway", settings.log_level)
+    clock = clock or SystemClock()
+    signing_key = load_signing_key(settings)
+    upstreams = settings.upstreams()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        timeout = httpx.Timeout(settings.upstream_timeout_seconds, connect=settings.upstream_connect_timeout_seconds)
+        limits = httpx.Limits(
+            max_connections=settings.upstream_pool_size, max_keepalive_connections=settings.upstream_pool_size
+        )
+        async with httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False) as client:
+            app.state.proxy = UpstreamProxy(client, settings.max_body_bytes)
+            app.state.openapi = OpenApiAggregator(app, client, upstreams)
+            code2session: Code2Session = (
+                WeChatCode2Session(
+                    client,
+                    api_base=settings.wechat_api_base,
+                    appid=settings.wechat_appid,
+                    secret=settings.wechat_secret,
+                )
+                if settings.wechat_mode == "wechat"
+                else SandboxCode2Session(settings.wechat_appid)
+            )
+            app.state.code2session = code2session
+            app.state.http = client
+            yield
+
+    app = FastAPI(
+        title="Songda gateway",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        dependencies=[Depends(_admit_request)],
+    )
+    app.state.settings = settings
+    app.state.upstreams = upstreams
+    app.state.token_issuer = TokenIssuer(
+        signing_key,
+        key_id=settings.signing_key_id,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        ttl_seconds=settings.token_ttl_seconds,
+        clock=clock,
+    )
+    app.state.token_verifier = TokenVerifier(
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        public_keys_pem=public_pem(signing_key) + settings.previous_public_keys,
+    )
+    app.state.ip_limiter = TokenBucketLimiter(settings.rate_limit_ip_per_second, settings.rate_limit_ip_burst)
+    app.state.principal_limiter = TokenBucketLimiter(
+        settings.rate_limit_principal_per_second, settings.rate_limit_principal_burst
+    )
+    install_error_handlers(app)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_methods=PROXY_METHODS,
+        allow_headers=["authorization", "content-type", "idempotency-key", "x-request-id", "traceparent"],
+        expose_headers=["x-request-id", "retry-after"],
+        max_age=600,
+    )
+    app.add_middleware(RequestContextMiddleware, service="gateway")
+    app.include_router(auth_router(settings))
+    _add_operational_routes(app)
+    _add_proxy_route(app)
+    return app
+
+
+def _add_operational_routes(app: FastAPI) -> None:
+    @app.get("/healthz", tags=["operations"], summary="Liveness of the gateway itself")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": "gateway"}
+
+    @app.get("/readyz", tags=["operations"], summary="Readiness of every upstream service")
+    async def readyz(request: Request) -> Response:
+        client: httpx.AsyncClient = request.app.state.http
+
+        async def probe(service: str, base: str) -> tuple[str, dict[str, Any]]:
+            try:
+                response = await client.get(f"{base}/readyz", timeout=3.0)
+                body = response.json()
+                checks = body.get("checks", {})
+                return service, {"ready": response.status_code == 200, "checks": checks}
+            except (httpx.HTTPError, ValueError) as exc:
+                return service, {"ready": False, "error": type(exc).__name__}
+
+        upstreams: dict[str, str] = request.app.state.upstreams
+        results = dict(await asyncio.gather(*(probe(s, u) for s, u in upstreams.items())))
+        if all(r["ready"] for r in results.values()):
+            return JSONResponse({"status": "ready", "upstreams": results})
+        not_ready = sorted(s for s, r in results.items() if not r["ready"])
+        return problem_response(
+            request,
+            status=503,
+            code="not-ready",
+            title="Some services are not ready",
+            detail="Not ready: " + ", ".join(not_ready),
+            extra={"upstreams": results},
+        )
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus() -> Response:
+        return metrics.exposition()
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi_document(request: Request) -> JSONResponse:
+        aggregator: OpenApiAggregator = request.app.state.openapi
+        return JSONResponse(await aggregator.document())
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="Songda API")
+
+
+def _add_proxy_route(app: FastAPI) -> None:
+    @app.api_route("/{path:path}", methods=PROXY_METHODS, include_in_schema=False)
+    async def proxy(request: Request) -> Response:
+        path = request.url.path
+        route = find_route(path)
+        if route is None:
+            raise NotFound(f"No route for {path}")
+        if request.method != "OPTIONS" and not is_public(path):
+            verifier: TokenVerifier = request.app.state.token_verifier
+            principal: Principal = await verifier.verify(bearer_token(request))
+            if principal.role not in route.roles:
+                raise Forbidden(f"Role {principal.role} may not use {route.prefix}")
+            limiter: TokenBucketLimiter = request.app.state.principal_limiter
+            wait = limiter.take(f"{principal.role}:{principal.sub}")
+            if wait is not None:
+                raise TooManyRequests(retry_after=wait)
+        proxy_: UpstreamProxy = request.app.state.proxy
+        return await proxy_.forward(request, request.app.state.upstreams[route.service])

@@ -1,0 +1,32 @@
+"""Token-bucket rate limits, kept in the gateway process (each replica limits on its own)."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+
+class TokenBucketLimiter:
+    def __init__(
+        self, rate: float, burst: int, *, max_keys: int = 100_000, now: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.max_keys = max_keys
+        self.now = now
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def take(self, key: str) -> int | None:
+        """Spends one token for `key`; returns None if allowed, else the seconds to wait (for Retry-After)."""
+        now = self.now()
+        tokens, last = self._buckets.pop(key, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+        allowed = tokens >= 1.0
+        if allowed:
+            tokens -= 1.0
+        self._buckets[key] = (tokens, now)
+        if len(self._buckets) > self.max_keys:
+            self._buckets.popitem(last=False)
+        return None if allowed else max(1, math.ceil((1.0 - tokens) / self.rate))

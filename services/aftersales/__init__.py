@@ -1,0 +1,1 @@
+"""The aftersales service: after-sales cases, their deadlines, arbitration and compensation."""

@@ -1,0 +1,1 @@
+"""The notify service: subscribe-message grants, SMS fallback, merchant webhooks, in-app inbox."""

@@ -1,0 +1,1 @@
+"""The order service: merchants, stores, catalogue, orders, payments and reviews."""

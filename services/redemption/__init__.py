@@ -1,0 +1,1 @@
+"""The redemption service: pickup and finish codes, vouchers, the redemption ledger and its audit log."""

@@ -1,0 +1,164 @@
+"""JWT verification producing a `Principal`.
+
+Algorithms are fixed (RS256, EdDSA) and keys are key objects, never strings, so neither `alg: none` nor an HS256
+token signed with the public key as an HMAC secret can pass. `exp iat sub iss aud` are required.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from enum import StrEnum
+from typing import Annotated, Any
+
+import httpx
+import jwt
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from fastapi import Depends, Request
+from pydantic import BaseModel, Field
+
+from shared.errors import Forbidden, Unauthorized
+
+ALGORITHMS = ("RS256", "EdDSA")
+REQUIRED_CLAIMS = ["exp", "iat", "sub", "iss", "aud"]
+_PEM_END = "-----END PUBLIC KEY-----"
+
+
+class Role(StrEnum):
+    customer = "customer"
+    merchant = "merchant"
+    rider = "rider"
+    ops = "ops"
+    service = "service"
+
+
+class Principal(BaseModel):
+    sub: str
+    role: Role
+    merchant_id: str | None = None
+    store_ids: list[str] = Field(default_factory=list)
+
+    def claims(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+def split_pem_keys(pem_bundle: str) -> list[Any]:
+    """Loads every public key of a PEM bundle (keys are concatenated during rotation)."""
+    keys = []
+    for part in pem_bundle.split(_PEM_END):
+        if "-----BEGIN PUBLIC KEY-----" in part:
+            keys.append(load_pem_public_key((part.strip() + "\n" + _PEM_END + "\n").encode()))
+    return keys
+
+
+class TokenVerifier:
+    def __init__(
+        self,
+        *,
+        issuer: str,
+        audience: str,
+        public_keys_pem: str = "",
+        jwks_url: str = "",
+        jwks_ttl_seconds: float = 300.0,
+        leeway_seconds: float = 30.0,
+    ) -> None:
+        if not public_keys_pem and not jwks_url:
+            raise ValueError("no JWT verification keys: set <SERVICE>_JWT_PUBLIC_KEYS (PEM) or <SERVICE>_JWT_JWKS_URL")
+        self.issuer = issuer
+        self.audience = audience
+        self.static_keys = split_pem_keys(public_keys_pem) if public_keys_pem else []
+        self.jwks_url = jwks_url
+        self.jwks_ttl = jwks_ttl_seconds
+        self.leeway = leeway_seconds
+        self._jwks: dict[str, Any] = {}
+        self._jwks_fetched_at = 0.0
+        self._jwks_lock = asyncio.Lock()
+
+    async def _jwks_key(self, kid: str | None) -> list[Any]:
+        async with self._jwks_lock:
+            stale = time.monotonic() - self._jwks_fetched_at > self.jwks_ttl
+            # An unknown kid refreshes the set (key rotation), at most every 10 s.
+            unknown = kid is not None and kid not in self._jwks
+            if stale or (unknown and time.monotonic() - self._jwks_fetched_at > 10):
+                async with httpx.AsyncClient(timeout=5) as client:
+                    response = await client.get(self.jwks_url)
+                    response.raise_for_status()
+                jwk_set = jwt.PyJWKSet.from_dict(response.json())
+                self._jwks = {k.key_id or "": k.key for k in jwk_set.keys}
+                self._jwks_fetched_at = time.monotonic()
+        if kid is not None:
+            return [self._jwks[kid]] if kid in self._jwks else []
+        return list(self._jwks.values())
+
+    async def verify(self, token: str) -> Principal:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise Unauthorized("Malformed token") from exc
+        if header.get("alg") not in ALGORITHMS:
+            raise Unauthorized("Token algorithm not accepted")
+        keys = list(self.static_keys)
+        if self.jwks_url:
+            try:
+                keys += await self._jwks_key(header.get("kid"))
+            except (httpx.HTTPError, jwt.PyJWTError, ValueError) as exc:
+                if not keys:
+                    raise Unauthorized("Signing keys unavailable") from exc
+        last_error: Exception | None = None
+        for key in keys:
+            try:
+                claims = jwt.decode(
+                    token,
+                    key=key,
+                    algorithms=list(ALGORITHMS),
+                    audience=self.audience,
+                    issuer=self.issuer,
+                    leeway=self.leeway,
+                    options={"require": REQUIRED_CLAIMS},
+                )
+            except jwt.InvalidSignatureError as exc:
+                last_error = exc
+                continue
+            except jwt.ExpiredSignatureError as exc:
+                raise Unauthorized("Token expired") from exc
+            except jwt.PyJWTError as exc:
+                raise Unauthorized(f"Invalid token: {exc}") from exc
+            try:
+                return Principal.model_validate(
+                    {
+                        "sub": claims["sub"],
+                        "role": claims.get("role"),
+                        "merchant_id": claims.get("merchant_id"),
+                        "store_ids": claims.get("store_ids") or [],
+                    }
+                )
+            except ValueError as exc:
+                raise Unauthorized("Token claims are not valid") from exc
+        raise Unauthorized("Token signature not valid") from last_error
+
+
+def bearer_token(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized("A bearer token is required")
+    return token.strip()
+
+
+async def _current_principal(request: Request) -> Principal:
+    verifier: TokenVerifier = request.app.state.token_verifier
+    return await verifier.verify(bearer_token(request))
+
+
+CurrentPrincipal = Annotated[Principal, Depends(_current_principal)]
+
+
+def require_roles(*roles: Role) -> Any:
+    """A dependency that admits only the given roles (403 for the others)."""
+
+    async def dependency(principal: CurrentPrincipal) -> Principal:
+        if principal.role not in roles:
+            raise Forbidden(f"Role {principal.role} may not do this")
+        return principal
+
+    return Depends(dependency)

@@ -1,0 +1,113 @@
+"""`songda`: the operator's command line (run the local stack, migrate, replay a dead-letter topic)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+from shared.events.topics import SERVICES
+
+
+def _stop_on_sigterm() -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from shared.stack.launcher import Stack, StackOptions
+
+    _stop_on_sigterm()
+    options = StackOptions.from_env(Path(args.state_dir).resolve())
+    if args.gateway_port:
+        options.gateway_port = args.gateway_port
+    stack = Stack(options)
+    started = time.monotonic()
+    try:
+        print("starting Songda: PostgreSQL, broker, services, gateway ...", flush=True)
+        stack.start()
+        assert stack.infra is not None
+        gateway = stack.gateway.url
+        print(f"gateway: {gateway}")
+        print(f"docs: {gateway}/docs")
+        print(f"ready: {gateway}/readyz")
+        print(f"postgres: {stack.infra.postgres_url}")
+        print(f"kafka: {stack.infra.bootstrap_servers}")
+        print(f"logs: {options.state_dir / 'logs'}")
+        print(f"started in {time.monotonic() - started:.1f}s")
+        print("demo merchant: merchant_id=demo-merchant store_ids=[demo-store]")
+        for role, token in stack.demo_tokens().items():
+            print(f"token {role}: {token}")
+        print("Ctrl-C stops everything.", flush=True)
+        while True:
+            time.sleep(0.5)
+            dead = stack.dead_apps()
+            if dead:
+                for app in dead:
+                    print(f"{app.name} exited unexpectedly:\n{app.log_tail()}", file=sys.stderr)
+                return 1
+    except KeyboardInterrupt:
+        print("\nstopping ...", flush=True)
+        return 0
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        stack.stop()
+        print("stopped.", flush=True)
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from shared import migrations
+
+    services = SERVICES if args.service == "all" else (args.service,)
+    for service in services:
+        url = args.database_url.replace("{service}", service)
+        migrations.upgrade(service, url)
+        print(f"{service}: migrated")
+    return 0
+
+
+def cmd_dlq_replay(args: argparse.Namespace) -> int:
+    from shared.events.dlq import replay_dlq
+
+    report = asyncio.run(replay_dlq(args.bootstrap_servers, args.topic))
+    print(f"{args.topic}: replayed {report.replayed}, skipped {report.skipped}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="songda", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="start the whole platform locally; Ctrl-C stops it")
+    run.add_argument("--state-dir", default=".songda", help="data, logs and keys (default: .songda)")
+    run.add_argument("--gateway-port", type=int, default=0, help="default: $SONGDA_GATEWAY_PORT or 8000")
+    run.set_defaults(func=cmd_run)
+
+    migrate = sub.add_parser("migrate", help="run a service's Alembic migrations to head")
+    migrate.add_argument("service", choices=[*SERVICES, "all"])
+    migrate.add_argument(
+        "--database-url",
+        required=True,
+        help="postgresql+asyncpg URL; '{service}' is replaced by the service name",
+    )
+    migrate.set_defaults(func=cmd_migrate)
+
+    dlq = sub.add_parser("dlq", help="dead-letter topics")
+    dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True)
+    replay = dlq_sub.add_parser("replay", help="send every record of a .dlq topic back to its original topic")
+    replay.add_argument("topic", help="e.g. order.events.dlq")
+    replay.add_argument("--bootstrap-servers", required=True)
+    replay.set_defaults(func=cmd_dlq_replay)
+
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""Typed service errors and the one handler that renders them as RFC 9457 problem+json.
+
+Domain code raises a `ServiceError` subclass; routes never build error responses themselves. Unknown exceptions
+become a 500 that leaks nothing but the correlation id.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shared import context
+
+PROBLEM_JSON = "application/problem+json"
+log = logging.getLogger(__name__)
+
+
+class ServiceError(Exception):
+    status: int = 500
+    code: str = "internal-error"
+    title: str = "Internal error"
+
+    def __init__(self, detail: str | None = None, **extra: Any) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        self.extra = extra
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+
+class BadRequest(ServiceError):
+    status, code, title = 400, "bad-request", "Bad request"
+
+
+class ValidationFailed(ServiceError):
+    status, code, title = 422, "validation-failed", "The request is not valid"
+
+
+class Unauthorized(ServiceError):
+    status, code, title = 401, "unauthorized", "Authentication required"
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+
+
+class Forbidden(ServiceError):
+    status, code, title = 403, "forbidden", "Not allowed"
+
+
+class NotFound(ServiceError):
+    status, code, title = 404, "not-found", "Not found"
+
+
+class Conflict(ServiceError):
+    status, code, title = 409, "conflict", "Conflict with the current state"
+
+
+class PayloadTooLarge(ServiceError):
+    status, code, title = 413, "payload-too-large", "Request body too large"
+
+
+class TooManyRequests(ServiceError):
+    status, code, title = 429, "rate-limited", "Too many requests"
+
+    def __init__(self, retry_after: int, detail: str | None = None) -> None:
+        super().__init__(detail, retry_after=retry_after)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class UpstreamUnavailable(ServiceError):
+    status, code, title = 503, "upstream-unavailable", "A service behind the gateway is unavailable"
+
+
+class UpstreamTimeout(ServiceError):
+    status, code, title = 504, "upstream-timeout", "A service behind the gateway did not answer in time"
+
+
+def problem_response(
+    request: Request | None,
+    *,
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    extra: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {"type": f"/problems/{code}", "title": title, "status": status, "detail": detail}
+    if request is not None:
+        body["instance"] = request.url.path
+    cid = context.correlation_id.get()
+    if cid:
+        body["correlation_id"] = cid
+    body.update(extra or {})
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def render(request: Request | None, error: ServiceError) -> JSONResponse:
+    return problem_response(
+        request,
+        status=error.status,
+        code=error.code,
+        title=error.title,
+        detail=error.detail,
+        extra=error.extra,
+        headers=error.headers(),
+    )
+
+
+async def _service_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServiceError)
+    return render(request, exc)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()]
+    return problem_response(
+        request,
+        status=422,
+        code=ValidationFailed.code,
+        title=ValidationFailed.title,
+        detail=f"{len(errors)} field(s) failed validation",
+        extra={"errors": errors},
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, f"http-{exc.status_code}")
+    return problem_response(
+        request,
+        status=exc.status_code,
+        code=code,
+        title=str(exc.detail),
+        detail=str(exc.detail),
+        headers=dict(exc.headers or {}),
+    )
+
+
+async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error", exc_info=exc)
+    return problem_response(
+        request, status=500, code=ServiceError.code, title=ServiceError.title, detail="Internal error"
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unhandled)

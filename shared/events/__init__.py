@@ -1,0 +1,1 @@
+"""Order-lifecycle events: the envelope, the outbox and its relay, the consumer with its inbox and DLQ."""

@@ -1,0 +1,111 @@
+"""Alembic plumbing shared by every service's own migration history (`services/<name>/migrations`).
+
+`upgrade(service, url)` runs a service's history programmatically (the launcher, tests, `songda migrate`);
+`run_env(metadata)` is what each history's env.py calls; `create_infra_tables()` is the first revision of every
+history: the outbox, inbox and timer tables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command, context, op
+from alembic.config import Config
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+
+def alembic_config(service: str, database_url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", f"services.{service}:migrations")
+    config.attributes["database_url"] = database_url
+    return config
+
+
+def upgrade(service: str, database_url: str, revision: str = "head") -> None:
+    """Blocking; call it from a thread in async code."""
+    command.upgrade(alembic_config(service, database_url), revision)
+
+
+def run_env(target_metadata: Any) -> None:
+    config = context.config
+    url: str = config.attributes.get("database_url") or config.get_main_option("sqlalchemy.url") or ""
+    if not url:
+        raise RuntimeError("no database URL: pass one to shared.migrations.upgrade or set sqlalchemy.url")
+    if context.is_offline_mode():
+        context.configure(url=url, target_metadata=target_metadata, literal_binds=True)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+
+    def migrate(connection: sa.Connection) -> None:
+        context.configure(connection=connection, target_metadata=target_metadata, compare_type=True)
+        with context.begin_transaction():
+            context.run_migrations()
+
+    async def run() -> None:
+        engine = create_async_engine(url, poolclass=NullPool)
+        try:
+            async with engine.connect() as connection:
+                await connection.run_sync(migrate)
+                await connection.commit()
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+
+
+def create_infra_tables() -> None:
+    tz = sa.DateTime(timezone=True)
+    op.create_table(
+        "outbox",
+        sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+        sa.Column("event_id", postgresql.UUID, nullable=False, unique=True),
+        sa.Column("topic", sa.Text, nullable=False),
+        sa.Column("key", sa.Text, nullable=False),
+        sa.Column("type", sa.Text, nullable=False),
+        sa.Column("envelope", postgresql.JSONB, nullable=False),
+        sa.Column("created_at", tz, nullable=False, server_default=sa.func.now()),
+        sa.Column("published_at", tz),
+        sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("last_error", sa.Text),
+    )
+    op.create_index("ix_outbox_unpublished", "outbox", ["id"], postgresql_where=sa.text("published_at IS NULL"))
+    op.create_table(
+        "inbox",
+        sa.Column("consumer", sa.Text, primary_key=True),
+        sa.Column("event_id", postgresql.UUID, primary_key=True),
+        sa.Column("type", sa.Text, nullable=False),
+        sa.Column("topic", sa.Text, nullable=False),
+        sa.Column("partition", sa.Integer, nullable=False),
+        sa.Column("offset", sa.BigInteger, nullable=False),
+        sa.Column("handled_at", tz, nullable=False, server_default=sa.func.now()),
+    )
+    op.create_table(
+        "timer",
+        sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+        sa.Column("kind", sa.Text, nullable=False),
+        sa.Column("key", sa.Text, nullable=False),
+        sa.Column("due_at", tz, nullable=False),
+        sa.Column("payload", postgresql.JSONB, nullable=False, server_default="{}"),
+        sa.Column("created_at", tz, nullable=False, server_default=sa.func.now()),
+        sa.Column("fired_at", tz),
+        sa.Column("cancelled_at", tz),
+        sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("last_error", sa.Text),
+        sa.UniqueConstraint("kind", "key", name="uq_timer_kind_key"),
+    )
+    op.create_index(
+        "ix_timer_due",
+        "timer",
+        ["due_at"],
+        postgresql_where=sa.text("fired_at IS NULL AND cancelled_at IS NULL"),
+    )
+
+
+def drop_infra_tables() -> None:
+    for table in ("timer", "inbox", "outbox"):
+        op.drop_table(table)

@@ -1,0 +1,207 @@
+"""Builds a service's FastAPI app: engine, producer, outbox relay, consumer, timer worker, health and metrics.
+
+Each service's `app.py` calls `build_service_app` with its settings, routers and handlers. Background workers run
+under a supervisor that restarts them with backoff, so a broker or database outage degrades the service (readyz
+says so) instead of killing it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager, suppress
+from datetime import datetime
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import func, select, text
+
+from shared import metrics
+from shared.auth import TokenVerifier
+from shared.clock import Clock, SystemClock
+from shared.db import create_engine, create_sessionmaker
+from shared.errors import install_error_handlers, problem_response
+from shared.events.consumer import EventConsumer, EventHandler
+from shared.events.kafka import make_producer, start_producer
+from shared.events.models import OutboxEvent
+from shared.events.relay import OutboxRelay
+from shared.middleware import RequestContextMiddleware
+from shared.settings import ServiceSettings
+from shared.timers import TimerHandler, TimerWorker, timer_backlog
+
+log = logging.getLogger(__name__)
+
+
+async def supervise(name: str, work: Callable[[], Awaitable[None]], max_backoff: float = 30.0) -> None:
+    """Runs `work` forever, restarting it with backoff when it fails; stops only when cancelled."""
+    delay = 0.5
+    while True:
+        try:
+            await work()
+            delay = 0.5
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("worker failed; restarting", extra={"worker": name, "error": repr(exc), "retry_in": delay})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_backoff)
+
+
+def build_service_app(
+    settings: ServiceSettings,
+    *,
+    title: str,
+    description: str,
+    routers: Sequence[APIRouter] = (),
+    event_handlers: Mapping[str, EventHandler] | None = None,
+    timer_handlers: Mapping[str, TimerHandler] | None = None,
+    clock: Clock | None = None,
+) -> FastAPI:
+    service = settings.service_name
+    clock = clock or SystemClock()
+    event_handlers = event_handlers or {}
+    timer_handlers = timer_handlers or {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings.database_url, settings.database_pool_size)
+        sessionmaker = create_sessionmaker(engine)
+        producer = make_producer(settings)
+        app.state.engine = engine
+        app.state.sessionmaker = sessionmaker
+        app.state.producer = producer
+        app.state.producer_ready = False
+        tasks: list[asyncio.Task[None]] = []
+
+        async def start_and_run_workers() -> None:
+            await start_producer(producer, max_backoff=settings.outbox_max_backoff_seconds)
+            app.state.producer_ready = True
+            relay = OutboxRelay(
+                service=service,
+                engine=engine,
+                sessionmaker=sessionmaker,
+                producer=producer,
+                batch_size=settings.outbox_batch_size,
+                poll_seconds=settings.outbox_poll_seconds,
+                max_backoff_seconds=settings.outbox_max_backoff_seconds,
+            )
+            app.state.relay = relay
+            workers: list[Awaitable[None]] = [supervise("outbox-relay", relay.run)]
+            if settings.consumes:
+
+                async def consume() -> None:
+                    consumer = EventConsumer(
+                        service=service,
+                        sessionmaker=sessionmaker,
+                        bootstrap_servers=settings.kafka_bootstrap_servers,
+                        topics=settings.consumes,
+                        handlers=event_handlers,
+                        dlq_producer=producer,
+                        max_attempts=settings.consumer_max_attempts,
+                        retry_seconds=settings.consumer_retry_seconds,
+                        session_timeout_ms=settings.kafka_session_timeout_ms,
+                    )
+                    await consumer.run()
+
+                workers.append(supervise("consumer", consume))
+            await asyncio.gather(*workers)
+
+        if settings.run_workers:
+            tasks.append(asyncio.create_task(start_and_run_workers(), name=f"{service}-workers"))
+            timers = TimerWorker(
+                service=service,
+                sessionmaker=sessionmaker,
+                clock=clock,
+                handlers=timer_handlers,
+                batch_size=settings.timer_batch_size,
+                poll_seconds=settings.timer_poll_seconds,
+                max_backoff_seconds=settings.timer_max_backoff_seconds,
+            )
+            tasks.append(asyncio.create_task(supervise("timers", timers.run), name=f"{service}-timers"))
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with suppress(asyncio.CancelledError):
+                    await task
+            with suppress(Exception):
+                await producer.stop()
+            await engine.dispose()
+
+    app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.clock = clock
+    app.state.token_verifier = TokenVerifier(
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        public_keys_pem=settings.jwt_public_keys,
+        jwks_url=settings.jwt_jwks_url,
+    )
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware, service=service)
+    for router in routers:
+        app.include_router(router)
+    app.include_router(_operations_router(service))
+    return app
+
+
+def _operations_router(service: str) -> APIRouter:
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz", summary="Liveness: the process answers")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": service}
+
+    @router.get("/readyz", summary="Readiness: the database and the broker answer")
+    async def readyz(request: Request) -> Response:
+        checks = {"database": "ok", "broker": "ok"}
+        try:
+            async with request.app.state.engine.connect() as conn:
+                await asyncio.wait_for(conn.execute(text("SELECT 1")), 2)
+        except Exception as exc:
+            checks["database"] = f"failed: {type(exc).__name__}"
+        producer = request.app.state.producer
+        if not request.app.state.producer_ready:
+            checks["broker"] = "not connected"
+        else:
+            try:
+                if not await asyncio.wait_for(producer.client.force_metadata_update(), 2):
+                    checks["broker"] = "metadata refresh failed"
+            except Exception as exc:
+                checks["broker"] = f"failed: {type(exc).__name__}"
+        if all(v == "ok" for v in checks.values()):
+            return JSONResponse({"status": "ready", "service": service, "checks": checks})
+        return problem_response(
+            request,
+            status=503,
+            code="not-ready",
+            title="Service not ready",
+            detail=", ".join(f"{k}: {v}" for k, v in checks.items() if v != "ok"),
+            extra={"service": service, "checks": checks},
+        )
+
+    @router.get("/metrics", include_in_schema=False)
+    async def prometheus(request: Request) -> Response:
+        clock: Clock = request.app.state.clock
+        try:
+            async with request.app.state.sessionmaker() as session:
+                backlog, oldest = (
+                    await session.execute(
+                        select(func.count(), func.min(OutboxEvent.created_at)).where(OutboxEvent.published_at.is_(None))
+                    )
+                ).one()
+                metrics.OUTBOX_BACKLOG.labels(service).set(backlog)
+                metrics.OUTBOX_OLDEST_AGE.labels(service).set(_age(oldest, clock.now()))
+                metrics.TIMER_BACKLOG.labels(service).set(await timer_backlog(session, clock.now()))
+        except Exception as exc:
+            log.warning("metrics: database gauges unavailable", extra={"error": repr(exc)})
+        return metrics.exposition()
+
+    return router
+
+
+def _age(oldest: datetime | None, now: datetime) -> float:
+    return max((now - oldest).total_seconds(), 0.0) if oldest else 0.0

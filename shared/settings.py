@@ -1,0 +1,48 @@
+"""Settings every service shares. Each service subclasses with its own env prefix (ORDER_, DISPATCH_, ...).
+
+There is no module-level instance: `create_app(settings)` takes one, and tests build their own.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore")
+
+    service_name: ClassVar[str]
+
+    database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/songda"
+    database_pool_size: int = 10
+
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    # Real Kafka supports the idempotent producer; Tansu does not (InitProducerId fails), so it is a setting.
+    kafka_enable_idempotence: bool = False
+    kafka_request_timeout_ms: int = 10_000
+    kafka_session_timeout_ms: int = 6_000
+    # Topics this service consumes; the consumer group is the service name.
+    consumes: list[str] = []
+
+    jwt_issuer: str = "songda"
+    jwt_audience: str = "songda"
+    # PEM public keys (several may be concatenated, for rotation) or a JWKS URL; either is enough.
+    jwt_public_keys: str = ""
+    jwt_jwks_url: str = ""
+
+    outbox_batch_size: int = 200
+    outbox_poll_seconds: float = 0.1
+    outbox_max_backoff_seconds: float = 10.0
+
+    consumer_max_attempts: int = 5
+    consumer_retry_seconds: float = 0.2
+
+    timer_batch_size: int = 100
+    timer_poll_seconds: float = 0.5
+    timer_max_backoff_seconds: float = 300.0
+
+    log_level: str = "INFO"
+    # Background workers (relay, consumer, timers) can be switched off, e.g. for a read-only replica.
+    run_workers: bool = True

@@ -1,0 +1,266 @@
+"""Starts and stops the whole platform: PostgreSQL, the broker, every service and the gateway.
+
+PostgreSQL and the broker are embedded unless `SONGDA_POSTGRES_URL` / `SONGDA_KAFKA_BOOTSTRAP_SERVERS` name real
+ones. A state file records what was started, so a run after a crash first stops what the crashed one left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from shared import migrations
+from shared.auth import Principal, Role
+from shared.clock import SystemClock
+from shared.events.topics import SERVICES, all_topics
+from shared.stack.broker import TansuBroker, ensure_topics
+from shared.stack.ports import free_port
+from shared.stack.postgres import EmbeddedPostgres
+from shared.stack.processes import AppProcess, process_cmdline, terminate_group
+
+DEMO_MERCHANT = "demo-merchant"
+DEMO_STORE = "demo-store"
+
+
+@dataclass
+class StackOptions:
+    state_dir: Path
+    gateway_port: int = 8000
+    postgres_port: int = 55432
+    broker_port: int = 59092
+    postgres_url: str | None = None  # a server URL (no database): postgresql://user@host:port
+    kafka_bootstrap_servers: str | None = None
+    kafka_enable_idempotence: bool = True  # for a real Kafka; always off for the embedded Tansu
+    database_prefix: str = "songda_"
+    dev_mode: bool = True
+    services: tuple[str, ...] = SERVICES
+
+    @classmethod
+    def from_env(cls, state_dir: Path, **overrides: object) -> StackOptions:
+        env = os.environ
+        options = cls(
+            state_dir=state_dir,
+            gateway_port=int(env.get("SONGDA_GATEWAY_PORT", "8000")),
+            postgres_url=env.get("SONGDA_POSTGRES_URL") or None,
+            kafka_bootstrap_servers=env.get("SONGDA_KAFKA_BOOTSTRAP_SERVERS") or None,
+            kafka_enable_idempotence=env.get("SONGDA_KAFKA_ENABLE_IDEMPOTENCE", "true").lower() == "true",
+            database_prefix=env.get("SONGDA_DATABASE_PREFIX", "songda_"),
+        )
+        for key, value in overrides.items():
+            setattr(options, key, value)
+        return options
+
+
+def database_url(server_url: str, database: str, driver: str = "postgresql+asyncpg") -> str:
+    parts = urlsplit(server_url)
+    return urlunsplit((driver, parts.netloc, "/" + database, parts.query, ""))
+
+
+async def _create_databases(server_url: str, names: list[str]) -> None:
+    connection = await asyncpg.connect(database_url(server_url, "postgres", "postgresql"))
+    try:
+        existing = {r["datname"] for r in await connection.fetch("SELECT datname FROM pg_database")}
+        for name in names:
+            if name not in existing:
+                await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+
+
+@dataclass
+class Infra:
+    """PostgreSQL and the broker, embedded or external."""
+
+    postgres_url: str
+    bootstrap_servers: str
+    kafka_enable_idempotence: bool
+    postgres: EmbeddedPostgres | None = None
+    broker: TansuBroker | None = None
+
+    def stop(self) -> None:
+        if self.broker:
+            self.broker.stop()
+        if self.postgres:
+            self.postgres.stop()
+
+
+def start_infra(options: StackOptions) -> Infra:
+    logs = options.state_dir / "logs"
+    postgres = None
+    if options.postgres_url:
+        postgres_url = options.postgres_url
+    else:
+        postgres = EmbeddedPostgres(options.state_dir, free_port(options.postgres_port))
+        postgres.start()
+        postgres_url = postgres.url
+    broker = None
+    try:
+        if options.kafka_bootstrap_servers:
+            bootstrap, idempotence = options.kafka_bootstrap_servers, options.kafka_enable_idempotence
+        else:
+            broker = TansuBroker(free_port(options.broker_port), logs / "tansu.log")
+            broker.start()
+            bootstrap, idempotence = broker.bootstrap_servers, False
+        ensure_topics(bootstrap, all_topics())
+    except BaseException:
+        if postgres:
+            postgres.stop()
+        raise
+    return Infra(postgres_url, bootstrap, idempotence, postgres, broker)
+
+
+def prepare_databases(options: StackOptions, infra: Infra) -> dict[str, str]:
+    """Creates each service's database if missing and migrates it; returns the service → URL map."""
+    names = {service: f"{options.database_prefix}{service}" for service in options.services}
+    asyncio.run(_create_databases(infra.postgres_url, list(names.values())))
+    urls = {service: database_url(infra.postgres_url, name) for service, name in names.items()}
+    for service, url in urls.items():
+        migrations.upgrade(service, url)
+    return urls
+
+
+def ensure_signing_key(state_dir: Path) -> Path:
+    from gateway.auth import generate_signing_key
+
+    path = state_dir / "keys" / "jwt-signing.pem"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(generate_signing_key())
+    return path
+
+
+@dataclass
+class Stack:
+    options: StackOptions
+    infra: Infra | None = None
+    apps: list[AppProcess] = field(default_factory=list)
+
+    @property
+    def state_file(self) -> Path:
+        return self.options.state_dir / "run" / "stack.json"
+
+    @property
+    def gateway(self) -> AppProcess:
+        return self.apps[-1]
+
+    def start(self, ready_timeout: float = 90.0) -> None:
+        self.options.state_dir.mkdir(parents=True, exist_ok=True)
+        self.stop_leftovers()
+        self.infra = start_infra(self.options)
+        self._write_state()
+        urls = prepare_databases(self.options, self.infra)
+        key_file = ensure_signing_key(self.options.state_dir)
+        from gateway.auth import load_signing_key, public_pem
+        from gateway.settings import GatewaySettings
+
+        public_key = public_pem(load_signing_key(GatewaySettings(signing_key_file=str(key_file))))
+        logs = self.options.state_dir / "logs"
+        gateway_env = {
+            "GATEWAY_SIGNING_KEY_FILE": str(key_file),
+            "GATEWAY_DEV_MODE": str(self.options.dev_mode).lower(),
+        }
+        taken: set[int] = set()
+        for service in self.options.services:
+            prefix = service.upper()
+            port = _unused_port(taken)
+            self.apps.append(
+                AppProcess(
+                    name=service,
+                    app=f"services.{service}.app:create_app",
+                    port=port,
+                    env={
+                        f"{prefix}_DATABASE_URL": urls[service],
+                        f"{prefix}_KAFKA_BOOTSTRAP_SERVERS": self.infra.bootstrap_servers,
+                        f"{prefix}_KAFKA_ENABLE_IDEMPOTENCE": str(self.infra.kafka_enable_idempotence).lower(),
+                        f"{prefix}_JWT_PUBLIC_KEYS": public_key,
+                    },
+                    log_file=logs / f"{service}.log",
+                )
+            )
+            gateway_env[f"GATEWAY_{prefix}_URL"] = f"http://127.0.0.1:{port}"
+        gateway_port = free_port(self.options.gateway_port)
+        self.apps.append(
+            AppProcess("gateway", "gateway.app:create_app", gateway_port, gateway_env, logs / "gateway.log")
+        )
+        for app in self.apps:
+            app.start()
+        self._write_state()
+        deadline = time.monotonic() + ready_timeout
+        for app in self.apps:
+            app.wait_ready(deadline)
+
+    def stop(self) -> None:
+        for app in reversed(self.apps):
+            app.stop()
+        self.apps.clear()
+        if self.infra:
+            self.infra.stop()
+            self.infra = None
+        with contextlib.suppress(FileNotFoundError):
+            self.state_file.unlink()
+
+    def dead_apps(self) -> list[AppProcess]:
+        return [app for app in self.apps if not app.alive()]
+
+    def _write_state(self) -> None:
+        children = [{"name": app.name, "pid": app.process.pid} for app in self.apps if app.process]
+        if self.infra and self.infra.broker and self.infra.broker.process:
+            children.append({"name": "tansu", "pid": self.infra.broker.process.pid})
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        self.state_file.write_text(json.dumps({"launcher_pid": os.getpid(), "children": children}))
+
+    def stop_leftovers(self) -> None:
+        """Stops what a crashed launcher left running (its embedded PostgreSQL is stopped by its own start)."""
+        try:
+            state = json.loads(self.state_file.read_text())
+        except (FileNotFoundError, ValueError):
+            return
+        launcher = state.get("launcher_pid")
+        if launcher and launcher != os.getpid() and "songda" in process_cmdline(launcher):
+            raise RuntimeError(f"the stack is already running (launcher pid {launcher}); stop it first")
+        for child in state.get("children", []):
+            cmdline = process_cmdline(child["pid"])
+            if "uvicorn" in cmdline or "tansu" in cmdline:
+                terminate_group(child["pid"], timeout=10)
+        self.state_file.unlink(missing_ok=True)
+
+    def demo_tokens(self, ttl_seconds: int = 12 * 3600) -> dict[str, str]:
+        from gateway.auth import TokenIssuer, load_signing_key
+        from gateway.settings import GatewaySettings
+
+        settings = GatewaySettings(signing_key_file=str(self.options.state_dir / "keys" / "jwt-signing.pem"))
+        issuer = TokenIssuer(
+            load_signing_key(settings),
+            key_id=settings.signing_key_id,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            ttl_seconds=ttl_seconds,
+            clock=SystemClock(),
+        )
+        principals = {
+            "customer": Principal(sub="demo-customer", role=Role.customer),
+            "merchant": Principal(
+                sub="demo-merchant-staff", role=Role.merchant, merchant_id=DEMO_MERCHANT, store_ids=[DEMO_STORE]
+            ),
+            "rider": Principal(sub="demo-rider", role=Role.rider, merchant_id=DEMO_MERCHANT),
+            "ops": Principal(sub="demo-ops", role=Role.ops),
+        }
+        return {name: issuer.issue(principal) for name, principal in principals.items()}
+
+
+def _unused_port(taken: set[int]) -> int:
+    while True:
+        port = free_port()
+        if port not in taken:
+            taken.add(port)
+            return port

@@ -1,0 +1,125 @@
+"""Durable timers for deadlines (unpaid orders, accept limits, after-sales SLAs, code expiry).
+
+A timer is a row with `due_at`. Workers claim due rows with `FOR UPDATE SKIP LOCKED`, run the handler and mark the
+row fired in the same transaction, so a deadline fires once however many workers race. A handler that fails is
+retried later with backoff; handlers must be idempotent all the same (a crash may land between effect and commit,
+which the rollback undoes, but an effect outside the database would be repeated).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared import metrics
+from shared.clock import Clock
+from shared.events.models import Timer
+
+log = logging.getLogger(__name__)
+
+TimerHandler = Callable[[AsyncSession, Timer], Awaitable[None]]
+
+
+async def schedule_timer(
+    session: AsyncSession, *, kind: str, key: str, due_at: datetime, payload: dict[str, Any] | None = None
+) -> None:
+    """Schedules (kind, key) once; scheduling it again moves an unfired timer to the new `due_at`."""
+    if due_at.tzinfo is None:
+        raise ValueError("due_at must be timezone-aware")
+    stmt = insert(Timer).values(kind=kind, key=key, due_at=due_at, payload=payload or {})
+    await session.execute(
+        stmt.on_conflict_do_update(
+            constraint="uq_timer_kind_key",
+            set_={"due_at": stmt.excluded.due_at, "payload": stmt.excluded.payload},
+            where=Timer.fired_at.is_(None) & Timer.cancelled_at.is_(None),
+        )
+    )
+
+
+async def cancel_timer(session: AsyncSession, *, kind: str, key: str, now: datetime) -> bool:
+    result = await session.execute(
+        update(Timer)
+        .where(Timer.kind == kind, Timer.key == key, Timer.fired_at.is_(None), Timer.cancelled_at.is_(None))
+        .values(cancelled_at=now)
+        .returning(Timer.id)
+    )
+    return result.first() is not None
+
+
+class TimerWorker:
+    def __init__(
+        self,
+        *,
+        service: str,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        clock: Clock,
+        handlers: Mapping[str, TimerHandler],
+        batch_size: int = 100,
+        poll_seconds: float = 0.5,
+        max_backoff_seconds: float = 300.0,
+    ) -> None:
+        self.service = service
+        self.sessionmaker = sessionmaker
+        self.clock = clock
+        self.handlers = handlers
+        self.batch_size = batch_size
+        self.poll_seconds = poll_seconds
+        self.max_backoff = max_backoff_seconds
+
+    async def run(self) -> None:
+        while True:
+            fired = await self.fire_due()
+            if fired < self.batch_size:
+                await asyncio.sleep(self.poll_seconds)
+
+    async def fire_due(self) -> int:
+        """Fires the timers due by the clock's now; returns how many were claimed."""
+        now = self.clock.now()
+        async with self.sessionmaker() as session, session.begin():
+            timers = (
+                await session.scalars(
+                    select(Timer)
+                    .where(Timer.fired_at.is_(None), Timer.cancelled_at.is_(None), Timer.due_at <= now)
+                    .order_by(Timer.due_at, Timer.id)
+                    .limit(self.batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            for timer in timers:
+                await self._fire(session, timer, now)
+        return len(timers)
+
+    async def _fire(self, session: AsyncSession, timer: Timer, now: datetime) -> None:
+        handler = self.handlers.get(timer.kind)
+        try:
+            if handler is None:
+                raise LookupError(f"no handler for timer kind {timer.kind!r}")
+            async with session.begin_nested():
+                await handler(session, timer)
+        except Exception as exc:  # the handler's failure: retried later, never lost
+            timer.attempts += 1
+            timer.last_error = repr(exc)[:1000]
+            timer.due_at = now + timedelta(seconds=min(2**timer.attempts, self.max_backoff))
+            metrics.TIMERS_FIRED.labels(self.service, timer.kind, "failed").inc()
+            log.warning("timer handler failed", extra={"kind": timer.kind, "key": timer.key, "error": repr(exc)})
+            return
+        timer.fired_at = now
+        metrics.TIMERS_FIRED.labels(self.service, timer.kind, "fired").inc()
+
+
+async def timer_backlog(session: AsyncSession, now: datetime) -> int:
+    return int(
+        await session.scalar(
+            select(func.count())
+            .select_from(Timer)
+            .where(Timer.fired_at.is_(None), Timer.cancelled_at.is_(None), Timer.due_at <= now)
+        )
+        or 0
+    )
