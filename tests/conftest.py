@@ -1,0 +1,89 @@
+"""Fixtures over the real infrastructure: the launcher's embedded PostgreSQL and Tansu broker (or the ones named by
+SONGDA_POSTGRES_URL / SONGDA_KAFKA_BOOTSTRAP_SERVERS), a fresh migrated database per test."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from shared import migrations
+from shared.db import create_engine, create_sessionmaker
+from shared.stack.launcher import Infra, StackOptions, database_url, start_infra
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_STATE = ROOT / ".songda" / "test"
+
+
+@pytest.fixture(scope="session")
+def infra() -> Iterator[Infra]:
+    # Ports of our own (0: any free one), so a running `make run` is left alone.
+    options = StackOptions.from_env(TEST_STATE, postgres_port=0, broker_port=0)
+    started = start_infra(options)
+    yield started
+    started.stop()
+
+
+@pytest.fixture(scope="session")
+def bootstrap(infra: Infra) -> str:
+    return infra.bootstrap_servers
+
+
+async def _admin(infra: Infra) -> asyncpg.Connection:
+    return await asyncpg.connect(database_url(infra.postgres_url, "postgres", "postgresql"))
+
+
+@pytest.fixture(scope="session")
+async def template_database(infra: Infra) -> AsyncIterator[str]:
+    """The order service's history migrated once into a template; tests clone it (fast, and isolated)."""
+    name = f"songda_tpl_{uuid.uuid4().hex[:8]}"
+    admin = await _admin(infra)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    await asyncio.to_thread(migrations.upgrade, "order", database_url(infra.postgres_url, name))
+    yield name
+    admin = await _admin(infra)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def db_url(infra: Infra, template_database: str) -> AsyncIterator[str]:
+    name = f"songda_t_{uuid.uuid4().hex[:12]}"
+    admin = await _admin(infra)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
+    finally:
+        await admin.close()
+    yield database_url(infra.postgres_url, name)
+    admin = await _admin(infra)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(db_url, pool_size=5)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return create_sessionmaker(engine)
+
+
+@pytest.fixture
+def topic() -> str:
+    return f"t{uuid.uuid4().hex[:10]}.events"

@@ -1,0 +1,223 @@
+"""The outbox is written with the state change or not at all; the relay publishes it in order, and keeps it while
+the broker is away."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+from fastapi import APIRouter
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from services.order.settings import OrderSettings
+from shared.db import DbSession
+from shared.errors import Conflict
+from shared.events.envelope import new_event
+from shared.events.models import OutboxEvent
+from shared.events.outbox import add_event
+from shared.events.relay import OutboxRelay
+from shared.service import build_service_app
+from shared.stack.broker import TansuBroker, create_topics
+from shared.stack.launcher import Infra
+from shared.stack.ports import free_port
+from tests.conftest import TEST_STATE
+from tests.support import eventually, read_topic
+
+PUBLIC_KEY = """-----BEGIN PUBLIC KEY-----
+MCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=
+-----END PUBLIC KEY-----
+"""
+
+
+async def _probe_table(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE probe (id text PRIMARY KEY, seq int NOT NULL DEFAULT 0)"))
+
+
+async def _count(sessionmaker: async_sessionmaker[AsyncSession], sql: str) -> int:
+    async with sessionmaker() as session:
+        return int(await session.scalar(text(sql)) or 0)
+
+
+def _probe_router(topic: str) -> APIRouter:
+    """A use case shaped like the real ones: a state change plus its event, then maybe a domain refusal."""
+    router = APIRouter()
+
+    @router.post("/probes/{probe_id}")
+    async def create_probe(probe_id: str, session: DbSession, refuse: bool = False) -> dict[str, Any]:
+        await session.execute(text("INSERT INTO probe (id) VALUES (:id)"), {"id": probe_id})
+        await add_event(
+            session, new_event("probe.created.v1", source="order", subject=probe_id, data={}), topic=topic
+        )
+        if refuse:
+            raise Conflict("refused after writing")
+        return {"id": probe_id}
+
+    return router
+
+
+async def test_a_use_case_commits_its_change_and_its_event_together_or_neither(
+    db_url: str, engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession], topic: str
+) -> None:
+    await _probe_table(engine)
+    settings = OrderSettings(database_url=db_url, jwt_public_keys=PUBLIC_KEY, run_workers=False)
+    app = build_service_app(settings, title="t", description="t", routers=[_probe_router(topic)])
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://order") as client:
+            refused = await client.post("/probes/p1", params={"refuse": True})
+            assert refused.status_code == 409
+            assert refused.headers["content-type"] == "application/problem+json"
+            assert refused.json()["detail"] == "refused after writing"
+            assert await _count(sessionmaker, "SELECT count(*) FROM probe") == 0
+            assert await _count(sessionmaker, "SELECT count(*) FROM outbox") == 0
+
+            accepted = await client.post("/probes/p2")
+            assert accepted.status_code == 200
+    assert await _count(sessionmaker, "SELECT count(*) FROM probe WHERE id = 'p2'") == 1
+    async with sessionmaker() as session:
+        row = (await session.scalars(select(OutboxEvent))).one()
+    assert (row.key, row.type, row.topic, row.published_at) == ("p2", "probe.created.v1", topic, None)
+    assert row.envelope["subject"] == "p2"
+    assert row.envelope["correlation_id"]  # the request id, carried into the event
+
+
+async def _write_events(
+    sessionmaker: async_sessionmaker[AsyncSession], topic: str, keys: list[str], per_key: int
+) -> None:
+    """Events interleaved across keys, one transaction each, `seq` counting up per key."""
+    for seq in range(per_key):
+        for key in keys:
+            async with sessionmaker() as session, session.begin():
+                event = new_event("probe.moved.v1", source="order", subject=key, data={"seq": seq})
+                await add_event(session, event, topic=topic)
+
+
+def _sequences(records: list[Any]) -> dict[str, list[int]]:
+    by_key: dict[str, list[int]] = defaultdict(list)
+    for record in sorted(records, key=lambda r: (r.partition, r.offset)):
+        envelope = orjson.loads(record.value)
+        assert record.key.decode() == envelope["subject"]
+        by_key[envelope["subject"]].append(envelope["data"]["seq"])
+    return by_key
+
+
+async def _backlog(sessionmaker: async_sessionmaker[AsyncSession]) -> int:
+    return await _count(sessionmaker, "SELECT count(*) FROM outbox WHERE published_at IS NULL")
+
+
+async def test_relay_publishes_each_orders_events_once_and_in_order(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession], bootstrap: str, topic: str
+) -> None:
+    await create_topics(bootstrap, [topic])
+    keys = [f"order-{i}" for i in range(5)]
+    await _write_events(sessionmaker, topic, keys, per_key=8)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        # A small batch size forces several rounds, with one key's events spread over them.
+        relay = OutboxRelay(
+            service="order", engine=engine, sessionmaker=sessionmaker, producer=producer, batch_size=7
+        )
+        while await _backlog(sessionmaker):
+            await relay.publish_batch()
+    finally:
+        await producer.stop()
+    records = await read_topic(bootstrap, topic, expected=40)
+    assert len(records) == 40
+    assert _sequences(records) == {key: list(range(8)) for key in keys}
+
+
+async def test_relay_keeps_the_backlog_while_the_broker_is_paused_and_publishes_it_after(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession], topic: str
+) -> None:
+    # A broker of its own: pausing the shared one would stall every other test's clients.
+    port = free_port()
+    broker = TansuBroker(port, TEST_STATE / "logs" / f"tansu-paused-{port}.log")
+    broker.start()
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers, acks="all", request_timeout_ms=1500)
+    relay_task = None
+    try:
+        await create_topics(broker.bootstrap_servers, [topic])
+        await producer.start()
+        relay = OutboxRelay(
+            service="order",
+            engine=engine,
+            sessionmaker=sessionmaker,
+            producer=producer,
+            poll_seconds=0.05,
+            max_backoff_seconds=1.0,
+        )
+        relay_task = asyncio.create_task(relay.run())
+        keys = ["order-a", "order-b", "order-c", "order-d"]
+        await _write_events(sessionmaker, topic, keys, per_key=2)
+        await eventually(lambda: _backlog_is(sessionmaker, 0))
+
+        broker.pause()
+        await _write_events(sessionmaker, topic, keys, per_key=5)  # seq 0..4 again, as a second batch
+        await asyncio.sleep(4)  # several publish attempts time out meanwhile
+        assert await _backlog(sessionmaker) == 20
+        failed_attempts = await _count(sessionmaker, "SELECT coalesce(max(attempts), 0) FROM outbox")
+        assert failed_attempts >= 1
+
+        broker.resume()
+        await eventually(lambda: _backlog_is(sessionmaker, 0), timeout=30)
+        records = await read_topic(broker.bootstrap_servers, topic, expected=28)
+        sequences = _sequences(records)
+        for key in keys:
+            # Before the pause 0,1; after it 0..4, each at least once and never out of order.
+            assert sequences[key][:2] == [0, 1]
+            after = sequences[key][2:]
+            assert sorted(set(after)) == list(range(5))
+            assert after == sorted(after)
+    finally:
+        if relay_task:
+            relay_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await relay_task
+        broker.resume()
+        await producer.stop()
+        broker.stop()
+
+
+async def _backlog_is(sessionmaker: async_sessionmaker[AsyncSession], expected: int) -> bool:
+    return await _backlog(sessionmaker) == expected
+
+
+async def test_only_one_relay_leads_per_service(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession], bootstrap: str
+) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    relays = [
+        OutboxRelay(service="order", engine=engine, sessionmaker=sessionmaker, producer=producer) for _ in range(2)
+    ]
+    tasks = [asyncio.create_task(relay.run()) for relay in relays]
+    try:
+        await eventually(lambda: _any_leader(relays))
+        await asyncio.sleep(0.3)
+        assert sum(relay.is_leader for relay in relays) == 1
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await producer.stop()
+    assert await _count(sessionmaker, "SELECT count(*) FROM outbox") == 0
+
+
+async def _any_leader(relays: list[OutboxRelay]) -> bool:
+    return any(relay.is_leader for relay in relays)
+
+
+@pytest.fixture(autouse=True)
+def _uses_infra(infra: Infra) -> None:
+    """Every test here needs the broker and the database."""
