@@ -32,9 +32,7 @@ async def on_paid(session: AsyncSession, event: Envelope) -> None:
     if await session.scalar(text("SELECT broken FROM switch")):
         raise RuntimeError("downstream rule rejects this event")
     await session.execute(
-        text(
-            "INSERT INTO credit VALUES (:s, 1) ON CONFLICT (subject) DO UPDATE SET times = credit.times + 1"
-        ),
+        text("INSERT INTO credit VALUES (:s, 1) ON CONFLICT (subject) DO UPDATE SET times = credit.times + 1"),
         {"s": event.subject},
     )
     # A reaction publishes its own event, in the same transaction as the effect and the inbox row.
@@ -65,8 +63,6 @@ def _consumer(
         max_attempts=3,
         retry_seconds=0.01,
     )
-
-
 
 
 async def _consume_until_quiet(consumer: EventConsumer) -> None:

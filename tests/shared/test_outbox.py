@@ -13,7 +13,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter
-from sqlalchemy import func, select, text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.order.settings import OrderSettings
@@ -53,9 +53,7 @@ def _probe_router(topic: str) -> APIRouter:
     @router.post("/probes/{probe_id}")
     async def create_probe(probe_id: str, session: DbSession, refuse: bool = False) -> dict[str, Any]:
         await session.execute(text("INSERT INTO probe (id) VALUES (:id)"), {"id": probe_id})
-        await add_event(
-            session, new_event("probe.created.v1", source="order", subject=probe_id, data={}), topic=topic
-        )
+        await add_event(session, new_event("probe.created.v1", source="order", subject=probe_id, data={}), topic=topic)
         if refuse:
             raise Conflict("refused after writing")
         return {"id": probe_id}
@@ -123,9 +121,7 @@ async def test_relay_publishes_each_orders_events_once_and_in_order(
     await producer.start()
     try:
         # A small batch size forces several rounds, with one key's events spread over them.
-        relay = OutboxRelay(
-            service="order", engine=engine, sessionmaker=sessionmaker, producer=producer, batch_size=7
-        )
+        relay = OutboxRelay(service="order", engine=engine, sessionmaker=sessionmaker, producer=producer, batch_size=7)
         while await _backlog(sessionmaker):
             await relay.publish_batch()
     finally:

@@ -1,0 +1,134 @@
+"""Durable timers fire once when the clock passes `due_at`, however many workers race for them."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from shared.clock import FrozenClock
+from shared.db import create_engine, create_sessionmaker
+from shared.events.models import Timer
+from shared.timers import TimerWorker, cancel_timer, schedule_timer
+
+START = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def fired_table(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE fired (key text NOT NULL, at timestamptz NOT NULL)"))
+
+
+async def cancel_unpaid(session: AsyncSession, timer: Timer) -> None:
+    await session.execute(text("INSERT INTO fired VALUES (:k, now())"), {"k": timer.key})
+
+
+async def _fired(sessionmaker: async_sessionmaker[AsyncSession]) -> list[str]:
+    async with sessionmaker() as session:
+        return list((await session.scalars(text("SELECT key FROM fired ORDER BY key"))).all())
+
+
+def _worker(sessionmaker: async_sessionmaker[AsyncSession], clock: FrozenClock, **handlers: object) -> TimerWorker:
+    return TimerWorker(
+        service="order",
+        sessionmaker=sessionmaker,
+        clock=clock,
+        handlers=handlers or {"order.unpaid": cancel_unpaid},  # type: ignore[arg-type]
+        batch_size=10,
+    )
+
+
+async def test_a_timer_fires_once_when_the_clock_passes_due_at(
+    fired_table: None, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    clock = FrozenClock(START)
+    async with sessionmaker() as session, session.begin():
+        await schedule_timer(session, kind="order.unpaid", key="o-1", due_at=START + timedelta(minutes=15))
+        await schedule_timer(session, kind="order.unpaid", key="o-2", due_at=START + timedelta(minutes=15))
+        await cancel_timer(session, kind="order.unpaid", key="o-2", now=START)
+    worker = _worker(sessionmaker, clock)
+
+    clock.advance(timedelta(minutes=14, seconds=59))
+    assert await worker.fire_due() == 0
+    assert await _fired(sessionmaker) == []
+
+    clock.advance(timedelta(seconds=1))
+    assert await worker.fire_due() == 1
+    assert await worker.fire_due() == 0
+    clock.advance(timedelta(hours=1))
+    assert await worker.fire_due() == 0
+    assert await _fired(sessionmaker) == ["o-1"]  # the cancelled one never fires
+
+
+async def test_rescheduling_moves_an_unfired_timer(
+    fired_table: None, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    clock = FrozenClock(START)
+    async with sessionmaker() as session, session.begin():
+        await schedule_timer(session, kind="order.unpaid", key="o-1", due_at=START + timedelta(minutes=5))
+        await schedule_timer(session, kind="order.unpaid", key="o-1", due_at=START + timedelta(minutes=30))
+    worker = _worker(sessionmaker, clock)
+    clock.advance(timedelta(minutes=10))
+    assert await worker.fire_due() == 0
+    clock.advance(timedelta(minutes=20))
+    assert await worker.fire_due() == 1
+    assert await _fired(sessionmaker) == ["o-1"]
+
+
+async def test_two_workers_racing_fire_each_timer_once(
+    fired_table: None, db_url: str, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    clock = FrozenClock(START)
+    keys = [f"o-{i:03d}" for i in range(120)]
+    async with sessionmaker() as session, session.begin():
+        for key in keys:
+            await schedule_timer(session, kind="order.unpaid", key=key, due_at=START)
+    # Two workers as two processes would be: each with its own engine and connections.
+    engines = [create_engine(db_url, pool_size=3) for _ in range(2)]
+    try:
+        workers = [_worker(create_sessionmaker(e), clock) for e in engines]
+
+        async def drain(worker: TimerWorker) -> int:
+            total = 0
+            while (claimed := await worker.fire_due()) > 0:
+                total += claimed
+            return total
+
+        claimed = await asyncio.gather(*(drain(w) for w in workers))
+    finally:
+        for e in engines:
+            await e.dispose()
+    assert sum(claimed) == len(keys)
+    assert await _fired(sessionmaker) == keys
+
+
+async def test_a_failing_handler_is_retried_later_and_loses_nothing(
+    fired_table: None, engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE switch (broken bool NOT NULL)"))
+        await conn.execute(text("INSERT INTO switch VALUES (true)"))
+
+    async def flaky(session: AsyncSession, timer: Timer) -> None:
+        await session.execute(text("INSERT INTO fired VALUES (:k, now())"), {"k": timer.key})
+        if await session.scalar(text("SELECT broken FROM switch")):
+            raise RuntimeError("carrier API down")
+
+    clock = FrozenClock(START)
+    async with sessionmaker() as session, session.begin():
+        await schedule_timer(session, kind="dispatch.escalate", key="d-1", due_at=START)
+    worker = _worker(sessionmaker, clock, **{"dispatch.escalate": flaky})
+    assert await worker.fire_due() == 1
+    assert await _fired(sessionmaker) == []  # the failed attempt's writes were rolled back
+    async with sessionmaker() as session:
+        assert await session.scalar(text("SELECT attempts FROM timer")) == 1
+    async with engine.begin() as conn:
+        await conn.execute(text("UPDATE switch SET broken = false"))
+    assert await worker.fire_due() == 0  # backing off
+    clock.advance(timedelta(seconds=3))
+    assert await worker.fire_due() == 1
+    assert await _fired(sessionmaker) == ["d-1"]
