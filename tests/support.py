@@ -31,21 +31,21 @@ async def serve(app: Any) -> AsyncIterator[str]:
         await task
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 20.0, interval: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
+async def eventually(check: Callable[[], Awaitable[bool]], within: float = 20.0, interval: float = 0.05) -> None:
+    deadline = time.monotonic() + within
     while not await check():
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
+            raise AssertionError(f"condition not met within {within}s")
         await asyncio.sleep(interval)
 
 
-async def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 20.0) -> list[Any]:
+async def read_topic(bootstrap: str, topic: str, expected: int, within: float = 20.0) -> list[Any]:
     """Reads a topic from the beginning, with no consumer group (no join to wait for), until `expected` records
-    arrived or `timeout` passed."""
+    arrived or `within` seconds passed."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest")
     await consumer.start()
     records: list[Any] = []
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     try:
         while len(records) < expected and time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=300)

@@ -164,7 +164,7 @@ async def test_relay_keeps_the_backlog_while_the_broker_is_paused_and_publishes_
         assert failed_attempts >= 1
 
         broker.resume()
-        await eventually(lambda: _backlog_is(sessionmaker, 0), timeout=30)
+        await eventually(lambda: _backlog_is(sessionmaker, 0), within=30)
         records = await read_topic(broker.bootstrap_servers, topic, expected=28)
         sequences = _sequences(records)
         for key in keys:
