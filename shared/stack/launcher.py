@@ -216,8 +216,11 @@ class Stack:
         children = [{"name": app.name, "pid": app.process.pid} for app in self.apps if app.process]
         if self.infra and self.infra.broker and self.infra.broker.process:
             children.append({"name": "tansu", "pid": self.infra.broker.process.pid})
+        state: dict[str, object] = {"launcher_pid": os.getpid(), "children": children}
+        if self.infra and self.infra.postgres:
+            state["postgres_data_dir"] = str(self.infra.postgres.data_dir)
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
-        self.state_file.write_text(json.dumps({"launcher_pid": os.getpid(), "children": children}))
+        self.state_file.write_text(json.dumps(state))
 
     def stop_leftovers(self) -> None:
         """Stops what a crashed launcher left running (its embedded PostgreSQL is stopped by its own start)."""
