@@ -34,42 +34,31 @@ def bootstrap(infra: Infra) -> str:
     return infra.bootstrap_servers
 
 
-async def _admin(infra: Infra) -> asyncpg.Connection:
-    return await asyncpg.connect(database_url(infra.postgres_url, "postgres", "postgresql"))
+async def _admin(infra: Infra, sql: str) -> None:
+    """Runs one statement on the server's maintenance database (CREATE/DROP DATABASE need their own connection)."""
+    connection = await asyncpg.connect(database_url(infra.postgres_url, "postgres", "postgresql"))
+    try:
+        await connection.execute(sql)
+    finally:
+        await connection.close()
 
 
 @pytest.fixture(scope="session")
 async def template_database(infra: Infra) -> AsyncIterator[str]:
     """The order service's history migrated once into a template; tests clone it (fast, and isolated)."""
     name = f"songda_tpl_{uuid.uuid4().hex[:8]}"
-    admin = await _admin(infra)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
+    await _admin(infra, f'CREATE DATABASE "{name}"')
     await asyncio.to_thread(migrations.upgrade, "order", database_url(infra.postgres_url, name))
     yield name
-    admin = await _admin(infra)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    await _admin(infra, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
 async def db_url(infra: Infra, template_database: str) -> AsyncIterator[str]:
     name = f"songda_t_{uuid.uuid4().hex[:12]}"
-    admin = await _admin(infra)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
-    finally:
-        await admin.close()
+    await _admin(infra, f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
     yield database_url(infra.postgres_url, name)
-    admin = await _admin(infra)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    await _admin(infra, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
