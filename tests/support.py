@@ -10,6 +10,8 @@ from typing import Any
 
 import uvicorn
 from aiokafka import AIOKafkaConsumer
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.stack.ports import free_port
 
@@ -57,3 +59,9 @@ async def read_topic(bootstrap: str, topic: str, expected: int, within: float = 
     finally:
         await consumer.stop()
     return records
+
+
+async def count(sessionmaker: async_sessionmaker[AsyncSession], sql: str) -> int:
+    """The integer a one-value SQL query returns (0 for NULL)."""
+    async with sessionmaker() as session:
+        return int(await session.scalar(text(sql)) or 0)

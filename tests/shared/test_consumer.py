@@ -16,7 +16,7 @@ from shared.events.envelope import Envelope, new_event
 from shared.events.outbox import add_event
 from shared.events.topics import dlq_topic
 from shared.stack.broker import create_topics
-from tests.support import read_topic
+from tests.support import count, read_topic
 
 
 @pytest.fixture
@@ -42,11 +42,6 @@ async def on_paid(session: AsyncSession, event: Envelope) -> None:
 async def _times(sessionmaker: async_sessionmaker[AsyncSession], subject: str) -> int:
     async with sessionmaker() as session:
         return int(await session.scalar(text("SELECT times FROM credit WHERE subject = :s"), {"s": subject}) or 0)
-
-
-async def _count(sessionmaker: async_sessionmaker[AsyncSession], sql: str) -> int:
-    async with sessionmaker() as session:
-        return int(await session.scalar(text(sql)) or 0)
 
 
 def _consumer(
@@ -115,8 +110,8 @@ async def test_a_duplicate_delivery_has_one_effect(
     finally:
         await consumer.stop()
     assert await _times(sessionmaker, "order-1") == 1
-    assert await _count(sessionmaker, "SELECT count(*) FROM inbox") == 1
-    assert await _count(sessionmaker, "SELECT count(*) FROM outbox WHERE type = 'probe.credited.v1'") == 1
+    assert await count(sessionmaker, "SELECT count(*) FROM inbox") == 1
+    assert await count(sessionmaker, "SELECT count(*) FROM outbox WHERE type = 'probe.credited.v1'") == 1
 
 
 async def test_a_crash_between_db_commit_and_offset_commit_redelivers_with_one_effect(
@@ -154,7 +149,7 @@ async def test_a_crash_between_db_commit_and_offset_commit_redelivers_with_one_e
     finally:
         await second.stop()
     assert await _times(sessionmaker, "order-2") == 1
-    assert await _count(sessionmaker, "SELECT count(*) FROM outbox WHERE type = 'probe.credited.v1'") == 1
+    assert await count(sessionmaker, "SELECT count(*) FROM outbox WHERE type = 'probe.credited.v1'") == 1
 
 
 async def test_a_poison_record_goes_to_the_dlq_after_n_tries_and_replays(
@@ -185,7 +180,7 @@ async def test_a_poison_record_goes_to_the_dlq_after_n_tries_and_replays(
         assert by_key[b"order-3"]["songda-consumer"] == group.encode()
         assert b"undecodable" in by_key[b"order-x"]["songda-error"]
         assert await _times(sessionmaker, "order-3") == 0
-        assert await _count(sessionmaker, "SELECT count(*) FROM inbox") == 0  # the failures left nothing behind
+        assert await count(sessionmaker, "SELECT count(*) FROM inbox") == 0  # the failures left nothing behind
 
         # The cause is fixed; the operator replays the dead letters.
         async with engine.begin() as conn:

@@ -10,7 +10,6 @@ from typing import Any
 
 import httpx
 import orjson
-import pytest
 from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter
 from sqlalchemy import select, text
@@ -25,10 +24,9 @@ from shared.events.outbox import add_event
 from shared.events.relay import OutboxRelay
 from shared.service import build_service_app
 from shared.stack.broker import TansuBroker, create_topics
-from shared.stack.launcher import Infra
 from shared.stack.ports import free_port
 from tests.conftest import TEST_STATE
-from tests.support import eventually, read_topic
+from tests.support import count, eventually, read_topic
 
 PUBLIC_KEY = """-----BEGIN PUBLIC KEY-----
 MCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=
@@ -39,11 +37,6 @@ MCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=
 async def _probe_table(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
         await conn.execute(text("CREATE TABLE probe (id text PRIMARY KEY, seq int NOT NULL DEFAULT 0)"))
-
-
-async def _count(sessionmaker: async_sessionmaker[AsyncSession], sql: str) -> int:
-    async with sessionmaker() as session:
-        return int(await session.scalar(text(sql)) or 0)
 
 
 def _probe_router(topic: str) -> APIRouter:
@@ -74,12 +67,12 @@ async def test_a_use_case_commits_its_change_and_its_event_together_or_neither(
             assert refused.status_code == 409
             assert refused.headers["content-type"] == "application/problem+json"
             assert refused.json()["detail"] == "refused after writing"
-            assert await _count(sessionmaker, "SELECT count(*) FROM probe") == 0
-            assert await _count(sessionmaker, "SELECT count(*) FROM outbox") == 0
+            assert await count(sessionmaker, "SELECT count(*) FROM probe") == 0
+            assert await count(sessionmaker, "SELECT count(*) FROM outbox") == 0
 
             accepted = await client.post("/probes/p2")
             assert accepted.status_code == 200
-    assert await _count(sessionmaker, "SELECT count(*) FROM probe WHERE id = 'p2'") == 1
+    assert await count(sessionmaker, "SELECT count(*) FROM probe WHERE id = 'p2'") == 1
     async with sessionmaker() as session:
         row = (await session.scalars(select(OutboxEvent))).one()
     assert (row.key, row.type, row.topic, row.published_at) == ("p2", "probe.created.v1", topic, None)
@@ -108,7 +101,7 @@ def _sequences(records: list[Any]) -> dict[str, list[int]]:
 
 
 async def _backlog(sessionmaker: async_sessionmaker[AsyncSession]) -> int:
-    return await _count(sessionmaker, "SELECT count(*) FROM outbox WHERE published_at IS NULL")
+    return await count(sessionmaker, "SELECT count(*) FROM outbox WHERE published_at IS NULL")
 
 
 async def test_relay_publishes_each_orders_events_once_and_in_order(
@@ -160,7 +153,7 @@ async def test_relay_keeps_the_backlog_while_the_broker_is_paused_and_publishes_
         await _write_events(sessionmaker, topic, keys, per_key=5)  # seq 0..4 again, as a second batch
         await asyncio.sleep(4)  # several publish attempts time out meanwhile
         assert await _backlog(sessionmaker) == 20
-        failed_attempts = await _count(sessionmaker, "SELECT coalesce(max(attempts), 0) FROM outbox")
+        failed_attempts = await count(sessionmaker, "SELECT coalesce(max(attempts), 0) FROM outbox")
         assert failed_attempts >= 1
 
         broker.resume()
@@ -207,13 +200,8 @@ async def test_only_one_relay_leads_per_service(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await producer.stop()
-    assert await _count(sessionmaker, "SELECT count(*) FROM outbox") == 0
+    assert await count(sessionmaker, "SELECT count(*) FROM outbox") == 0
 
 
 async def _any_leader(relays: list[OutboxRelay]) -> bool:
     return any(relay.is_leader for relay in relays)
-
-
-@pytest.fixture(autouse=True)
-def _uses_infra(infra: Infra) -> None:
-    """Every test here needs the broker and the database."""
