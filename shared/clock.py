@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Annotated, Protocol
+
+from fastapi import Depends, Request
 
 
 class Clock(Protocol):
@@ -34,3 +36,12 @@ class FrozenClock:
         if moment.tzinfo is None:
             raise ValueError("FrozenClock needs a timezone-aware moment")
         self._now = moment
+
+
+def _request_clock(request: Request) -> Clock:
+    clock: Clock = request.app.state.clock
+    return clock
+
+
+# The app's clock as a route dependency (a FrozenClock in tests, the system clock otherwise).
+AppClock = Annotated[Clock, Depends(_request_clock)]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager, suppress
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager, suppress
 from datetime import datetime
 
 from fastapi import APIRouter, FastAPI, Request
@@ -57,7 +57,10 @@ def build_service_app(
     event_handlers: Mapping[str, EventHandler] | None = None,
     timer_handlers: Mapping[str, TimerHandler] | None = None,
     clock: Clock | None = None,
+    resources: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
 ) -> FastAPI:
+    """`resources`, if given, is entered after the engine exists and left before it is disposed: the place for a
+    service's own clients (an HTTP pool to a provider, say)."""
     service = settings.service_name
     clock = clock or SystemClock()
     event_handlers = event_handlers or {}
@@ -73,6 +76,10 @@ def build_service_app(
         app.state.producer = producer
         app.state.producer_ready = False
         tasks: list[asyncio.Task[None]] = []
+        # Entered before any worker starts and left after they all stopped.
+        own_resources = AsyncExitStack()
+        if resources is not None:
+            await own_resources.enter_async_context(resources(app))
 
         async def start_and_run_workers() -> None:
             await start_producer(producer, max_backoff=settings.outbox_max_backoff_seconds)
@@ -127,6 +134,7 @@ def build_service_app(
             for task in tasks:
                 with suppress(asyncio.CancelledError):
                     await task
+            await own_resources.aclose()
             with suppress(Exception):
                 await producer.stop()
             await engine.dispose()

@@ -17,9 +17,10 @@ from shared.stack.ports import free_port
 
 
 @contextlib.asynccontextmanager
-async def serve(app: Any) -> AsyncIterator[str]:
-    """Runs `app` under uvicorn on a free loopback port for the duration of the block; yields its base URL."""
-    port = free_port()
+async def serve(app: Any, port: int | None = None) -> AsyncIterator[str]:
+    """Runs `app` under uvicorn on a loopback port (a free one unless given) for the duration of the block; yields
+    its base URL."""
+    port = port or free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     task = asyncio.create_task(server.serve())
     while not server.started:

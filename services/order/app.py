@@ -1,9 +1,16 @@
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
 from fastapi import FastAPI
 
+from services.order import catalogue_router, payment_router, router
+from services.order.handlers import OrderReactions
+from services.order.payment import wechatpay_client
 from services.order.settings import OrderSettings
-from shared.clock import Clock
+from shared.clock import Clock, SystemClock
 from shared.logging import configure_logging
 from shared.service import build_service_app
 
@@ -13,9 +20,28 @@ def create_app(settings: OrderSettings | None = None, clock: Clock | None = None
     if settings is None:
         settings = OrderSettings()
         configure_logging(settings.service_name, settings.log_level)
-    return build_service_app(
+    clock = clock or SystemClock()
+    http = httpx.AsyncClient(timeout=settings.wechatpay_timeout_seconds)
+    payment_client = wechatpay_client(settings, http)
+    reactions = OrderReactions(settings=settings, clock=clock, payment_client=payment_client)
+
+    @asynccontextmanager
+    async def provider_clients(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await http.aclose()
+
+    app = build_service_app(
         settings,
         title="Songda order",
-        description="Merchants, stores, catalogue, orders, payments and reviews.",
+        description="Merchants' stores and catalogues, orders, payments (WeChat Pay v3), refunds and reviews.",
+        routers=[catalogue_router.router, router.router, payment_router.router],
+        event_handlers=reactions.event_handlers(),
+        timer_handlers=reactions.timer_handlers(),
         clock=clock,
+        resources=provider_clients,
     )
+    app.state.payment_client = payment_client
+    app.state.reactions = reactions
+    return app

@@ -1,0 +1,223 @@
+"""How the order service reacts to other services' events and to its own deadlines.
+
+Event handlers run in the consumer's transaction next to the inbox row, so each event has one effect however often
+it is delivered. A move the transition table refuses (a late `delivery.delivered` for a cancelled order, a replay
+that would go backwards) is recorded in the log and skipped: nothing leaves a terminal state.
+
+Events consumed (subject = order id):
+- `delivery.created/picked_up/delivering/delivered/cancelled/returned.v1` move the order;
+  `delivery.rider_assigned/rider_at_store/exception.v1` update what the order shows of its delivery;
+- `code.redeemed.v1` with `kind` `pickup` completes a self-pickup order, `finish` proves a delivery and completes
+  it; `code.reversed.v1` of a pickup code reopens the order;
+- `aftersales.requested.v1` opens a hold (blocks express shipping), `aftersales.closed/cancelled/refunded.v1` close
+  it; `aftersales.approved.v1` (`refund_fen`) and `aftersales.compensation_granted.v1` (`amount_fen`) refund.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.order import events, payments, refunds, service
+from services.order.domain import TERMINAL, Action, OrderStatus
+from services.order.errors import InvalidTransition
+from services.order.models import AftersalesHold, CustomerOrder
+from services.order.payment.wechatpay import WechatPayClient
+from services.order.settings import OrderSettings
+from shared.clock import Clock
+from shared.events.consumer import EventHandler
+from shared.events.envelope import Envelope
+from shared.events.models import Timer
+from shared.timers import TimerHandler, schedule_timer
+
+log = logging.getLogger(__name__)
+
+DELIVERY_MOVES = {
+    "delivery.created.v1": Action.delivery_created,
+    "delivery.picked_up.v1": Action.delivery_picked_up,
+    "delivery.delivering.v1": Action.delivery_picked_up,
+    "delivery.delivered.v1": Action.delivery_delivered,
+    "delivery.cancelled.v1": Action.delivery_ended,
+    "delivery.returned.v1": Action.delivery_ended,
+}
+DELIVERY_FACTS = ("delivery.rider_assigned.v1", "delivery.rider_at_store.v1", "delivery.exception.v1")
+HOLD_CLOSERS = ("aftersales.closed.v1", "aftersales.cancelled.v1", "aftersales.refunded.v1")
+
+
+class OrderReactions:
+    def __init__(self, *, settings: OrderSettings, clock: Clock, payment_client: WechatPayClient | None) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.payment_client = payment_client
+
+    def event_handlers(self) -> dict[str, EventHandler]:
+        handlers: dict[str, EventHandler] = {}
+        for event_type in (*DELIVERY_MOVES, *DELIVERY_FACTS):
+            handlers[event_type] = self.on_delivery_event
+        handlers["code.redeemed.v1"] = self.on_code_redeemed
+        handlers["code.reversed.v1"] = self.on_code_reversed
+        handlers["aftersales.requested.v1"] = self.on_aftersales_requested
+        for event_type in HOLD_CLOSERS:
+            handlers[event_type] = self.on_aftersales_closed
+        handlers["aftersales.approved.v1"] = self.on_aftersales_approved
+        handlers["aftersales.compensation_granted.v1"] = self.on_compensation_granted
+        return handlers
+
+    def timer_handlers(self) -> dict[str, TimerHandler]:
+        return {
+            service.UNPAID_TIMER: self.on_unpaid_deadline,
+            service.ACCEPT_TIMER: self.on_accept_deadline,
+            service.AUTO_COMPLETE_TIMER: self.on_auto_complete,
+            refunds.SUBMIT_TIMER: self.on_refund_submit,
+        }
+
+    async def _order(self, session: AsyncSession, order_id: str) -> CustomerOrder | None:
+        order = await session.scalar(select(CustomerOrder).where(CustomerOrder.id == order_id).with_for_update())
+        if order is None:
+            log.warning("event for an unknown order", extra={"order_id": order_id})
+        return order
+
+    async def _try(
+        self, session: AsyncSession, order: CustomerOrder, action: Action, actor: str, **values: Any
+    ) -> bool:
+        try:
+            await service.move(session, order, action, actor=actor, clock=self.clock, **values)
+        except InvalidTransition:
+            log.info(
+                "event does not move the order",
+                extra={"order_id": order.id, "action": action.value, "status": order.status},
+            )
+            return False
+        return True
+
+    # --- dispatch ---------------------------------------------------------------------------------------------
+
+    async def on_delivery_event(self, session: AsyncSession, event: Envelope) -> None:
+        order = await self._order(session, event.subject)
+        if order is None:
+            return
+        data = event.data
+        facts = {
+            "delivery_id": data.get("delivery_id"),
+            "carrier": data.get("carrier"),
+            "status": data.get("status") or event.type.split(".")[1],
+            "rider": data.get("rider"),
+            "reason": data.get("reason"),
+            "eta": data.get("eta"),
+            "updated_at": event.time.isoformat(),
+        }
+        if OrderStatus(order.status) not in TERMINAL:
+            order.delivery = {**(order.delivery or {}), **{k: v for k, v in facts.items() if v is not None}}
+        action = DELIVERY_MOVES.get(event.type)
+        if action is None:
+            await session.flush()
+            return
+        actor = f"dispatch:{data.get('carrier') or 'unknown'}"
+        if action is Action.delivery_delivered:
+            if await self._try(session, order, action, actor, delivered_at=self.clock.now()):
+                await schedule_timer(
+                    session,
+                    kind=service.AUTO_COMPLETE_TIMER,
+                    key=order.id,
+                    due_at=self.clock.now() + timedelta(hours=self.settings.auto_complete_hours),
+                )
+            return
+        if action is Action.delivery_picked_up and order.status == OrderStatus.in_delivery.value:
+            return  # delivering after picked_up: nothing new
+        await self._try(session, order, action, actor)
+
+    # --- redemption -------------------------------------------------------------------------------------------
+
+    async def on_code_redeemed(self, session: AsyncSession, event: Envelope) -> None:
+        order = await self._order(session, event.data.get("order_id") or event.subject)
+        if order is None:
+            return
+        kind = event.data.get("kind")
+        actor = f"redemption:{event.data.get('code_id', '')}"
+        if kind == "pickup":
+            if order.status in (OrderStatus.ready_for_pickup.value, OrderStatus.accepted.value):
+                await service.complete_order(session, order, Action.pickup_redeemed, actor=actor, clock=self.clock)
+        elif kind == "finish":
+            if order.status != OrderStatus.delivered.value:
+                await self._try(session, order, Action.delivery_delivered, actor, delivered_at=self.clock.now())
+            if order.status == OrderStatus.delivered.value:
+                await service.complete_order(session, order, Action.finish_redeemed, actor=actor, clock=self.clock)
+
+    async def on_code_reversed(self, session: AsyncSession, event: Envelope) -> None:
+        order = await self._order(session, event.data.get("order_id") or event.subject)
+        if order is None or event.data.get("kind") != "pickup":
+            return
+        if await self._try(session, order, Action.pickup_reversed, "redemption:reversal", completed_at=None):
+            await events.publish(session, self.clock, order, events.REOPENED, reason="pickup code reversed")
+
+    # --- after-sales ------------------------------------------------------------------------------------------
+
+    async def on_aftersales_requested(self, session: AsyncSession, event: Envelope) -> None:
+        order = await self._order(session, event.data.get("order_id") or event.subject)
+        if order is None:
+            return
+        opened = await session.scalar(
+            insert(AftersalesHold)
+            .values(case_id=str(event.data["case_id"]), order_id=order.id, opened_at=event.time)
+            .on_conflict_do_nothing()
+            .returning(AftersalesHold.case_id)
+        )
+        if opened is not None:
+            order.open_aftersales += 1
+            await session.flush()
+
+    async def on_aftersales_closed(self, session: AsyncSession, event: Envelope) -> None:
+        closed = await session.scalar(
+            update(AftersalesHold)
+            .where(AftersalesHold.case_id == str(event.data["case_id"]), AftersalesHold.closed_at.is_(None))
+            .values(closed_at=event.time)
+            .returning(AftersalesHold.order_id)
+        )
+        if closed is not None:
+            await session.execute(
+                update(CustomerOrder)
+                .where(CustomerOrder.id == closed, CustomerOrder.open_aftersales > 0)
+                .values(open_aftersales=CustomerOrder.open_aftersales - 1)
+            )
+
+    async def _refund(self, session: AsyncSession, event: Envelope, cause: str, amount: int) -> None:
+        order = await self._order(session, event.data.get("order_id") or event.subject)
+        if order is None:
+            return
+        reason = str(event.data.get("reason") or cause)
+        await refunds.request_refund(session, self.clock, order, cause=cause, amount_fen=amount, reason=reason)
+
+    async def on_aftersales_approved(self, session: AsyncSession, event: Envelope) -> None:
+        await self._refund(session, event, f"aftersales:{event.data['case_id']}", int(event.data["refund_fen"]))
+
+    async def on_compensation_granted(self, session: AsyncSession, event: Envelope) -> None:
+        await self._refund(session, event, f"compensation:{event.data['case_id']}", int(event.data["amount_fen"]))
+
+    # --- deadlines --------------------------------------------------------------------------------------------
+
+    async def on_unpaid_deadline(self, session: AsyncSession, timer: Timer) -> None:
+        order = await self._order(session, timer.key)
+        if order is not None and order.status == OrderStatus.pending_payment.value:
+            await service.end_order(
+                session, order, Action.expire_unpaid, actor="timer", reason="unpaid", clock=self.clock
+            )
+
+    async def on_accept_deadline(self, session: AsyncSession, timer: Timer) -> None:
+        order = await self._order(session, timer.key)
+        if order is not None and order.status == OrderStatus.paid.value:
+            await service.end_order(
+                session, order, Action.accept_timeout, actor="timer", reason="not accepted in time", clock=self.clock
+            )
+
+    async def on_auto_complete(self, session: AsyncSession, timer: Timer) -> None:
+        order = await self._order(session, timer.key)
+        if order is not None and order.status in (OrderStatus.delivered.value, OrderStatus.shipped.value):
+            await service.complete_order(session, order, Action.auto_complete, actor="timer", clock=self.clock)
+
+    async def on_refund_submit(self, session: AsyncSession, timer: Timer) -> None:
+        await payments.submit_refund(session, timer.key, self.payment_client)

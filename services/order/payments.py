@@ -1,0 +1,240 @@
+"""Payment use cases: prepay, applying the provider's notifications (at-least-once, verified, deduplicated),
+and submitting refunds.
+
+A payment notification is applied by a conditional UPDATE of the payment from `created` to `paid`; a replayed
+notification finds it paid with the same transaction id and does nothing. A payment that arrives after the order
+was cancelled (the customer paid a stale prepay) is kept and refunded in full.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.order import events, refunds, service
+from services.order.domain import Action, OrderStatus, after_refund
+from services.order.errors import InvalidTransition, PaymentProviderError, PaymentRejected
+from services.order.models import CustomerOrder, Payment, Refund, Store
+from services.order.payment.wechatpay import Notification, WechatPayClient
+from services.order.schemas import PaymentRead
+from services.order.settings import OrderSettings
+from shared.auth import Principal, Role
+from shared.clock import Clock
+from shared.errors import Forbidden, ServiceError
+from shared.timers import cancel_timer, schedule_timer
+
+PAYMENT_ACTOR = "payment:wechatpay"
+# Provider answers that retrying cannot fix: the refund is marked failed for ops to look at.
+FINAL_REFUND_ERRORS = {"PARAM_ERROR", "NOT_ENOUGH", "TRADE_STATE_ERROR", "RESOURCE_NOT_EXISTS", "INVALID_REQUEST"}
+
+
+class PaymentNotConfigured(ServiceError):
+    status, code, title = 503, "payment-not-configured", "Payment is not configured on this deployment"
+
+
+async def start_payment(
+    session: AsyncSession,
+    principal: Principal,
+    order: CustomerOrder,
+    client: WechatPayClient | None,
+) -> PaymentRead:
+    """Creates (or reuses) the WeChat Pay prepay for the order. Safe to repeat: the provider returns the same
+    prepay for the same out_trade_no and amount."""
+    if principal.role is not Role.customer:
+        raise Forbidden("Only the customer pays")
+    if order.status != OrderStatus.pending_payment.value:
+        raise InvalidTransition(f"Order {order.id} is {order.status}, not awaiting payment")
+    if client is None:
+        raise PaymentNotConfigured("Set ORDER_WECHATPAY_* (the launcher points them at the sandbox)")
+    payment = await session.scalar(select(Payment).where(Payment.order_id == order.id).with_for_update())
+    if payment is None:
+        payment = Payment(
+            order_id=order.id,
+            out_trade_no=order.id,
+            amount_fen=order.total_fen,
+            payer_openid=principal.sub,
+            status="created",
+            created_at=order.placed_at,
+        )
+        session.add(payment)
+        await session.flush()
+    store = await session.get_one(Store, order.store_id)
+    prepay_id = await client.jsapi_prepay(
+        out_trade_no=payment.out_trade_no,
+        description=f"{store.name} 订单 {order.id}",
+        amount_fen=payment.amount_fen,
+        openid=payment.payer_openid,
+    )
+    payment.prepay_id = prepay_id
+    await session.flush()
+    return PaymentRead(
+        order_id=order.id,
+        out_trade_no=payment.out_trade_no,
+        amount_fen=payment.amount_fen,
+        status=payment.status,
+        prepay_id=prepay_id,
+        pay_params=client.client_pay_params(prepay_id),
+    )
+
+
+async def apply_transaction(
+    session: AsyncSession,
+    transaction: dict[str, Any],
+    *,
+    client: WechatPayClient,
+    clock: Clock,
+    settings: OrderSettings,
+) -> str:
+    """Applies a successful transaction (from a notification or a query). Returns the outcome."""
+    out_trade_no = str(transaction.get("out_trade_no", ""))
+    if transaction.get("trade_state") != "SUCCESS":
+        return f"ignored:{transaction.get('trade_state')}"
+    if transaction.get("mchid") != client.config.mchid or transaction.get("appid") != client.config.appid:
+        raise PaymentRejected("The notification is for another merchant or app", reason="wrong-merchant")
+    payment = await session.scalar(select(Payment).where(Payment.out_trade_no == out_trade_no).with_for_update())
+    if payment is None:
+        raise PaymentRejected(f"Unknown out_trade_no {out_trade_no}", reason="unknown-trade")
+    total = (transaction.get("amount") or {}).get("total")
+    if total != payment.amount_fen:
+        raise PaymentRejected(
+            f"Paid {total} fen for a {payment.amount_fen} fen order", reason="amount-mismatch", paid_fen=total
+        )
+    transaction_id = str(transaction.get("transaction_id") or "")
+    if not transaction_id:
+        raise PaymentRejected("The transaction has no transaction_id", reason="no-transaction-id")
+    paid_at = _parse_time(transaction.get("success_time")) or clock.now()
+    claimed = await session.scalar(
+        update(Payment)
+        .where(Payment.id == payment.id, Payment.status == "created")
+        .values(status="paid", transaction_id=transaction_id, paid_at=paid_at)
+        .returning(Payment.id)
+        .execution_options(synchronize_session=False)
+    )
+    if claimed is None:
+        return "duplicate" if payment.transaction_id == transaction_id else "duplicate:other-transaction"
+    order = await session.scalar(select(CustomerOrder).where(CustomerOrder.id == payment.order_id).with_for_update())
+    assert order is not None
+    if order.status != OrderStatus.pending_payment.value:
+        # Paid after the order was cancelled (a stale prepay): the money goes back.
+        await refunds.request_refund(
+            session, clock, order, cause="late_payment", amount_fen=payment.amount_fen, reason="订单已取消,自动退款"
+        )
+        return "refunded:late-payment"
+    await service.move(session, order, Action.pay, actor=PAYMENT_ACTOR, clock=clock, paid_at=paid_at)
+    await cancel_timer(session, kind=service.UNPAID_TIMER, key=order.id, now=clock.now())
+    await events.publish(session, clock, order, events.PAID, transaction_id=transaction_id)
+    store = await session.get_one(Store, order.store_id)
+    if store.auto_accept:
+        await service.accept_order(session, order, actor="store:auto_accept", clock=clock)
+    else:
+        await schedule_timer(
+            session,
+            kind=service.ACCEPT_TIMER,
+            key=order.id,
+            due_at=clock.now() + timedelta(minutes=store.accept_limit_minutes),
+        )
+    return "applied"
+
+
+async def apply_refund(session: AsyncSession, notification: Notification, clock: Clock) -> str:
+    resource = notification.resource
+    out_refund_no = str(resource.get("out_refund_no", ""))
+    refund = await session.scalar(select(Refund).where(Refund.out_refund_no == out_refund_no).with_for_update())
+    if refund is None:
+        raise PaymentRejected(f"Unknown out_refund_no {out_refund_no}", reason="unknown-refund")
+    amount = (resource.get("amount") or {}).get("refund")
+    if amount != refund.amount_fen:
+        raise PaymentRejected(f"Refunded {amount} fen for a {refund.amount_fen} fen refund", reason="amount-mismatch")
+    if notification.event_type != "REFUND.SUCCESS":
+        if refund.status in ("succeeded", "failed"):
+            return "duplicate"
+        refund.status, refund.last_error = "failed", f"{notification.event_type}: {resource.get('refund_status')}"
+        return "refund-failed"
+    settled = await session.scalar(
+        update(Refund)
+        .where(Refund.id == refund.id, Refund.status.in_(("pending", "processing")))
+        .values(status="succeeded", refund_id=resource.get("refund_id"), settled_at=clock.now())
+        .returning(Refund.id)
+        .execution_options(synchronize_session=False)
+    )
+    if settled is None:
+        return "duplicate"
+    order = await session.scalar(select(CustomerOrder).where(CustomerOrder.id == refund.order_id).with_for_update())
+    assert order is not None
+    refunded = order.refunded_fen + refund.amount_fen
+    target = after_refund(OrderStatus(order.status), refunded, order.total_fen)
+    if target.value != order.status and OrderStatus(order.status) is OrderStatus.refunding:
+        await service.move(
+            session, order, Action.refund_settled, actor=PAYMENT_ACTOR, clock=clock, refunded_fen=refunded
+        )
+    elif target.value != order.status:
+        await _set_refunded_status(session, order, target, refunded, clock)
+    else:
+        order.refunded_fen = refunded
+        order.updated_at = clock.now()
+    await session.flush()
+    await events.publish(
+        session,
+        clock,
+        order,
+        events.REFUNDED,
+        refund={"out_refund_no": refund.out_refund_no, "cause": refund.cause, "amount_fen": refund.amount_fen},
+    )
+    return "applied"
+
+
+async def _set_refunded_status(
+    session: AsyncSession, order: CustomerOrder, target: OrderStatus, refunded: int, clock: Clock
+) -> None:
+    """After-sales refunds of a served order: the order is locked by the caller, so this plain update is safe."""
+    from services.order.models import OrderStatusChange
+
+    session.add(
+        OrderStatusChange(
+            order_id=order.id,
+            from_status=order.status,
+            to_status=target.value,
+            action="refund_settled",
+            actor=PAYMENT_ACTOR,
+            at=clock.now(),
+        )
+    )
+    order.status, order.refunded_fen, order.updated_at = target.value, refunded, clock.now()
+
+
+async def submit_refund(session: AsyncSession, out_refund_no: str, client: WechatPayClient | None) -> None:
+    """The `refund.submit` timer: sends a pending refund to the provider; raising makes the timer retry."""
+    refund = await session.scalar(select(Refund).where(Refund.out_refund_no == out_refund_no).with_for_update())
+    if refund is None or refund.status != "pending":
+        return
+    if client is None:
+        raise PaymentNotConfigured("cannot submit refunds without WeChat Pay settings")
+    payment = await session.scalar(select(Payment).where(Payment.order_id == refund.order_id))
+    if payment is None or payment.status != "paid":
+        refund.status, refund.last_error = "failed", "the order has no settled payment"
+        return
+    refund.attempts += 1
+    try:
+        answer = await client.refund(
+            out_trade_no=payment.out_trade_no,
+            out_refund_no=refund.out_refund_no,
+            amount_fen=refund.amount_fen,
+            total_fen=payment.amount_fen,
+            reason=refund.reason,
+        )
+    except PaymentProviderError as exc:
+        if exc.extra.get("provider_code") in FINAL_REFUND_ERRORS:
+            refund.status, refund.last_error = "failed", exc.detail
+            return
+        raise
+    refund.status, refund.refund_id = "processing", answer.get("refund_id")
+
+
+def _parse_time(value: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(value)) if value else None
+    except ValueError:
+        return None

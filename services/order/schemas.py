@@ -1,0 +1,407 @@
+"""The order service's API contract. Money is integer fen; coordinates are GCJ-02 [lat, lng]."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from services.order.domain import FulfilmentMode
+
+_HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+
+Lat = Field(ge=-90, le=90)
+Lng = Field(ge=-180, le=180)
+
+
+class OpeningPeriod(BaseModel):
+    weekdays: list[int] = Field(default=[1, 2, 3, 4, 5, 6, 7], description="ISO weekdays, Monday = 1")
+    open: str = Field(examples=["09:00"])
+    close: str = Field(examples=["22:00"], description="At or before `open` means the period runs past midnight")
+
+    @field_validator("open", "close")
+    @classmethod
+    def _hhmm(cls, value: str) -> str:
+        if not _HHMM.match(value):
+            raise ValueError("use HH:MM")
+        return value
+
+    @field_validator("weekdays")
+    @classmethod
+    def _days(cls, value: list[int]) -> list[int]:
+        if not value or any(d < 1 or d > 7 for d in value):
+            raise ValueError("weekdays are 1..7")
+        return sorted(set(value))
+
+
+class DeliveryTier(BaseModel):
+    above_m: int = Field(ge=0, description="Trips longer than this add `add_fen`")
+    add_fen: int = Field(ge=0)
+
+
+class DispatchStrategy(BaseModel):
+    kind: Literal["cheapest", "fastest", "preferred", "own_fleet_first", "broadcast"] = "cheapest"
+    carriers: list[str] = Field(default_factory=list, description="Preference order, or the broadcast set")
+    broadcast_count: int = Field(default=2, ge=2, le=8)
+    max_tip_fen: int = Field(default=1000, ge=0)
+    escalate_after_minutes: int = Field(default=5, ge=1)
+
+
+class StoreFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64)
+    phone: str = Field(min_length=5, max_length=20)
+    address: str = Field(min_length=1, max_length=200)
+    lat: float = Lat
+    lng: float = Lng
+    timezone: str = "Asia/Shanghai"
+    opening_hours: list[OpeningPeriod] = Field(default_factory=list, description="Empty: always open")
+    range_radius_m: int | None = Field(default=3000, ge=100, le=50_000)
+    range_polygon: list[list[float]] | None = Field(default=None, description="[[lat, lng], ...], overrides radius")
+    min_order_fen: int = Field(default=0, ge=0)
+    delivery_base_fen: int = Field(default=0, ge=0)
+    delivery_tiers: list[DeliveryTier] = Field(default_factory=list)
+    free_delivery_above_fen: int | None = Field(default=None, ge=0)
+    prep_minutes: int = Field(default=15, ge=0, le=600)
+    fulfilment_modes: list[FulfilmentMode] = Field(default=[FulfilmentMode.delivery, FulfilmentMode.pickup])
+    dispatch_trigger: Literal["on_accept", "on_ready"] = "on_ready"
+    dispatch_strategy: DispatchStrategy = Field(default_factory=DispatchStrategy)
+    auto_accept: bool = False
+    accept_limit_minutes: int = Field(default=10, ge=1, le=24 * 60)
+
+    @field_validator("range_polygon")
+    @classmethod
+    def _polygon(cls, value: list[list[float]] | None) -> list[list[float]] | None:
+        if value is None:
+            return None
+        if len(value) < 3 or any(len(p) != 2 or not (-90 <= p[0] <= 90 and -180 <= p[1] <= 180) for p in value):
+            raise ValueError("a polygon is at least 3 [lat, lng] points")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError("unknown IANA time zone") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _some_range(self) -> StoreFields:
+        if not self.fulfilment_modes:
+            raise ValueError("a store offers at least one fulfilment mode")
+        if self.range_polygon is None and self.range_radius_m is None:
+            raise ValueError("give range_radius_m or range_polygon")
+        return self
+
+
+class StoreCreate(StoreFields):
+    id: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9-]{2,40}$", description="Chosen id, or generated")
+    merchant_id: str | None = Field(default=None, description="Ops only: the merchant to create it for")
+
+
+class StoreUpdate(BaseModel):
+    """Any subset of the store's fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=64)
+    phone: str | None = None
+    address: str | None = None
+    lat: float | None = Field(default=None, ge=-90, le=90)
+    lng: float | None = Field(default=None, ge=-180, le=180)
+    timezone: str | None = None
+    opening_hours: list[OpeningPeriod] | None = None
+    range_radius_m: int | None = Field(default=None, ge=100, le=50_000)
+    range_polygon: list[list[float]] | None = None
+    min_order_fen: int | None = Field(default=None, ge=0)
+    delivery_base_fen: int | None = Field(default=None, ge=0)
+    delivery_tiers: list[DeliveryTier] | None = None
+    free_delivery_above_fen: int | None = Field(default=None, ge=0)
+    prep_minutes: int | None = Field(default=None, ge=0, le=600)
+    fulfilment_modes: list[FulfilmentMode] | None = None
+    dispatch_trigger: Literal["on_accept", "on_ready"] | None = None
+    dispatch_strategy: DispatchStrategy | None = None
+    auto_accept: bool | None = None
+    accept_limit_minutes: int | None = Field(default=None, ge=1, le=24 * 60)
+    active: bool | None = None
+
+
+class StoreRead(StoreFields):
+    model_config = ConfigDict(from_attributes=True, extra="ignore")
+
+    id: str
+    merchant_id: str
+    active: bool
+    rating: float | None
+    rating_count: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class NearbyStore(BaseModel):
+    id: str
+    name: str
+    address: str
+    lat: float
+    lng: float
+    distance_m: int
+    open_now: bool
+    rating: float | None
+    rating_count: int
+    min_order_fen: int
+    delivery_fee_fen: int = Field(description="For an order below the free-delivery threshold")
+    fulfilment_modes: list[FulfilmentMode]
+
+
+class NearbyStorePage(BaseModel):
+    items: list[NearbyStore]
+    total: int
+    offset: int
+    limit: int
+
+
+class SkuCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64)
+    price_fen: int = Field(ge=0)
+    stock: int = Field(ge=0)
+    on_shelf: bool = True
+
+
+class SkuUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=64)
+    price_fen: int | None = Field(default=None, ge=0)
+    stock: int | None = Field(default=None, ge=0, description="The new absolute stock")
+    on_shelf: bool | None = None
+
+
+class SkuRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    name: str
+    price_fen: int
+    stock: int
+    on_shelf: bool
+    sold_out: bool
+    version: int
+
+
+class ProductCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64)
+    description: str = Field(default="", max_length=1000)
+    skus: list[SkuCreate] = Field(min_length=1, max_length=50)
+
+
+class ProductUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=64)
+    description: str | None = Field(default=None, max_length=1000)
+    on_shelf: bool | None = None
+
+
+class ProductRead(BaseModel):
+    id: uuid.UUID
+    store_id: str
+    name: str
+    description: str
+    on_shelf: bool
+    sold_out: bool
+    delisted: bool
+    skus: list[SkuRead]
+
+
+class ProductPage(BaseModel):
+    items: list[ProductRead]
+    total: int
+    offset: int
+    limit: int
+
+
+class Address(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, max_length=200, examples=["朝阳区建国路 88 号 2 号楼 1201"])
+    lat: float = Lat
+    lng: float = Lng
+
+
+class Contact(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=32)
+    phone: str = Field(pattern=r"^\+?[0-9-]{5,20}$")
+
+
+class OrderItemCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sku_id: uuid.UUID
+    quantity: int = Field(ge=1, le=999)
+
+
+class OrderCreate(BaseModel):
+    """Prices are never taken from the client: the server prices the order from the catalogue."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    store_id: str
+    items: list[OrderItemCreate] = Field(min_length=1, max_length=100)
+    fulfilment_mode: FulfilmentMode = FulfilmentMode.delivery
+    address: Address | None = Field(default=None, description="Required for delivery and express")
+    contact: Contact
+    note: str = Field(default="", max_length=200)
+
+    @model_validator(mode="after")
+    def _address(self) -> OrderCreate:
+        if self.fulfilment_mode is not FulfilmentMode.pickup and self.address is None:
+            raise ValueError(f"an address is required for {self.fulfilment_mode.value}")
+        return self
+
+
+class OrderLineRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    sku_id: uuid.UUID
+    product_id: uuid.UUID
+    name: str
+    price_fen: int
+    quantity: int
+    sku_version: int
+
+
+class OrderRead(BaseModel):
+    id: str
+    status: str
+    fulfilment_mode: FulfilmentMode
+    store_id: str
+    merchant_id: str
+    customer_id: str
+    address: dict[str, Any] | None
+    contact: dict[str, Any]
+    note: str
+    distance_m: int | None
+    items: list[OrderLineRead]
+    items_fen: int
+    delivery_fee_fen: int
+    total_fen: int
+    refunded_fen: int
+    cancel_reason: str | None
+    express_carrier: str | None
+    express_tracking_no: str | None
+    delivery: dict[str, Any] | None
+    open_aftersales: int
+    placed_at: datetime
+    paid_at: datetime | None
+    accepted_at: datetime | None
+    ready_at: datetime | None
+    delivered_at: datetime | None
+    completed_at: datetime | None
+    cancelled_at: datetime | None
+    updated_at: datetime
+
+
+class OrderPage(BaseModel):
+    items: list[OrderRead]
+    total: int
+    offset: int
+    limit: int
+
+
+class StatusChangeRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    from_status: str | None
+    to_status: str
+    action: str
+    actor: str
+    at: datetime
+
+
+class RejectCommand(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=200)
+
+
+class CancelCommand(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(default="", max_length=200)
+
+
+class ShipCommand(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    carrier: str = Field(min_length=1, max_length=32, examples=["SF"])
+    tracking_no: str = Field(min_length=4, max_length=40, pattern=r"^[A-Za-z0-9-]+$")
+
+
+class PaymentRead(BaseModel):
+    """What the mini-program passes to `wx.requestPayment`, plus our payment's state."""
+
+    order_id: str
+    out_trade_no: str
+    amount_fen: int
+    status: str
+    prepay_id: str | None
+    pay_params: dict[str, str] | None
+
+
+class RefundRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    out_refund_no: str
+    cause: str
+    amount_fen: int
+    status: str
+    created_at: datetime
+    settled_at: datetime | None
+
+
+class ReviewCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    store_rating: int = Field(ge=1, le=5)
+    rider_rating: int | None = Field(default=None, ge=1, le=5)
+    text: str = Field(default="", max_length=500)
+
+
+class ReplyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reply: str = Field(min_length=1, max_length=500)
+
+
+class ReviewRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    order_id: str
+    store_id: str
+    store_rating: int
+    rider_rating: int | None
+    text: str
+    reply: str | None
+    replied_at: datetime | None
+    created_at: datetime
+
+
+class ReviewPage(BaseModel):
+    items: list[ReviewRead]
+    total: int
+    offset: int
+    limit: int

@@ -1,0 +1,268 @@
+"""The order service on a real port, over a fresh migrated database, paying through the WeChat Pay sandbox on
+another real port. Workers are off: tests fire timers by moving the clock and deliver events through the real
+consumer path (inbox included), so nothing depends on sleeps."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from aiokafka import ConsumerRecord
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.auth import generate_signing_key, public_pem
+from services.order.app import create_app
+from services.order.payment.sandbox import SandboxSettings
+from services.order.payment.sandbox import create_app as create_sandbox
+from services.order.settings import OrderSettings
+from shared.clock import FrozenClock
+from shared.events.consumer import EventConsumer
+from shared.events.envelope import Envelope, new_event
+from shared.stack.ports import free_port
+from shared.timers import TimerWorker
+from tests.support import eventually, serve
+
+# A Wednesday, 12:00 in Shanghai: the demo stores are open.
+NOON_SHANGHAI = datetime(2026, 11, 18, 4, 0, tzinfo=UTC)
+STORE_LAT, STORE_LNG = 39.9087, 116.3975
+JWT_KEY = serialization.load_pem_private_key(generate_signing_key().encode(), password=None)
+
+
+def _rsa_pem() -> tuple[str, str]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    return private, public
+
+
+@dataclass(frozen=True)
+class PayKeys:
+    merchant_private: str
+    merchant_public: str
+    platform_private: str
+    platform_public: str
+    apiv3_key: str
+
+
+@pytest.fixture(scope="session")
+def pay_keys() -> PayKeys:
+    merchant, platform = _rsa_pem(), _rsa_pem()
+    return PayKeys(merchant[0], merchant[1], platform[0], platform[1], secrets.token_hex(16))
+
+
+def bearer(role: str, sub: str | None = None, merchant_id: str | None = None, **claims: Any) -> dict[str, str]:
+    now = datetime.now(UTC)
+    body = {
+        "sub": sub or f"{role}-1",
+        "role": role,
+        "iss": "songda",
+        "aud": "songda",
+        "iat": now,
+        "exp": now.timestamp() + 600,
+        **({"merchant_id": merchant_id} if merchant_id else {}),
+        **claims,
+    }
+    return {"Authorization": "Bearer " + jwt.encode(body, JWT_KEY, algorithm="EdDSA")}  # type: ignore[arg-type]
+
+
+CUSTOMER = bearer("customer", "openid-alice")
+OTHER_CUSTOMER = bearer("customer", "openid-bob")
+MERCHANT = bearer("merchant", "staff-1", "m-1", store_ids=["s-1"])
+OTHER_MERCHANT = bearer("merchant", "staff-2", "m-2")
+RIDER = bearer("rider", "rider-1", "m-1")
+OPS = bearer("ops", "ops-1")
+
+
+@dataclass
+class OrderHarness:
+    client: httpx.AsyncClient
+    sandbox: httpx.AsyncClient
+    sessionmaker: async_sessionmaker[AsyncSession]
+    clock: FrozenClock
+    timers: TimerWorker
+    consumer: EventConsumer
+    app: Any
+    counter: dict[str, int] = field(default_factory=dict)
+
+    async def store(self, store_id: str = "s-1", headers: dict[str, str] = MERCHANT, **fields: Any) -> dict[str, Any]:
+        body = {
+            "id": store_id,
+            "name": f"Store {store_id}",
+            "phone": "010-12345678",
+            "address": "东城区 1 号",
+            "lat": STORE_LAT,
+            "lng": STORE_LNG,
+            "opening_hours": [{"open": "09:00", "close": "22:00"}],
+            "range_radius_m": 3000,
+            "min_order_fen": 2000,
+            "delivery_base_fen": 500,
+            "delivery_tiers": [{"above_m": 1000, "add_fen": 100}, {"above_m": 2000, "add_fen": 200}],
+            "free_delivery_above_fen": 10000,
+            "fulfilment_modes": ["delivery", "pickup", "express"],
+            **fields,
+        }
+        response = await self.client.post("/v1/stores", json=body, headers=headers)
+        assert response.status_code == 201, response.text
+        return dict(response.json())
+
+    async def product(
+        self, store_id: str = "s-1", *, price_fen: int = 1500, stock: int = 100, headers: dict[str, str] = MERCHANT
+    ) -> dict[str, Any]:
+        response = await self.client.post(
+            f"/v1/stores/{store_id}/products",
+            json={"name": "牛肉面", "skus": [{"name": "大碗", "price_fen": price_fen, "stock": stock}]},
+            headers=headers,
+        )
+        assert response.status_code == 201, response.text
+        return dict(response.json())
+
+    async def place(
+        self,
+        sku_id: str,
+        *,
+        quantity: int = 2,
+        store_id: str = "s-1",
+        mode: str = "delivery",
+        headers: dict[str, str] = CUSTOMER,
+        lat: float = STORE_LAT + 0.01,
+        lng: float = STORE_LNG,
+        expect: int = 201,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "store_id": store_id,
+            "items": [{"sku_id": sku_id, "quantity": quantity}],
+            "fulfilment_mode": mode,
+            "contact": {"name": "Alice", "phone": "13800000000"},
+            **extra,
+        }
+        if mode != "pickup":
+            body.setdefault("address", {"text": "建国路 88 号", "lat": lat, "lng": lng})
+        response = await self.client.post("/v1/orders", json=body, headers=headers)
+        assert response.status_code == expect, response.text
+        return dict(response.json())
+
+    async def pay(self, order_id: str, headers: dict[str, str] = CUSTOMER) -> dict[str, Any]:
+        """Prepay, then the sandbox customer pays; returns the order once the notification made it paid."""
+        payment = await self.client.post(f"/v1/orders/{order_id}/payment", headers=headers)
+        assert payment.status_code == 200, payment.text
+        paid = await self.sandbox.post("/sandbox/pay", json={"prepay_id": payment.json()["prepay_id"]})
+        assert paid.status_code == 200, paid.text
+
+        async def is_paid() -> bool:
+            return (await self.order(order_id))["status"] != "pending_payment"
+
+        await eventually(is_paid, within=10)
+        return await self.order(order_id)
+
+    async def order(self, order_id: str, headers: dict[str, str] = OPS) -> dict[str, Any]:
+        response = await self.client.get(f"/v1/orders/{order_id}", headers=headers)
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    async def act(self, order_id: str, action: str, headers: dict[str, str] = MERCHANT, **body: Any) -> httpx.Response:
+        return await self.client.post(f"/v1/orders/{order_id}/{action}", json=body or None, headers=headers)
+
+    async def paid_order(self, sku_id: str, **place: Any) -> dict[str, Any]:
+        order = await self.place(sku_id, **place)
+        return await self.pay(order["id"])
+
+    async def deliver(self, event_type: str, order_id: str, **data: Any) -> Envelope:
+        """Delivers an event through the consumer's real path (inbox dedupe, handler, one transaction)."""
+        source = event_type.split(".")[0]
+        event = new_event(event_type, source={"delivery": "dispatch", "code": "redemption"}.get(source, source),
+                          subject=order_id, data={"order_id": order_id, **data}, clock=self.clock)  # fmt: skip
+        await self.redeliver(event)
+        return event
+
+    async def redeliver(self, event: Envelope) -> None:
+        offset = self.counter["offset"] = self.counter.get("offset", 0) + 1
+        record = ConsumerRecord(
+            topic=f"{event.source}.events", partition=0, offset=offset, timestamp=0, timestamp_type=0,
+            key=event.subject.encode(), value=event.to_bytes(), checksum=None, serialized_key_size=0,
+            serialized_value_size=0, headers=(),
+        )  # fmt: skip
+        await self.consumer.handle_record(record)
+
+    async def sql(self, statement: str, **params: Any) -> Any:
+        async with self.sessionmaker() as session, session.begin():
+            return (await session.execute(text(statement), params)).all()
+
+    async def events(self, order_id: str) -> list[str]:
+        rows = await self.sql("SELECT type FROM outbox WHERE key = :k ORDER BY id", k=order_id)
+        return [row[0] for row in rows]
+
+
+@pytest.fixture
+async def harness(db_url: str, bootstrap: str, pay_keys: PayKeys) -> AsyncIterator[OrderHarness]:
+    clock = FrozenClock(NOON_SHANGHAI)
+    order_port = free_port()
+    sandbox_settings = SandboxSettings(
+        mchid="1900000001",
+        merchant_public_key=pay_keys.merchant_public,
+        platform_private_key=pay_keys.platform_private,
+        apiv3_key=pay_keys.apiv3_key,
+        refund_delay_seconds=0.05,
+        retry_seconds=[0.2, 0.5],
+    )
+    async with serve(create_sandbox(sandbox_settings)) as sandbox_url:
+        settings = OrderSettings(
+            database_url=db_url,
+            kafka_bootstrap_servers=bootstrap,
+            jwt_public_keys=public_pem(JWT_KEY),  # type: ignore[arg-type]
+            run_workers=False,
+            wechatpay_base_url=sandbox_url,
+            wechatpay_mchid="1900000001",
+            wechatpay_appid="wx-sandbox-app",
+            wechatpay_merchant_serial_no=sandbox_settings.merchant_serial_no,
+            wechatpay_merchant_private_key=pay_keys.merchant_private,
+            wechatpay_platform_public_key_id=sandbox_settings.platform_public_key_id,
+            wechatpay_platform_public_key=pay_keys.platform_public,
+            wechatpay_apiv3_key=pay_keys.apiv3_key,
+            wechatpay_notify_url=f"http://127.0.0.1:{order_port}/v1/payments/wechatpay/callback",
+        )
+        app = create_app(settings, clock=clock)
+        async with serve(app, port=order_port) as order_url:
+            sessionmaker = app.state.sessionmaker
+            reactions = app.state.reactions
+            timers = TimerWorker(
+                service="order", sessionmaker=sessionmaker, clock=clock, handlers=reactions.timer_handlers()
+            )
+            consumer = EventConsumer(
+                service="order",
+                sessionmaker=sessionmaker,
+                bootstrap_servers=bootstrap,
+                topics=["unused"],
+                handlers=reactions.event_handlers(),
+                dlq_producer=None,  # type: ignore[arg-type]
+                max_attempts=1,
+                retry_seconds=0,
+            )
+            try:
+                async with (
+                    httpx.AsyncClient(base_url=order_url, timeout=30) as client,
+                    httpx.AsyncClient(base_url=sandbox_url, timeout=30) as sandbox,
+                ):
+                    yield OrderHarness(client, sandbox, sessionmaker, clock, timers, consumer, app)
+            finally:
+                await consumer.stop()
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex[:8]
