@@ -101,8 +101,8 @@ TRANSITIONS: dict[Action, list[Transition]] = {
     Action.delivery_picked_up: [_t({S.accepted, S.ready, S.dispatching}, S.in_delivery, {M.delivery})],
     Action.delivery_delivered: [_t({S.accepted, S.ready, S.dispatching, S.in_delivery}, S.delivered, {M.delivery})],
     Action.delivery_ended: [_t({S.dispatching, S.in_delivery}, S.ready, {M.delivery})],
-    Action.confirm_receipt: [_t({S.delivered, S.shipped}, S.completed, {M.delivery, M.express})],
-    Action.auto_complete: [_t({S.delivered, S.shipped}, S.completed, {M.delivery, M.express})],
+    Action.confirm_receipt: [_t({S.delivered}, S.completed, {M.delivery}), _t({S.shipped}, S.completed, {M.express})],
+    Action.auto_complete: [_t({S.delivered}, S.completed, {M.delivery}), _t({S.shipped}, S.completed, {M.express})],
     Action.pickup_redeemed: [_t({S.ready_for_pickup, S.accepted}, S.completed, {M.pickup})],
     Action.finish_redeemed: [_t({S.delivered}, S.completed, {M.delivery})],
     Action.pickup_reversed: [_t({S.completed}, S.ready_for_pickup, {M.pickup})],
@@ -110,20 +110,16 @@ TRANSITIONS: dict[Action, list[Transition]] = {
 }
 
 
-def transition_for(action: Action, mode: FulfilmentMode) -> Transition | None:
-    return next((t for t in TRANSITIONS[action] if mode in t.modes), None)
-
-
 def next_status(action: Action, status: OrderStatus, mode: FulfilmentMode) -> OrderStatus:
     """The status `action` moves an order to, or InvalidTransition (a 409) when it may not happen now."""
-    transition = transition_for(action, mode)
-    if transition is None or status not in transition.sources:
-        raise InvalidTransition(
-            f"Cannot {action.value.replace('_', ' ')} an order that is {status.value} ({mode.value})",
-            action=action.value,
-            status=status.value,
-        )
-    return transition.target
+    for transition in TRANSITIONS[action]:
+        if mode in transition.modes and status in transition.sources:
+            return transition.target
+    raise InvalidTransition(
+        f"Cannot {action.value.replace('_', ' ')} an order that is {status.value} ({mode.value})",
+        action=action.value,
+        status=status.value,
+    )
 
 
 def after_refund(status: OrderStatus, refunded_fen: int, total_fen: int) -> OrderStatus:

@@ -202,7 +202,8 @@ class OrderHarness:
 
     async def sql(self, statement: str, **params: Any) -> Any:
         async with self.sessionmaker() as session, session.begin():
-            return (await session.execute(text(statement), params)).all()
+            result = await session.execute(text(statement), params)
+            return result.all() if result.returns_rows else result.rowcount
 
     async def events(self, order_id: str) -> list[str]:
         rows = await self.sql("SELECT type FROM outbox WHERE key = :k ORDER BY id", k=order_id)
