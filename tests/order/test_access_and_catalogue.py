@@ -126,7 +126,8 @@ async def test_nearby_stores_cover_the_point_open_first_then_near_then_rated(har
     assert [(s["id"], s["open_now"]) for s in page["items"]] == [
         ("near", True), ("polygon", True), ("far-reach", True), ("closed", False)
     ]  # fmt: skip
-    assert page["items"][0]["distance_m"] == 0 and page["items"][1]["distance_m"] == 1706
+    assert page["items"][0]["distance_m"] == 0
+    assert page["items"][1]["distance_m"] == 1706
     second = (
         await h.client.get(f"/v1/stores?lat={STORE_LAT}&lng={STORE_LNG}&offset=1&limit=2", headers=CUSTOMER)
     ).json()

@@ -114,7 +114,8 @@ async def test_codes_complete_pickup_and_delivery_and_a_reversal_reopens(harness
     await h.deliver("delivery.picked_up.v1", own_fleet, carrier="own_fleet")
     await h.deliver("code.redeemed.v1", own_fleet, kind="finish", code_id="c-2")
     done = await h.order(own_fleet)
-    assert done["status"] == "completed" and done["delivered_at"] is not None
+    assert done["status"] == "completed"
+    assert done["delivered_at"] is not None
 
 
 async def test_express_shipping_is_blocked_by_open_aftersales_and_changed_skus(harness: OrderHarness) -> None:
@@ -137,7 +138,8 @@ async def test_express_shipping_is_blocked_by_open_aftersales_and_changed_skus(h
     fine = (await h.paid_order(sku, mode="express"))["id"]
     await h.act(fine, "accept")
     shipped = await h.act(fine, "ship", **ship)
-    assert shipped.json()["status"] == "shipped" and shipped.json()["express_tracking_no"] == "SF1234567890"
+    assert shipped.json()["status"] == "shipped"
+    assert shipped.json()["express_tracking_no"] == "SF1234567890"
     h.clock.advance(timedelta(hours=24))
     await h.timers.fire_due()
     assert (await h.order(fine))["status"] == "completed"

@@ -40,7 +40,8 @@ async def test_the_server_prices_the_order_and_keeps_a_snapshot(harness: OrderHa
     # 2.5 km away: base 5.00 + 1.00 (> 1 km) + 2.00 (> 2 km).
     far = await h.place(sku, quantity=2, lat=STORE_LAT + 0.0225)
     assert (far["items_fen"], far["delivery_fee_fen"], far["total_fen"]) == (3000, 800, 3800)
-    assert far["items"][0]["price_fen"] == 1500 and far["items"][0]["sku_version"] == 1
+    assert far["items"][0]["price_fen"] == 1500
+    assert far["items"][0]["sku_version"] == 1
     free = await h.place(sku, quantity=7)  # 105.00 ≥ 100.00: delivery is free
     assert (free["delivery_fee_fen"], free["total_fen"]) == (0, 10500)
     pickup = await h.place(sku, quantity=1, mode="pickup")  # no minimum and no fee at the counter
@@ -48,7 +49,8 @@ async def test_the_server_prices_the_order_and_keeps_a_snapshot(harness: OrderHa
     # The catalogue changes; the order keeps what the customer agreed to.
     await h.client.patch(f"/v1/products/{product['id']}/skus/{sku}", json={"price_fen": 9900}, headers=MERCHANT)
     again = await h.order(far["id"])
-    assert again["items"][0]["price_fen"] == 1500 and again["total_fen"] == 3800
+    assert again["items"][0]["price_fen"] == 1500
+    assert again["total_fen"] == 3800
 
 
 async def test_refusals_are_precise_and_reserve_nothing(harness: OrderHarness) -> None:
