@@ -20,7 +20,7 @@ async def test_a_customer_pays_and_the_signed_notification_makes_the_order_paid(
     sku = await _ready(h)
     order = await h.place(sku, quantity=2)
     assert order["status"] == "pending_payment"
-    assert order["total_fen"] == 3000 + 600  # 2 × 15.00, base 5.00 + 1.00 for the 1.1 km trip
+    assert order["total_fen"] == 3000 + 600  # 2 x 15.00, base 5.00 + 1.00 for the 1.1 km trip
 
     payment = await h.client.post(f"/v1/orders/{order['id']}/payment", headers=CUSTOMER)
     assert payment.status_code == 200
