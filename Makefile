@@ -4,10 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format typecheck bench clean help
+.PHONY: run demo test lint format typecheck bench clean help
 
 help:
 	@echo "make run    - install what is missing, start the whole platform, print URLs and demo tokens"
+	@echo "make demo   - walk through the running stack (start it with make run in another terminal)"
 	@echo "make test   - install what is missing, run the whole test suite"
 	@echo "make lint   - ruff (lint + format check) and mypy"
 	@echo "make clean  - remove the virtualenv and local state (.songda)"
@@ -20,6 +21,9 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)
 	$(BIN)/songda run
+
+demo: $(STAMP)
+	$(BIN)/songda demo
 
 test: lint
 	$(BIN)/python -m pytest

@@ -41,7 +41,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"kafka: {stack.infra.bootstrap_servers}")
         print(f"logs: {options.state_dir / 'logs'}")
         print(f"started in {time.monotonic() - started:.1f}s")
-        print("demo merchant: merchant_id=demo-merchant store_ids=[demo-store]")
+        print(f"wechatpay sandbox: {stack.app('wechatpay-sandbox').url}")
+        print("demo merchant: merchant_id=demo-merchant store_ids=[demo-store] (store seeded; try `make demo`)")
         for role, token in stack.demo_tokens().items():
             print(f"token {role}: {token}")
         print("Ctrl-C stops everything.", flush=True)
@@ -59,6 +60,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         stack.stop()
         print("stopped.", flush=True)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from shared.stack.demo import DemoFailed, run_demo
+
+    try:
+        run_demo(Path(args.state_dir).resolve())
+    except DemoFailed as exc:
+        print(f"demo stopped: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -88,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--state-dir", default=".songda", help="data, logs and keys (default: .songda)")
     run.add_argument("--gateway-port", type=int, default=0, help="default: $SONGDA_GATEWAY_PORT or 8000")
     run.set_defaults(func=cmd_run)
+
+    demo = sub.add_parser("demo", help="walk through the running stack (start it with `songda run` first)")
+    demo.add_argument("--state-dir", default=".songda", help="the running stack's state dir (default: .songda)")
+    demo.set_defaults(func=cmd_demo)
 
     migrate = sub.add_parser("migrate", help="run a service's Alembic migrations to head")
     migrate.add_argument("service", choices=[*SERVICES, "all"])

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from shared.stack.demo import run_demo
 from shared.stack.ports import free_port
 from shared.stack.processes import process_cmdline
 
@@ -87,7 +88,15 @@ def test_run_survives_a_crashed_run_and_stops_cleanly(tmp_path: Path) -> None:
         assert ready.status_code == 200
         assert set(ready.json()["upstreams"]) == {"order", "dispatch", "redemption", "aftersales", "notify"}
         merchant = {"Authorization": "Bearer " + printed["token merchant"]}
-        assert httpx.get(printed["gateway"] + "/v1/orders", headers=merchant, timeout=10).status_code == 404
+        assert httpx.get(printed["gateway"] + "/v1/stores/demo-store", headers=merchant, timeout=10).status_code == 200
+        # The demo walk, end to end through the gateway: order, WeChat Pay sandbox and its signed notifications,
+        # merchant workflow, the refund timer.
+        said: list[str] = []
+        run_demo(state_dir, say=said.append)
+        walk = "\n".join(said)
+        assert "signed notification received → paid" in walk
+        assert "order is ready_for_pickup" in walk
+        assert "order is refunded: " in walk
         started = _started_pids(state_dir)
         data_dir = _state(state_dir)["postgres_data_dir"]
     finally:

@@ -28,6 +28,7 @@ from shared.stack.processes import AppProcess, process_cmdline, terminate_group
 
 DEMO_MERCHANT = "demo-merchant"
 DEMO_STORE = "demo-store"
+WECHATPAY_SANDBOX = "wechatpay-sandbox"
 
 
 @dataclass
@@ -42,6 +43,7 @@ class StackOptions:
     database_prefix: str = "songda_"
     dev_mode: bool = True
     services: tuple[str, ...] = SERVICES
+    seed_demo: bool = True
 
     @classmethod
     def from_env(cls, state_dir: Path, **overrides: object) -> StackOptions:
@@ -170,25 +172,42 @@ class Stack:
             "GATEWAY_DEV_MODE": str(self.options.dev_mode).lower(),
         }
         taken: set[int] = set()
+        gateway_port = free_port(self.options.gateway_port)
+        taken.add(gateway_port)
+        gateway_url = f"http://127.0.0.1:{gateway_port}"
+        # The providers we cannot reach, played locally in their own wire formats.
+        from services.order.payment.sandbox import local_environment
+
+        sandbox_port = _unused_port(taken)
+        sandbox_env, order_payment_env = local_environment(
+            self.options.state_dir / "keys",
+            sandbox_url=f"http://127.0.0.1:{sandbox_port}",
+            notify_url=f"{gateway_url}/v1/payments/wechatpay/callback",
+        )
+        self.apps.append(
+            AppProcess(
+                WECHATPAY_SANDBOX,
+                "services.order.payment.sandbox:create_app",
+                sandbox_port,
+                sandbox_env,
+                logs / "wechatpay-sandbox.log",
+            )
+        )
         for service in self.options.services:
             prefix = service.upper()
             port = _unused_port(taken)
+            env = {
+                f"{prefix}_DATABASE_URL": urls[service],
+                f"{prefix}_KAFKA_BOOTSTRAP_SERVERS": self.infra.bootstrap_servers,
+                f"{prefix}_KAFKA_ENABLE_IDEMPOTENCE": str(self.infra.kafka_enable_idempotence).lower(),
+                f"{prefix}_JWT_PUBLIC_KEYS": public_key,
+            }
+            if service == "order":
+                env |= order_payment_env
             self.apps.append(
-                AppProcess(
-                    name=service,
-                    app=f"services.{service}.app:create_app",
-                    port=port,
-                    env={
-                        f"{prefix}_DATABASE_URL": urls[service],
-                        f"{prefix}_KAFKA_BOOTSTRAP_SERVERS": self.infra.bootstrap_servers,
-                        f"{prefix}_KAFKA_ENABLE_IDEMPOTENCE": str(self.infra.kafka_enable_idempotence).lower(),
-                        f"{prefix}_JWT_PUBLIC_KEYS": public_key,
-                    },
-                    log_file=logs / f"{service}.log",
-                )
+                AppProcess(service, f"services.{service}.app:create_app", port, env, logs / f"{service}.log")
             )
             gateway_env[f"GATEWAY_{prefix}_URL"] = f"http://127.0.0.1:{port}"
-        gateway_port = free_port(self.options.gateway_port)
         self.apps.append(
             AppProcess("gateway", "gateway.app:create_app", gateway_port, gateway_env, logs / "gateway.log")
         )
@@ -198,6 +217,13 @@ class Stack:
         deadline = time.monotonic() + ready_timeout
         for app in self.apps:
             app.wait_ready(deadline)
+        if self.options.seed_demo and "order" in self.options.services:
+            from shared.stack.demo import seed_demo_store
+
+            seed_demo_store(self.gateway.url, self.demo_tokens(ttl_seconds=300)["merchant"])
+
+    def app(self, name: str) -> AppProcess:
+        return next(app for app in self.apps if app.name == name)
 
     def stop(self) -> None:
         for app in reversed(self.apps):
@@ -216,7 +242,8 @@ class Stack:
         children = [{"name": app.name, "pid": app.process.pid} for app in self.apps if app.process]
         if self.infra and self.infra.broker and self.infra.broker.process:
             children.append({"name": "tansu", "pid": self.infra.broker.process.pid})
-        state: dict[str, object] = {"launcher_pid": os.getpid(), "children": children}
+        urls = {app.name: app.url for app in self.apps}
+        state: dict[str, object] = {"launcher_pid": os.getpid(), "children": children, "urls": urls}
         if self.infra and self.infra.postgres:
             state["postgres_data_dir"] = str(self.infra.postgres.data_dir)
         self.state_file.parent.mkdir(parents=True, exist_ok=True)

@@ -13,13 +13,17 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
@@ -386,3 +390,49 @@ def create_app(settings: SandboxSettings | None = None) -> FastAPI:
         ]
 
     return app
+
+
+def local_environment(key_dir: Path, sandbox_url: str, notify_url: str) -> tuple[dict[str, str], dict[str, str]]:
+    """Keys for the local stack (made once, kept in `key_dir`) and the environments that wire the order service to
+    the sandbox: (sandbox env, order env)."""
+    key_dir.mkdir(parents=True, exist_ok=True)
+    pems = {}
+    for name in ("wechatpay-merchant", "wechatpay-platform"):
+        path = key_dir / f"{name}.pem"
+        if not path.exists():
+            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            _write_private(path, key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()).decode())
+        private = path.read_text()
+        public = load_private_key(private).public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+        pems[name] = (private, public.decode())
+    apiv3_path = key_dir / "wechatpay-apiv3.key"
+    if not apiv3_path.exists():
+        _write_private(apiv3_path, secrets.token_hex(16))
+    apiv3_key = apiv3_path.read_text().strip()
+    settings = SandboxSettings()
+    sandbox_env = {
+        "WECHATPAY_SANDBOX_MCHID": settings.mchid,
+        "WECHATPAY_SANDBOX_MERCHANT_SERIAL_NO": settings.merchant_serial_no,
+        "WECHATPAY_SANDBOX_MERCHANT_PUBLIC_KEY": pems["wechatpay-merchant"][1],
+        "WECHATPAY_SANDBOX_PLATFORM_PRIVATE_KEY": pems["wechatpay-platform"][0],
+        "WECHATPAY_SANDBOX_PLATFORM_PUBLIC_KEY_ID": settings.platform_public_key_id,
+        "WECHATPAY_SANDBOX_APIV3_KEY": apiv3_key,
+    }
+    order_env = {
+        "ORDER_WECHATPAY_BASE_URL": sandbox_url,
+        "ORDER_WECHATPAY_MCHID": settings.mchid,
+        "ORDER_WECHATPAY_APPID": "wx-sandbox-app",
+        "ORDER_WECHATPAY_MERCHANT_SERIAL_NO": settings.merchant_serial_no,
+        "ORDER_WECHATPAY_MERCHANT_PRIVATE_KEY_FILE": str(key_dir / "wechatpay-merchant.pem"),
+        "ORDER_WECHATPAY_PLATFORM_PUBLIC_KEY_ID": settings.platform_public_key_id,
+        "ORDER_WECHATPAY_PLATFORM_PUBLIC_KEY": pems["wechatpay-platform"][1],
+        "ORDER_WECHATPAY_APIV3_KEY": apiv3_key,
+        "ORDER_WECHATPAY_NOTIFY_URL": notify_url,
+    }
+    return sandbox_env, order_env
+
+
+def _write_private(path: Path, content: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(content)

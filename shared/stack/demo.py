@@ -1,0 +1,195 @@
+"""The demo merchant (seeded by `songda run`) and `songda demo`: a scripted walk through the running stack, as a
+customer, the merchant's staff and the WeChat Pay sandbox, printing each step."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+DEMO_STORE_ID = "demo-store"
+DEMO_LAT, DEMO_LNG = 39.9087, 116.3975  # GCJ-02, central Beijing
+CUSTOMER_LAT, CUSTOMER_LNG = 39.9150, 116.4039  # about 900 m away
+
+DEMO_STORE = {
+    "id": DEMO_STORE_ID,
+    "name": "送达面馆 (demo)",
+    "phone": "010-88886666",
+    "address": "北京市东城区东长安街 1 号",
+    "lat": DEMO_LAT,
+    "lng": DEMO_LNG,
+    "timezone": "Asia/Shanghai",
+    "opening_hours": [],  # always open, so the demo works at any hour
+    "range_radius_m": 5000,
+    "min_order_fen": 2000,
+    "delivery_base_fen": 500,
+    "delivery_tiers": [{"above_m": 3000, "add_fen": 200}],
+    "free_delivery_above_fen": 6000,
+    "prep_minutes": 10,
+    "fulfilment_modes": ["delivery", "pickup", "express"],
+    "dispatch_trigger": "on_ready",
+    "dispatch_strategy": {"kind": "cheapest", "carriers": ["dada", "shansong", "sf"]},
+    "auto_accept": False,
+    "accept_limit_minutes": 10,
+}
+DEMO_PRODUCTS = [
+    {
+        "name": "招牌牛肉面",
+        "description": "清汤, 手工拉面",
+        "skus": [{"name": "大碗", "price_fen": 2800, "stock": 500}, {"name": "小碗", "price_fen": 2200, "stock": 500}],
+    },
+    {"name": "卤蛋", "skus": [{"name": "一个", "price_fen": 300, "stock": 1000}]},
+]
+
+
+def _auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def seed_demo_store(gateway_url: str, merchant_token: str) -> bool:
+    """Creates the demo store and its catalogue unless the store exists; returns whether it created them."""
+    with httpx.Client(base_url=gateway_url, headers=_auth(merchant_token), timeout=10) as client:
+        if client.get(f"/v1/stores/{DEMO_STORE_ID}").status_code == 200:
+            return False
+        client.post("/v1/stores", json=DEMO_STORE).raise_for_status()
+        for product in DEMO_PRODUCTS:
+            client.post(f"/v1/stores/{DEMO_STORE_ID}/products", json=product).raise_for_status()
+    return True
+
+
+class DemoFailed(RuntimeError):
+    pass
+
+
+class Walk:
+    def __init__(self, gateway: str, sandbox: str, tokens: dict[str, str], say: Callable[[str], None]) -> None:
+        self.gateway = httpx.Client(base_url=gateway, timeout=15)
+        self.sandbox = httpx.Client(base_url=sandbox, timeout=15)
+        self.tokens = tokens
+        self.say = say
+        self.step_no = 0
+
+    def close(self) -> None:
+        self.gateway.close()
+        self.sandbox.close()
+
+    def step(self, text: str) -> None:
+        self.step_no += 1
+        self.say(f"\n{self.step_no:>2}. {text}")
+
+    def call(self, role: str, method: str, path: str, **kwargs: Any) -> Any:
+        headers = {**_auth(self.tokens[role]), **kwargs.pop("headers", {})}
+        response = self.gateway.request(method, path, headers=headers, **kwargs)
+        if response.status_code >= 400:
+            raise DemoFailed(f"{method} {path} as {role} → {response.status_code}: {response.text}")
+        self.say(f"    {role:>8} {method} {path} → {response.status_code}")
+        return response.json() if response.content else None
+
+    def wait_status(self, order_id: str, wanted: set[str], within: float = 10) -> dict[str, Any]:
+        deadline = time.monotonic() + within
+        while True:
+            order = self.gateway.get(f"/v1/orders/{order_id}", headers=_auth(self.tokens["customer"])).json()
+            if order["status"] in wanted or time.monotonic() > deadline:
+                return dict(order)
+            time.sleep(0.2)
+
+    def place_and_pay(self, mode: str, items: list[dict[str, Any]]) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "store_id": DEMO_STORE_ID,
+            "items": items,
+            "fulfilment_mode": mode,
+            "contact": {"name": "演示顾客", "phone": "13800000000"},
+            "note": "少辣",
+        }
+        if mode != "pickup":
+            body["address"] = {"text": "东城区王府井大街 100 号", "lat": CUSTOMER_LAT, "lng": CUSTOMER_LNG}
+        order = self.call("customer", "POST", "/v1/orders", json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
+        self.say(
+            f"    order {order['id']}: items {order['items_fen'] / 100:.2f} + delivery "
+            f"{order['delivery_fee_fen'] / 100:.2f} = ¥{order['total_fen'] / 100:.2f}, {order['status']}"
+        )
+        payment = self.call("customer", "POST", f"/v1/orders/{order['id']}/payment")
+        self.say(f"    wx.requestPayment params: package={payment['pay_params']['package']}, signType=RSA")
+        paid = self.sandbox.post("/sandbox/pay", json={"prepay_id": payment["prepay_id"]})
+        paid.raise_for_status()
+        self.say(f"    sandbox: the customer paid, transaction {paid.json()['transaction_id']}")
+        order = self.wait_status(order["id"], {"paid", "accepted"})
+        if order["status"] not in ("paid", "accepted"):
+            raise DemoFailed(f"the payment notification did not arrive: order is {order['status']}")
+        self.say(f"    signed notification received → {order['status']}")
+        return order
+
+    def run(self) -> None:
+        self.step("A customer near Wangfujing looks for stores that deliver to them")
+        nearby = self.call("customer", "GET", f"/v1/stores?lat={CUSTOMER_LAT}&lng={CUSTOMER_LNG}")
+        for store in nearby["items"][:3]:
+            self.say(
+                f"    {store['name']}: {store['distance_m']} m, open={store['open_now']}, rating={store['rating']}"
+            )
+        products = self.call("customer", "GET", f"/v1/stores/{DEMO_STORE_ID}/products")["items"]
+        skus = {f"{p['name']} {s['name']}": s["id"] for p in products for s in p["skus"]}
+        self.say("    menu: " + ", ".join(skus))
+
+        self.step("They order two bowls and an egg for delivery, and pay with WeChat Pay (sandbox)")
+        order = self.place_and_pay(
+            "delivery",
+            [{"sku_id": skus["招牌牛肉面 大碗"], "quantity": 2}, {"sku_id": skus["卤蛋 一个"], "quantity": 1}],
+        )
+        self.step("The merchant accepts the order and marks it ready")
+        self.call("merchant", "POST", f"/v1/orders/{order['id']}/accept")
+        ready = self.call("merchant", "POST", f"/v1/orders/{order['id']}/ready")
+        self.say(f"    order is {ready['status']}; dispatch is asked for a rider (store strategy: cheapest)")
+        later = self.wait_status(order["id"], {"dispatching", "in_delivery", "delivered", "completed"}, within=5)
+        if later["status"] == "ready":
+            self.say("    (no delivery yet: carrier dispatch arrives with the dispatch service)")
+        else:
+            self.say(f"    delivery: {later['status']} {later.get('delivery') or ''}")
+
+        self.step("Another order, for self-pickup at the counter")
+        pickup = self.place_and_pay("pickup", [{"sku_id": skus["招牌牛肉面 小碗"], "quantity": 1}])
+        self.call("merchant", "POST", f"/v1/orders/{pickup['id']}/accept")
+        ready = self.call("merchant", "POST", f"/v1/orders/{pickup['id']}/ready")
+        self.say(f"    order is {ready['status']}: the customer shows their pickup code at the counter")
+
+        self.step("A third order is cancelled by the customer before the merchant accepts: refunded in full")
+        refund_order = self.place_and_pay("delivery", [{"sku_id": skus["招牌牛肉面 大碗"], "quantity": 1}])
+        cancelled = self.call("customer", "POST", f"/v1/orders/{refund_order['id']}/cancel", json={"reason": "点错了"})
+        self.say(f"    order is {cancelled['status']}; the refund goes to WeChat Pay")
+        final = self.wait_status(refund_order["id"], {"refunded"}, within=15)
+        refunds = self.call("customer", "GET", f"/v1/orders/{refund_order['id']}/refunds")
+        self.say(
+            f"    order is {final['status']}: "
+            + ", ".join(f"{r['amount_fen'] / 100:.2f} {r['status']}" for r in refunds)
+        )
+
+        self.step("The merchant's view")
+        mine = self.call("merchant", "GET", f"/v1/orders?store_id={DEMO_STORE_ID}&limit=5")
+        for item in mine["items"][:3]:
+            self.say(
+                f"    {item['id']} {item['fulfilment_mode']:>8} {item['status']:<17} ¥{item['total_fen'] / 100:.2f}"
+            )
+        self.say("\nDone. Explore the API at the gateway's /docs with the tokens `make run` printed.")
+
+
+def run_demo(state_dir: Path, say: Callable[[str], None] = print) -> None:
+    from shared.stack.launcher import WECHATPAY_SANDBOX, Stack, StackOptions
+
+    try:
+        state = json.loads((state_dir / "run" / "stack.json").read_text())
+    except FileNotFoundError as exc:
+        raise DemoFailed("the stack is not running: start it with `make run` in another terminal") from exc
+    urls = state.get("urls") or {}
+    if "gateway" not in urls or WECHATPAY_SANDBOX not in urls:
+        raise DemoFailed("the stack's state file has no URLs: restart it with `make run`")
+    tokens = Stack(StackOptions(state_dir=state_dir)).demo_tokens(ttl_seconds=600)
+    seed_demo_store(urls["gateway"], tokens["merchant"])
+    walk = Walk(urls["gateway"], urls[WECHATPAY_SANDBOX], tokens, say)
+    try:
+        walk.run()
+    finally:
+        walk.close()
