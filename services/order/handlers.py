@@ -74,6 +74,7 @@ class OrderReactions:
             service.ACCEPT_TIMER: self.on_accept_deadline,
             service.AUTO_COMPLETE_TIMER: self.on_auto_complete,
             refunds.SUBMIT_TIMER: self.on_refund_submit,
+            service.CLOSE_TRADE_TIMER: self.on_close_trade,
         }
 
     async def _order(self, session: AsyncSession, order_id: str) -> CustomerOrder | None:
@@ -221,3 +222,6 @@ class OrderReactions:
 
     async def on_refund_submit(self, session: AsyncSession, timer: Timer) -> None:
         await payments.submit_refund(session, timer.key, self.payment_client)
+
+    async def on_close_trade(self, session: AsyncSession, timer: Timer) -> None:
+        await payments.close_trade(session, timer.key, self.payment_client)

@@ -233,6 +233,23 @@ async def submit_refund(session: AsyncSession, out_refund_no: str, client: Wecha
     refund.status, refund.refund_id = "processing", answer.get("refund_id")
 
 
+async def close_trade(session: AsyncSession, order_id: str, client: WechatPayClient | None) -> None:
+    """The `payment.close` timer: closes the prepay of a cancelled, unpaid order. If the customer paid just before,
+    WeChat refuses (ORDERPAID) and the payment notification refunds it as a late payment."""
+    payment = await session.scalar(select(Payment).where(Payment.order_id == order_id).with_for_update())
+    if payment is None or payment.status != "created":
+        return
+    if client is None:
+        raise PaymentNotConfigured("cannot close trades without WeChat Pay settings")
+    try:
+        await client.close(payment.out_trade_no)
+    except PaymentProviderError as exc:
+        if exc.extra.get("provider_code") in ("ORDERPAID", "ORDER_NOT_EXIST"):
+            return
+        raise
+    payment.status = "closed"
+
+
 def _parse_time(value: Any) -> datetime | None:
     try:
         return datetime.fromisoformat(str(value)) if value else None

@@ -26,7 +26,7 @@ from services.order.errors import (
     ShippingBlocked,
     StoreNotFound,
 )
-from services.order.models import CustomerOrder, OrderLine, OrderStatusChange, Product, Sku, Store
+from services.order.models import CustomerOrder, OrderLine, OrderStatusChange, Payment, Product, Sku, Store
 from services.order.schemas import OrderCreate, OrderLineRead, OrderRead, ShipCommand
 from services.order.settings import OrderSettings
 from shared.auth import Principal, Role
@@ -37,6 +37,7 @@ from shared.timers import cancel_timer, schedule_timer
 UNPAID_TIMER = "order.unpaid"
 ACCEPT_TIMER = "order.accept_limit"
 AUTO_COMPLETE_TIMER = "order.auto_complete"
+CLOSE_TRADE_TIMER = "payment.close"
 
 
 # --- reading and access -----------------------------------------------------------------------------------------
@@ -433,6 +434,9 @@ async def end_order(
             session, clock, order, cause=action.value, amount_fen=order.total_fen, reason=reason or action.value
         )
         refund_fen = refund.amount_fen if refund else 0
+    elif await session.scalar(select(Payment.id).where(Payment.order_id == order.id, Payment.status == "created")):
+        # A prepay is out there: close it, so the customer cannot pay a cancelled order.
+        await schedule_timer(session, kind=CLOSE_TRADE_TIMER, key=order.id, due_at=now)
     if action is Action.reject:
         await events.publish(session, clock, order, events.REJECTED, reason=reason)
     await events.publish(

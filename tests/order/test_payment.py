@@ -154,24 +154,39 @@ async def test_a_rejected_order_is_refunded_exactly_once(harness: OrderHarness) 
     assert await h.sql("SELECT stock FROM sku") == [(100,)]  # the reserved stock went back
 
 
-async def test_a_payment_after_cancellation_is_refunded(harness: OrderHarness) -> None:
-    h = harness
+async def _cancelled_with_prepay(h: OrderHarness) -> tuple[dict[str, object], str]:
     sku = await _ready(h)
     order = await h.place(sku)
     payment = (await h.client.post(f"/v1/orders/{order['id']}/payment", headers=CUSTOMER)).json()
-    assert (await h.act(order["id"], "cancel", headers=CUSTOMER, reason="changed my mind")).json()[
-        "status"
-    ] == "cancelled"
-    await h.sandbox.post("/sandbox/pay", json={"prepay_id": payment["prepay_id"]})
+    cancelled = await h.act(order["id"], "cancel", headers=CUSTOMER, reason="changed my mind")
+    assert cancelled.json()["status"] == "cancelled"
+    return order, str(payment["prepay_id"])
+
+
+async def test_a_cancelled_orders_prepay_is_closed(harness: OrderHarness) -> None:
+    h = harness
+    _, prepay_id = await _cancelled_with_prepay(h)
+    assert await h.timers.fire_due() == 1
+    assert await h.sql("SELECT status FROM payment") == [("closed",)]
+    refused = await h.sandbox.post("/sandbox/pay", json={"prepay_id": prepay_id})
+    assert (refused.status_code, refused.json()["code"]) == (400, "ORDER_CLOSED")
+
+
+async def test_a_payment_racing_the_cancellation_is_refunded(harness: OrderHarness) -> None:
+    h = harness
+    order, prepay_id = await _cancelled_with_prepay(h)
+    # The customer pays before the close reaches WeChat Pay: the close is refused, the payment refunded.
+    await h.sandbox.post("/sandbox/pay", json={"prepay_id": prepay_id})
 
     async def late_refund_requested() -> bool:
         return len(await h.sql("SELECT 1 FROM refund WHERE cause = 'late_payment'")) == 1
 
     await eventually(late_refund_requested)
-    await h.timers.fire_due()
+    assert await h.timers.fire_due() == 2  # the close (refused: ORDERPAID) and the refund
 
     async def settled() -> bool:
         return await h.sql("SELECT status FROM refund") == [("succeeded",)]
 
     await eventually(settled)
     assert (await h.order(order["id"]))["status"] == "cancelled"
+    assert await h.sql("SELECT status FROM payment") == [("paid",)]

@@ -3,6 +3,7 @@ transition works, every other is a 409, both in the domain and through the HTTP 
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 
 import pytest
@@ -95,3 +96,19 @@ async def test_every_route_moves_exactly_the_orders_the_table_allows(harness: Or
                 assert response.headers["content-type"] == "application/problem+json"
                 assert response.json()["type"] == "/problems/invalid-transition"
     assert mismatches == []
+
+
+async def test_of_racing_accept_and_cancel_exactly_one_wins(harness: OrderHarness) -> None:
+    h = harness
+    await h.store()
+    sku = (await h.product(stock=1000))["skus"][0]["id"]
+    for _ in range(5):
+        oid = (await h.paid_order(sku))["id"]
+        accept, cancel = await asyncio.gather(
+            h.act(oid, "accept"), h.act(oid, "cancel", headers=CUSTOMER, reason="too slow")
+        )
+        assert sorted([accept.status_code, cancel.status_code]) == [200, 409]
+        final = (await h.order(oid))["status"]
+        assert final == ("accepted" if accept.status_code == 200 else "refunding")
+        moves = await h.sql("SELECT count(*) FROM order_status_change WHERE order_id = :id", id=oid)
+        assert moves == [(3,)]  # placed, paid, and one of the two
