@@ -84,6 +84,20 @@ class UpstreamTimeout(ServiceError):
     status, code, title = 504, "upstream-timeout", "A service behind the gateway did not answer in time"
 
 
+def problem_body(error: ServiceError, instance: str | None = None) -> dict[str, Any]:
+    """The problem+json document of an error, for answers that are stored and replayed (idempotent requests)."""
+    body: dict[str, Any] = {
+        "type": f"/problems/{error.code}",
+        "title": error.title,
+        "status": error.status,
+        "detail": error.detail,
+    }
+    if instance is not None:
+        body["instance"] = instance
+    body.update(error.extra)
+    return body
+
+
 def problem_response(
     request: Request | None,
     *,

@@ -43,20 +43,46 @@ async def _admin(infra: Infra, sql: str) -> None:
         await connection.close()
 
 
+async def _migrated_template(infra: Infra, service: str) -> str:
+    name = f"songda_tpl_{service}_{uuid.uuid4().hex[:8]}"
+    await _admin(infra, f'CREATE DATABASE "{name}"')
+    await asyncio.to_thread(migrations.upgrade, service, database_url(infra.postgres_url, name))
+    return name
+
+
+async def _clone(infra: Infra, template: str) -> str:
+    name = f"songda_t_{uuid.uuid4().hex[:12]}"
+    await _admin(infra, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    return name
+
+
 @pytest.fixture(scope="session")
 async def template_database(infra: Infra) -> AsyncIterator[str]:
     """The order service's history migrated once into a template; tests clone it (fast, and isolated)."""
-    name = f"songda_tpl_{uuid.uuid4().hex[:8]}"
-    await _admin(infra, f'CREATE DATABASE "{name}"')
-    await asyncio.to_thread(migrations.upgrade, "order", database_url(infra.postgres_url, name))
+    name = await _migrated_template(infra, "order")
+    yield name
+    await _admin(infra, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+async def redemption_template(infra: Infra) -> AsyncIterator[str]:
+    name = await _migrated_template(infra, "redemption")
     yield name
     await _admin(infra, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
 async def db_url(infra: Infra, template_database: str) -> AsyncIterator[str]:
-    name = f"songda_t_{uuid.uuid4().hex[:12]}"
-    await _admin(infra, f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
+    """A fresh order-service database."""
+    name = await _clone(infra, template_database)
+    yield database_url(infra.postgres_url, name)
+    await _admin(infra, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def redemption_db_url(infra: Infra, redemption_template: str) -> AsyncIterator[str]:
+    """A fresh redemption-service database."""
+    name = await _clone(infra, redemption_template)
     yield database_url(infra.postgres_url, name)
     await _admin(infra, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

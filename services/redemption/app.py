@@ -2,8 +2,10 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from services.redemption import router
+from services.redemption.handlers import RedemptionReactions
 from services.redemption.settings import RedemptionSettings
-from shared.clock import Clock
+from shared.clock import Clock, SystemClock
 from shared.logging import configure_logging
 from shared.service import build_service_app
 
@@ -13,9 +15,16 @@ def create_app(settings: RedemptionSettings | None = None, clock: Clock | None =
     if settings is None:
         settings = RedemptionSettings()
         configure_logging(settings.service_name, settings.log_level)
-    return build_service_app(
+    clock = clock or SystemClock()
+    reactions = RedemptionReactions(settings=settings, clock=clock)
+    app = build_service_app(
         settings,
         title="Songda redemption",
-        description="Pickup and finish codes, vouchers, the redemption ledger and its audit log.",
+        description="Pickup and finish codes, vouchers, rotating QR tokens, the redemption ledger and its audit log.",
+        routers=[router.router],
+        event_handlers=reactions.event_handlers(),
+        timer_handlers=reactions.timer_handlers(),
         clock=clock,
     )
+    app.state.reactions = reactions
+    return app

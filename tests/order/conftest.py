@@ -7,35 +7,30 @@ from __future__ import annotations
 import secrets
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-import jwt
 import pytest
-from aiokafka import ConsumerRecord
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.auth import generate_signing_key, public_pem
+from gateway.auth import public_pem
 from services.order.app import create_app
 from services.order.payment.sandbox import SandboxSettings
 from services.order.payment.sandbox import create_app as create_sandbox
 from services.order.settings import OrderSettings
 from shared.clock import FrozenClock
-from shared.events.consumer import EventConsumer
 from shared.events.envelope import Envelope, new_event
 from shared.stack.ports import free_port
 from shared.timers import TimerWorker
-from tests.support import eventually, serve
+from tests.support import JWT_KEY, EventFeed, bearer, eventually, run_sql, serve
 
 # A Wednesday, 12:00 in Shanghai: the demo stores are open.
 NOON_SHANGHAI = datetime(2026, 11, 18, 4, 0, tzinfo=UTC)
 STORE_LAT, STORE_LNG = 39.9087, 116.3975
-JWT_KEY = serialization.load_pem_private_key(generate_signing_key().encode(), password=None)
 
 
 def _rsa_pem() -> tuple[str, str]:
@@ -66,21 +61,6 @@ def pay_keys() -> PayKeys:
     return PayKeys(merchant[0], merchant[1], platform[0], platform[1], secrets.token_hex(16))
 
 
-def bearer(role: str, sub: str | None = None, merchant_id: str | None = None, **claims: Any) -> dict[str, str]:
-    now = datetime.now(UTC)
-    body = {
-        "sub": sub or f"{role}-1",
-        "role": role,
-        "iss": "songda",
-        "aud": "songda",
-        "iat": now,
-        "exp": now.timestamp() + 600,
-        **({"merchant_id": merchant_id} if merchant_id else {}),
-        **claims,
-    }
-    return {"Authorization": "Bearer " + jwt.encode(body, JWT_KEY, algorithm="EdDSA")}  # type: ignore[arg-type]
-
-
 CUSTOMER = bearer("customer", "openid-alice")
 OTHER_CUSTOMER = bearer("customer", "openid-bob")
 MERCHANT = bearer("merchant", "staff-1", "m-1", store_ids=["s-1"])
@@ -96,9 +76,8 @@ class OrderHarness:
     sessionmaker: async_sessionmaker[AsyncSession]
     clock: FrozenClock
     timers: TimerWorker
-    consumer: EventConsumer
+    feed: EventFeed
     app: Any
-    counter: dict[str, int] = field(default_factory=dict)
 
     async def store(self, store_id: str = "s-1", headers: dict[str, str] = MERCHANT, **fields: Any) -> dict[str, Any]:
         body = {
@@ -192,18 +171,10 @@ class OrderHarness:
         return event
 
     async def redeliver(self, event: Envelope) -> None:
-        offset = self.counter["offset"] = self.counter.get("offset", 0) + 1
-        record = ConsumerRecord(
-            topic=f"{event.source}.events", partition=0, offset=offset, timestamp=0, timestamp_type=0,
-            key=event.subject.encode(), value=event.to_bytes(), checksum=None, serialized_key_size=0,
-            serialized_value_size=0, headers=(),
-        )  # fmt: skip
-        await self.consumer.handle_record(record)
+        await self.feed.deliver(event)
 
     async def sql(self, statement: str, **params: Any) -> Any:
-        async with self.sessionmaker() as session, session.begin():
-            result = await session.execute(text(statement), params)
-            return result.all() if result.returns_rows else result.rowcount
+        return await run_sql(self.sessionmaker, statement, **params)
 
     async def events(self, order_id: str) -> list[str]:
         rows = await self.sql("SELECT type FROM outbox WHERE key = :k ORDER BY id", k=order_id)
@@ -245,24 +216,15 @@ async def harness(db_url: str, bootstrap: str, pay_keys: PayKeys) -> AsyncIterat
             timers = TimerWorker(
                 service="order", sessionmaker=sessionmaker, clock=clock, handlers=reactions.timer_handlers()
             )
-            consumer = EventConsumer(
-                service="order",
-                sessionmaker=sessionmaker,
-                bootstrap_servers=bootstrap,
-                topics=["unused"],
-                handlers=reactions.event_handlers(),
-                dlq_producer=None,  # type: ignore[arg-type]
-                max_attempts=1,
-                retry_seconds=0,
-            )
+            feed = EventFeed(sessionmaker, bootstrap, reactions.event_handlers())
             try:
                 async with (
                     httpx.AsyncClient(base_url=order_url, timeout=30) as client,
                     httpx.AsyncClient(base_url=sandbox_url, timeout=30) as sandbox,
                 ):
-                    yield OrderHarness(client, sandbox, sessionmaker, clock, timers, consumer, app)
+                    yield OrderHarness(client, sandbox, sessionmaker, clock, timers, feed, app)
             finally:
-                await consumer.stop()
+                await feed.close()
 
 
 def new_id() -> str:

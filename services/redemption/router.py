@@ -1,0 +1,288 @@
+"""Routes for codes (customers show them, merchants issue vouchers) and redemptions (staff and riders redeem)."""
+
+from __future__ import annotations
+
+import io
+import uuid
+from typing import Annotated, Literal
+
+import segno
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
+from sqlalchemy import func, select
+
+from services.redemption import codes, service
+from services.redemption.errors import CodeNotFound
+from services.redemption.models import Attempt, Code, Lockout
+from services.redemption.schemas import (
+    AttemptPage,
+    AttemptRead,
+    CodePage,
+    CodeRead,
+    LockoutRead,
+    Presentation,
+    RedemptionCreate,
+    RedemptionRead,
+    ReverseCommand,
+    StatusCommand,
+    VoucherCreate,
+)
+from services.redemption.settings import RedemptionSettings
+from shared.auth import CurrentPrincipal, Principal, Role, require_roles
+from shared.clock import AppClock, Clock
+from shared.db import DbSession
+from shared.errors import PROBLEM_JSON, Forbidden, ValidationFailed, render
+
+router = APIRouter(tags=["redemption"])
+
+Redeemer = Annotated[Principal, require_roles(Role.merchant, Role.rider, Role.ops)]
+Staff = Annotated[Principal, require_roles(Role.merchant, Role.ops)]
+Ops = Annotated[Principal, require_roles(Role.ops)]
+Offset = Annotated[int, Query(ge=0)]
+Limit = Annotated[int, Query(ge=1, le=100)]
+
+
+def _settings(request: Request) -> RedemptionSettings:
+    settings: RedemptionSettings = request.app.state.settings
+    return settings
+
+
+def _presented(request: Request, body: Presentation) -> service.Presented:
+    forwarded = request.headers.get("x-forwarded-for", "")
+    ip = forwarded.split(",")[0].strip() or (request.client.host if request.client else None)
+    return service.Presented(body.code, body.qr_token, body.store_id, body.device_id, ip, body.lat, body.lng)
+
+
+def code_read(code: Code, principal: Principal, clock: Clock) -> CodeRead:
+    owner = principal.role is Role.customer and code.customer_id == principal.sub
+    now = clock.now()
+    live = owner and code.status == "active"
+    return CodeRead(
+        id=code.id,
+        kind=code.kind,
+        status=code.status,
+        status_reason=code.status_reason,
+        order_id=code.order_id,
+        store_id=code.store_id,
+        title=code.title,
+        uses_total=code.uses_total,
+        uses_left=code.uses_left,
+        valid_from=code.valid_from,
+        valid_until=code.valid_until,
+        summary=code.summary,
+        code=codes.grouped(code.code) if owner else None,
+        qr_token=codes.qr_token(code.id, code.secret, now) if live else None,
+        qr_expires_in=codes.seconds_left(now) if live else None,
+        replaces=code.replaces,
+    )
+
+
+# --- redeeming --------------------------------------------------------------------------------------------------
+
+
+@router.post(
+    "/v1/redemptions",
+    status_code=201,
+    summary="Redeem a code (numeric or QR) at a store, or a finish code at the door",
+    responses={
+        409: {
+            "description": "already-redeemed (with when, where, by whom), code-expired, code-revoked, code-frozen, "
+            "wrong-store, not-enough-uses",
+            "content": {PROBLEM_JSON: {}},
+        },
+        404: {"description": "code-not-found", "content": {PROBLEM_JSON: {}}},
+        422: {"description": "check-digit-failed, token-not-valid, request-no-reused", "content": {PROBLEM_JSON: {}}},
+        423: {"description": "locked-out", "content": {PROBLEM_JSON: {}}},
+    },
+)
+async def redeem(
+    request: Request, session: DbSession, clock: AppClock, principal: Redeemer, body: RedemptionCreate
+) -> RedemptionRead:
+    settings = _settings(request)
+    if body.count > settings.max_count_per_request:
+        raise ValidationFailed(f"At most {settings.max_count_per_request} uses per request")
+    outcome = await service.verify(
+        session,
+        principal,
+        _presented(request, body),
+        request_no=body.request_no,
+        count=body.count,
+        clock=clock,
+        settings=settings,
+    )
+    headers = {"Idempotent-Replayed": "true"} if outcome.replayed else {}
+    media_type = "application/json" if outcome.status_code < 400 else PROBLEM_JSON
+    # The answer (success or refusal) is committed with its audit row; a JSONResponse keeps the transaction.
+    return JSONResponse(outcome.body, status_code=outcome.status_code, headers=headers, media_type=media_type)  # type: ignore[return-value]
+
+
+@router.post("/v1/redemptions/preview", summary="What a code would redeem, without redeeming (audited)")
+async def preview(
+    request: Request, session: DbSession, clock: AppClock, principal: Redeemer, body: Presentation
+) -> Response:
+    try:
+        code = await service.preview(session, principal, _presented(request, body), clock, _settings(request))
+    except service.PreviewRefused as refused:
+        return render(request, refused.refusal)  # the audit row commits with the session
+    return JSONResponse(code_read(code, principal, clock).model_dump(mode="json"))
+
+
+@router.post("/v1/redemptions/{redemption_id}/reverse", summary="Undo a redemption inside the reversal window")
+async def reverse(
+    request: Request,
+    session: DbSession,
+    clock: AppClock,
+    principal: Staff,
+    redemption_id: uuid.UUID,
+    body: ReverseCommand,
+) -> RedemptionRead:
+    redemption, code = await service.reverse(session, principal, redemption_id, body.reason, clock, _settings(request))
+    return RedemptionRead.model_validate(service.redemption_view(redemption, code))
+
+
+@router.get("/v1/redemptions/attempts", summary="The audit log: every attempt, successful or not, newest first")
+async def attempts(
+    session: DbSession,
+    principal: Staff,
+    store_id: str | None = None,
+    failed: bool | None = None,
+    offset: Offset = 0,
+    limit: Limit = 50,
+) -> AttemptPage:
+    conditions = []
+    if principal.role is Role.merchant:
+        conditions.append(Attempt.merchant_id == principal.merchant_id)
+    if store_id:
+        conditions.append(Attempt.store_id == store_id)
+    if failed is not None:
+        conditions.append(Attempt.failed.is_(failed))
+    total = int(await session.scalar(select(func.count()).select_from(Attempt).where(*conditions)) or 0)
+    rows = await session.scalars(
+        select(Attempt).where(*conditions).order_by(Attempt.id.desc()).offset(offset).limit(limit)
+    )
+    return AttemptPage(items=[AttemptRead.model_validate(r) for r in rows], total=total, offset=offset, limit=limit)
+
+
+@router.get("/v1/redemptions/lockouts", summary="Scopes locked now (ops)")
+async def lockouts(session: DbSession, clock: AppClock, _: Ops) -> list[LockoutRead]:
+    rows = await session.scalars(select(Lockout).where(Lockout.locked_until > clock.now()))
+    return [LockoutRead.model_validate(r) for r in rows]
+
+
+@router.post("/v1/redemptions/lockouts/{scope}/{key}/unlock", summary="Lift a lockout; earlier failures stop counting")
+async def unlock(
+    session: DbSession, clock: AppClock, principal: Ops, scope: Literal["store", "device", "principal"], key: str
+) -> LockoutRead:
+    return LockoutRead.model_validate(await service.unlock(session, scope, key, principal, clock))
+
+
+# --- codes ------------------------------------------------------------------------------------------------------
+
+
+@router.get("/v1/codes", summary="Codes the caller may see: a customer's own, a merchant's")
+async def list_codes(
+    session: DbSession,
+    clock: AppClock,
+    principal: CurrentPrincipal,
+    order_id: str | None = None,
+    status: str | None = None,
+    offset: Offset = 0,
+    limit: Limit = 20,
+) -> CodePage:
+    conditions = []
+    if principal.role is Role.customer:
+        conditions.append(Code.customer_id == principal.sub)
+    elif principal.role is Role.merchant:
+        conditions.append(Code.merchant_id == principal.merchant_id)
+    elif principal.role is not Role.ops:
+        raise Forbidden("Riders scan codes; they do not list them")
+    if order_id:
+        conditions.append(Code.order_id == order_id)
+    if status:
+        conditions.append(Code.status == status)
+    total = int(await session.scalar(select(func.count()).select_from(Code).where(*conditions)) or 0)
+    rows = await session.scalars(
+        select(Code).where(*conditions).order_by(Code.issued_at.desc()).offset(offset).limit(limit)
+    )
+    return CodePage(items=[code_read(c, principal, clock) for c in rows], total=total, offset=offset, limit=limit)
+
+
+@router.post("/v1/codes/vouchers", status_code=201, summary="Issue a multi-use voucher (次卡) valid in a window")
+async def issue_voucher(session: DbSession, clock: AppClock, principal: Staff, body: VoucherCreate) -> CodeRead:
+    if principal.role is Role.merchant:
+        if body.merchant_id not in (None, principal.merchant_id) or not principal.merchant_id:
+            raise Forbidden("Merchant staff issue vouchers of their own merchant")
+        if principal.store_ids and body.store_id not in principal.store_ids:
+            raise Forbidden(f"This staff account does not work at store {body.store_id}")
+        merchant_id = principal.merchant_id
+    elif body.merchant_id:
+        merchant_id = body.merchant_id
+    else:
+        raise ValidationFailed("merchant_id is required when ops issue a voucher")
+    valid_from = body.valid_from or clock.now()
+    if body.valid_until <= valid_from:
+        raise ValidationFailed("valid_until must be after valid_from")
+    code = await service.issue_code(
+        session,
+        clock,
+        kind="voucher",
+        merchant_id=merchant_id,
+        store_id=body.store_id,
+        customer_id=body.customer_id,
+        title=body.title,
+        summary={"title": body.title, "uses": body.uses},
+        uses=body.uses,
+        valid_from=valid_from,
+        valid_until=body.valid_until,
+    )
+    return code_read(code, principal, clock)
+
+
+@router.get("/v1/codes/{code_id}", summary="A code; its owner also gets the digits and the current QR token")
+async def get_code(session: DbSession, clock: AppClock, principal: CurrentPrincipal, code_id: uuid.UUID) -> CodeRead:
+    return code_read(await service.visible_code(session, principal, code_id), principal, clock)
+
+
+@router.get(
+    "/v1/codes/{code_id}/qr.{kind}",
+    summary="The current rotating QR (SVG or PNG) for the code's owner; refresh before `qr_expires_in`",
+    response_class=Response,
+)
+async def qr_image(
+    session: DbSession, clock: AppClock, principal: CurrentPrincipal, code_id: uuid.UUID, kind: Literal["svg", "png"]
+) -> Response:
+    code = await service.visible_code(session, principal, code_id)
+    if principal.role is not Role.customer or code.customer_id != principal.sub or code.status != "active":
+        raise CodeNotFound("Only the owner of an active code gets its QR")
+    buffer = io.BytesIO()
+    segno.make(codes.qr_token(code.id, code.secret, clock.now()), error="m").save(buffer, kind=kind, scale=6, border=2)
+    media = "image/svg+xml" if kind == "svg" else "image/png"
+    return Response(buffer.getvalue(), media_type=media, headers={"Cache-Control": "no-store"})
+
+
+@router.post("/v1/codes/{code_id}/freeze", summary="Freeze a code reported stolen (owner, merchant, ops)")
+async def freeze(
+    session: DbSession, clock: AppClock, principal: CurrentPrincipal, code_id: uuid.UUID, body: StatusCommand
+) -> CodeRead:
+    return code_read(await service.freeze(session, principal, code_id, body.reason, clock), principal, clock)
+
+
+@router.post("/v1/codes/{code_id}/unfreeze", summary="Lift a freeze")
+async def unfreeze(session: DbSession, clock: AppClock, principal: CurrentPrincipal, code_id: uuid.UUID) -> CodeRead:
+    return code_read(await service.unfreeze(session, principal, code_id, clock), principal, clock)
+
+
+@router.post("/v1/codes/{code_id}/revoke", summary="Void a code for good (merchant, ops)")
+async def revoke(
+    session: DbSession, clock: AppClock, principal: CurrentPrincipal, code_id: uuid.UUID, body: StatusCommand
+) -> CodeRead:
+    return code_read(await service.revoke(session, principal, code_id, body.reason, clock), principal, clock)
+
+
+@router.post(
+    "/v1/codes/{code_id}/reissue",
+    status_code=201,
+    summary="Void a stolen code and issue a new one (new digits, new QR secret) with its remaining uses",
+)
+async def reissue(session: DbSession, clock: AppClock, principal: CurrentPrincipal, code_id: uuid.UUID) -> CodeRead:
+    return code_read(await service.reissue(session, principal, code_id, clock), principal, clock)

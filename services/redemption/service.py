@@ -1,0 +1,659 @@
+"""Redemption use cases: issue, verify (the atomic ledger), preview, reverse, freeze/revoke/reissue, expire.
+
+Verification is decided by one conditional UPDATE (`uses_left >= n AND status = 'active' AND valid now`), so of
+any number of concurrent scans exactly as many succeed as there are uses. Each request_no is answered once and the
+answer stored: the same request_no gets the same answer, success or refusal, and redeems nothing more. Every
+attempt lands in the audit log; guesses (mistyped, unknown or forged codes) count towards a lockout of the store,
+the device and the principal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, case, func, or_, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.redemption import codes, events
+from services.redemption.errors import (
+    AlreadyRedeemed,
+    CheckDigitFailed,
+    CodeExpired,
+    CodeFrozen,
+    CodeNotFound,
+    CodeRevoked,
+    LockedOut,
+    NotEnoughUses,
+    NotYetValid,
+    RedemptionNotFound,
+    RequestNoReused,
+    ReversalNotAllowed,
+    TokenNotValid,
+    WrongStore,
+)
+from services.redemption.models import Attempt, Code, Lockout, Redemption, RedemptionRequest
+from services.redemption.settings import RedemptionSettings
+from shared.auth import Principal, Role
+from shared.clock import Clock
+from shared.errors import Conflict, Forbidden, ServiceError, ValidationFailed, problem_body
+from shared.timers import schedule_timer
+
+EXPIRE_TIMER = "code.expire"
+# Refusals that look like guessing: they count towards a lockout.
+GUESSES = (CheckDigitFailed, CodeNotFound, TokenNotValid)
+LIVE = ("active", "frozen")
+
+
+def actor_of(principal: Principal) -> str:
+    return f"{principal.role.value}:{principal.sub}"
+
+
+# --- issuing ----------------------------------------------------------------------------------------------------
+
+
+async def _unused_number(session: AsyncSession) -> str:
+    while True:  # 10^11 numbers: a collision is rare, and checked
+        number = codes.new_code()
+        if await session.scalar(select(Code.id).where(Code.code == number)) is None:
+            return number
+
+
+async def issue_code(
+    session: AsyncSession,
+    clock: Clock,
+    *,
+    kind: str,
+    merchant_id: str,
+    store_id: str,
+    customer_id: str,
+    title: str,
+    summary: dict[str, Any],
+    uses: int,
+    valid_from: datetime,
+    valid_until: datetime,
+    order_id: str | None = None,
+    replaces: uuid.UUID | None = None,
+) -> Code:
+    now = clock.now()
+    code = Code(
+        id=uuid.uuid4(),
+        code=await _unused_number(session),
+        kind=kind,
+        status="active",
+        order_id=order_id,
+        merchant_id=merchant_id,
+        store_id=store_id,
+        customer_id=customer_id,
+        title=title,
+        summary=summary,
+        uses_total=uses,
+        uses_left=uses,
+        cycles=0,
+        secret=codes.new_secret(),
+        valid_from=valid_from,
+        valid_until=valid_until,
+        replaces=replaces,
+        issued_at=now,
+        updated_at=now,
+    )
+    session.add(code)
+    await session.flush()
+    await schedule_timer(session, kind=EXPIRE_TIMER, key=str(code.id), due_at=valid_until)
+    await events.publish(session, clock, code, events.ISSUED)
+    return code
+
+
+ORDER_CODE_KINDS = {"pickup": "pickup", "delivery": "finish"}
+
+
+async def issue_order_codes(
+    session: AsyncSession, clock: Clock, settings: RedemptionSettings, order: dict[str, Any]
+) -> None:
+    """On order.paid: a pickup code for self-pickup, a finish code for a delivery (shown at the door)."""
+    kind = ORDER_CODE_KINDS.get(order.get("fulfilment_mode", ""))
+    if kind is None:
+        return
+    order_id = str(order["order_id"])
+    live = await session.scalar(
+        select(Code.id).where(Code.order_id == order_id, Code.kind == kind, Code.status.in_(LIVE))
+    )
+    if live is not None:
+        return
+    now = clock.now()
+    store = order.get("store") or {}
+    await issue_code(
+        session,
+        clock,
+        kind=kind,
+        merchant_id=str(order["merchant_id"]),
+        store_id=str(store.get("id")),
+        customer_id=str(order["customer_id"]),
+        title=f"{store.get('name', '')} {'取餐码' if kind == 'pickup' else '收货码'}".strip(),
+        summary={
+            "items": order.get("items", []),
+            "amounts": order.get("amounts", {}),
+            "mode": order["fulfilment_mode"],
+        },
+        uses=1,
+        valid_from=now,
+        valid_until=now + timedelta(hours=settings.order_code_valid_hours),
+        order_id=order_id,
+    )
+
+
+async def end_order_codes(session: AsyncSession, clock: Clock, order_id: str, *, revoke: bool, reason: str) -> None:
+    """An order that ended takes its live codes with it: revoked (cancelled, refunded) or expired (completed)."""
+    ended = (
+        await session.scalars(
+            update(Code)
+            .where(Code.order_id == order_id, Code.status.in_(LIVE))
+            .values(status="revoked" if revoke else "expired", status_reason=reason, updated_at=clock.now())
+            .returning(Code)
+            .execution_options(synchronize_session=False)
+        )
+    ).all()
+    if revoke:
+        for code in ended:
+            await events.publish(session, clock, code, events.REVOKED, reason=reason)
+
+
+async def expire_code(session: AsyncSession, clock: Clock, code_id: str) -> None:
+    await session.execute(
+        update(Code)
+        .where(Code.id == uuid.UUID(code_id), Code.status.in_(LIVE), Code.valid_until <= clock.now())
+        .values(status="expired", status_reason="validity ended", updated_at=clock.now())
+    )
+
+
+# --- who may touch a code ---------------------------------------------------------------------------------------
+
+
+def may_manage(principal: Principal, code: Code) -> bool:
+    """The owner customer, the code's merchant (its listed stores, if the token lists any), or ops."""
+    if principal.role in (Role.ops, Role.service):
+        return True
+    if principal.role is Role.customer:
+        return code.customer_id == principal.sub
+    if principal.role is Role.merchant:
+        return code.merchant_id == principal.merchant_id and (
+            not principal.store_ids or code.store_id in principal.store_ids
+        )
+    return False
+
+
+async def visible_code(session: AsyncSession, principal: Principal, code_id: uuid.UUID, *, lock: bool = False) -> Code:
+    stmt = select(Code).where(Code.id == code_id)
+    code = await session.scalar(stmt.with_for_update() if lock else stmt)
+    if code is None or not may_manage(principal, code):
+        raise CodeNotFound(f"No code {code_id}")
+    return code
+
+
+# --- verifying ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Presented:
+    """What the scanner read: a typed numeric code or a QR token, and where it was presented."""
+
+    code: str | None
+    qr_token: str | None
+    store_id: str | None
+    device_id: str | None
+    ip: str | None
+    lat: float | None
+    lng: float | None
+
+    def shown(self) -> str:
+        if self.qr_token:
+            return "qr"
+        return codes.masked(codes.normalise(self.code or "") or (self.code or ""))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status_code: int
+    body: dict[str, Any]
+    replayed: bool = False
+
+
+async def _resolve(session: AsyncSession, presented: Presented, now: datetime, *, lock: bool) -> Code:
+    """The code presented, or a guess-type refusal (mistyped, unknown, forged or stale token)."""
+    if presented.qr_token:
+        parsed = codes.parse_token(presented.qr_token)
+        if parsed is None:
+            raise TokenNotValid("This is not a Songda QR code")
+        stmt = select(Code).where(Code.id == parsed[0])
+        code = await session.scalar(stmt.with_for_update() if lock else stmt)
+        if code is None or not codes.token_valid(code.secret, parsed[1], now):
+            raise TokenNotValid("The QR code is stale or forged: ask the customer to refresh it")
+        return code
+    number = codes.normalise(presented.code or "")
+    if number is None:
+        raise CheckDigitFailed("A code is 12 digits")
+    if not codes.check_digit_ok(number):
+        raise CheckDigitFailed("The code is mistyped: its check digit does not match")
+    stmt = select(Code).where(Code.code == number)
+    code = await session.scalar(stmt.with_for_update() if lock else stmt)
+    if code is None:
+        raise CodeNotFound("No such code")
+    return code
+
+
+def _authorise(principal: Principal, code: Code, store_id: str | None) -> None:
+    """Merchant staff redeem their own merchant's codes at its stores; riders redeem their merchant's finish codes.
+    A code of another merchant is 'not found': its existence is nobody else's business."""
+    if principal.role is Role.ops or principal.role is Role.service:
+        pass
+    elif principal.role is Role.merchant:
+        if code.merchant_id != principal.merchant_id:
+            raise CodeNotFound("No such code")
+        if principal.store_ids and store_id not in principal.store_ids:
+            raise Forbidden(f"This staff account does not work at store {store_id}")
+    elif principal.role is Role.rider:
+        if code.merchant_id != principal.merchant_id or code.kind != "finish":
+            raise CodeNotFound("No such code")
+    else:
+        raise Forbidden("Customers show codes; staff and riders redeem them")
+    if store_id is not None and store_id != code.store_id:
+        raise WrongStore(f"This code is for store {code.store_id}", code_store_id=code.store_id)
+    if principal.role is not Role.rider and store_id is None:
+        raise ValidationFailed("store_id is required")
+
+
+async def _last_redemption(session: AsyncSession, code: Code) -> Redemption | None:
+    return await session.scalar(
+        select(Redemption)
+        .where(Redemption.code_id == code.id, Redemption.reversed_at.is_(None))
+        .order_by(Redemption.redeemed_at.desc())
+        .limit(1)
+    )
+
+
+async def _refusal_for(session: AsyncSession, code: Code, count: int, now: datetime) -> ServiceError:
+    """Why the conditional update matched nothing, as precisely as the row tells."""
+    if code.status == "frozen":
+        return CodeFrozen(f"Code frozen: {code.status_reason or 'reported stolen'}")
+    if code.status == "revoked":
+        return CodeRevoked(
+            f"Code revoked: {code.status_reason or ''}".strip(), replaced=code.status_reason == "reissued"
+        )
+    if code.status == "expired" or code.valid_until <= now:
+        return CodeExpired(f"Code expired at {code.valid_until.isoformat()}", valid_until=code.valid_until.isoformat())
+    if code.valid_from > now:
+        return NotYetValid(f"Code valid from {code.valid_from.isoformat()}", valid_from=code.valid_from.isoformat())
+    if code.uses_left == 0:
+        last = await _last_redemption(session, code)
+        extra = {}
+        if last is not None:
+            extra = {"redeemed_at": last.redeemed_at.isoformat(), "redeemed_at_store": last.store_id,
+                     "redeemed_by": last.principal, "device_id": last.device_id}  # fmt: skip
+        when = f" at {last.redeemed_at.isoformat()} in store {last.store_id} by {last.principal}" if last else ""
+        return AlreadyRedeemed(f"Code already used{when}", **extra)
+    return NotEnoughUses(f"{code.uses_left} use(s) left, {count} asked", uses_left=code.uses_left)
+
+
+async def _locked(session: AsyncSession, scopes: list[tuple[str, str]], now: datetime) -> Lockout | None:
+    if not scopes:
+        return None
+    return await session.scalar(
+        select(Lockout)
+        .where(or_(*[and_(Lockout.scope == s, Lockout.key == k) for s, k in scopes]), Lockout.locked_until > now)
+        .limit(1)
+    )
+
+
+def _scopes(principal: Principal, presented: Presented) -> list[tuple[str, str]]:
+    scopes = [("principal", principal.sub)]
+    if presented.store_id:
+        scopes.append(("store", presented.store_id))
+    if presented.device_id:
+        scopes.append(("device", presented.device_id))
+    return scopes
+
+
+async def _count_failure(
+    session: AsyncSession, scopes: list[tuple[str, str]], now: datetime, settings: RedemptionSettings
+) -> None:
+    """After a guess: lock every scope that reached the limit within the window (since its last unlock)."""
+    window_start = now - timedelta(minutes=settings.lockout_window_minutes)
+    columns = {"principal": Attempt.principal, "store": Attempt.store_id, "device": Attempt.device_id}
+    for scope, key in scopes:
+        counted_from = await session.scalar(
+            select(Lockout.counted_from).where(Lockout.scope == scope, Lockout.key == key)
+        )
+        since = max(window_start, counted_from) if counted_from else window_start
+        failures = await session.scalar(
+            select(func.count())
+            .select_from(Attempt)
+            .where(columns[scope] == key, Attempt.failed.is_(True), Attempt.at > since)
+        )
+        if (failures or 0) >= settings.lockout_failures:
+            until = now + timedelta(minutes=settings.lockout_minutes)
+            stmt = insert(Lockout).values(scope=scope, key=key, locked_until=until)
+            await session.execute(
+                stmt.on_conflict_do_update(index_elements=["scope", "key"], set_={"locked_until": until})
+            )
+
+
+def _request_hash(presented: Presented, count: int) -> str:
+    material = f"{presented.code}|{presented.qr_token}|{presented.store_id}|{count}"
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+async def verify(
+    session: AsyncSession,
+    principal: Principal,
+    presented: Presented,
+    *,
+    request_no: str,
+    count: int,
+    clock: Clock,
+    settings: RedemptionSettings,
+) -> Outcome:
+    """Redeems `count` uses of the presented code, or refuses precisely. Never raises for a refusal: the refusal
+    is the answer, stored under the request_no and written to the audit log in this transaction."""
+    now = clock.now()
+    scope = principal.merchant_id or principal.sub
+    request_hash = _request_hash(presented, count)
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": f"redeem:{scope}:{request_no}"}
+    )
+    earlier = await session.scalar(
+        select(RedemptionRequest).where(RedemptionRequest.scope == scope, RedemptionRequest.request_no == request_no)
+    )
+    if earlier is not None:
+        if earlier.request_hash != request_hash:
+            raise RequestNoReused("Retry with the same request, or use a new request_no for a new one")
+        await _audit(session, principal, presented, "verify", "replayed", False, now, None, request_no)
+        return Outcome(earlier.status_code, earlier.answer, replayed=True)
+
+    scopes = _scopes(principal, presented)
+    code: Code | None = None
+    try:
+        if await _locked(session, scopes, now) is not None:
+            raise LockedOut(
+                "Too many failed attempts here; ask ops to unlock or wait", retry_after_minutes=settings.lockout_minutes
+            )
+        code = await _resolve(session, presented, now, lock=False)
+        _authorise(principal, code, presented.store_id)
+        left = await session.scalar(
+            update(Code)
+            .where(
+                Code.id == code.id,
+                Code.status == "active",
+                Code.uses_left >= count,
+                Code.valid_from <= now,
+                Code.valid_until > now,
+            )
+            .values(
+                uses_left=Code.uses_left - count,
+                status=case((Code.uses_left - count == 0, "redeemed"), else_=Code.status),
+                updated_at=now,
+            )
+            .returning(Code.uses_left)
+            .execution_options(synchronize_session=False)
+        )
+        if left is None:
+            await session.refresh(code)
+            raise await _refusal_for(session, code, count, now)
+    except ServiceError as refusal:
+        failed = isinstance(refusal, GUESSES)
+        await _audit(session, principal, presented, "verify", refusal.code, failed, now, code, request_no)
+        if failed:
+            await _count_failure(session, scopes, now, settings)
+        answer = problem_body(refusal, instance="/v1/redemptions")
+        if not isinstance(refusal, LockedOut):  # transient: the same request may pass after an unlock
+            await _remember(session, scope, request_no, request_hash, refusal.status, answer, now)
+        return Outcome(refusal.status, answer)
+
+    await session.refresh(code)
+    redemption = Redemption(
+        id=uuid.uuid4(),
+        code_id=code.id,
+        count=count,
+        store_id=code.store_id,
+        principal=actor_of(principal),
+        device_id=presented.device_id,
+        request_no=request_no,
+        redeemed_at=now,
+    )
+    session.add(redemption)
+    await _audit(session, principal, presented, "verify", "redeemed", False, now, code, request_no)
+    answer = redemption_view(redemption, code)
+    await _remember(session, scope, request_no, request_hash, 201, answer, now)
+    await events.publish(
+        session,
+        clock,
+        code,
+        events.REDEEMED,
+        redemption_id=str(redemption.id),
+        count=count,
+        uses_left=code.uses_left,
+        redeemed_by=redemption.principal,
+        device_id=presented.device_id,
+    )
+    return Outcome(201, answer)
+
+
+async def _remember(
+    session: AsyncSession,
+    scope: str,
+    request_no: str,
+    request_hash: str,
+    status: int,
+    answer: dict[str, Any],
+    now: datetime,
+) -> None:
+    session.add(
+        RedemptionRequest(
+            scope=scope,
+            request_no=request_no,
+            request_hash=request_hash,
+            status_code=status,
+            answer=answer,
+            created_at=now,
+        )
+    )
+    await session.flush()
+
+
+async def _audit(
+    session: AsyncSession,
+    principal: Principal,
+    presented: Presented,
+    action: str,
+    result: str,
+    failed: bool,
+    now: datetime,
+    code: Code | None,
+    request_no: str | None = None,
+) -> None:
+    session.add(
+        Attempt(
+            action=action,
+            merchant_id=code.merchant_id if code else principal.merchant_id,
+            principal=principal.sub,
+            role=principal.role.value,
+            store_id=presented.store_id,
+            device_id=presented.device_id,
+            ip=presented.ip,
+            lat=presented.lat,
+            lng=presented.lng,
+            code_id=code.id if code else None,
+            presented=presented.shown(),
+            request_no=request_no,
+            result=result,
+            failed=failed,
+            at=now,
+        )
+    )
+    await session.flush()
+
+
+def redemption_view(redemption: Redemption, code: Code) -> dict[str, Any]:
+    return {
+        "id": str(redemption.id),
+        "code_id": str(code.id),
+        "kind": code.kind,
+        "order_id": code.order_id,
+        "store_id": redemption.store_id,
+        "count": redemption.count,
+        "uses_left": code.uses_left,
+        "status": code.status,
+        "redeemed_at": redemption.redeemed_at.isoformat(),
+        "redeemed_by": redemption.principal,
+        "reversed_at": redemption.reversed_at.isoformat() if redemption.reversed_at else None,
+        "summary": code.summary,
+    }
+
+
+# --- preview, reversal, freeze / revoke / reissue -----------------------------------------------------------
+
+
+async def preview(
+    session: AsyncSession, principal: Principal, presented: Presented, clock: Clock, settings: RedemptionSettings
+) -> Code:
+    """What the code would redeem, without redeeming. Audited, and guesses count like a verification's."""
+    now = clock.now()
+    scopes = _scopes(principal, presented)
+    code: Code | None = None
+    try:
+        if await _locked(session, scopes, now) is not None:
+            raise LockedOut("Too many failed attempts here; ask ops to unlock or wait")
+        code = await _resolve(session, presented, now, lock=False)
+        _authorise(principal, code, presented.store_id)
+    except ServiceError as refusal:
+        failed = isinstance(refusal, GUESSES)
+        await _audit(session, principal, presented, "preview", refusal.code, failed, now, code)
+        if failed:
+            await _count_failure(session, scopes, now, settings)
+        raise PreviewRefused(refusal) from refusal
+    await _audit(session, principal, presented, "preview", "previewed", False, now, code)
+    return code
+
+
+class PreviewRefused(Exception):
+    """Carries a refusal out of the transaction that recorded it (the route commits, then renders it)."""
+
+    def __init__(self, refusal: ServiceError) -> None:
+        super().__init__(refusal.detail)
+        self.refusal = refusal
+
+
+async def reverse(
+    session: AsyncSession,
+    principal: Principal,
+    redemption_id: uuid.UUID,
+    reason: str,
+    clock: Clock,
+    settings: RedemptionSettings,
+) -> tuple[Redemption, Code]:
+    now = clock.now()
+    redemption = await session.scalar(select(Redemption).where(Redemption.id == redemption_id).with_for_update())
+    if redemption is None:
+        raise RedemptionNotFound(f"No redemption {redemption_id}")
+    code = await session.scalar(select(Code).where(Code.id == redemption.code_id).with_for_update())
+    assert code is not None
+    if principal.role not in (Role.ops, Role.service) and not (
+        principal.role is Role.merchant and code.merchant_id == principal.merchant_id
+    ):
+        raise RedemptionNotFound(f"No redemption {redemption_id}")
+    if redemption.reversed_at is not None:
+        raise ReversalNotAllowed(f"Reversed already at {redemption.reversed_at.isoformat()}")
+    window = timedelta(minutes=settings.reversal_window_minutes)
+    if now - redemption.redeemed_at > window:
+        raise ReversalNotAllowed(
+            f"The reversal window of {settings.reversal_window_minutes} min has passed", reason="window-passed"
+        )
+    if code.cycles >= settings.max_cycles:
+        raise ReversalNotAllowed(f"This code was reversed {code.cycles} times already", reason="too-many-cycles")
+    if code.status not in ("active", "redeemed"):
+        raise ReversalNotAllowed(f"The code is {code.status}", reason=f"code-{code.status}")
+    code.uses_left += redemption.count
+    code.status, code.cycles, code.updated_at = "active", code.cycles + 1, now
+    redemption.reversed_at, redemption.reversed_by, redemption.reversal_reason = now, actor_of(principal), reason
+    await session.flush()
+    await events.publish(
+        session, clock, code, events.REVERSED, redemption_id=str(redemption.id), count=redemption.count, reason=reason
+    )
+    return redemption, code
+
+
+async def freeze(session: AsyncSession, principal: Principal, code_id: uuid.UUID, reason: str, clock: Clock) -> Code:
+    code = await visible_code(session, principal, code_id, lock=True)
+    if code.status != "active":
+        raise Conflict(f"Only an active code can be frozen; this one is {code.status}")
+    code.status, code.status_reason, code.updated_at = "frozen", reason or "reported stolen", clock.now()
+    await session.flush()
+    return code
+
+
+async def unfreeze(session: AsyncSession, principal: Principal, code_id: uuid.UUID, clock: Clock) -> Code:
+    code = await visible_code(session, principal, code_id, lock=True)
+    if code.status != "frozen":
+        raise Conflict(f"The code is {code.status}, not frozen")
+    code.status, code.status_reason, code.updated_at = "active", None, clock.now()
+    await session.flush()
+    return code
+
+
+async def revoke(session: AsyncSession, principal: Principal, code_id: uuid.UUID, reason: str, clock: Clock) -> Code:
+    code = await visible_code(session, principal, code_id, lock=True)
+    if principal.role is Role.customer:
+        raise Forbidden("Customers freeze or reissue their codes; revoking is for the merchant")
+    if code.status not in LIVE:
+        raise Conflict(f"The code is {code.status}")
+    code.status, code.status_reason, code.updated_at = "revoked", reason or "revoked", clock.now()
+    await session.flush()
+    await events.publish(session, clock, code, events.REVOKED, reason=code.status_reason)
+    return code
+
+
+async def reissue(session: AsyncSession, principal: Principal, code_id: uuid.UUID, clock: Clock) -> Code:
+    """A stolen code is voided and a new one (new number, new QR secret) takes its remaining uses."""
+    old = await visible_code(session, principal, code_id, lock=True)
+    if old.status not in LIVE:
+        raise Conflict(f"The code is {old.status}; only a live code can be reissued")
+    old.status, old.status_reason, old.updated_at = "revoked", "reissued", clock.now()
+    await session.flush()
+    await events.publish(session, clock, old, events.REVOKED, reason="reissued")
+    new = await issue_code(
+        session,
+        clock,
+        kind=old.kind,
+        merchant_id=old.merchant_id,
+        store_id=old.store_id,
+        customer_id=old.customer_id,
+        title=old.title,
+        summary=old.summary,
+        uses=old.uses_left,
+        valid_from=old.valid_from,
+        valid_until=old.valid_until,
+        order_id=old.order_id,
+        replaces=old.id,
+    )
+    new.uses_total = old.uses_total
+    new.uses_left = old.uses_left
+    await session.flush()
+    return new
+
+
+async def unlock(session: AsyncSession, scope: str, key: str, principal: Principal, clock: Clock) -> Lockout:
+    now = clock.now()
+    stmt = insert(Lockout).values(
+        scope=scope, key=key, locked_until=now, counted_from=now, unlocked_by=actor_of(principal)
+    )
+    lockout = await session.scalar(
+        stmt.on_conflict_do_update(
+            index_elements=["scope", "key"],
+            set_={"locked_until": now, "counted_from": now, "unlocked_by": actor_of(principal)},
+        ).returning(Lockout)
+    )
+    assert lockout is not None
+    return lockout

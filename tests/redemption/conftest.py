@@ -1,0 +1,125 @@
+"""The redemption service on a real port over a fresh database; order events fed through its real consumer path;
+time on a FrozenClock that tests move (token rotation, reversal windows, expiry, lockouts)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.auth import public_pem
+from services.redemption.app import create_app
+from services.redemption.settings import RedemptionSettings
+from shared.clock import FrozenClock
+from shared.events.envelope import new_event
+from shared.timers import TimerWorker
+from tests.support import JWT_KEY, EventFeed, bearer, run_sql, serve
+
+START = datetime(2026, 11, 18, 4, 0, 7, tzinfo=UTC)
+CUSTOMER = bearer("customer", "openid-alice")
+OTHER_CUSTOMER = bearer("customer", "openid-bob")
+MERCHANT = bearer("merchant", "staff-1", "m-1", store_ids=["s-1"])
+OTHER_MERCHANT = bearer("merchant", "staff-2", "m-2")
+RIDER = bearer("rider", "rider-1", "m-1")
+OTHER_RIDER = bearer("rider", "rider-9", "m-2")
+OPS = bearer("ops", "ops-1")
+
+
+@dataclass
+class RedemptionHarness:
+    client: httpx.AsyncClient
+    sessionmaker: async_sessionmaker[AsyncSession]
+    clock: FrozenClock
+    timers: TimerWorker
+    feed: EventFeed
+    requests: int = 0
+
+    async def order_paid(self, order_id: str = "o-1", mode: str = "pickup", **overrides: Any) -> dict[str, Any]:
+        """The order service says the order is paid; returns the code the customer then sees."""
+        data = {
+            "order_id": order_id,
+            "status": "paid",
+            "fulfilment_mode": mode,
+            "customer_id": "openid-alice",
+            "merchant_id": "m-1",
+            "store": {"id": "s-1", "name": "面馆"},
+            "items": [{"name": "牛肉面 大碗", "price_fen": 1500, "quantity": 2}],
+            "amounts": {"total_fen": 3000},
+            **overrides,
+        }
+        await self.feed.deliver(
+            new_event("order.paid.v1", source="order", subject=order_id, data=data, clock=self.clock)
+        )
+        page = (await self.client.get(f"/v1/codes?order_id={order_id}", headers=CUSTOMER)).json()
+        return dict(page["items"][0]) if page["items"] else {}
+
+    async def order_event(self, event_type: str, order_id: str, **data: Any) -> None:
+        event = new_event(
+            event_type, source="order", subject=order_id, data={"order_id": order_id, **data}, clock=self.clock
+        )
+        await self.feed.deliver(event)
+
+    async def redeem(
+        self,
+        *,
+        code: str | None = None,
+        qr_token: str | None = None,
+        request_no: str | None = None,
+        headers: dict[str, str] = MERCHANT,
+        store_id: str | None = "s-1",
+        **extra: Any,
+    ) -> httpx.Response:
+        self.requests += 1
+        body = {"request_no": request_no or f"req-{self.requests:06d}", "store_id": store_id, **extra}
+        body |= {"code": code} if code is not None else {"qr_token": qr_token}
+        return await self.client.post("/v1/redemptions", json=body, headers=headers)
+
+    async def voucher(self, uses: int = 5) -> dict[str, Any]:
+        response = await self.client.post(
+            "/v1/codes/vouchers",
+            json={
+                "store_id": "s-1",
+                "customer_id": "openid-alice",
+                "title": "洗车 5 次卡",
+                "uses": uses,
+                "valid_until": "2026-12-31T16:00:00Z",
+            },
+            headers=MERCHANT,
+        )
+        assert response.status_code == 201, response.text
+        voucher = dict(response.json())
+        mine = (await self.client.get(f"/v1/codes/{voucher['id']}", headers=CUSTOMER)).json()
+        return dict(mine)
+
+    async def sql(self, statement: str, **params: Any) -> Any:
+        return await run_sql(self.sessionmaker, statement, **params)
+
+
+@pytest.fixture
+async def redemption(redemption_db_url: str, bootstrap: str) -> AsyncIterator[RedemptionHarness]:
+    clock = FrozenClock(START)
+    settings = RedemptionSettings(
+        database_url=redemption_db_url,
+        database_pool_size=20,
+        kafka_bootstrap_servers=bootstrap,
+        jwt_public_keys=public_pem(JWT_KEY),  # type: ignore[arg-type]
+        run_workers=False,
+    )
+    app = create_app(settings, clock=clock)
+    async with serve(app) as url:
+        sessionmaker = app.state.sessionmaker
+        reactions = app.state.reactions
+        timers = TimerWorker(
+            service="redemption", sessionmaker=sessionmaker, clock=clock, handlers=reactions.timer_handlers()
+        )
+        feed = EventFeed(sessionmaker, bootstrap, reactions.event_handlers())
+        try:
+            async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+                yield RedemptionHarness(client, sessionmaker, clock, timers, feed)
+        finally:
+            await feed.close()
