@@ -90,12 +90,14 @@ def test_run_survives_a_crashed_run_and_stops_cleanly(tmp_path: Path) -> None:
         merchant = {"Authorization": "Bearer " + printed["token merchant"]}
         assert httpx.get(printed["gateway"] + "/v1/stores/demo-store", headers=merchant, timeout=10).status_code == 200
         # The demo walk, end to end through the gateway: order, WeChat Pay sandbox and its signed notifications,
-        # merchant workflow, the refund timer.
+        # merchant workflow, codes issued and redeemed across services over Kafka, the refund timer.
         said: list[str] = []
         run_demo(state_dir, say=said.append)
         walk = "\n".join(said)
         assert "signed notification received → paid" in walk
-        assert "order is ready_for_pickup" in walk
+        assert "counter scan → redeemed" in walk  # the code came over Kafka: order.paid → redemption
+        assert "a second scan is refused: /problems/already-redeemed" in walk
+        assert "order is completed" in walk  # and back: code.redeemed → order
         assert "order is refunded: " in walk
         started = _started_pids(state_dir)
         data_dir = _state(state_dir)["postgres_data_dir"]

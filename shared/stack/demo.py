@@ -98,6 +98,16 @@ class Walk:
                 return dict(order)
             time.sleep(0.2)
 
+    def wait_code(self, order_id: str, within: float = 20) -> dict[str, Any]:
+        """The order's code, once the redemption service has heard of the payment (over Kafka)."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            page = self.gateway.get(f"/v1/codes?order_id={order_id}", headers=_auth(self.tokens["customer"])).json()
+            if page.get("items"):
+                return dict(page["items"][0])
+            time.sleep(0.3)
+        raise DemoFailed(f"no code was issued for order {order_id}: is the redemption service consuming order.events?")
+
     def place_and_pay(self, mode: str, items: list[dict[str, Any]]) -> dict[str, Any]:
         body: dict[str, Any] = {
             "store_id": DEMO_STORE_ID,
@@ -150,11 +160,33 @@ class Walk:
         else:
             self.say(f"    delivery: {later['status']} {later.get('delivery') or ''}")
 
-        self.step("Another order, for self-pickup at the counter")
+        self.step("Another order, for self-pickup at the counter, redeemed with its rotating QR code")
         pickup = self.place_and_pay("pickup", [{"sku_id": skus["招牌牛肉面 小碗"], "quantity": 1}])
         self.call("merchant", "POST", f"/v1/orders/{pickup['id']}/accept")
         ready = self.call("merchant", "POST", f"/v1/orders/{pickup['id']}/ready")
-        self.say(f"    order is {ready['status']}: the customer shows their pickup code at the counter")
+        self.say(f"    order is {ready['status']}")
+        code = self.wait_code(pickup["id"])
+        self.say(f"    the customer's pickup code: {code['code']} (QR token rotates in {code['qr_expires_in']} s)")
+        redeemed = self.call(
+            "merchant",
+            "POST",
+            "/v1/redemptions",
+            json={
+                "qr_token": code["qr_token"],
+                "store_id": DEMO_STORE_ID,
+                "request_no": uuid.uuid4().hex,
+                "device_id": "demo-pos",
+            },
+        )
+        self.say(f"    counter scan → {redeemed['status']} by {redeemed['redeemed_by']}")
+        again = self.gateway.post(
+            "/v1/redemptions",
+            headers=_auth(self.tokens["merchant"]),
+            json={"code": code["code"], "store_id": DEMO_STORE_ID, "request_no": uuid.uuid4().hex},
+        )
+        self.say(f"    a second scan is refused: {again.json()['type']} ({again.json()['detail']})")
+        done = self.wait_status(pickup["id"], {"completed"}, within=20)
+        self.say(f"    order is {done['status']}")
 
         self.step("A third order is cancelled by the customer before the merchant accepts: refunded in full")
         refund_order = self.place_and_pay("delivery", [{"sku_id": skus["招牌牛肉面 大碗"], "quantity": 1}])
