@@ -49,7 +49,10 @@ def may_see(principal: Principal, order: CustomerOrder) -> bool:
     if principal.role is Role.customer:
         return order.customer_id == principal.sub
     if principal.role is Role.merchant:
-        return order.merchant_id == principal.merchant_id
+        # Staff tokens may name the stores they work at; a token without store_ids is merchant-wide.
+        return order.merchant_id == principal.merchant_id and (
+            not principal.store_ids or order.store_id in principal.store_ids
+        )
     return False
 
 
@@ -86,6 +89,8 @@ async def list_orders(
         conditions.append(CustomerOrder.customer_id == principal.sub)
     elif principal.role is Role.merchant:
         conditions.append(CustomerOrder.merchant_id == principal.merchant_id)
+        if principal.store_ids:
+            conditions.append(CustomerOrder.store_id.in_(principal.store_ids))
     elif principal.role not in (Role.ops, Role.service):
         raise Forbidden("Riders see deliveries, not orders")
     if status:

@@ -16,6 +16,7 @@ from tests.order.conftest import (
     STORE_LNG,
     OrderHarness,
 )
+from tests.support import bearer
 
 CALLERS = {
     "owner customer": CUSTOMER,
@@ -56,6 +57,12 @@ async def test_the_rbac_matrix_across_roles_and_two_merchants(harness: OrderHarn
         "owner customer": 1, "other customer": 0, "store's merchant": 1, "other merchant": 0, "ops": 1
     }  # fmt: skip
     assert lists["rider"].status_code == 403
+    # Staff of another store of the same merchant see nothing of this order.
+    other_store_staff = bearer("merchant", "staff-3", "m-1", store_ids=["s-9"])
+    assert (await h.client.get(f"/v1/orders/{oid}", headers=other_store_staff)).status_code == 404
+    assert (await h.client.get("/v1/orders", headers=other_store_staff)).json()["total"] == 0
+    merchant_wide = bearer("merchant", "owner", "m-1")
+    assert (await h.client.get("/v1/orders", headers=merchant_wide)).json()["total"] == 1
 
 
 async def test_merchants_manage_only_their_own_stores_and_products(harness: OrderHarness) -> None:

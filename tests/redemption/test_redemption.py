@@ -260,3 +260,18 @@ async def test_the_audit_log_holds_every_attempt(redemption: RedemptionHarness) 
     assert digits not in str(log)  # codes are masked in the log
     assert (await r.client.get("/v1/redemptions/attempts", headers=OTHER_MERCHANT)).json()["total"] == 0
     assert (await r.client.get("/v1/redemptions/attempts", headers=OPS)).json()["total"] == 5
+
+
+async def test_a_code_allows_a_limited_number_of_redeem_and_reverse_cycles(redemption: RedemptionHarness) -> None:
+    r = redemption
+    digits = _digits(await r.order_paid("o-1"))
+    for cycle in range(10):
+        redeemed = (await r.redeem(code=digits)).json()
+        undo = await r.client.post(
+            f"/v1/redemptions/{redeemed['id']}/reverse", json={"reason": f"#{cycle}"}, headers=MERCHANT
+        )
+        assert undo.status_code == 200
+    last = (await r.redeem(code=digits)).json()
+    refused = await r.client.post(f"/v1/redemptions/{last['id']}/reverse", json={"reason": "11th"}, headers=MERCHANT)
+    assert (refused.status_code, refused.json()["reason"]) == (409, "too-many-cycles")
+    assert await r.sql("SELECT status, cycles FROM code") == [("redeemed", 10)]
