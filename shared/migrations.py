@@ -63,7 +63,7 @@ def create_infra_tables() -> None:
     op.create_table(
         "outbox",
         sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
-        sa.Column("event_id", postgresql.UUID, nullable=False, unique=True),
+        sa.Column("event_id", postgresql.UUID, nullable=False),
         sa.Column("topic", sa.Text, nullable=False),
         sa.Column("key", sa.Text, nullable=False),
         sa.Column("type", sa.Text, nullable=False),
@@ -72,6 +72,8 @@ def create_infra_tables() -> None:
         sa.Column("published_at", tz),
         sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
         sa.Column("last_error", sa.Text),
+        # Named as the models' naming convention names it, so autogenerate sees no drift.
+        sa.UniqueConstraint("event_id", name="uq_outbox_event_id"),
     )
     op.create_index("ix_outbox_unpublished", "outbox", ["id"], postgresql_where=sa.text("published_at IS NULL"))
     op.create_table(

@@ -1,3 +1,4 @@
+import shared.events.models  # noqa: F401  (registers the outbox, inbox and timer tables on InfraBase)
 from shared.db import InfraBase
 from shared.migrations import run_env
 

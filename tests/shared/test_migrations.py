@@ -1,0 +1,26 @@
+"""Each service's migration history builds exactly the tables its models describe (no drift either way)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from alembic import command
+
+from shared.events.topics import SERVICES
+from shared.migrations import alembic_config, upgrade
+from shared.stack.launcher import Infra, database_url
+from tests.conftest import _admin
+
+
+@pytest.mark.parametrize("service", SERVICES)
+async def test_migrations_match_the_models(infra: Infra, service: str) -> None:
+    name = f"songda_drift_{service}"
+    await _admin(infra, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await _admin(infra, f'CREATE DATABASE "{name}"')
+    try:
+        url = database_url(infra.postgres_url, name)
+        await asyncio.to_thread(upgrade, service, url)
+        await asyncio.to_thread(command.check, alembic_config(service, url))  # raises on any difference
+    finally:
+        await _admin(infra, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
