@@ -120,8 +120,6 @@ async def update_store(
 ) -> Store:
     store = await managed_store(session, principal, store_id, lock=True)
     changes = _store_values(command.model_dump(mode="json", exclude_unset=True))
-    if "range_polygon" in changes and changes["range_polygon"] is not None:
-        changes["range_polygon"] = [list(p) for p in changes["range_polygon"]]
     for key, value in changes.items():
         setattr(store, key, value)
     if store.range_polygon is None and store.range_radius_m is None:

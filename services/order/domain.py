@@ -60,13 +60,15 @@ class Action(StrEnum):
     finish_redeemed = "finish_redeemed"  # the rider scanned the customer's finish code: proof of delivery
     pickup_reversed = "pickup_reversed"
     refund_settled = "refund_settled"  # the last refund of a cancelled order arrived
+    partial_refund_settled = "partial_refund_settled"  # an after-sales refund of a served order, part of it
+    full_refund_settled = "full_refund_settled"  # ... that brings the refunds to the order's total
 
 
 S = OrderStatus
 M = FulfilmentMode
 ALL_MODES = frozenset(M)
 
-# Statuses nothing moves an order out of (refunds after completion change `refunded_fen`, see `after_refund`).
+# Statuses nothing moves an order out of.
 TERMINAL = frozenset({S.cancelled, S.refunded})
 # While any of these hold, the customer's money is with us and a cancellation must refund it.
 PAID_STATUSES = frozenset({S.paid, S.accepted, S.ready, S.ready_for_pickup, S.dispatching})
@@ -107,6 +109,8 @@ TRANSITIONS: dict[Action, list[Transition]] = {
     Action.finish_redeemed: [_t({S.delivered}, S.completed, {M.delivery})],
     Action.pickup_reversed: [_t({S.completed}, S.ready_for_pickup, {M.pickup})],
     Action.refund_settled: [_t({S.refunding}, S.refunded)],
+    Action.partial_refund_settled: [_t({S.completed, S.delivered, S.shipped}, S.partially_refunded)],
+    Action.full_refund_settled: [_t({S.completed, S.delivered, S.shipped, S.partially_refunded}, S.refunded)],
 }
 
 
@@ -122,13 +126,18 @@ def next_status(action: Action, status: OrderStatus, mode: FulfilmentMode) -> Or
     )
 
 
-def after_refund(status: OrderStatus, refunded_fen: int, total_fen: int) -> OrderStatus:
-    """Where a settled refund leaves an order: a cancelled order is done; a served one is (partially) refunded."""
+def refund_action(status: OrderStatus, refunded_fen: int, total_fen: int) -> Action | None:
+    """The move a settled refund makes: a cancelled order is done; a served one is (partially) refunded. None when
+    the status stays (a further partial refund, or a refund of an order in no refundable status)."""
     if status is S.refunding:
-        return S.refunded
-    if status in (S.completed, S.delivered, S.shipped, S.partially_refunded):
-        return S.refunded if refunded_fen >= total_fen else S.partially_refunded
-    return status
+        return Action.refund_settled
+    if refunded_fen >= total_fen:
+        action = Action.full_refund_settled
+    elif status is S.partially_refunded:
+        return None
+    else:
+        action = Action.partial_refund_settled
+    return action if any(status in t.sources for t in TRANSITIONS[action]) else None
 
 
 # --- geography --------------------------------------------------------------------------------------------------

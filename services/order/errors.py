@@ -47,10 +47,6 @@ class IdempotencyKeyReused(ValidationFailed):
     code, title = "idempotency-key-reused", "The Idempotency-Key was used for a different request"
 
 
-class IdempotencyInProgress(Conflict):
-    code, title = "idempotency-in-progress", "A request with this Idempotency-Key is still being processed"
-
-
 class PaymentRejected(BadRequest):
     """A provider notification we refuse (bad signature, unknown trade, wrong amount); the provider retries."""
 

@@ -50,7 +50,6 @@ async def wechatpay_callback(request: Request) -> Response:
                         notification.resource,
                         client=client,
                         clock=clock,
-                        settings=request.app.state.settings,
                     )
                 elif notification.event_type.startswith("REFUND."):
                     record.outcome = await payments.apply_refund(session, notification, clock)

@@ -15,12 +15,11 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.order import events, refunds, service
-from services.order.domain import Action, OrderStatus, after_refund
+from services.order.domain import Action, OrderStatus, refund_action
 from services.order.errors import InvalidTransition, PaymentProviderError, PaymentRejected
 from services.order.models import CustomerOrder, Payment, Refund, Store
 from services.order.payment.wechatpay import Notification, WechatPayClient
 from services.order.schemas import PaymentRead
-from services.order.settings import OrderSettings
 from shared.auth import Principal, Role
 from shared.clock import Clock
 from shared.errors import Forbidden, ServiceError
@@ -40,6 +39,7 @@ async def start_payment(
     principal: Principal,
     order: CustomerOrder,
     client: WechatPayClient | None,
+    clock: Clock,
 ) -> PaymentRead:
     """Creates (or reuses) the WeChat Pay prepay for the order. Safe to repeat: the provider returns the same
     prepay for the same out_trade_no and amount."""
@@ -57,7 +57,7 @@ async def start_payment(
             amount_fen=order.total_fen,
             payer_openid=principal.sub,
             status="created",
-            created_at=order.placed_at,
+            created_at=clock.now(),
         )
         session.add(payment)
         await session.flush()
@@ -86,7 +86,6 @@ async def apply_transaction(
     *,
     client: WechatPayClient,
     clock: Clock,
-    settings: OrderSettings,
 ) -> str:
     """Applies a successful transaction (from a notification or a query). Returns the outcome."""
     out_trade_no = str(transaction.get("out_trade_no", ""))
@@ -165,17 +164,12 @@ async def apply_refund(session: AsyncSession, notification: Notification, clock:
     order = await session.scalar(select(CustomerOrder).where(CustomerOrder.id == refund.order_id).with_for_update())
     assert order is not None
     refunded = order.refunded_fen + refund.amount_fen
-    target = after_refund(OrderStatus(order.status), refunded, order.total_fen)
-    if target.value != order.status and OrderStatus(order.status) is OrderStatus.refunding:
-        await service.move(
-            session, order, Action.refund_settled, actor=PAYMENT_ACTOR, clock=clock, refunded_fen=refunded
-        )
-    elif target.value != order.status:
-        await _set_refunded_status(session, order, target, refunded, clock)
+    action = refund_action(OrderStatus(order.status), refunded, order.total_fen)
+    if action is None:
+        order.refunded_fen, order.updated_at = refunded, clock.now()
+        await session.flush()
     else:
-        order.refunded_fen = refunded
-        order.updated_at = clock.now()
-    await session.flush()
+        await service.move(session, order, action, actor=PAYMENT_ACTOR, clock=clock, refunded_fen=refunded)
     await events.publish(
         session,
         clock,
@@ -184,25 +178,6 @@ async def apply_refund(session: AsyncSession, notification: Notification, clock:
         refund={"out_refund_no": refund.out_refund_no, "cause": refund.cause, "amount_fen": refund.amount_fen},
     )
     return "applied"
-
-
-async def _set_refunded_status(
-    session: AsyncSession, order: CustomerOrder, target: OrderStatus, refunded: int, clock: Clock
-) -> None:
-    """After-sales refunds of a served order: the order is locked by the caller, so this plain update is safe."""
-    from services.order.models import OrderStatusChange
-
-    session.add(
-        OrderStatusChange(
-            order_id=order.id,
-            from_status=order.status,
-            to_status=target.value,
-            action="refund_settled",
-            actor=PAYMENT_ACTOR,
-            at=clock.now(),
-        )
-    )
-    order.status, order.refunded_fen, order.updated_at = target.value, refunded, clock.now()
 
 
 async def submit_refund(session: AsyncSession, out_refund_no: str, client: WechatPayClient | None) -> None:

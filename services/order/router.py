@@ -166,9 +166,11 @@ async def review(
     tags=["payments"],
     summary="Start paying: the WeChat Pay prepay and the parameters for wx.requestPayment",
 )
-async def start_payment(request: Request, session: DbSession, principal: OrderCaller, order_id: str) -> PaymentRead:
+async def start_payment(
+    request: Request, session: DbSession, clock: AppClock, principal: OrderCaller, order_id: str
+) -> PaymentRead:
     order = await service.visible_order(session, principal, order_id, lock=True)
-    return await payments.start_payment(session, principal, order, _payment_client(request))
+    return await payments.start_payment(session, principal, order, _payment_client(request), clock)
 
 
 @router.post(
@@ -184,7 +186,7 @@ async def query_payment(
     if client is None:
         raise payments.PaymentNotConfigured("Set ORDER_WECHATPAY_*")
     transaction = await client.query(order.id)
-    await payments.apply_transaction(session, transaction, client=client, clock=clock, settings=_settings(request))
+    await payments.apply_transaction(session, transaction, client=client, clock=clock)
     await session.refresh(order)
     return await service.order_read(session, order)
 

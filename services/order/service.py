@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -67,12 +68,20 @@ async def visible_order(
     return order
 
 
+async def order_reads(session: AsyncSession, orders: Sequence[CustomerOrder]) -> list[OrderRead]:
+    """The orders as the API shows them, their lines loaded in one query."""
+    lines: dict[str, list[OrderLineRead]] = {order.id: [] for order in orders}
+    query = select(OrderLine).where(OrderLine.order_id.in_(list(lines))).order_by(OrderLine.id)
+    for line in await session.scalars(query):
+        lines[line.order_id].append(OrderLineRead.model_validate(line))
+    columns = CustomerOrder.__table__.columns
+    return [
+        OrderRead.model_validate({**{c.key: getattr(o, c.key) for c in columns}, "items": lines[o.id]}) for o in orders
+    ]
+
+
 async def order_read(session: AsyncSession, order: CustomerOrder) -> OrderRead:
-    lines = (
-        await session.scalars(select(OrderLine).where(OrderLine.order_id == order.id).order_by(OrderLine.id))
-    ).all()
-    values = {c.key: getattr(order, c.key) for c in CustomerOrder.__table__.columns}
-    return OrderRead.model_validate({**values, "items": [OrderLineRead.model_validate(line) for line in lines]})
+    return (await order_reads(session, [order]))[0]
 
 
 async def list_orders(
@@ -107,7 +116,7 @@ async def list_orders(
             .limit(limit)
         )
     ).all()
-    return [await order_read(session, o) for o in orders], total
+    return await order_reads(session, orders), total
 
 
 async def status_history(session: AsyncSession, order: CustomerOrder) -> list[OrderStatusChange]:

@@ -18,8 +18,6 @@ class OrderSettings(ServiceSettings):
     # Deadlines (durable timers).
     unpaid_cancel_minutes: int = 15
     auto_complete_hours: float = 24.0
-    # The page size cap of every list.
-    max_page_size: int = 100
 
     # WeChat Pay v3. The launcher points these at the local sandbox; production sets the real values.
     wechatpay_base_url: str = "https://api.mch.weixin.qq.com"

@@ -83,6 +83,7 @@ def code_read(code: Code, principal: Principal, clock: Clock) -> CodeRead:
 @router.post(
     "/v1/redemptions",
     status_code=201,
+    response_model=RedemptionRead,
     summary="Redeem a code (numeric or QR) at a store, or a finish code at the door",
     responses={
         409: {
@@ -97,7 +98,7 @@ def code_read(code: Code, principal: Principal, clock: Clock) -> CodeRead:
 )
 async def redeem(
     request: Request, session: DbSession, clock: AppClock, principal: Redeemer, body: RedemptionCreate
-) -> RedemptionRead:
+) -> Response:
     settings = _settings(request)
     if body.count > settings.max_count_per_request:
         raise ValidationFailed(f"At most {settings.max_count_per_request} uses per request")
@@ -113,7 +114,7 @@ async def redeem(
     headers = {"Idempotent-Replayed": "true"} if outcome.replayed else {}
     media_type = "application/json" if outcome.status_code < 400 else PROBLEM_JSON
     # The answer (success or refusal) is committed with its audit row; a JSONResponse keeps the transaction.
-    return JSONResponse(outcome.body, status_code=outcome.status_code, headers=headers, media_type=media_type)  # type: ignore[return-value]
+    return JSONResponse(outcome.body, status_code=outcome.status_code, headers=headers, media_type=media_type)
 
 
 @router.post("/v1/redemptions/preview", summary="What a code would redeem, without redeeming (audited)")

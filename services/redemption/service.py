@@ -308,6 +308,34 @@ async def _locked(session: AsyncSession, scopes: list[tuple[str, str]], now: dat
     )
 
 
+async def _refuse_if_locked(
+    session: AsyncSession, scopes: list[tuple[str, str]], now: datetime, settings: RedemptionSettings
+) -> None:
+    if await _locked(session, scopes, now) is not None:
+        raise LockedOut(
+            "Too many failed attempts here; ask ops to unlock or wait", retry_after_minutes=settings.lockout_minutes
+        )
+
+
+async def _record_refusal(
+    session: AsyncSession,
+    principal: Principal,
+    presented: Presented,
+    action: str,
+    refusal: ServiceError,
+    scopes: list[tuple[str, str]],
+    now: datetime,
+    settings: RedemptionSettings,
+    code: Code | None,
+    request_no: str | None = None,
+) -> None:
+    """Audits a refused attempt; a guess also counts towards the lockout of its scopes."""
+    guess = isinstance(refusal, GUESSES)
+    await _audit(session, principal, presented, action, refusal.code, guess, now, code, request_no)
+    if guess:
+        await _count_failure(session, scopes, now, settings)
+
+
 def _scopes(principal: Principal, presented: Presented) -> list[tuple[str, str]]:
     scopes = [("principal", principal.sub)]
     if presented.store_id:
@@ -376,10 +404,7 @@ async def verify(
     scopes = _scopes(principal, presented)
     code: Code | None = None
     try:
-        if await _locked(session, scopes, now) is not None:
-            raise LockedOut(
-                "Too many failed attempts here; ask ops to unlock or wait", retry_after_minutes=settings.lockout_minutes
-            )
+        await _refuse_if_locked(session, scopes, now, settings)
         code = await _resolve(session, presented, now, lock=False)
         _authorise(principal, code, presented.store_id)
         left = await session.scalar(
@@ -403,10 +428,7 @@ async def verify(
             await session.refresh(code)
             raise await _refusal_for(session, code, count, now)
     except ServiceError as refusal:
-        failed = isinstance(refusal, GUESSES)
-        await _audit(session, principal, presented, "verify", refusal.code, failed, now, code, request_no)
-        if failed:
-            await _count_failure(session, scopes, now, settings)
+        await _record_refusal(session, principal, presented, "verify", refusal, scopes, now, settings, code, request_no)
         answer = problem_body(refusal, instance="/v1/redemptions")
         if not isinstance(refusal, LockedOut):  # transient: the same request may pass after an unlock
             await _remember(session, scope, request_no, request_hash, refusal.status, answer, now)
@@ -524,15 +546,11 @@ async def preview(
     scopes = _scopes(principal, presented)
     code: Code | None = None
     try:
-        if await _locked(session, scopes, now) is not None:
-            raise LockedOut("Too many failed attempts here; ask ops to unlock or wait")
+        await _refuse_if_locked(session, scopes, now, settings)
         code = await _resolve(session, presented, now, lock=False)
         _authorise(principal, code, presented.store_id)
     except ServiceError as refusal:
-        failed = isinstance(refusal, GUESSES)
-        await _audit(session, principal, presented, "preview", refusal.code, failed, now, code)
-        if failed:
-            await _count_failure(session, scopes, now, settings)
+        await _record_refusal(session, principal, presented, "preview", refusal, scopes, now, settings, code)
         raise PreviewRefused(refusal) from refusal
     await _audit(session, principal, presented, "preview", "previewed", False, now, code)
     return code

@@ -5,7 +5,6 @@ consumer path (inbox included), so nothing depends on sleeps."""
 from __future__ import annotations
 
 import secrets
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -77,7 +76,6 @@ class OrderHarness:
     clock: FrozenClock
     timers: TimerWorker
     feed: EventFeed
-    app: Any
 
     async def store(self, store_id: str = "s-1", headers: dict[str, str] = MERCHANT, **fields: Any) -> dict[str, Any]:
         body = {
@@ -222,10 +220,6 @@ async def harness(db_url: str, bootstrap: str, pay_keys: PayKeys) -> AsyncIterat
                     httpx.AsyncClient(base_url=order_url, timeout=30) as client,
                     httpx.AsyncClient(base_url=sandbox_url, timeout=30) as sandbox,
                 ):
-                    yield OrderHarness(client, sandbox, sessionmaker, clock, timers, feed, app)
+                    yield OrderHarness(client, sandbox, sessionmaker, clock, timers, feed)
             finally:
                 await feed.close()
-
-
-def new_id() -> str:
-    return uuid.uuid4().hex[:8]

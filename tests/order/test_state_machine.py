@@ -43,6 +43,10 @@ ALLOWED: list[tuple[Action, OrderStatus, tuple[FulfilmentMode, ...], OrderStatus
     (A.finish_redeemed, S.delivered, (D,), S.completed),
     (A.pickup_reversed, S.completed, (P,), S.ready_for_pickup),
     (A.refund_settled, S.refunding, ALL, S.refunded),
+    (A.partial_refund_settled, S.completed, ALL, S.partially_refunded),
+    (A.partial_refund_settled, S.delivered, ALL, S.partially_refunded),
+    (A.partial_refund_settled, S.shipped, ALL, S.partially_refunded),
+    *[(A.full_refund_settled, s, ALL, S.refunded) for s in (S.completed, S.delivered, S.shipped, S.partially_refunded)],
 ]  # fmt: skip
 EXPECTED = {(a, s, m): to for a, s, modes, to in ALLOWED for m in modes}
 

@@ -19,12 +19,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -103,6 +103,14 @@ def _now_iso() -> str:
     return datetime.now(UTC).astimezone().isoformat(timespec="seconds")
 
 
+class WechatPayError(Exception):
+    """A refusal in WeChat Pay's own shape: `{"code": ..., "message": ...}` with its HTTP status."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
 def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"code": code, "message": message}, status_code=status)
 
@@ -124,7 +132,8 @@ class Sandbox:
         headers = signed_headers(self.platform_key, self.settings.platform_public_key_id, body)
         return Response(body, status_code=status, media_type="application/json", headers=headers)
 
-    async def authenticate(self, request: Request) -> tuple[str, dict[str, Any] | None] | JSONResponse:
+    async def authenticate(self, request: Request) -> dict[str, Any] | None:
+        """The request's JSON body, once its merchant signature verifies (a route dependency)."""
         body = (await request.body()).decode()
         fields = parse_authorization(request.headers.get("authorization", ""))
         path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -135,11 +144,12 @@ class Sandbox:
             or fields.get("serial_no") != self.settings.merchant_serial_no
             or not verify(self.merchant_key, message, fields.get("signature", ""))
         ):
-            return _error(401, "SIGN_ERROR", "签名错误")
+            raise WechatPayError(401, "SIGN_ERROR", "签名错误")
         try:
-            return body, (json.loads(body) if body else None)
-        except ValueError:
-            return _error(400, "PARAM_ERROR", "body is not JSON")
+            parsed: dict[str, Any] | None = json.loads(body) if body else None
+        except ValueError as exc:
+            raise WechatPayError(400, "PARAM_ERROR", "body is not JSON") from exc
+        return parsed
 
     def notify(self, url: str, event_type: str, summary: str, original_type: str, plaintext: dict[str, Any]) -> str:
         notification_id = f"EV-{secrets.token_hex(10)}"
@@ -238,6 +248,15 @@ class Sandbox:
         self.notify(refund.notify_url, "REFUND.SUCCESS", "退款成功", "refund", plaintext)
 
 
+async def _signed_body(request: Request) -> dict[str, Any] | None:
+    sandbox: Sandbox = request.app.state.sandbox
+    return await sandbox.authenticate(request)
+
+
+# The JSON body of a request the merchant signed; anything else is refused with WeChat's SIGN_ERROR.
+SignedBody = Annotated[dict[str, Any] | None, Depends(_signed_body)]
+
+
 def create_app(settings: SandboxSettings | None = None) -> FastAPI:
     if settings is None:
         settings = SandboxSettings()
@@ -251,8 +270,13 @@ def create_app(settings: SandboxSettings | None = None) -> FastAPI:
             task.cancel()
         await sandbox.http.aclose()
 
+    # Every /v3 route answers only requests the merchant signed.
     app = FastAPI(title="WeChat Pay v3 sandbox", version="0.1.0", lifespan=lifespan)
     app.state.sandbox = sandbox
+
+    @app.exception_handler(WechatPayError)
+    async def wechatpay_error(request: Request, exc: WechatPayError) -> JSONResponse:
+        return _error(exc.status, exc.code, exc.message)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -263,11 +287,7 @@ def create_app(settings: SandboxSettings | None = None) -> FastAPI:
         return {"status": "ready", "service": "wechatpay-sandbox"}
 
     @app.post("/v3/pay/transactions/jsapi")
-    async def jsapi(request: Request) -> Response:
-        auth = await sandbox.authenticate(request)
-        if isinstance(auth, Response):
-            return auth
-        _, body = auth
+    async def jsapi(body: SignedBody) -> Response:
         try:
             assert body is not None
             out_trade_no, total = str(body["out_trade_no"]), int(body["amount"]["total"])
@@ -294,20 +314,14 @@ def create_app(settings: SandboxSettings | None = None) -> FastAPI:
         return sandbox.signed({"prepay_id": trade.prepay_id})
 
     @app.get("/v3/pay/transactions/out-trade-no/{out_trade_no}")
-    async def query(out_trade_no: str, request: Request) -> Response:
-        auth = await sandbox.authenticate(request)
-        if isinstance(auth, Response):
-            return auth
+    async def query(out_trade_no: str, _: SignedBody) -> Response:
         trade = sandbox.trades.get(out_trade_no)
         if trade is None:
             return _error(404, "ORDER_NOT_EXIST", "订单不存在")
         return sandbox.signed(sandbox.transaction_view(trade))
 
     @app.post("/v3/pay/transactions/out-trade-no/{out_trade_no}/close")
-    async def close(out_trade_no: str, request: Request) -> Response:
-        auth = await sandbox.authenticate(request)
-        if isinstance(auth, Response):
-            return auth
+    async def close(out_trade_no: str, _: SignedBody) -> Response:
         trade = sandbox.trades.get(out_trade_no)
         if trade is None:
             return _error(404, "ORDER_NOT_EXIST", "订单不存在")
@@ -317,11 +331,7 @@ def create_app(settings: SandboxSettings | None = None) -> FastAPI:
         return sandbox.signed(None, status=204)
 
     @app.post("/v3/refund/domestic/refunds")
-    async def refund(request: Request) -> Response:
-        auth = await sandbox.authenticate(request)
-        if isinstance(auth, Response):
-            return auth
-        _, body = auth
+    async def refund(body: SignedBody) -> Response:
         try:
             assert body is not None
             out_refund_no, amount = str(body["out_refund_no"]), int(body["amount"]["refund"])
@@ -350,10 +360,7 @@ def create_app(settings: SandboxSettings | None = None) -> FastAPI:
         return sandbox.signed(sandbox.refund_view(record))
 
     @app.get("/v3/refund/domestic/refunds/{out_refund_no}")
-    async def refund_query(out_refund_no: str, request: Request) -> Response:
-        auth = await sandbox.authenticate(request)
-        if isinstance(auth, Response):
-            return auth
+    async def refund_query(out_refund_no: str, _: SignedBody) -> Response:
         record = sandbox.refunds.get(out_refund_no)
         if record is None:
             return _error(404, "RESOURCE_NOT_EXISTS", "退款单不存在")
