@@ -1,9 +1,18 @@
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
+import httpx
 from fastapi import FastAPI
 
+from services.dispatch import carrier_router, rider_router, router
+from services.dispatch.carriers.client import CarrierClient
+from services.dispatch.handlers import DispatchReactions
+from services.dispatch.service import Dispatcher
 from services.dispatch.settings import DispatchSettings
-from shared.clock import Clock
+from services.dispatch.vault import Vault
+from shared.clock import Clock, SystemClock
 from shared.logging import configure_logging
 from shared.service import build_service_app
 
@@ -13,9 +22,37 @@ def create_app(settings: DispatchSettings | None = None, clock: Clock | None = N
     if settings is None:
         settings = DispatchSettings()
         configure_logging(settings.service_name, settings.log_level)
-    return build_service_app(
+    clock = clock or SystemClock()
+    timeout = settings.carrier_timeout_seconds
+    http = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=min(timeout, 3.0)))
+    carriers = CarrierClient(
+        http,
+        settings.carrier_base_urls(),
+        clock,
+        wechat_appid=settings.wechat_appid,
+        wechat_secret=settings.wechat_secret,
+    )
+    dispatcher = Dispatcher(settings=settings, clock=clock, carriers=carriers, vault=Vault(settings.vault_key))
+    reactions = DispatchReactions(dispatcher)
+
+    @contextlib.asynccontextmanager
+    async def resources(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await http.aclose()
+
+    app = build_service_app(
         settings,
         title="Songda dispatch",
         description="Deliveries, carrier adapters and accounts, own-fleet riders, carrier callbacks.",
+        routers=[router.router, carrier_router.router, rider_router.router],
+        event_handlers=reactions.event_handlers(),
+        timer_handlers=reactions.timer_handlers(),
         clock=clock,
+        resources=resources,
     )
+    app.state.dispatcher = dispatcher
+    app.state.reactions = reactions
+    app.state.http = http
+    return app

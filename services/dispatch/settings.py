@@ -7,9 +7,49 @@ from pydantic_settings import SettingsConfigDict
 from shared.events.topics import events_topic
 from shared.settings import ServiceSettings
 
+CARRIER_HOSTS = {
+    "dada": "https://newopen.imdada.cn",
+    "shansong": "https://open.ishansong.com",
+    "sf": "https://openic.sf-express.com",
+    "meituan": "https://peisongopen.meituan.com",
+    "uu": "https://openapi.uupt.com",
+    "wechat_legacy": "https://api.weixin.qq.com",
+    "wechat_intracity": "https://api.weixin.qq.com",
+}
+
 
 class DispatchSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="DISPATCH_", extra="ignore")
     service_name: ClassVar[str] = "dispatch"
 
     consumes: list[str] = [events_topic("order"), events_topic("redemption")]
+
+    # Carrier secrets are sealed with this key (32 bytes, url-safe base64). Required.
+    vault_key: str = ""
+    # Where each carrier's API lives; with `carrier_sandbox_url` set, every carrier is at <url>/<carrier> instead
+    # (the carrier simulator).
+    carrier_urls: dict[str, str] = CARRIER_HOSTS
+    carrier_sandbox_url: str = ""
+    carrier_timeout_seconds: float = 5.0
+    # The mini-program's credentials, for WeChat's access token.
+    wechat_appid: str = ""
+    wechat_secret: str = ""
+
+    # Escalation: each round with no rider raises the tip by this step up to the store's cap, then re-dispatches.
+    tip_step_fen: int = 200
+    # A delivery the carriers have been silent about this long is queried (reconciliation).
+    silent_minutes: float = 10.0
+
+    # Own fleet: an offer to a rider stands this long; a rider's position older than this does not count.
+    rider_offer_seconds: int = 60
+    rider_location_fresh_minutes: float = 10.0
+    own_fleet_base_fen: int = 300
+    own_fleet_per_km_fen: int = 100
+    own_fleet_speed_mps: float = 4.0
+    # The redemption service, which verifies the customer's finish code when an own rider hands over.
+    redemption_url: str = "http://127.0.0.1:8003"
+
+    def carrier_base_urls(self) -> dict[str, str]:
+        if self.carrier_sandbox_url:
+            return {name: f"{self.carrier_sandbox_url.rstrip('/')}/{name}" for name in CARRIER_HOSTS}
+        return dict(self.carrier_urls)

@@ -7,7 +7,6 @@ move uses the same table's source states, so two racing requests cannot both win
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import datetime, time
 from enum import StrEnum
@@ -15,6 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from services.order.errors import InvalidTransition
+from shared.geo import distance_m
 
 
 class OrderStatus(StrEnum):
@@ -141,16 +141,6 @@ def refund_action(status: OrderStatus, refunded_fen: int, total_fen: int) -> Act
 
 
 # --- geography --------------------------------------------------------------------------------------------------
-
-EARTH_RADIUS_M = 6_371_008.8
-
-
-def distance_m(lat1: float, lng1: float, lat2: float, lng2: float) -> int:
-    """Great-circle distance in metres (GCJ-02 offsets are locally uniform, so the error is negligible)."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lng2 - lng1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return round(2 * EARTH_RADIUS_M * math.asin(math.sqrt(a)))
 
 
 def point_in_polygon(lat: float, lng: float, polygon: list[list[float]]) -> bool:

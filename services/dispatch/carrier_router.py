@@ -1,0 +1,153 @@
+"""Routes for carriers: the supported list, the per-store account vault, callback intake (public, authenticated by
+the carrier's signature) and the callback log with replay for ops."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+from sqlalchemy import func, select
+
+from services.dispatch import accounts, callbacks
+from services.dispatch.carriers import WIRES
+from services.dispatch.errors import UnknownCarrier
+from services.dispatch.models import CarrierAccount, CarrierCallback
+from services.dispatch.schemas import AccountCreate, AccountRead, CallbackPage, CallbackRead, CarrierRead
+from services.dispatch.service import Dispatcher
+from shared.auth import Principal, Role, require_roles
+from shared.clock import AppClock
+from shared.db import DbSession
+from shared.errors import NotFound
+
+router = APIRouter(tags=["carriers"])
+Staff = Annotated[Principal, require_roles(Role.merchant, Role.ops)]
+Ops = Annotated[Principal, require_roles(Role.ops)]
+
+
+def _dispatcher(request: Request) -> Dispatcher:
+    dispatcher: Dispatcher = request.app.state.dispatcher
+    return dispatcher
+
+
+def _mask(key: str) -> str:
+    return key[:3] + "*" * max(len(key) - 5, 3) + key[-2:] if len(key) > 5 else "***"
+
+
+def account_read(account: CarrierAccount) -> AccountRead:
+    return AccountRead(
+        id=account.id, merchant_id=account.merchant_id, store_id=account.store_id, carrier=account.carrier,
+        brand=account.brand, app_key=_mask(account.app_key), shop_id=account.shop_id,
+        merchant_no=account.merchant_no, has_token=account.token_sealed is not None, bound_at=account.bound_at,
+    )  # fmt: skip
+
+
+@router.get("/v1/carriers", summary="The carriers Songda speaks to, with their money and coordinate conventions")
+async def list_carriers() -> list[CarrierRead]:
+    return [
+        CarrierRead(
+            name=wire.name,
+            title=wire.title,
+            brand=wire.brand,
+            money="yuan" if wire.money_in_yuan else "fen",
+            coordinates="BD-09" if wire.bd09 else "GCJ-02",
+            operations=[op.value for op in wire.paths],
+        )
+        for wire in WIRES.values()
+    ]
+
+
+@router.post("/v1/carriers/accounts", status_code=201, summary="Bind a store's carrier account (secrets sealed)")
+async def bind_account(
+    request: Request, session: DbSession, clock: AppClock, principal: Staff, body: AccountCreate
+) -> AccountRead:
+    account = await accounts.bind(
+        session,
+        _dispatcher(request).vault,
+        clock,
+        principal,
+        merchant_id=accounts.merchant_scope(principal, body.merchant_id),
+        store_id=body.store_id,
+        carrier=body.carrier,
+        app_key=body.app_key,
+        app_secret=body.app_secret,
+        shop_id=body.shop_id,
+        merchant_no=body.merchant_no,
+        token=body.token,
+        brand=body.brand,
+    )
+    return account_read(account)
+
+
+@router.get("/v1/carriers/accounts", summary="A store's bound carrier accounts (secrets never shown)")
+async def list_accounts(
+    session: DbSession, principal: Staff, store_id: str, merchant_id: str | None = None
+) -> list[AccountRead]:
+    scope = accounts.merchant_scope(principal, merchant_id)
+    return [account_read(a) for a in await accounts.store_accounts(session, scope, store_id)]
+
+
+@router.delete("/v1/carriers/accounts/{account_id}", status_code=204, summary="Unbind a carrier account")
+async def unbind_account(session: DbSession, clock: AppClock, principal: Staff, account_id: uuid.UUID) -> Response:
+    merchant = None if principal.role is Role.ops else accounts.merchant_scope(principal, None)
+    await accounts.unbind(session, clock, merchant, account_id)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/v1/carriers/{carrier}/callback",
+    summary="Carrier status callback (no JWT: the carrier's own signature)",
+    responses={200: {"description": "The carrier's acknowledgement body"}, 401: {"description": "Bad signature"}},
+)
+async def carrier_callback(request: Request, session: DbSession, carrier: str) -> Response:
+    if carrier not in WIRES:
+        raise UnknownCarrier(f"No carrier {carrier!r}")
+    _, answer = await callbacks.receive(
+        session, _dispatcher(request), carrier, dict(request.query_params), dict(request.headers), await request.body()
+    )
+    return Response(answer.body, status_code=answer.status, media_type="application/json")
+
+
+@router.get("/v1/carriers/callbacks", summary="Callbacks as received, newest first (ops)")
+async def list_callbacks(
+    session: DbSession,
+    _: Ops,
+    outcome: str | None = None,
+    carrier: str | None = None,
+    delivery_id: uuid.UUID | None = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> CallbackPage:
+    conditions = []
+    if outcome:
+        conditions.append(CarrierCallback.outcome == outcome)
+    if carrier:
+        conditions.append(CarrierCallback.carrier == carrier)
+    if delivery_id:
+        conditions.append(CarrierCallback.delivery_id == delivery_id)
+    total = await session.scalar(select(func.count()).select_from(CarrierCallback).where(*conditions))
+    rows = await session.scalars(
+        select(CarrierCallback)
+        .where(*conditions)
+        .order_by(CarrierCallback.received_at.desc())
+        .offset(offset)
+        .limit(limit)
+    )
+    return CallbackPage(items=[_callback_read(c) for c in rows], total=int(total or 0))
+
+
+def _callback_read(callback: CarrierCallback) -> CallbackRead:
+    return CallbackRead(
+        id=callback.id, carrier=callback.carrier, received_at=callback.received_at, outcome=callback.outcome,
+        error=callback.error, delivery_id=callback.delivery_id, attempts=callback.attempts, query=callback.query,
+        headers=callback.headers, body=callback.body.decode("utf-8", "replace"),
+    )  # fmt: skip
+
+
+@router.post("/v1/carriers/callbacks/{callback_id}/replay", summary="Apply a kept callback again, now (ops)")
+async def replay_callback(request: Request, session: DbSession, _: Ops, callback_id: uuid.UUID) -> CallbackRead:
+    try:
+        callback = await callbacks.apply(session, _dispatcher(request), callback_id)
+    except LookupError as missing:
+        raise NotFound("No such callback") from missing
+    return _callback_read(callback)

@@ -1,0 +1,34 @@
+"""Carrier secrets at rest: AES-256-GCM under the key from `DISPATCH_VAULT_KEY`, bound to the account they belong to
+(the account id is the associated data, so a sealed secret copied onto another row does not open)."""
+
+from __future__ import annotations
+
+import base64
+import os
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+VERSION = b"\x01"
+
+
+def new_key() -> str:
+    return base64.urlsafe_b64encode(AESGCM.generate_key(bit_length=256)).decode()
+
+
+class Vault:
+    def __init__(self, key: str) -> None:
+        if not key:
+            raise ValueError("no vault key: set DISPATCH_VAULT_KEY (32 bytes, url-safe base64; see deploy/README.md)")
+        raw = base64.urlsafe_b64decode(key)
+        if len(raw) != 32:
+            raise ValueError("DISPATCH_VAULT_KEY must decode to 32 bytes")
+        self._aead = AESGCM(raw)
+
+    def seal(self, secret: str, bound_to: str) -> bytes:
+        nonce = os.urandom(12)
+        return VERSION + nonce + self._aead.encrypt(nonce, secret.encode(), bound_to.encode())
+
+    def open(self, sealed: bytes, bound_to: str) -> str:
+        if sealed[:1] != VERSION:
+            raise ValueError("unknown vault format")
+        return self._aead.decrypt(sealed[1:13], sealed[13:], bound_to.encode()).decode()
