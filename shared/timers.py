@@ -110,7 +110,9 @@ class TimerWorker:
             metrics.TIMERS_FIRED.labels(self.service, timer.kind, "failed").inc()
             log.warning("timer handler failed", extra={"kind": timer.kind, "key": timer.key, "error": repr(exc)})
             return
-        timer.fired_at = now
+        await session.refresh(timer, ["due_at"])
+        if timer.due_at <= now:  # else the handler rescheduled its own timer (a repeating one): it stays armed
+            timer.fired_at = now
         metrics.TIMERS_FIRED.labels(self.service, timer.kind, "fired").inc()
 
 

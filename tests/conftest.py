@@ -71,6 +71,21 @@ async def redemption_template(infra: Infra) -> AsyncIterator[str]:
     await _admin(infra, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture(scope="session")
+async def dispatch_template(infra: Infra) -> AsyncIterator[str]:
+    name = await _migrated_template(infra, "dispatch")
+    yield name
+    await _admin(infra, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def dispatch_db_url(infra: Infra, dispatch_template: str) -> AsyncIterator[str]:
+    """A fresh dispatch-service database."""
+    name = await _clone(infra, dispatch_template)
+    yield database_url(infra.postgres_url, name)
+    await _admin(infra, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture
 async def db_url(infra: Infra, template_database: str) -> AsyncIterator[str]:
     """A fresh order-service database."""

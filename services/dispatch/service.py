@@ -50,6 +50,8 @@ RECONCILE_TIMER = "delivery.reconcile"
 CANCEL_OFFER_TIMER = "offer.cancel"
 
 LIVE = "placed"
+# Ends by which a carrier gives up an offer nobody has won yet (any other report claims the delivery for it).
+GAVE_UP = frozenset({DeliveryStatus.cancelled, DeliveryStatus.failed, DeliveryStatus.pickup_failed})
 S = DeliveryStatus
 
 
@@ -303,7 +305,7 @@ class Dispatcher:
         if delivery.offer_id is None:
             if status is S.created:
                 return Verdict.duplicate
-            if status in TERMINAL:
+            if status in GAVE_UP:
                 return await self._offer_ended(session, delivery, offer, report)
             if offer.status != LIVE:
                 return Verdict.refused
@@ -470,7 +472,13 @@ class Dispatcher:
         if offer is None:
             return
         delivery = await self.locked(session, offer.delivery_id)
-        await self.cancel_offer(session, delivery, offer, "another carrier took the delivery")
+        try:
+            async with session.begin_nested():
+                await self.cancel_offer(session, delivery, offer, "another carrier took the delivery")
+        except CarrierRefused as refusal:
+            # Too late to cancel (its rider already has the goods, say): left visible for ops to settle by hand.
+            offer.error = f"cancel refused: {refusal}"[:500]
+            log.warning("losing offer not cancelled", extra={"offer_id": str(offer.id), "error": str(refusal)})
 
     def _offer_ref(self, offer: Offer, **extra: Any) -> dict[str, Any]:
         return {"shop_order_id": offer.shop_order_id, "waybill_id": offer.waybill_id, **extra}

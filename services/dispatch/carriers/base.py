@@ -146,8 +146,10 @@ class Wire:
     ack: ClassVar[dict[str, Any]]
     reject: ClassVar[dict[str, Any]]
     reject_status: ClassVar[int] = 401
-    # Cancel fees, when the carrier has no preview operation (and as the simulator's rule): before a rider accepts,
-    # free; after, this much.
+    # Cancel fees, when the carrier has no preview operation (and as the simulator's rule): free before a rider
+    # accepts and within a grace period after; then this much. Only Dada's rule is documented (its module overrides
+    # this); for the others these are unverified defaults.
+    cancel_grace_seconds: ClassVar[int] = 60
     cancel_fee_after_accept_fen: ClassVar[int] = 200
 
     # --- field tables -----------------------------------------------------------------------------------------
@@ -286,4 +288,6 @@ class Wire:
     def cancel_fee_fen(
         self, *, accepted_at: datetime | None, arrived_at: datetime | None, picked_up: bool, now: datetime
     ) -> int:
-        return 0 if accepted_at is None else self.cancel_fee_after_accept_fen
+        if accepted_at is None or (now - accepted_at).total_seconds() <= self.cancel_grace_seconds:
+            return 0
+        return self.cancel_fee_after_accept_fen

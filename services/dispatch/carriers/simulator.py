@@ -175,7 +175,7 @@ class Simulator:
         if op is Op.query:
             return self._view(order)
         if op is Op.locate:
-            return self._view(order) | self._position(order)
+            return self._view(order) | self._position(order, order.picked_up)
         status, _ = wire.statuses[order.code]
         fee = wire.cancel_fee_fen(accepted_at=order.accepted_at, arrived_at=order.arrived_at,
                                   picked_up=order.picked_up, now=now)  # fmt: skip
@@ -223,11 +223,11 @@ class Simulator:
             view |= {"rider_name": name, "rider_phone": phone}
         return view
 
-    def _position(self, order: SimOrder) -> dict[str, Any]:
+    def _position(self, order: SimOrder, on_the_way: bool) -> dict[str, Any]:
         f = order.fields
         if not f.get("sender_lat") or not f.get("receiver_lat"):
             return {}
-        share = 0.5 if order.picked_up else 0.0
+        share = 0.5 if on_the_way else 0.0
         return {
             "rider_lat": f["sender_lat"] + (f["receiver_lat"] - f["sender_lat"]) * share,
             "rider_lng": f["sender_lng"] + (f["receiver_lng"] - f["sender_lng"]) * share,
@@ -244,14 +244,14 @@ class Simulator:
         elif order.scenario != "race":
             await asyncio.sleep(step_seconds)
         base = order.action_time
-        sends: list[dict[str, Any]] = []
-        for index, step in enumerate(script, start=1):
-            self._advance(wire, order, step, base + index)
-            sends.append(self._callback_fields(order, step))
+        timeline = [(step, base + index) for index, step in enumerate(script, start=1)]
+        sends = [self._callback_fields(order, step, action_time) for step, action_time in timeline]
         if order.scenario == "out_of_order":
             self.rng.shuffle(sends)
         try:
-            for fields in sends:
+            # The order's own state moves in script order; what is sent about it may arrive shuffled.
+            for (step, action_time), fields in zip(timeline, sends, strict=True):
+                self._advance(wire, order, step, action_time)
                 await self._send(wire, order, fields)
                 if order.scenario == "duplicate":
                     await self._send(wire, order, fields)
@@ -274,16 +274,17 @@ class Simulator:
         elif status is not None and status.value in ("picked_up", "delivering"):
             order.picked_up = True
 
-    def _callback_fields(self, order: SimOrder, step: Step) -> dict[str, Any]:
+    def _callback_fields(self, order: SimOrder, step: Step, action_time: int) -> dict[str, Any]:
         fields: dict[str, Any] = {
             "shop_order_id": order.shop_order_id, "waybill_id": order.waybill_id, "status": step.code,
-            "action_time": order.action_time, "shop_id": order.creds.shop_id,
+            "action_time": action_time, "shop_id": order.creds.shop_id,
             "reason": step.name if step.name in ("pickup_failed", "force_majeure", "cancelled", "returning") else None,
         }  # fmt: skip
         if step.rider:
             name, phone = RIDERS[step.rider]
             fields |= {"rider_id": f"r{step.rider}", "rider_name": name, "rider_phone": phone}
-            fields |= self._position(order)
+            on_the_way = step.name in ("picked_up", "delivering", "returning")
+            fields |= self._position(order, on_the_way)
         fields.pop("eta_seconds", None)
         return fields
 
