@@ -356,7 +356,7 @@ class Dispatcher:
             await events.publish(session, self.clock, delivery, "rider_unassigned", previous_rider=withdrawn)
             await self._watch(session, delivery)
             return
-        if status in EXCEPTIONAL:
+        if status in EXCEPTIONAL and EVENT_NAME[status] != "exception":  # e.g. a pickup failure: notice + end
             await events.publish(session, self.clock, delivery, "exception", carrier_code=report.code)
         if status in TERMINAL:
             await self._close(session, delivery)

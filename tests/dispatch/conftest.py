@@ -54,20 +54,27 @@ class DispatchHarness:
     orders: int = 0
     accounts: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    async def bind(self, carrier: str, store_id: str = "s-1", **extra: Any) -> dict[str, Any]:
+    async def bind(
+        self, carrier: str, store_id: str = "s-1", headers: dict[str, str] = MERCHANT, **extra: Any
+    ) -> dict[str, Any]:
         """Gets an account from the simulator's console and binds it to the store."""
         account = (await self.sim.post("/_sim/accounts", json={"carrier": carrier})).json()
         body = {"store_id": store_id, "carrier": carrier, **{k: account[k] for k in
                 ("app_key", "app_secret", "shop_id", "merchant_no", "token")}, **extra}  # fmt: skip
         if carrier.startswith("wechat") and "brand" not in extra:
             body["brand"] = "SFTC"
-        response = await self.client.post("/v1/carriers/accounts", json=body, headers=MERCHANT)
+        response = await self.client.post("/v1/carriers/accounts", json=body, headers=headers)
         assert response.status_code == 201, response.text
         self.accounts[carrier] = account
         return dict(response.json())
 
     async def order_ready(
-        self, *, strategy: dict[str, Any] | None = None, note: str = "", order_id: str | None = None
+        self,
+        *,
+        strategy: dict[str, Any] | None = None,
+        note: str = "",
+        order_id: str | None = None,
+        store_id: str = "s-1",
     ) -> str:
         self.orders += 1
         order_id = order_id or f"SD261120{self.orders:016d}"
@@ -77,7 +84,7 @@ class DispatchHarness:
             "fulfilment_mode": "delivery",
             "customer_id": "openid-alice",
             "merchant_id": "m-1",
-            "store": STORE,
+            "store": STORE | {"id": store_id},
             "dispatch": {"trigger": "on_ready", "strategy": strategy or {"kind": "cheapest"}},
             "address": {"text": "朝阳区建国路 88 号", "lat": 39.9150, "lng": 116.4100},
             "contact": {"name": "Alice", "phone": "13900000000"},

@@ -11,7 +11,7 @@ import pytest
 
 from services.dispatch.carriers import WIRES
 from services.dispatch.carriers.scenarios import CHAOS, expected_end
-from tests.dispatch.conftest import CUSTOMER, MERCHANT, OTHER_MERCHANT, DispatchHarness, dispatch_stack
+from tests.dispatch.conftest import CUSTOMER, MERCHANT, OPS, OTHER_MERCHANT, DispatchHarness, dispatch_stack
 
 
 async def test_a_delivery_by_a_carrier_from_ready_to_delivered(dispatch: DispatchHarness) -> None:
@@ -183,8 +183,8 @@ async def test_a_thousand_deliveries_in_chaos_mode(dispatch_db_url: str, bootstr
     """Every delivery ends in the state its scenario implies; customer-facing events exactly once each."""
     async with dispatch_stack(dispatch_db_url, bootstrap, scenario="chaos", step_seconds=0.05) as dispatch:
         carriers = list(WIRES)
-        for carrier in carriers:
-            await dispatch.bind(carrier)
+        for carrier in carriers:  # a store per carrier: each delivery meets exactly one carrier
+            await dispatch.bind(carrier, store_id=f"s-{carrier}", headers=OPS, merchant_id="m-1")
         orders: dict[str, str] = {}
         stop = asyncio.Event()
 
@@ -197,7 +197,7 @@ async def test_a_thousand_deliveries_in_chaos_mode(dispatch_db_url: str, bootstr
         try:
             for n in range(1000):
                 carrier = carriers[n % len(carriers)]
-                order_id = await dispatch.order_ready(strategy={"kind": "preferred", "carriers": [carrier]})
+                order_id = await dispatch.order_ready(store_id=f"s-{carrier}")
                 orders[order_id] = carrier
 
             async def all_ended() -> bool:
