@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -99,6 +100,10 @@ def test_run_survives_a_crashed_run_and_stops_cleanly(tmp_path: Path) -> None:
         assert "a second scan is refused: /problems/already-redeemed" in walk
         assert "order is completed" in walk  # and back: code.redeemed → order
         assert "order is refunded: " in walk
+        # Dispatch: a carrier (the simulator, calling back through the gateway, signed) and an own rider whose
+        # handover is the customer's finish code, verified by the redemption service.
+        assert re.search(r"(dada|sf) +delivered", walk), walk
+        assert "handover verified by the redemption service → delivery delivered" in walk
         started = _started_pids(state_dir)
         data_dir = _state(state_dir)["postgres_data_dir"]
     finally:

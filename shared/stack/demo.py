@@ -33,7 +33,7 @@ DEMO_STORE = {
     "prep_minutes": 10,
     "fulfilment_modes": ["delivery", "pickup", "express"],
     "dispatch_trigger": "on_ready",
-    "dispatch_strategy": {"kind": "cheapest", "carriers": ["dada", "shansong", "sf"]},
+    "dispatch_strategy": {"kind": "cheapest", "carriers": ["dada", "sf"]},
     "auto_accept": False,
     "accept_limit_minutes": 10,
 }
@@ -60,6 +60,22 @@ def seed_demo_store(gateway_url: str, merchant_token: str) -> bool:
         for product in DEMO_PRODUCTS:
             client.post(f"/v1/stores/{DEMO_STORE_ID}/products", json=product).raise_for_status()
     return True
+
+
+DEMO_CARRIERS = ("dada", "sf")
+
+
+def seed_demo_carriers(gateway_url: str, simulator_url: str, merchant_token: str) -> None:
+    """Binds the demo store's carrier accounts, issued by the carrier simulator's console, unless bound."""
+    with httpx.Client(base_url=gateway_url, headers=_auth(merchant_token), timeout=10) as client:
+        bound = {a["carrier"] for a in client.get(f"/v1/carriers/accounts?store_id={DEMO_STORE_ID}").json()}
+        for carrier in DEMO_CARRIERS:
+            if carrier in bound:
+                continue
+            account = httpx.post(f"{simulator_url}/_sim/accounts", json={"carrier": carrier}, timeout=10).json()
+            body = {"store_id": DEMO_STORE_ID, "carrier": carrier, **{key: account[key] for key in
+                    ("app_key", "app_secret", "shop_id", "merchant_no", "token")}}  # fmt: skip
+            client.post("/v1/carriers/accounts", json=body).raise_for_status()
 
 
 class DemoFailed(RuntimeError):
@@ -134,6 +150,48 @@ class Walk:
         self.say(f"    signed notification received → {order['status']}")
         return order
 
+    def follow_delivery(self, order_id: str) -> None:
+        """Watches the carrier simulator's rider, callback by signed callback, until the order is delivered."""
+        seen: list[str] = []
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline:
+            page = self.gateway.get(f"/v1/deliveries?order_id={order_id}", headers=_auth(self.tokens["merchant"]))
+            items = page.json().get("items") or []
+            if items and (not seen or seen[-1] != items[0]["status"]):
+                delivery = items[0]
+                seen.append(delivery["status"])
+                rider = (delivery.get("rider") or {}).get("name", "")
+                self.say(f"    {delivery['carrier'] or 'waiting':>8} {delivery['status']:<15} {rider}")
+            if seen and seen[-1] in ("delivered", "cancelled", "failed", "returned", "pickup_failed"):
+                break
+            time.sleep(0.3)
+        order = self.wait_status(order_id, {"delivered", "completed"}, within=10)
+        self.say(f"    order is {order['status']}")
+
+    def own_rider_delivers(self, sku_id: str) -> None:
+        order = self.place_and_pay("delivery", [{"sku_id": sku_id, "quantity": 1}])
+        self.call("merchant", "POST", f"/v1/orders/{order['id']}/accept")
+        self.call("merchant", "POST", f"/v1/orders/{order['id']}/ready")
+        deadline = time.monotonic() + 20
+        task = None
+        while task is None and time.monotonic() < deadline:
+            tasks = self.gateway.get("/v1/riders/me/tasks", headers=_auth(self.tokens["rider"])).json()
+            task = next((t for t in tasks if t["order_id"] == order["id"]), None)
+            time.sleep(0.3)
+        if task is None:
+            raise DemoFailed("the own rider was never offered the delivery: is dispatch consuming order.events?")
+        self.say(f"    the rider is offered it ({task['distance_m']} m away, answer by {task['expires_at']})")
+        path = f"/v1/riders/me/tasks/{task['delivery_id']}"
+        for action in ("accept", "arrive", "pickup"):
+            step = self.call("rider", "POST", f"{path}/{action}")
+            self.say(f"    delivery is {step['status']}")
+        code = self.wait_code(order["id"])
+        self.say(f"    at the door the customer shows the finish code {code['code']}")
+        handed = self.call("rider", "POST", f"{path}/deliver", json={"code": code["code"]})
+        self.say(f"    handover verified by the redemption service → delivery {handed['status']}")
+        done = self.wait_status(order["id"], {"completed"}, within=15)
+        self.say(f"    order is {done['status']}")
+
     def run(self) -> None:
         self.step("A customer near Wangfujing looks for stores that deliver to them")
         nearby = self.call("customer", "GET", f"/v1/stores?lat={CUSTOMER_LAT}&lng={CUSTOMER_LNG}")
@@ -153,12 +211,20 @@ class Walk:
         self.step("The merchant accepts the order and marks it ready")
         self.call("merchant", "POST", f"/v1/orders/{order['id']}/accept")
         ready = self.call("merchant", "POST", f"/v1/orders/{order['id']}/ready")
-        self.say(f"    order is {ready['status']}; dispatch is asked for a rider (store strategy: cheapest)")
-        later = self.wait_status(order["id"], {"dispatching", "in_delivery", "delivered", "completed"}, within=5)
-        if later["status"] == "ready":
-            self.say("    (no delivery yet: carrier dispatch arrives with the dispatch service)")
-        else:
-            self.say(f"    delivery: {later['status']} {later.get('delivery') or ''}")
+        self.say(f"    order is {ready['status']}; dispatch quotes Dada and SF and places it with the cheapest")
+        self.follow_delivery(order["id"])
+
+        self.step("The merchant's own rider comes online next to the store; the store switches to own fleet first")
+        self.call("rider", "PUT", "/v1/riders/me", json={"name": "王师傅", "phone": "13700000000"})
+        self.call("rider", "POST", "/v1/riders/me/online")
+        self.call("rider", "POST", "/v1/riders/me/location", json={"lat": DEMO_LAT, "lng": DEMO_LNG})
+        strategy = {"kind": "own_fleet_first", "carriers": ["own_fleet", "dada", "sf"]}
+        self.call("merchant", "PATCH", f"/v1/stores/{DEMO_STORE_ID}", json={"dispatch_strategy": strategy})
+        try:
+            self.own_rider_delivers(skus["招牌牛肉面 小碗"])
+        finally:
+            self.call("merchant", "PATCH", f"/v1/stores/{DEMO_STORE_ID}",
+                      json={"dispatch_strategy": DEMO_STORE["dispatch_strategy"]})  # fmt: skip
 
         self.step("Another order, for self-pickup at the counter, redeemed with its rotating QR code")
         pickup = self.place_and_pay("pickup", [{"sku_id": skus["招牌牛肉面 小碗"], "quantity": 1}])

@@ -29,6 +29,8 @@ from shared.stack.processes import AppProcess, process_cmdline, terminate_group
 DEMO_MERCHANT = "demo-merchant"
 DEMO_STORE = "demo-store"
 WECHATPAY_SANDBOX = "wechatpay-sandbox"
+CARRIER_SIMULATOR = "carrier-simulator"
+DEMO_WECHAT_APPID = "wx-songda-demo"
 
 
 @dataclass
@@ -141,6 +143,18 @@ def ensure_signing_key(state_dir: Path) -> Path:
     return path
 
 
+def ensure_vault_key(state_dir: Path) -> str:
+    """The dispatch vault's key for the local stack, made once and kept (a new one would orphan sealed secrets)."""
+    path = state_dir / "keys" / "dispatch-vault.key"
+    if not path.exists():
+        from services.dispatch.vault import new_key
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(new_key())
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
 @dataclass
 class Stack:
     options: StackOptions
@@ -193,9 +207,33 @@ class Stack:
                 logs / "wechatpay-sandbox.log",
             )
         )
+        from services.dispatch.carriers.simulator import credentials
+
+        simulator_port = _unused_port(taken)
+        simulator_url = f"http://127.0.0.1:{simulator_port}"
+        simulator_env = {"CARRIER_SIM_CALLBACK_URL": gateway_url, "CARRIER_SIM_STEP_SECONDS": "1.5"}
+        self.apps.append(
+            AppProcess(
+                CARRIER_SIMULATOR,
+                "services.dispatch.carriers.simulator:create_app",
+                simulator_port,
+                simulator_env,
+                logs / "carrier-simulator.log",
+            )
+        )
+        ports = {service: _unused_port(taken) for service in self.options.services}
+        dispatch_env = {
+            "DISPATCH_VAULT_KEY": ensure_vault_key(self.options.state_dir),
+            "DISPATCH_CARRIER_SANDBOX_URL": simulator_url,
+            "DISPATCH_WECHAT_APPID": DEMO_WECHAT_APPID,
+            "DISPATCH_WECHAT_SECRET": credentials(
+                os.environ.get("CARRIER_SIM_MASTER_KEY", "songda-carrier-simulator"), "wechat", DEMO_WECHAT_APPID
+            ).app_secret,
+            "DISPATCH_REDEMPTION_URL": f"http://127.0.0.1:{ports.get('redemption', 0)}",
+        }
         for service in self.options.services:
             prefix = service.upper()
-            port = _unused_port(taken)
+            port = ports[service]
             env = {
                 f"{prefix}_DATABASE_URL": urls[service],
                 f"{prefix}_KAFKA_BOOTSTRAP_SERVERS": self.infra.bootstrap_servers,
@@ -204,6 +242,8 @@ class Stack:
             }
             if service == "order":
                 env |= order_payment_env
+            if service == "dispatch":
+                env |= dispatch_env
             self.apps.append(
                 AppProcess(service, f"services.{service}.app:create_app", port, env, logs / f"{service}.log")
             )
@@ -218,9 +258,12 @@ class Stack:
         for app in self.apps:
             app.wait_ready(deadline)
         if self.options.seed_demo and "order" in self.options.services:
-            from shared.stack.demo import seed_demo_store
+            from shared.stack.demo import seed_demo_carriers, seed_demo_store
 
-            seed_demo_store(self.gateway.url, self.demo_tokens(ttl_seconds=300)["merchant"])
+            merchant = self.demo_tokens(ttl_seconds=300)["merchant"]
+            seed_demo_store(self.gateway.url, merchant)
+            if "dispatch" in self.options.services:
+                seed_demo_carriers(self.gateway.url, simulator_url, merchant)
 
     def app(self, name: str) -> AppProcess:
         return next(app for app in self.apps if app.name == name)

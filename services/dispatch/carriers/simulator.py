@@ -340,6 +340,7 @@ def create_app(settings: SimulatorSettings | None = None) -> FastAPI:
     app = FastAPI(title="Songda carrier simulator", lifespan=lifespan)
 
     @app.get("/healthz")
+    @app.get("/readyz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
