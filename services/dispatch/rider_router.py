@@ -87,7 +87,7 @@ async def my_tasks(session: DbSession, clock: AppClock, principal: RiderPrincipa
             distance_m=offer.distance_m,
             tip_fen=delivery.tip_fen,
         )
-        for offer, delivery in rows.tuples()
+        for offer, delivery in rows
     ]
 
 
