@@ -42,6 +42,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"logs: {options.state_dir / 'logs'}")
         print(f"started in {time.monotonic() - started:.1f}s")
         print(f"wechatpay sandbox: {stack.app('wechatpay-sandbox').url}")
+        print(f"carrier simulator: {stack.app('carrier-simulator').url}  (demo store: Dada and SF accounts bound)")
         print("demo merchant: merchant_id=demo-merchant store_ids=[demo-store] (store seeded; try `make demo`)")
         for role, token in stack.demo_tokens().items():
             print(f"token {role}: {token}")
