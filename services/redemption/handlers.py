@@ -3,9 +3,7 @@
 - `order.paid.v1`: issues the code the fulfilment mode needs (pickup code for self-pickup, finish code for a
   delivery, shown at the door and scanned by the merchant's own rider as proof of delivery);
 - `order.cancelled.v1`, and `order.refunded.v1` once the order is fully refunded: revokes the order's live codes;
-- `order.completed.v1`: a code still live is no longer needed and expires;
-- `delivery.rider_assigned.v1` by the own fleet: the finish code may be redeemed by that rider only;
-  `delivery.rider_unassigned/cancelled.v1` take the assignment back.
+- `order.completed.v1`: a code still live is no longer needed and expires.
 """
 
 from __future__ import annotations
@@ -32,9 +30,6 @@ class RedemptionReactions:
             "order.cancelled.v1": self.on_order_cancelled,
             "order.refunded.v1": self.on_order_refunded,
             "order.completed.v1": self.on_order_completed,
-            "delivery.rider_assigned.v1": self.on_rider_assigned,
-            "delivery.rider_unassigned.v1": self.on_rider_released,
-            "delivery.cancelled.v1": self.on_rider_released,
         }
 
     def timer_handlers(self) -> dict[str, TimerHandler]:
@@ -56,11 +51,3 @@ class RedemptionReactions:
 
     async def on_expiry(self, session: AsyncSession, timer: Timer) -> None:
         await service.expire_code(session, self.clock, timer.key)
-
-    async def on_rider_assigned(self, session: AsyncSession, event: Envelope) -> None:
-        rider = event.data.get("rider") or {}
-        if event.data.get("carrier") == "own_fleet" and rider.get("id"):
-            await service.assign_rider(session, event.subject, str(rider["id"]))
-
-    async def on_rider_released(self, session: AsyncSession, event: Envelope) -> None:
-        await service.assign_rider(session, event.subject, None)

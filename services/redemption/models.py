@@ -62,8 +62,6 @@ class Code(RedemptionBase):
     valid_until: Mapped[datetime] = mapped_column(TZ)
     replaces: Mapped[uuid.UUID | None] = mapped_column(UUID)
     status_reason: Mapped[str | None] = mapped_column(Text)
-    # A finish code: the own rider the delivery is assigned to (from dispatch), the only rider who may redeem it.
-    assigned_rider: Mapped[str | None] = mapped_column(Text)
     issued_at: Mapped[datetime] = mapped_column(TZ)
     updated_at: Mapped[datetime] = mapped_column(TZ)
 

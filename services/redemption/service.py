@@ -256,8 +256,7 @@ def _authorise(principal: Principal, code: Code, store_id: str | None) -> None:
         if principal.store_ids and store_id not in principal.store_ids:
             raise Forbidden(f"This staff account does not work at store {store_id}")
     elif principal.role is Role.rider:
-        # Only the rider the delivery is assigned to: another rider (even of the same merchant) sees no such code.
-        if code.merchant_id != principal.merchant_id or code.kind != "finish" or code.assigned_rider != principal.sub:
+        if code.merchant_id != principal.merchant_id or code.kind != "finish":
             raise CodeNotFound("No such code")
     else:
         raise Forbidden("Customers show codes; staff and riders redeem them")
@@ -676,10 +675,3 @@ async def unlock(session: AsyncSession, scope: str, key: str, principal: Princip
     )
     assert lockout is not None
     return lockout
-
-
-async def assign_rider(session: AsyncSession, order_id: str, rider_id: str | None) -> None:
-    """Names (or clears) the own rider who may redeem the order's finish code."""
-    await session.execute(
-        update(Code).where(Code.order_id == order_id, Code.kind == "finish").values(assigned_rider=rider_id)
-    )

@@ -187,20 +187,7 @@ class Walk:
             self.say(f"    delivery is {step['status']}")
         code = self.wait_code(order["id"])
         self.say(f"    at the door the customer shows the finish code {code['code']}")
-        # The redemption service learns of the assignment from dispatch's event (over Kafka, within a moment);
-        # until then this rider is no one special to it, and the code is 'not found'.
-        deadline = time.monotonic() + 15
-        while True:
-            answer = self.gateway.post(
-                f"{path}/deliver", json={"code": code["code"]}, headers=_auth(self.tokens["rider"])
-            )
-            if answer.status_code != 404 or time.monotonic() > deadline:
-                break
-            time.sleep(0.3)
-        if answer.status_code >= 400:
-            raise DemoFailed(f"handover refused: {answer.status_code} {answer.text}")
-        self.say(f"       rider POST {path}/deliver → {answer.status_code}")
-        handed = answer.json()
+        handed = self.call("rider", "POST", f"{path}/deliver", json={"code": code["code"]})
         self.say(f"    handover verified by the redemption service → delivery {handed['status']}")
         done = self.wait_status(order["id"], {"completed"}, within=15)
         self.say(f"    order is {done['status']}")
