@@ -14,7 +14,7 @@ from services.dispatch.carriers import WIRES
 from services.dispatch.errors import UnknownCarrier
 from services.dispatch.models import CarrierAccount, CarrierCallback
 from services.dispatch.schemas import AccountCreate, AccountRead, CallbackPage, CallbackRead, CarrierRead
-from services.dispatch.service import Dispatcher
+from services.dispatch.service import app_dispatcher
 from shared.auth import Principal, Role, require_roles
 from shared.clock import AppClock
 from shared.db import DbSession
@@ -23,11 +23,6 @@ from shared.errors import NotFound
 router = APIRouter(tags=["carriers"])
 Staff = Annotated[Principal, require_roles(Role.merchant, Role.ops)]
 Ops = Annotated[Principal, require_roles(Role.ops)]
-
-
-def _dispatcher(request: Request) -> Dispatcher:
-    dispatcher: Dispatcher = request.app.state.dispatcher
-    return dispatcher
 
 
 def _mask(key: str) -> str:
@@ -63,7 +58,7 @@ async def bind_account(
 ) -> AccountRead:
     account = await accounts.bind(
         session,
-        _dispatcher(request).vault,
+        app_dispatcher(request).vault,
         clock,
         principal,
         merchant_id=accounts.merchant_scope(principal, body.merchant_id),
@@ -103,7 +98,12 @@ async def carrier_callback(request: Request, session: DbSession, carrier: str) -
     if carrier not in WIRES:
         raise UnknownCarrier(f"No carrier {carrier!r}")
     _, answer = await callbacks.receive(
-        session, _dispatcher(request), carrier, dict(request.query_params), dict(request.headers), await request.body()
+        session,
+        app_dispatcher(request),
+        carrier,
+        dict(request.query_params),
+        dict(request.headers),
+        await request.body(),
     )
     return Response(answer.body, status_code=answer.status, media_type="application/json")
 
@@ -147,7 +147,7 @@ def _callback_read(callback: CarrierCallback) -> CallbackRead:
 @router.post("/v1/carriers/callbacks/{callback_id}/replay", summary="Apply a kept callback again, now (ops)")
 async def replay_callback(request: Request, session: DbSession, _: Ops, callback_id: uuid.UUID) -> CallbackRead:
     try:
-        callback = await callbacks.apply(session, _dispatcher(request), callback_id)
+        callback = await callbacks.apply(session, app_dispatcher(request), callback_id)
     except LookupError as missing:
         raise NotFound("No such callback") from missing
     return _callback_read(callback)

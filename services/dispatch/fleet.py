@@ -23,7 +23,7 @@ from services.dispatch.models import Delivery, Offer, Rider, RiderOffer
 from services.dispatch.settings import DispatchSettings
 from shared.auth import Principal
 from shared.clock import Clock
-from shared.errors import ServiceError, UpstreamUnavailable
+from shared.errors import Forbidden, UpstreamUnavailable
 from shared.geo import distance_m
 from shared.timers import schedule_timer
 
@@ -54,7 +54,7 @@ def quote(settings: DispatchSettings, delivery: Delivery) -> dict[str, Any]:
 async def rider_for_update(session: AsyncSession, clock: Clock, principal: Principal) -> Rider:
     """The calling rider's row, created on first use (riders are identities from the token)."""
     if not principal.merchant_id:
-        raise ServiceError("A rider token must name the rider's merchant")
+        raise Forbidden("A rider token must name the rider's merchant")
     await session.execute(
         insert(Rider)
         .values(id=principal.sub, merchant_id=principal.merchant_id, online=False, updated_at=clock.now())
@@ -202,9 +202,7 @@ async def pass_on(dispatcher: Dispatcher, session: AsyncSession, delivery: Deliv
         await dispatcher.place(session, delivery)
 
 
-async def _task(
-    dispatcher: Dispatcher, session: AsyncSession, principal: Principal, delivery_id: uuid.UUID
-) -> Delivery:
+async def _task(session: AsyncSession, principal: Principal, delivery_id: uuid.UUID) -> Delivery:
     delivery = await session.scalar(select(Delivery).where(Delivery.id == delivery_id).with_for_update())
     if delivery is None or delivery.carrier != OWN_FLEET or (delivery.rider or {}).get("id") != principal.sub:
         raise NotYourTask("No such task for this rider")
@@ -213,7 +211,7 @@ async def _task(
 
 async def step(dispatcher: Dispatcher, session: AsyncSession, principal: Principal, delivery_id: uuid.UUID,
                action: str) -> Delivery:  # fmt: skip
-    delivery = await _task(dispatcher, session, principal, delivery_id)
+    delivery = await _task(session, principal, delivery_id)
     needed, target = STEPS[action]
     if delivery.status == target.value:
         return delivery  # a retried tap
@@ -236,7 +234,7 @@ async def hand_over(
 ) -> tuple[Delivery, httpx.Response]:
     """Redeems the customer's finish code at the redemption service (idempotent by a request number derived from
     the delivery), then marks the delivery delivered. The redemption service's refusal is passed back as is."""
-    delivery = await _task(dispatcher, session, principal, delivery_id)
+    delivery = await _task(session, principal, delivery_id)
     if delivery.status == S.delivered.value:
         return delivery, httpx.Response(200)
     if delivery.status not in (S.picked_up.value, S.delivering.value):

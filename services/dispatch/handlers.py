@@ -88,7 +88,9 @@ class DispatchReactions:
 
     async def on_code_redeemed(self, session: AsyncSession, event: Envelope) -> None:
         if event.data.get("kind") == "finish" and event.data.get("order_id"):
-            await fleet.on_finish_code(self.dispatcher, session, event.data["order_id"], str(event.data.get("by", "")))
+            await fleet.on_finish_code(
+                self.dispatcher, session, event.data["order_id"], str(event.data.get("redeemed_by", ""))
+            )
 
     # --- timers -----------------------------------------------------------------------------------------------
 

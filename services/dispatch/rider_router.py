@@ -14,7 +14,7 @@ from services.dispatch import fleet
 from services.dispatch.models import Delivery, Rider, RiderOffer
 from services.dispatch.router import delivery_read
 from services.dispatch.schemas import DeliveryRead, HandOver, Location, RiderProfile, RiderRead, TaskRead
-from services.dispatch.service import Dispatcher
+from services.dispatch.service import app_dispatcher
 from shared.auth import Principal, Role, require_roles
 from shared.clock import AppClock
 from shared.db import DbSession
@@ -23,11 +23,6 @@ from shared.errors import PROBLEM_JSON, ValidationFailed
 router = APIRouter(tags=["riders"])
 RiderPrincipal = Annotated[Principal, require_roles(Role.rider)]
 Staff = Annotated[Principal, require_roles(Role.merchant, Role.ops)]
-
-
-def _dispatcher(request: Request) -> Dispatcher:
-    dispatcher: Dispatcher = request.app.state.dispatcher
-    return dispatcher
 
 
 def _rider_read(rider: Rider) -> RiderRead:
@@ -95,13 +90,13 @@ async def my_tasks(session: DbSession, clock: AppClock, principal: RiderPrincipa
 async def accept(
     request: Request, session: DbSession, principal: RiderPrincipal, delivery_id: uuid.UUID
 ) -> DeliveryRead:
-    delivery = await fleet.answer(_dispatcher(request), session, principal, delivery_id, accept=True)
+    delivery = await fleet.answer(app_dispatcher(request), session, principal, delivery_id, accept=True)
     return await delivery_read(session, principal, delivery, False)
 
 
 @router.post("/v1/riders/me/tasks/{delivery_id}/decline", status_code=204, summary="Decline; it goes to the next rider")
 async def decline(request: Request, session: DbSession, principal: RiderPrincipal, delivery_id: uuid.UUID) -> Response:
-    await fleet.answer(_dispatcher(request), session, principal, delivery_id, accept=False)
+    await fleet.answer(app_dispatcher(request), session, principal, delivery_id, accept=False)
     return Response(status_code=204)
 
 
@@ -109,7 +104,7 @@ async def decline(request: Request, session: DbSession, principal: RiderPrincipa
 async def arrive(
     request: Request, session: DbSession, principal: RiderPrincipal, delivery_id: uuid.UUID
 ) -> DeliveryRead:
-    delivery = await fleet.step(_dispatcher(request), session, principal, delivery_id, "arrive")
+    delivery = await fleet.step(app_dispatcher(request), session, principal, delivery_id, "arrive")
     return await delivery_read(session, principal, delivery, False)
 
 
@@ -117,7 +112,7 @@ async def arrive(
 async def pickup(
     request: Request, session: DbSession, principal: RiderPrincipal, delivery_id: uuid.UUID
 ) -> DeliveryRead:
-    delivery = await fleet.step(_dispatcher(request), session, principal, delivery_id, "pickup")
+    delivery = await fleet.step(app_dispatcher(request), session, principal, delivery_id, "pickup")
     return await delivery_read(session, principal, delivery, False)
 
 
@@ -134,7 +129,13 @@ async def deliver(
     presented = body.model_dump(exclude_none=True)
     http: httpx.AsyncClient = request.app.state.http
     delivery, answer = await fleet.hand_over(
-        _dispatcher(request), session, principal, delivery_id, presented, request.headers.get("authorization", ""), http
+        app_dispatcher(request),
+        session,
+        principal,
+        delivery_id,
+        presented,
+        request.headers.get("authorization", ""),
+        http,
     )
     if answer.status_code >= 300:
         # The refusal is the redemption service's (wrong code, locked out, ...): passed back as it came.

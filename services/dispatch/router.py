@@ -22,17 +22,12 @@ from services.dispatch.schemas import (
     TipCommand,
     Tracking,
 )
-from services.dispatch.service import LIVE, Dispatcher
+from services.dispatch.service import LIVE, app_dispatcher
 from shared.auth import CurrentPrincipal, Principal, Role, require_roles
 from shared.db import DbSession
 
 router = APIRouter(tags=["deliveries"])
 Staff = Annotated[Principal, require_roles(Role.merchant, Role.ops)]
-
-
-def _dispatcher(request: Request) -> Dispatcher:
-    dispatcher: Dispatcher = request.app.state.dispatcher
-    return dispatcher
 
 
 def _visible(principal: Principal) -> list[object]:
@@ -105,7 +100,7 @@ async def get_delivery(session: DbSession, principal: CurrentPrincipal, delivery
 @router.get("/v1/deliveries/{delivery_id}/track", summary="The rider's latest position and the ETA")
 async def track(request: Request, session: DbSession, principal: CurrentPrincipal, delivery_id: uuid.UUID) -> Tracking:
     delivery = await _find(session, principal, delivery_id, lock=True)
-    await _dispatcher(request).track(session, delivery)
+    await app_dispatcher(request).track(session, delivery)
     return Tracking(
         delivery_id=delivery.id, status=delivery.status, rider=delivery.rider, lat=delivery.rider_lat,
         lng=delivery.rider_lng, located_at=delivery.rider_located_at, eta_at=delivery.eta_at,
@@ -118,7 +113,7 @@ async def redispatch(request: Request, session: DbSession, principal: Staff, bod
     previous = await session.scalar(select(Delivery).where(*conditions).order_by(Delivery.created_at.desc()).limit(1))  # type: ignore[arg-type]
     if previous is None:
         raise DeliveryNotFound("No delivery for this order")
-    created = await _dispatcher(request).redispatch(session, previous)
+    created = await app_dispatcher(request).redispatch(session, previous)
     return await delivery_read(session, principal, await session.get_one(Delivery, created), True)
 
 
@@ -127,7 +122,7 @@ async def add_tip(
     request: Request, session: DbSession, principal: Staff, delivery_id: uuid.UUID, body: TipCommand
 ) -> DeliveryRead:
     delivery = await _find(session, principal, delivery_id, lock=True)
-    await _dispatcher(request).add_tip(session, delivery, body.tip_fen, by=principal.sub)
+    await app_dispatcher(request).add_tip(session, delivery, body.tip_fen, by=principal.sub)
     return await delivery_read(session, principal, delivery, True)
 
 
@@ -136,7 +131,7 @@ async def cancel_preview(
     request: Request, session: DbSession, principal: Staff, delivery_id: uuid.UUID
 ) -> CancelPreview:
     delivery = await _find(session, principal, delivery_id)
-    dispatcher = _dispatcher(request)
+    dispatcher = app_dispatcher(request)
     offers = await dispatcher.offers(session, delivery, LIVE)
     if delivery.offer_id is not None:
         offers.append(await session.get_one(Offer, delivery.offer_id))
@@ -149,5 +144,5 @@ async def cancel(
     request: Request, session: DbSession, principal: Staff, delivery_id: uuid.UUID, body: CancelCommand
 ) -> DeliveryRead:
     delivery = await _find(session, principal, delivery_id, lock=True)
-    await _dispatcher(request).cancel(session, delivery, reason=body.reason, by=f"merchant:{principal.sub}")
+    await app_dispatcher(request).cancel(session, delivery, reason=body.reason, by=f"merchant:{principal.sub}")
     return await delivery_read(session, principal, delivery, True)

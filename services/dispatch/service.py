@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+from fastapi import Request
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -36,7 +37,7 @@ from services.dispatch.errors import (
 )
 from services.dispatch.models import CarrierAccount, Delivery, DeliveryChange, Offer
 from services.dispatch.settings import DispatchSettings
-from services.dispatch.strategies import Candidate, rank, wave_size
+from services.dispatch.strategies import rank, wave_size
 from services.dispatch.vault import Vault
 from shared.clock import Clock
 from shared.geo import distance_m
@@ -53,6 +54,12 @@ LIVE = "placed"
 # Ends by which a carrier gives up an offer nobody has won yet (any other report claims the delivery for it).
 GAVE_UP = frozenset({DeliveryStatus.cancelled, DeliveryStatus.failed, DeliveryStatus.pickup_failed})
 S = DeliveryStatus
+
+
+def app_dispatcher(request: Request) -> Dispatcher:
+    """The app's dispatcher (made in `create_app`), for the routers."""
+    dispatcher: Dispatcher = request.app.state.dispatcher
+    return dispatcher
 
 
 class Dispatcher:
@@ -163,10 +170,7 @@ class Dispatcher:
         if delivery.placed_at is None:
             delivery.placed_at = now
             await events.publish(session, self.clock, delivery, "created")
-        minutes = float(delivery.strategy.get("escalate_after_minutes") or 5)
-        await schedule_timer(
-            session, kind=ESCALATE_TIMER, key=str(delivery.id), due_at=now + timedelta(minutes=minutes)
-        )
+        await self._arm_escalation(session, delivery)
         await self._watch(session, delivery)
 
     async def _quotes(self, session: AsyncSession, delivery: Delivery) -> list[dict[str, Any]]:
@@ -191,8 +195,7 @@ class Dispatcher:
         strategy = delivery.strategy
         if strategy.get("kind") == "own_fleet_first" or OWN_FLEET in (strategy.get("carriers") or []):
             quoted.append(dict(fleet.quote(self.settings, delivery)))
-        good: list[Candidate] = [Candidate(**c) for c in quoted if "error" not in c]  # type: ignore[typeddict-item]
-        return [dict(c) for c in rank(good, strategy)] + [c for c in quoted if "error" in c]
+        return rank([c for c in quoted if "error" not in c], strategy) + [c for c in quoted if "error" in c]
 
     def request_fields(self, delivery: Delivery, **extra: Any) -> dict[str, Any]:
         pickup, dropoff = delivery.pickup, delivery.dropoff
@@ -531,10 +534,13 @@ class Dispatcher:
             return
         else:
             await self._record(session, delivery, code="no_rider", reason="no rider yet and no other carrier")
+        await self._arm_escalation(session, delivery)
+
+    async def _arm_escalation(self, session: AsyncSession, delivery: Delivery) -> None:
+        """The next escalation round, the store's `escalate_after_minutes` from now."""
         minutes = float(delivery.strategy.get("escalate_after_minutes") or 5)
-        await schedule_timer(
-            session, kind=ESCALATE_TIMER, key=str(delivery.id), due_at=self.clock.now() + timedelta(minutes=minutes)
-        )
+        due = self.clock.now() + timedelta(minutes=minutes)
+        await schedule_timer(session, kind=ESCALATE_TIMER, key=str(delivery.id), due_at=due)
 
     async def _record(self, session: AsyncSession, delivery: Delivery, *, code: str, reason: str) -> None:
         now = self.clock.now()

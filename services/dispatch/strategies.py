@@ -3,31 +3,23 @@ first, or broadcast (the first `broadcast_count` of the preferred or cheapest ra
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any
 
 from services.dispatch.carriers import OWN_FLEET
 
 
-class Candidate(TypedDict, total=False):
-    carrier: str
-    account_id: str | None
-    fee_fen: int
-    eta_seconds: int
-    distance_m: int
-    token: str
-
-
-def rank(candidates: list[Candidate], strategy: dict[str, Any]) -> list[Candidate]:
+def rank(candidates: list[dict[str, Any]], strategy: dict[str, Any]) -> list[dict[str, Any]]:
+    """Candidates are `{carrier, account_id, fee_fen, eta_seconds, distance_m, token}` as quoted."""
     kind = strategy.get("kind", "cheapest")
     preferred: list[str] = list(strategy.get("carriers") or [])
 
-    def cheapest(c: Candidate) -> tuple[int, int]:
+    def cheapest(c: dict[str, Any]) -> tuple[int, int]:
         return c.get("fee_fen", 0), c.get("eta_seconds", 0)
 
-    def fastest(c: Candidate) -> tuple[int, int]:
+    def fastest(c: dict[str, Any]) -> tuple[int, int]:
         return c.get("eta_seconds", 0), c.get("fee_fen", 0)
 
-    def by_preference(c: Candidate) -> tuple[int, int, int]:
+    def by_preference(c: dict[str, Any]) -> tuple[int, int, int]:
         index = preferred.index(c["carrier"]) if c["carrier"] in preferred else len(preferred)
         return index, *cheapest(c)
 

@@ -5,7 +5,6 @@ the test (or by a background loop for the long runs) on a FrozenClock that tests
 from __future__ import annotations
 
 import contextlib
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -176,7 +175,3 @@ async def dispatch_stack(db_url: str, bootstrap: str, **sim_overrides: Any) -> A
 async def dispatch(dispatch_db_url: str, bootstrap: str) -> AsyncIterator[DispatchHarness]:
     async with dispatch_stack(dispatch_db_url, bootstrap) as harness:
         yield harness
-
-
-def new_id() -> str:
-    return uuid.uuid4().hex
