@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import false
+
 from shared.auth import Principal, Role
 
 _ALL_TENANTS = (Role.ops, Role.service)
@@ -38,7 +40,7 @@ def store_conditions(principal: Principal, merchant_column: Any, store_column: A
     if principal.role in _ALL_TENANTS:
         return []
     if principal.role not in _STAFF or not principal.merchant_id:
-        return [merchant_column.is_(None) & merchant_column.is_not(None)]
+        return [false()]
     conditions = [merchant_column == principal.merchant_id]
     if principal.store_ids:
         conditions.append(store_column.in_(principal.store_ids))
