@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import false
 
 from shared.auth import Principal, Role
+from shared.errors import Forbidden
 
 _ALL_TENANTS = (Role.ops, Role.service)
 _STAFF = (Role.merchant, Role.rider)
@@ -45,3 +46,10 @@ def store_conditions(principal: Principal, merchant_column: Any, store_column: A
     if principal.store_ids:
         conditions.append(store_column.in_(principal.store_ids))
     return conditions
+
+
+def require_tenant(principal: Principal) -> None:
+    """Refuses a staff token that names no merchant: it may act for no store, and a 403 says so where an empty
+    answer would not."""
+    if principal.role in _STAFF and not principal.merchant_id:
+        raise Forbidden("This staff token names no merchant")

@@ -15,7 +15,8 @@ from services.dispatch.models import CarrierAccount
 from services.dispatch.vault import Vault
 from shared.auth import Principal, Role
 from shared.clock import Clock
-from shared.errors import Forbidden, ValidationFailed
+from shared.errors import Forbidden, NotFound, ValidationFailed
+from shared.tenancy import covers_store, require_tenant, store_conditions
 
 
 def merchant_scope(principal: Principal, merchant_id: str | None) -> str:
@@ -29,9 +30,10 @@ def merchant_scope(principal: Principal, merchant_id: str | None) -> str:
     return principal.merchant_id
 
 
-def check_store(principal: Principal, store_id: str) -> None:
-    if principal.role is Role.merchant and principal.store_ids and store_id not in principal.store_ids:
-        raise Forbidden(f"This staff account does not work at store {store_id}")
+def check_store(principal: Principal, merchant_id: str, store_id: str) -> None:
+    """A store outside the caller's scope (another store of a store-scoped staff's merchant) is not found."""
+    if not covers_store(principal, merchant_id, store_id):
+        raise NotFound(f"No store {store_id}")
 
 
 async def bind(
@@ -56,7 +58,7 @@ async def bind(
     fleet = (brand or wire.brand).upper()
     if not fleet:
         raise ValidationFailed(f"{carrier} needs `brand`: the fleet behind it (DADA, SFTC, SS, MTPS)")
-    check_store(principal, store_id)
+    check_store(principal, merchant_id, store_id)
     account_id = uuid.uuid4()
     account = CarrierAccount(
         id=account_id,
@@ -85,10 +87,13 @@ async def bind(
     return account
 
 
-async def unbind(session: AsyncSession, clock: Clock, merchant_id: str | None, account_id: uuid.UUID) -> None:
-    conditions = [CarrierAccount.id == account_id, CarrierAccount.unbound_at.is_(None)]
-    if merchant_id is not None:
-        conditions.append(CarrierAccount.merchant_id == merchant_id)
+async def unbind(session: AsyncSession, clock: Clock, principal: Principal, account_id: uuid.UUID) -> None:
+    require_tenant(principal)
+    conditions = [
+        CarrierAccount.id == account_id,
+        CarrierAccount.unbound_at.is_(None),
+        *store_conditions(principal, CarrierAccount.merchant_id, CarrierAccount.store_id),
+    ]
     done = await session.scalar(
         update(CarrierAccount).where(*conditions).values(unbound_at=clock.now()).returning(CarrierAccount.id)
     )

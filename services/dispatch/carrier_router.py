@@ -79,13 +79,13 @@ async def list_accounts(
     session: DbSession, principal: Staff, store_id: str, merchant_id: str | None = None
 ) -> list[AccountRead]:
     scope = accounts.merchant_scope(principal, merchant_id)
+    accounts.check_store(principal, scope, store_id)
     return [account_read(a) for a in await accounts.store_accounts(session, scope, store_id)]
 
 
 @router.delete("/v1/carriers/accounts/{account_id}", status_code=204, summary="Unbind a carrier account")
 async def unbind_account(session: DbSession, clock: AppClock, principal: Staff, account_id: uuid.UUID) -> Response:
-    merchant = None if principal.role is Role.ops else accounts.merchant_scope(principal, None)
-    await accounts.unbind(session, clock, merchant, account_id)
+    await accounts.unbind(session, clock, principal, account_id)
     return Response(status_code=204)
 
 

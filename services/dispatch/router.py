@@ -25,24 +25,21 @@ from services.dispatch.schemas import (
 from services.dispatch.service import LIVE, app_dispatcher
 from shared.auth import CurrentPrincipal, Principal, Role, require_roles
 from shared.db import DbSession
+from shared.tenancy import require_tenant, store_conditions
 
 router = APIRouter(tags=["deliveries"])
 Staff = Annotated[Principal, require_roles(Role.merchant, Role.ops)]
 
 
 def _visible(principal: Principal) -> list[object]:
-    """Who sees which deliveries: customers their own, merchant staff their merchant's (their stores, if the token
-    names stores), riders those they carry, ops all."""
+    """Who sees which deliveries: customers their own, riders those they carry, merchant staff their merchant's
+    (their stores, if the token names stores), ops all."""
     if principal.role is Role.customer:
         return [Delivery.customer_id == principal.sub]
-    if principal.role is Role.merchant:
-        conditions: list[object] = [Delivery.merchant_id == principal.merchant_id]
-        if principal.store_ids:
-            conditions.append(Delivery.store_id.in_(principal.store_ids))
-        return conditions
     if principal.role is Role.rider:
         return [Delivery.rider["id"].astext == principal.sub]
-    return []
+    require_tenant(principal)
+    return store_conditions(principal, Delivery.merchant_id, Delivery.store_id)
 
 
 async def _find(session: DbSession, principal: Principal, delivery_id: uuid.UUID, lock: bool = False) -> Delivery:

@@ -29,6 +29,7 @@ from services.order.schemas import (
 from shared.auth import Principal, Role
 from shared.clock import Clock
 from shared.errors import Forbidden, ValidationFailed
+from shared.tenancy import covers_merchant, covers_store, require_tenant
 
 METRES_PER_DEGREE = 111_195
 
@@ -58,14 +59,18 @@ def store_read(store: Store) -> StoreRead:
     )
 
 
+# Riders are their merchant's staff too, but they carry orders: they never manage a store or its catalogue.
+MANAGERS = (Role.merchant, Role.ops, Role.service)
+
+
 def can_manage(principal: Principal, store: Store) -> bool:
-    if principal.role in (Role.ops, Role.service):
-        return True
-    return principal.role is Role.merchant and principal.merchant_id == store.merchant_id
+    return principal.role in MANAGERS and covers_store(principal, store.merchant_id, store.id)
 
 
 async def managed_store(session: AsyncSession, principal: Principal, store_id: str, *, lock: bool = False) -> Store:
-    """The store, if the principal manages it; another merchant's store is not found (its existence is private)."""
+    """The store, if the principal manages it. Another merchant's store, and for store-scoped staff another store of
+    their merchant, is not found: out of scope reads as absent, everywhere."""
+    require_tenant(principal)
     stmt = select(Store).where(Store.id == store_id)
     store = await session.scalar(stmt.with_for_update() if lock else stmt)
     if store is None or not can_manage(principal, store):
@@ -84,17 +89,22 @@ def _store_values(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 async def create_store(session: AsyncSession, principal: Principal, command: StoreCreate, clock: Clock) -> Store:
+    """Merchant-wide staff open stores for their merchant; staff of particular stores only a store their token
+    already names (the demo's first store), never another one; ops for the merchant they name."""
+    store_id = command.id or f"st-{secrets.token_hex(6)}"
     if principal.role is Role.merchant:
-        if command.merchant_id not in (None, principal.merchant_id) or not principal.merchant_id:
+        require_tenant(principal)
+        merchant_id = command.merchant_id or str(principal.merchant_id)
+        if not covers_merchant(principal, merchant_id):
             raise Forbidden("Merchant staff create stores for their own merchant only")
-        merchant_id = principal.merchant_id
+        if not covers_store(principal, merchant_id, store_id):
+            raise Forbidden("This staff account works at particular stores and may not open another one")
     elif principal.role is Role.ops:
         if not command.merchant_id:
             raise ValidationFailed("merchant_id is required when ops create a store")
         merchant_id = command.merchant_id
     else:
         raise Forbidden("Only merchant staff and ops create stores")
-    store_id = command.id or f"st-{secrets.token_hex(6)}"
     if await session.get(Store, store_id) is not None:
         raise StoreExists(f"Store {store_id} exists")
     fields = _store_values(command.model_dump(mode="json", exclude={"id", "merchant_id"}))

@@ -33,6 +33,7 @@ from services.order.settings import OrderSettings
 from shared.auth import Principal, Role
 from shared.clock import Clock
 from shared.errors import Forbidden
+from shared.tenancy import covers_store, require_tenant, store_conditions
 from shared.timers import cancel_timer, schedule_timer
 
 UNPAID_TIMER = "order.unpaid"
@@ -45,22 +46,18 @@ CLOSE_TRADE_TIMER = "payment.close"
 
 
 def may_see(principal: Principal, order: CustomerOrder) -> bool:
-    if principal.role in (Role.ops, Role.service):
-        return True
+    """Customers see their own orders; merchant staff their merchant's, only their stores' if the token lists
+    stores; ops and services all. Riders see deliveries, not orders."""
     if principal.role is Role.customer:
         return order.customer_id == principal.sub
-    if principal.role is Role.merchant:
-        # Staff tokens may name the stores they work at; a token without store_ids is merchant-wide.
-        return order.merchant_id == principal.merchant_id and (
-            not principal.store_ids or order.store_id in principal.store_ids
-        )
-    return False
+    return principal.role is not Role.rider and covers_store(principal, order.merchant_id, order.store_id)
 
 
 async def visible_order(
     session: AsyncSession, principal: Principal, order_id: str, *, lock: bool = False
 ) -> CustomerOrder:
     """The order if the principal may see it. Someone else's order is not found: a 403 would confirm it exists."""
+    require_tenant(principal)
     stmt = select(CustomerOrder).where(CustomerOrder.id == order_id)
     order = await session.scalar(stmt.with_for_update() if lock else stmt)
     if order is None or not may_see(principal, order):
@@ -93,15 +90,14 @@ async def list_orders(
     offset: int,
     limit: int,
 ) -> tuple[list[OrderRead], int]:
-    conditions: list[Any] = []
-    if principal.role is Role.customer:
-        conditions.append(CustomerOrder.customer_id == principal.sub)
-    elif principal.role is Role.merchant:
-        conditions.append(CustomerOrder.merchant_id == principal.merchant_id)
-        if principal.store_ids:
-            conditions.append(CustomerOrder.store_id.in_(principal.store_ids))
-    elif principal.role not in (Role.ops, Role.service):
+    if principal.role is Role.rider:
         raise Forbidden("Riders see deliveries, not orders")
+    require_tenant(principal)
+    conditions: list[Any]
+    if principal.role is Role.customer:
+        conditions = [CustomerOrder.customer_id == principal.sub]
+    else:
+        conditions = store_conditions(principal, CustomerOrder.merchant_id, CustomerOrder.store_id)
     if status:
         conditions.append(CustomerOrder.status == status)
     if store_id:

@@ -62,7 +62,9 @@ def pay_keys() -> PayKeys:
 
 CUSTOMER = bearer("customer", "openid-alice")
 OTHER_CUSTOMER = bearer("customer", "openid-bob")
+# Staff of store s-1 only; OWNER is merchant m-1's merchant-wide account, which opens its stores.
 MERCHANT = bearer("merchant", "staff-1", "m-1", store_ids=["s-1"])
+OWNER = bearer("merchant", "owner", "m-1")
 OTHER_MERCHANT = bearer("merchant", "staff-2", "m-2")
 RIDER = bearer("rider", "rider-1", "m-1")
 OPS = bearer("ops", "ops-1")
@@ -77,7 +79,7 @@ class OrderHarness:
     timers: TimerWorker
     feed: EventFeed
 
-    async def store(self, store_id: str = "s-1", headers: dict[str, str] = MERCHANT, **fields: Any) -> dict[str, Any]:
+    async def store(self, store_id: str = "s-1", headers: dict[str, str] = OWNER, **fields: Any) -> dict[str, Any]:
         body = {
             "id": store_id,
             "name": f"Store {store_id}",

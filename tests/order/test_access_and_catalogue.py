@@ -11,6 +11,7 @@ from tests.order.conftest import (
     OPS,
     OTHER_CUSTOMER,
     OTHER_MERCHANT,
+    OWNER,
     RIDER,
     STORE_LAT,
     STORE_LNG,
@@ -116,7 +117,7 @@ async def test_bad_store_settings_are_a_422_problem(harness: OrderHarness, bad: 
 async def test_nearby_stores_cover_the_point_open_first_then_near_then_rated(harness: OrderHarness) -> None:
     h = harness
     await h.store("near", range_radius_m=3000)
-    await h.store("closed", headers=MERCHANT, opening_hours=[{"open": "18:00", "close": "02:00"}])
+    await h.store("closed", opening_hours=[{"open": "18:00", "close": "02:00"}])
     await h.store("far-reach", lat=STORE_LAT + 0.04, range_radius_m=6000)  # 4.4 km away, delivers 6 km
     await h.store("too-far", lat=STORE_LAT + 0.04, range_radius_m=3000)  # 4.4 km away, delivers 3 km
     await h.store(
@@ -128,7 +129,7 @@ async def test_nearby_stores_cover_the_point_open_first_then_near_then_rated(har
                        [STORE_LAT + 0.01, STORE_LNG + 0.03], [STORE_LAT - 0.01, STORE_LNG + 0.03]],
     )  # fmt: skip
     await h.store("inactive")
-    await h.client.patch("/v1/stores/inactive", json={"active": False}, headers=MERCHANT)
+    await h.client.patch("/v1/stores/inactive", json={"active": False}, headers=OWNER)
     page = (await h.client.get(f"/v1/stores?lat={STORE_LAT}&lng={STORE_LNG}", headers=CUSTOMER)).json()
     assert [(s["id"], s["open_now"]) for s in page["items"]] == [
         ("near", True), ("polygon", True), ("far-reach", True), ("closed", False)
