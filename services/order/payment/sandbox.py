@@ -4,6 +4,8 @@ It verifies the merchant's request signatures, keeps trades and refunds (in memo
 them), signs its answers with a platform key, and plays the customer: `POST /sandbox/pay` pays a prepay id, after
 which the signed, encrypted `TRANSACTION.SUCCESS` notification goes to the trade's `notify_url`, retried on any
 non-2xx answer as WeChat does (on a shorter schedule). Refunds settle asynchronously with `REFUND.SUCCESS`.
+Answers and notifications carry WeChat's headers (`Wechatpay-Signature-Type`, `Request-ID`) and its times are
+Beijing time, `+08:00`, whatever the host's zone: WeChat Pay's own SDKs (`wechatpayv3` in our tests) accept them.
 Run it with `uvicorn --factory services.order.payment.sandbox:create_app`.
 """
 
@@ -17,7 +19,7 @@ import os
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -40,6 +42,9 @@ from services.order.payment.wechatpay import (
 from shared.logging import configure_logging
 
 log = logging.getLogger(__name__)
+
+# WeChat Pay states every time in Beijing time, RFC 3339 with `+08:00` (`2026-11-18T12:00:05+08:00`).
+BEIJING = timezone(timedelta(hours=8))
 
 
 class SandboxSettings(BaseSettings):
@@ -100,7 +105,11 @@ class PayCommand(BaseModel):
 
 
 def _now_iso() -> str:
-    return datetime.now(UTC).astimezone().isoformat(timespec="seconds")
+    return datetime.now(BEIJING).isoformat(timespec="seconds")
+
+
+def _request_id() -> str:
+    return secrets.token_hex(16).upper()
 
 
 class WechatPayError(Exception):
@@ -112,7 +121,7 @@ class WechatPayError(Exception):
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"code": code, "message": message}, status_code=status)
+    return JSONResponse({"code": code, "message": message}, status_code=status, headers={"Request-ID": _request_id()})
 
 
 class Sandbox:
@@ -130,6 +139,7 @@ class Sandbox:
     def signed(self, payload: dict[str, Any] | None, status: int = 200) -> Response:
         body = json.dumps(payload, ensure_ascii=False) if payload is not None else ""
         headers = signed_headers(self.platform_key, self.settings.platform_public_key_id, body)
+        headers["Request-ID"] = _request_id()
         return Response(body, status_code=status, media_type="application/json", headers=headers)
 
     async def authenticate(self, request: Request) -> dict[str, Any] | None:
@@ -184,7 +194,7 @@ class Sandbox:
                 response = await self.http.post(
                     delivery.url,
                     content=delivery.body.encode(),
-                    headers={**headers, "Content-Type": "application/json"},
+                    headers={**headers, "Request-ID": _request_id(), "Content-Type": "application/json"},
                 )
                 delivery.attempts.append(response.status_code)
                 if response.is_success:
@@ -211,7 +221,7 @@ class Sandbox:
         return view
 
     def refund_view(self, refund: RefundRecord) -> dict[str, Any]:
-        return {
+        view: dict[str, Any] = {
             "refund_id": refund.refund_id,
             "out_refund_no": refund.out_refund_no,
             "transaction_id": refund.trade.transaction_id,
@@ -229,6 +239,7 @@ class Sandbox:
                 "currency": "CNY",
             },
         }
+        return {key: value for key, value in view.items() if value is not None}  # WeChat omits what is not yet
 
     async def settle_refund(self, refund: RefundRecord) -> None:
         await asyncio.sleep(self.settings.refund_delay_seconds)
@@ -320,6 +331,13 @@ def create_app(settings: SandboxSettings | None = None) -> FastAPI:
             return _error(404, "ORDER_NOT_EXIST", "订单不存在")
         return sandbox.signed(sandbox.transaction_view(trade))
 
+    @app.get("/v3/pay/transactions/id/{transaction_id}")
+    async def query_by_transaction(transaction_id: str, _: SignedBody) -> Response:
+        trade = next((t for t in sandbox.trades.values() if t.transaction_id == transaction_id), None)
+        if trade is None:
+            return _error(404, "ORDER_NOT_EXIST", "订单不存在")
+        return sandbox.signed(sandbox.transaction_view(trade))
+
     @app.post("/v3/pay/transactions/out-trade-no/{out_trade_no}/close")
     async def close(out_trade_no: str, _: SignedBody) -> Response:
         trade = sandbox.trades.get(out_trade_no)
@@ -335,7 +353,11 @@ def create_app(settings: SandboxSettings | None = None) -> FastAPI:
         try:
             assert body is not None
             out_refund_no, amount = str(body["out_refund_no"]), int(body["amount"]["refund"])
-            trade = sandbox.trades.get(str(body.get("out_trade_no")))
+            # WeChat names the trade by transaction_id, or by out_trade_no when there is none.
+            if body.get("transaction_id"):
+                trade = next((t for t in sandbox.trades.values() if t.transaction_id == body["transaction_id"]), None)
+            else:
+                trade = sandbox.trades.get(str(body.get("out_trade_no")))
             total, notify_url = int(body["amount"]["total"]), str(body.get("notify_url") or "")
         except (AssertionError, KeyError, TypeError, ValueError):
             return _error(400, "PARAM_ERROR", "缺少参数")

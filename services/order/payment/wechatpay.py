@@ -4,8 +4,10 @@ The wire format is WeChat's own (https://pay.weixin.qq.com/doc/v3/merchant/40123
 - a request carries `Authorization: WECHATPAY2-SHA256-RSA2048 mchid="..",nonce_str="..",signature="..",
   timestamp="..",serial_no=".."`, the signature being RSA-SHA256 (PKCS#1 v1.5) with the merchant's private key over
   `METHOD\\nPATH?QUERY\\nTIMESTAMP\\nNONCE\\nBODY\\n`;
-- responses and notifications carry `Wechatpay-Timestamp/-Nonce/-Signature/-Serial`, the signature being the
-  platform key's over `TIMESTAMP\\nNONCE\\nBODY\\n`;
+- responses and notifications carry `Wechatpay-Timestamp/-Nonce/-Signature/-Serial` and
+  `Wechatpay-Signature-Type: WECHATPAY2-SHA256-RSA2048`, the signature being the platform key's over
+  `TIMESTAMP\\nNONCE\\nBODY\\n`; a signature of another type (`WECHATPAY2-SM2-WITH-SM3`) or of no stated type is
+  refused, as WeChat's own SDKs refuse it; answers also carry a `Request-ID`, which WeChat's support asks for;
 - a notification's `resource` is AEAD_AES_256_GCM-encrypted with the merchant's APIv3 key.
 The same client talks to the real API or to our sandbox (`services.order.payment.sandbox`): only the base URL and
 the keys differ.
@@ -30,6 +32,8 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key, l
 from services.order.errors import PaymentProviderError, PaymentRejected
 
 AUTH_SCHEMA = "WECHATPAY2-SHA256-RSA2048"
+# The one signature type we verify (the `Wechatpay-Signature-Type` of answers and notifications).
+SIGNATURE_TYPE = AUTH_SCHEMA
 # Notifications older (or newer) than this are refused: a captured one cannot be replayed days later.
 MAX_CLOCK_SKEW_SECONDS = 300
 
@@ -90,6 +94,7 @@ def signed_headers(private_key: rsa.RSAPrivateKey, serial: str, body: str) -> di
         "Wechatpay-Nonce": nonce,
         "Wechatpay-Signature": sign(private_key, f"{timestamp}\n{nonce}\n{body}\n"),
         "Wechatpay-Serial": serial,
+        "Wechatpay-Signature-Type": SIGNATURE_TYPE,
     }
 
 
@@ -167,7 +172,9 @@ class WechatPayClient:
             except ValueError:
                 error = {"code": f"HTTP_{response.status_code}", "message": response.text[:200]}
             raise PaymentProviderError(
-                f"WeChat Pay refused: {error.get('code')}: {error.get('message')}", provider_code=error.get("code")
+                f"WeChat Pay refused: {error.get('code')}: {error.get('message')}"
+                f" (Request-ID {response.headers.get('request-id', 'none')})",
+                provider_code=error.get("code"),
             )
         # Responses are signed like notifications; an unsigned or forged answer is not believed.
         self._verify(dict(response.headers), response.text)
@@ -235,6 +242,9 @@ class WechatPayClient:
         serial = lower.get("wechatpay-serial", "")
         if not (timestamp and nonce and signature):
             raise PaymentRejected("The WeChat Pay signature headers are missing")
+        signature_type = lower.get("wechatpay-signature-type", "")
+        if signature_type != SIGNATURE_TYPE:
+            raise PaymentRejected(f"Unsupported WeChat Pay signature type {signature_type!r}")
         if serial != self.config.platform_public_key_id:
             raise PaymentRejected(f"Unknown WeChat Pay key {serial!r}")
         if not timestamp.isdigit() or abs((now or time.time()) - int(timestamp)) > MAX_CLOCK_SKEW_SECONDS:
