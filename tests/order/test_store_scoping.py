@@ -108,6 +108,17 @@ async def test_orders_of_another_store_are_not_listed_read_or_moved(harness: Ord
     assert [(await h.order(oid))["status"] for oid in orders] == ["paid"] * 5
     assert (await h.client.get("/v1/orders", headers=OWNER)).json()["total"] == 5
     assert (await h.act(orders[4], "accept", headers=OWNER)).status_code == 200
+    # The review of an s-2 order is s-2's to answer.
+    await h.deliver("delivery.delivered.v1", orders[4], carrier="dada", rider={"id": "r-7", "name": "李"})
+    assert (await h.act(orders[4], "confirm-receipt", headers=CUSTOMER)).status_code == 200
+    review = await h.client.post(f"/v1/orders/{orders[4]}/review", json={"store_rating": 5}, headers=CUSTOMER)
+    assert review.status_code == 201
+    for name, headers in OUTSIDERS.items():
+        reply = await h.client.post(f"/v1/reviews/{orders[4]}/reply", json={"reply": "?"}, headers=headers)
+        assert reply.status_code == 404, name
+    assert (
+        await h.client.post(f"/v1/reviews/{orders[4]}/reply", json={"reply": "谢谢"}, headers=OWNER)
+    ).status_code == 200
 
 
 async def test_a_staff_token_naming_no_merchant_is_refused(harness: OrderHarness) -> None:
