@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from sqlalchemy import func, select
 
+from services.dispatch.carriers import OWN_FLEET
 from services.dispatch.errors import DeliveryNotFound
 from services.dispatch.models import Delivery, DeliveryChange, Offer
 from services.dispatch.schemas import (
@@ -32,14 +33,16 @@ Staff = Annotated[Principal, require_roles(Role.merchant, Role.ops)]
 
 
 def _visible(principal: Principal) -> list[object]:
-    """Who sees which deliveries: customers their own, riders those they carry, merchant staff their merchant's
-    (their stores, if the token names stores), ops all."""
+    """Who sees which deliveries: customers their own; riders (their merchant's own fleet) those of their merchant
+    they carry, never a carrier's delivery whose carrier rider id happens to equal theirs; merchant staff their
+    merchant's (their stores, if the token names stores); ops all."""
     if principal.role is Role.customer:
         return [Delivery.customer_id == principal.sub]
-    if principal.role is Role.rider:
-        return [Delivery.rider["id"].astext == principal.sub]
     require_tenant(principal)
-    return store_conditions(principal, Delivery.merchant_id, Delivery.store_id)
+    conditions: list[object] = store_conditions(principal, Delivery.merchant_id, Delivery.store_id)
+    if principal.role is Role.rider:
+        conditions += [Delivery.carrier == OWN_FLEET, Delivery.rider["id"].astext == principal.sub]
+    return conditions
 
 
 async def _find(session: DbSession, principal: Principal, delivery_id: uuid.UUID, lock: bool = False) -> Delivery:

@@ -3,7 +3,7 @@ the deliveries of s-2, another store of their merchant; another merchant reaches
 
 from __future__ import annotations
 
-from tests.dispatch.conftest import MERCHANT, OTHER_MERCHANT, DispatchHarness
+from tests.dispatch.conftest import MERCHANT, OTHER_MERCHANT, STORE, DispatchHarness
 from tests.support import bearer
 
 OWNER = bearer("merchant", "owner", "m-1")  # merchant-wide: every store of m-1
@@ -73,3 +73,33 @@ async def test_store_scoped_staff_see_and_act_on_only_their_stores_deliveries(di
     detail = (await dispatch.client.get(f"/v1/deliveries/{delivery_id}", headers=OWNER)).json()
     assert detail["tip_fen"] == 0
     assert detail["status"] not in ("cancelled", "failed")
+
+
+async def test_a_rider_sees_only_the_own_fleet_deliveries_it_carries(dispatch: DispatchHarness) -> None:
+    rider = bearer("rider", "rider-near", "m-1")
+    await dispatch.client.put("/v1/riders/me", json={"name": "近", "phone": "13700000000"}, headers=rider)
+    await dispatch.client.post("/v1/riders/me/online", headers=rider)
+    located = await dispatch.client.post(
+        "/v1/riders/me/location", json={"lat": STORE["lat"], "lng": STORE["lng"]}, headers=rider
+    )
+    assert located.status_code == 200, located.text
+    own = await dispatch.order_ready(strategy={"kind": "own_fleet_first", "carriers": ["own_fleet"]})
+    await dispatch.fire()
+    [task] = (await dispatch.client.get("/v1/riders/me/tasks", headers=rider)).json()
+    accepted = await dispatch.client.post(f"/v1/riders/me/tasks/{task['delivery_id']}/accept", headers=rider)
+    assert accepted.status_code == 200, accepted.text
+
+    await dispatch.bind("dada")  # Dada names its rider by id (`dm_id`)
+    by_carrier = await dispatch.order_ready(note="sim:normal")
+    carried = await dispatch.settle(by_carrier, "delivered")
+    carrier_rider = carried["rider"]["id"]
+    # Riders whose id is the carrier rider's, in this merchant and another: the carrier's delivery is not theirs.
+    for lookalike in (bearer("rider", carrier_rider, "m-1"), bearer("rider", carrier_rider, "m-2")):
+        assert (await dispatch.client.get("/v1/deliveries", headers=lookalike)).json()["items"] == []
+        assert (await dispatch.client.get(f"/v1/deliveries/{carried['id']}", headers=lookalike)).status_code == 404
+        track = await dispatch.client.get(f"/v1/deliveries/{carried['id']}/track", headers=lookalike)
+        assert track.status_code == 404
+    assert [d["order_id"] for d in (await dispatch.client.get("/v1/deliveries", headers=rider)).json()["items"]] == [
+        own
+    ]
+    assert (await dispatch.client.get("/v1/deliveries", headers=bearer("rider", "rider-x"))).status_code == 403
