@@ -150,6 +150,10 @@ async def test_jsapi_prepay_query_pay_notify_and_refund_through_the_sdk(sdk: Sdk
         out_trade_no=out_trade_no,
     )
     assert (code, again["refund_id"]) == (200, refund["refund_id"])
+    code, trade = await sdk(sdk.pay.query, out_trade_no=out_trade_no)
+    assert (code, trade["trade_state"]) == (200, "REFUND")
+    code, refusal = await sdk(sdk.pay.close, out_trade_no=out_trade_no)  # paid, then refunded: never closed
+    assert (code, refusal["code"]) == (400, "ORDERPAID")
 
 
 async def test_close_through_the_sdk(sdk: Sdk, pay_keys: PayKeys) -> None:

@@ -211,7 +211,12 @@ class Sandbox:
             "out_trade_no": trade.out_trade_no,
             "trade_type": "JSAPI",
             "trade_state": trade.state,
-            "trade_state_desc": {"NOTPAY": "未支付", "SUCCESS": "支付成功", "CLOSED": "已关闭"}.get(trade.state, ""),
+            "trade_state_desc": {
+                "NOTPAY": "未支付",
+                "SUCCESS": "支付成功",
+                "CLOSED": "已关闭",
+                "REFUND": "转入退款",
+            }.get(trade.state, ""),
             "payer": {"openid": trade.openid},
             "amount": {"total": trade.amount_fen, "currency": "CNY"},
         }
@@ -343,7 +348,7 @@ def create_app(settings: SandboxSettings | None = None) -> FastAPI:
         trade = sandbox.trades.get(out_trade_no)
         if trade is None:
             return _error(404, "ORDER_NOT_EXIST", "订单不存在")
-        if trade.state == "SUCCESS":
+        if trade.state in ("SUCCESS", "REFUND"):  # a paid trade stays paid, refunded or not
             return _error(400, "ORDERPAID", "订单已支付")
         trade.state = "CLOSED"
         return sandbox.signed(None, status=204)
