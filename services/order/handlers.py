@@ -7,8 +7,11 @@ that would go backwards) is recorded in the log and skipped: nothing leaves a te
 Events consumed (subject = order id):
 - `delivery.created/picked_up/delivering/delivered/cancelled/returned.v1` move the order;
   `delivery.rider_assigned/rider_at_store/exception.v1` update what the order shows of its delivery;
-- `code.redeemed.v1` with `kind` `pickup` completes a self-pickup order, `finish` proves a delivery and completes
-  it; `code.reversed.v1` of a pickup code reopens the order;
+- `code.redeemed.v1` with `kind` `pickup` completes a self-pickup order (the redemption service issues a pickup
+  code only once the order is accepted, so none can meet an order still waiting for acceptance), `finish` proves a
+  delivery and completes it, but only once the rider picked it up (`in_delivery` or `delivered`): a finish code
+  never moves an order straight from `accepted`; `code.reversed.v1` of a pickup code reopens the order; a
+  redemption the order cannot take is logged as an error with the order and code, never dropped unseen;
 - `aftersales.requested.v1` opens a hold (blocks express shipping), `aftersales.closed/cancelled/refunded.v1` close
   it; `aftersales.approved.v1` (`refund_fen`) and `aftersales.compensation_granted.v1` (`amount_fen`) refund.
 """
@@ -140,14 +143,20 @@ class OrderReactions:
             return
         kind = event.data.get("kind")
         actor = f"redemption:{event.data.get('code_id', '')}"
-        if kind == "pickup":
-            if order.status in (OrderStatus.ready_for_pickup.value, OrderStatus.accepted.value):
-                await service.complete_order(session, order, Action.pickup_redeemed, actor=actor, clock=self.clock)
-        elif kind == "finish":
-            if order.status != OrderStatus.delivered.value:
-                await self._try(session, order, Action.delivery_delivered, actor, delivered_at=self.clock.now())
-            if order.status == OrderStatus.delivered.value:
-                await service.complete_order(session, order, Action.finish_redeemed, actor=actor, clock=self.clock)
+        if kind == "pickup" and order.status in (OrderStatus.ready_for_pickup.value, OrderStatus.accepted.value):
+            await service.complete_order(session, order, Action.pickup_redeemed, actor=actor, clock=self.clock)
+        elif kind == "finish" and order.status in (OrderStatus.in_delivery.value, OrderStatus.delivered.value):
+            if order.status == OrderStatus.in_delivery.value:
+                await service.move(
+                    session, order, Action.delivery_delivered, actor=actor, clock=self.clock,
+                    delivered_at=self.clock.now(),
+                )  # fmt: skip
+            await service.complete_order(session, order, Action.finish_redeemed, actor=actor, clock=self.clock)
+        elif order.status != OrderStatus.completed.value:
+            log.error(
+                "a redemption the order cannot take",
+                extra={"order_id": order.id, "status": order.status, "kind": kind, "code": event.data.get("code_id")},
+            )
 
     async def on_code_reversed(self, session: AsyncSession, event: Envelope) -> None:
         order = await self._order(session, event.data.get("order_id") or event.subject)

@@ -187,7 +187,8 @@ class Walk:
             self.say(f"    delivery is {step['status']}")
         code = self.wait_code(order["id"])
         self.say(f"    at the door the customer shows the finish code {code['code']}")
-        handed = self.call("rider", "POST", f"{path}/deliver", json={"code": code["code"]})
+        attempt = {"code": code["code"], "request_no": uuid.uuid4().hex}  # a new number per attempt, kept for retries
+        handed = self.call("rider", "POST", f"{path}/deliver", json=attempt)
         self.say(f"    handover verified by the redemption service → delivery {handed['status']}")
         done = self.wait_status(order["id"], {"completed"}, within=15)
         self.say(f"    order is {done['status']}")

@@ -19,11 +19,11 @@ from services.dispatch.app import create_app
 from services.dispatch.carriers.simulator import SimulatorSettings, credentials
 from services.dispatch.carriers.simulator import create_app as create_simulator
 from services.dispatch.settings import DispatchSettings
-from services.dispatch.vault import new_key
 from shared.clock import FrozenClock
 from shared.events.envelope import new_event
 from shared.stack.ports import free_port
 from shared.timers import TimerWorker
+from shared.vault import new_key
 from tests.support import JWT_KEY, EventFeed, bearer, eventually, run_sql, serve
 
 MERCHANT = bearer("merchant", "staff-1", "m-1", store_ids=["s-1"])
