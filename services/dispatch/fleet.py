@@ -8,6 +8,7 @@ code that is not this picked-up delivery's.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -227,6 +228,11 @@ async def step(dispatcher: Dispatcher, session: AsyncSession, principal: Princip
     return delivery
 
 
+def handover_request_no(delivery_id: uuid.UUID, attempt_no: str) -> str:
+    """The redemption request of one handover attempt: the rider app's attempt number under the delivery."""
+    return "handover-" + hashlib.sha256(f"{delivery_id}:{attempt_no}".encode()).hexdigest()[:48]
+
+
 async def hand_over(
     dispatcher: Dispatcher,
     session: AsyncSession,
@@ -251,7 +257,7 @@ async def hand_over(
     try:
         answer = await http.post(
             f"{dispatcher.settings.redemption_url}/v1/redemptions",
-            json={"request_no": f"handover:{delivery.id.hex}:{attempt.request_no}", **presented},
+            json={"request_no": handover_request_no(delivery.id, attempt.request_no), **presented},
             headers={"Authorization": authorization, HEADER: vouchers.sign(voucher, dispatcher.clock.now())},
         )
     except httpx.HTTPError as error:

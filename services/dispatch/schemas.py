@@ -198,7 +198,7 @@ class HandOver(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    request_no: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    request_no: str = Field(min_length=6, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
     code: str | None = Field(default=None, max_length=32)
     qr_token: str | None = Field(default=None, max_length=80)
     lat: float | None = Field(default=None, ge=-90, le=90)

@@ -35,7 +35,10 @@ async def test_a_rider_redeems_only_the_finish_code_of_the_delivery_vouched_for(
     assert await hand_over("handover-a2", code=_digits(pickup)) == (409, "/problems/wrong-order")
     # No voucher, another rider's voucher, a forged or an expired one: refused before any lookup.
     assert await hand_over("handover-a3", RIDER, code=_digits(mine)) == (403, "/problems/handover-required")
-    assert await hand_over("handover-a4", OTHER_RIDER | voucher, code=_digits(mine)) == (403, "/problems/handover-required")
+    assert await hand_over("handover-a4", OTHER_RIDER | voucher, code=_digits(mine)) == (
+        403,
+        "/problems/handover-required",
+    )
     forged = r.handover("o-1", key=generate_signing_key())
     assert (await r.redeem(code=_digits(mine), headers=RIDER | forged, store_id=None)).status_code == 403
     r.clock.advance(timedelta(minutes=2))
