@@ -37,16 +37,14 @@ HANDOVER_PUBLIC = public_pem(serialization.load_pem_private_key(HANDOVER_KEY.enc
 
 
 def redemption_settings(database_url: str, bootstrap: str, **overrides: Any) -> RedemptionSettings:
-    return RedemptionSettings(
-        database_url=database_url,
-        database_pool_size=20,
-        kafka_bootstrap_servers=bootstrap,
-        jwt_public_keys=public_pem(JWT_KEY),  # type: ignore[arg-type]
-        run_workers=False,
-        vault_key=new_key(),
-        handover_public_keys=HANDOVER_PUBLIC,
-        **overrides,
-    )
+    defaults: dict[str, Any] = {
+        "database_pool_size": 20,
+        "jwt_public_keys": public_pem(JWT_KEY),  # type: ignore[arg-type]
+        "run_workers": False,
+        "vault_key": new_key(),
+        "handover_public_keys": HANDOVER_PUBLIC,
+    }
+    return RedemptionSettings(database_url=database_url, kafka_bootstrap_servers=bootstrap, **defaults | overrides)
 
 
 @dataclass

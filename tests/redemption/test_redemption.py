@@ -277,3 +277,16 @@ async def test_a_code_allows_a_limited_number_of_redeem_and_reverse_cycles(redem
     refused = await r.client.post(f"/v1/redemptions/{last['id']}/reverse", json={"reason": "11th"}, headers=MERCHANT)
     assert (refused.status_code, refused.json()["reason"]) == (409, "too-many-cycles")
     assert await r.sql("SELECT status, cycles FROM code") == [("redeemed", 10)]
+
+
+async def test_a_pickup_code_is_issued_only_once_the_merchant_accepts(redemption: RedemptionHarness) -> None:
+    r = redemption
+    # Paid, not accepted: no code to redeem, so an order refunded at the accept deadline never handed goods over.
+    assert await r.order_paid("o-1", accepted=False) == {}
+    await r.order_event("order.cancelled.v1", "o-1", reason="not accepted in time")
+    assert (await r.client.get("/v1/codes?order_id=o-1", headers=OPS)).json()["total"] == 0
+    # Accepted: the customer gets the code, and it redeems.
+    assert await r.order_paid("o-2", accepted=False) == {}
+    code = await r.order_paid("o-2")
+    assert code["kind"] == "pickup"
+    assert (await r.redeem(code=_digits(code))).status_code == 201
