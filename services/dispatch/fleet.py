@@ -281,7 +281,8 @@ async def mark_delivered(
 
 
 async def on_finish_code(dispatcher: Dispatcher, session: AsyncSession, order_id: str, principal: str) -> None:
-    """A finish code was redeemed (perhaps straight at the redemption service): the own-fleet delivery is done."""
+    """A finish code was redeemed (by a handover whose answer never reached dispatch, or by ops settling a dispute):
+    a picked-up own-fleet delivery is done."""
     delivery = await session.scalar(
         select(Delivery)
         .where(Delivery.order_id == order_id, Delivery.ended_at.is_(None), Delivery.carrier == OWN_FLEET)

@@ -115,7 +115,8 @@ class Walk:
             time.sleep(0.2)
 
     def wait_code(self, order_id: str, within: float = 20) -> dict[str, Any]:
-        """The order's code, once the redemption service has heard of the payment (over Kafka)."""
+        """The order's code, once the redemption service has heard of the payment (finish code) or the acceptance
+        (pickup code) over Kafka."""
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             page = self.gateway.get(f"/v1/codes?order_id={order_id}", headers=_auth(self.tokens["customer"])).json()
