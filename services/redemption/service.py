@@ -49,7 +49,7 @@ from shared.auth import Principal, Role
 from shared.clock import Clock
 from shared.errors import Conflict, Forbidden, ServiceError, ValidationFailed, problem_body
 from shared.handover import Voucher
-from shared.tenancy import covers_store
+from shared.tenancy import covers_merchant, covers_store
 from shared.timers import schedule_timer
 from shared.vault import Vault
 
@@ -281,16 +281,14 @@ def _authorise(principal: Principal, code: Code, store_id: str | None, voucher: 
     found': its existence is nobody else's business."""
     if principal.role is Role.customer:
         raise Forbidden("Customers show codes; staff and riders redeem them")
+    if principal.role in (Role.merchant, Role.rider) and not covers_merchant(principal, code.merchant_id):
+        raise CodeNotFound("No such code")
     if principal.role is Role.merchant:
-        if code.merchant_id != principal.merchant_id:
-            raise CodeNotFound("No such code")
         if store_id is not None and not covers_store(principal, principal.merchant_id, store_id):
             raise Forbidden(f"This staff account does not work at store {store_id}")
         if code.kind == "finish":
             raise HandoverRequired("A finish code is redeemed at the door by the rider's handover, not at a store")
     elif principal.role is Role.rider:
-        if code.merchant_id != principal.merchant_id:
-            raise CodeNotFound("No such code")
         assert voucher is not None  # _check_voucher ran first
         if code.kind != "finish" or code.order_id != voucher.order_id:
             raise WrongOrder("This is not the finish code of the order you are handing over")
