@@ -10,8 +10,10 @@ Events consumed (subject = order id):
 - `code.redeemed.v1` with `kind` `pickup` completes a self-pickup order (the redemption service issues a pickup
   code only once the order is accepted, so none can meet an order still waiting for acceptance), `finish` proves a
   delivery and completes it, but only once the rider picked it up (`in_delivery` or `delivered`): a finish code
-  never moves an order straight from `accepted`; `code.reversed.v1` of a pickup code reopens the order; a
-  redemption the order cannot take is logged as an error with the order and code, never dropped unseen;
+  never moves an order straight from `accepted`. One that arrives before dispatch's `picked_up` (another topic) is
+  kept on the order, which completes when its delivery is delivered. `code.reversed.v1` of a pickup code reopens
+  the order; a redemption the order cannot take is logged as an error with the order and code, never dropped
+  unseen;
 - `aftersales.requested.v1` opens a hold (blocks express shipping), `aftersales.closed/cancelled/refunded.v1` close
   it; `aftersales.approved.v1` (`refund_fen`) and `aftersales.compensation_granted.v1` (`amount_fen`) refund.
 """
@@ -49,6 +51,8 @@ DELIVERY_MOVES = {
     "delivery.returned.v1": Action.delivery_ended,
 }
 DELIVERY_FACTS = ("delivery.rider_assigned.v1", "delivery.rider_at_store.v1", "delivery.exception.v1")
+# A delivery order not yet picked up, as far as the order service has heard.
+BEFORE_PICKUP = (OrderStatus.accepted.value, OrderStatus.ready.value, OrderStatus.dispatching.value)
 HOLD_CLOSERS = ("aftersales.closed.v1", "aftersales.cancelled.v1", "aftersales.refunded.v1")
 
 
@@ -123,7 +127,14 @@ class OrderReactions:
             return
         actor = f"dispatch:{data.get('carrier') or 'unknown'}"
         if action is Action.delivery_delivered:
-            if await self._try(session, order, action, actor, delivered_at=self.clock.now()):
+            if not await self._try(session, order, action, actor, delivered_at=self.clock.now()):
+                return
+            finish_code = (order.delivery or {}).get("finish_code_id")
+            if finish_code is not None:  # redeemed at the door before we heard of the pickup
+                await service.complete_order(
+                    session, order, Action.finish_redeemed, actor=f"redemption:{finish_code}", clock=self.clock
+                )
+            else:
                 await schedule_timer(
                     session,
                     kind=service.AUTO_COMPLETE_TIMER,
@@ -152,6 +163,9 @@ class OrderReactions:
                     delivered_at=self.clock.now(),
                 )  # fmt: skip
             await service.complete_order(session, order, Action.finish_redeemed, actor=actor, clock=self.clock)
+        elif kind == "finish" and order.status in BEFORE_PICKUP:
+            order.delivery = {**(order.delivery or {}), "finish_code_id": event.data.get("code_id", "")}
+            await session.flush()
         elif order.status != OrderStatus.completed.value:
             log.error(
                 "a redemption the order cannot take",
