@@ -24,8 +24,7 @@ from shared.events.envelope import new_event
 from shared.stack.ports import free_port
 from shared.timers import TimerWorker
 from shared.vault import new_key
-from tests.redemption.conftest import HANDOVER_KEY
-from tests.support import JWT_KEY, EventFeed, bearer, eventually, run_sql, serve
+from tests.support import HANDOVER_KEY, JWT_KEY, EventFeed, bearer, eventually, run_sql, serve
 
 MERCHANT = bearer("merchant", "staff-1", "m-1", store_ids=["s-1"])
 OTHER_MERCHANT = bearer("merchant", "staff-2", "m-2")

@@ -17,8 +17,8 @@ from shared.handover import HEADER, Voucher, VoucherSigner
 from shared.stack.ports import free_port
 from shared.timers import TimerWorker
 from tests.dispatch.conftest import CUSTOMER, STORE, DispatchHarness, dispatch_stack
-from tests.redemption.conftest import HANDOVER_KEY, RedemptionHarness, redemption_settings
-from tests.support import EventFeed, bearer, serve
+from tests.redemption.conftest import RedemptionHarness, redemption_settings
+from tests.support import HANDOVER_KEY, EventFeed, bearer, serve
 
 NEAR = bearer("rider", "rider-near", "m-1")
 FAR = bearer("rider", "rider-far", "m-1")

@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.auth import generate_signing_key, public_pem
+from gateway.auth import public_pem
 from services.redemption.app import create_app
 from services.redemption.settings import RedemptionSettings
 from shared.clock import FrozenClock
@@ -21,7 +21,7 @@ from shared.events.envelope import new_event
 from shared.handover import HEADER, Voucher, VoucherSigner
 from shared.timers import TimerWorker
 from shared.vault import new_key
-from tests.support import JWT_KEY, EventFeed, bearer, run_sql, serve
+from tests.support import HANDOVER_KEY, JWT_KEY, EventFeed, bearer, run_sql, serve
 
 START = datetime(2026, 11, 18, 4, 0, 7, tzinfo=UTC)
 CUSTOMER = bearer("customer", "openid-alice")
@@ -31,8 +31,6 @@ OTHER_MERCHANT = bearer("merchant", "staff-2", "m-2")
 RIDER = bearer("rider", "rider-1", "m-1")
 OTHER_RIDER = bearer("rider", "rider-9", "m-2")
 OPS = bearer("ops", "ops-1")
-# Dispatch's handover key, as the redemption service trusts it (dispatch's conftest signs with the same one).
-HANDOVER_KEY = generate_signing_key()
 HANDOVER_PUBLIC = public_pem(serialization.load_pem_private_key(HANDOVER_KEY.encode(), password=None))  # type: ignore[arg-type]
 
 
