@@ -108,7 +108,12 @@ def code_read(code: Code, principal: Principal, clock: Clock, vault: Vault) -> C
     responses={
         409: {
             "description": "already-redeemed (with when, where, by whom), code-expired, code-revoked, code-frozen, "
-            "wrong-store, not-enough-uses",
+            "wrong-store, not-enough-uses, wrong-order (a rider's code that is not the vouched delivery's)",
+            "content": {PROBLEM_JSON: {}},
+        },
+        403: {
+            "description": "handover-required: a finish code, redeemed only by a rider with dispatch's handover "
+            "voucher (`X-Songda-Handover`)",
             "content": {PROBLEM_JSON: {}},
         },
         404: {"description": "code-not-found", "content": {PROBLEM_JSON: {}}},
