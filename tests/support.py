@@ -23,6 +23,8 @@ from shared.stack.ports import free_port
 
 # Signs the test tokens; services under test verify with its public key.
 JWT_KEY = serialization.load_pem_private_key(generate_signing_key().encode(), password=None)
+# Dispatch's handover-voucher key (PEM) in tests; the redemption service under test trusts its public key.
+HANDOVER_KEY = generate_signing_key()
 
 
 @contextlib.asynccontextmanager

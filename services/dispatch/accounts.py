@@ -12,11 +12,11 @@ from services.dispatch.carriers import WIRES
 from services.dispatch.carriers.base import Credentials
 from services.dispatch.errors import AccountNotFound, AccountTaken, UnknownCarrier
 from services.dispatch.models import CarrierAccount
-from services.dispatch.vault import Vault
 from shared.auth import Principal, Role
 from shared.clock import Clock
 from shared.errors import Forbidden, NotFound, ValidationFailed
 from shared.tenancy import covers_store, require_tenant, store_conditions
+from shared.vault import Vault
 
 
 def merchant_scope(principal: Principal, merchant_id: str | None) -> str:

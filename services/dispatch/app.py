@@ -11,10 +11,11 @@ from services.dispatch.carriers.client import CarrierClient
 from services.dispatch.handlers import DispatchReactions
 from services.dispatch.service import Dispatcher
 from services.dispatch.settings import DispatchSettings
-from services.dispatch.vault import Vault
 from shared.clock import Clock, SystemClock
+from shared.handover import VoucherSigner
 from shared.logging import configure_logging
 from shared.service import build_service_app
+from shared.vault import Vault
 
 
 def create_app(settings: DispatchSettings | None = None, clock: Clock | None = None) -> FastAPI:
@@ -32,8 +33,11 @@ def create_app(settings: DispatchSettings | None = None, clock: Clock | None = N
         wechat_appid=settings.wechat_appid,
         wechat_secret=settings.wechat_secret,
     )
-    dispatcher = Dispatcher(settings=settings, clock=clock, carriers=carriers, vault=Vault(settings.vault_key))
+    dispatcher = Dispatcher(
+        settings=settings, clock=clock, carriers=carriers, vault=Vault(settings.vault_key, "DISPATCH_VAULT_KEY")
+    )
     reactions = DispatchReactions(dispatcher)
+    vouchers = VoucherSigner(settings.handover_signing_key, settings.handover_voucher_seconds)
 
     @contextlib.asynccontextmanager
     async def resources(_: FastAPI) -> AsyncIterator[None]:
@@ -55,4 +59,5 @@ def create_app(settings: DispatchSettings | None = None, clock: Clock | None = N
     app.state.dispatcher = dispatcher
     app.state.reactions = reactions
     app.state.http = http
+    app.state.vouchers = vouchers
     return app

@@ -1,11 +1,14 @@
 """The merchant's own fleet: riders go online, report where they are, and are offered deliveries one at a time,
 nearest first; an offer stands for `rider_offer_seconds`, then goes to the next rider. An accepted task moves
 through arrive → pick up → hand over, and the handover needs the customer's finish code, redeemed by the
-redemption service (the rider's own token is forwarded, so the redemption service applies its own rules).
+redemption service: the rider's own token is forwarded with a short-lived voucher from dispatch naming the rider,
+the delivery and its order (shared/handover.py), so the redemption service refuses, before redeeming anything, a
+code that is not this picked-up delivery's.
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -20,11 +23,13 @@ from services.dispatch.carriers.base import Update
 from services.dispatch.domain import DeliveryStatus as S
 from services.dispatch.errors import NotYourTask, OfferNotOpen, WrongStep
 from services.dispatch.models import Delivery, Offer, Rider, RiderOffer
+from services.dispatch.schemas import HandOver
 from services.dispatch.settings import DispatchSettings
 from shared.auth import Principal
 from shared.clock import Clock
 from shared.errors import Forbidden, UpstreamUnavailable
 from shared.geo import distance_m
+from shared.handover import HEADER, Voucher, VoucherSigner
 from shared.timers import schedule_timer
 
 if TYPE_CHECKING:
@@ -223,34 +228,42 @@ async def step(dispatcher: Dispatcher, session: AsyncSession, principal: Princip
     return delivery
 
 
+def handover_request_no(delivery_id: uuid.UUID, attempt_no: str) -> str:
+    """The redemption request of one handover attempt: the rider app's attempt number under the delivery."""
+    return "handover-" + hashlib.sha256(f"{delivery_id}:{attempt_no}".encode()).hexdigest()[:48]
+
+
 async def hand_over(
     dispatcher: Dispatcher,
     session: AsyncSession,
     principal: Principal,
     delivery_id: uuid.UUID,
-    presented: dict[str, Any],
+    attempt: HandOver,
     authorization: str,
     http: httpx.AsyncClient,
+    vouchers: VoucherSigner,
 ) -> tuple[Delivery, httpx.Response]:
-    """Redeems the customer's finish code at the redemption service (idempotent by a request number derived from
-    the delivery), then marks the delivery delivered. The redemption service's refusal is passed back as is."""
+    """Redeems the customer's finish code at the redemption service, vouching that this rider has picked up this
+    delivery, then marks the delivery delivered. Each attempt has its own request number (the rider app's, under
+    the delivery's), so a retried attempt gets its first answer and a new attempt (a fresh QR, the code typed
+    again) is a new request. The redemption service's refusal is passed back as is."""
     delivery = await _task(session, principal, delivery_id)
     if delivery.status == S.delivered.value:
         return delivery, httpx.Response(200)
     if delivery.status not in (S.picked_up.value, S.delivering.value):
         raise WrongStep(f"The task is {delivery.status}; hand over needs picked_up")
+    voucher = Voucher(principal.sub, delivery.merchant_id, str(delivery.id), delivery.order_id)
+    presented = attempt.model_dump(exclude_none=True, exclude={"request_no"})
     try:
         answer = await http.post(
             f"{dispatcher.settings.redemption_url}/v1/redemptions",
-            json={"request_no": f"handover-{delivery.id.hex}", **presented},
-            headers={"Authorization": authorization},
+            json={"request_no": handover_request_no(delivery.id, attempt.request_no), **presented},
+            headers={"Authorization": authorization, HEADER: vouchers.sign(voucher, dispatcher.clock.now())},
         )
     except httpx.HTTPError as error:
         raise UpstreamUnavailable(f"The redemption service could not be reached: {error!r}") from error
     if answer.status_code >= 300:
         return delivery, answer
-    if answer.json().get("order_id") != delivery.order_id:
-        raise WrongStep("This finish code belongs to another order")
     await mark_delivered(dispatcher, session, delivery, principal.sub, "finish code redeemed")
     return delivery, answer
 
@@ -268,7 +281,8 @@ async def mark_delivered(
 
 
 async def on_finish_code(dispatcher: Dispatcher, session: AsyncSession, order_id: str, principal: str) -> None:
-    """A finish code was redeemed (perhaps straight at the redemption service): the own-fleet delivery is done."""
+    """A finish code was redeemed (by a handover whose answer never reached dispatch, or by ops settling a dispute):
+    a picked-up own-fleet delivery is done."""
     delivery = await session.scalar(
         select(Delivery)
         .where(Delivery.order_id == order_id, Delivery.ended_at.is_(None), Delivery.carrier == OWN_FLEET)

@@ -126,16 +126,16 @@ async def deliver(
 ) -> Response:
     if (body.code is None) == (body.qr_token is None):
         raise ValidationFailed("Give the finish code (code) or its QR token (qr_token), one of them")
-    presented = body.model_dump(exclude_none=True)
     http: httpx.AsyncClient = request.app.state.http
     delivery, answer = await fleet.hand_over(
         app_dispatcher(request),
         session,
         principal,
         delivery_id,
-        presented,
+        body,
         request.headers.get("authorization", ""),
         http,
+        request.app.state.vouchers,
     )
     if answer.status_code >= 300:
         # The refusal is the redemption service's (wrong code, locked out, ...): passed back as it came.

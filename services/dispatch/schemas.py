@@ -192,10 +192,13 @@ class TaskRead(BaseModel):
 
 
 class HandOver(BaseModel):
-    """The customer's finish code, as scanned (QR token) or typed (12 digits)."""
+    """The customer's finish code, as scanned (QR token) or typed (12 digits), and the attempt's own number: the
+    rider app makes a new one for each scan or typing and sends the same one again only to retry that attempt
+    (after a timeout, say), which then gets the same answer."""
 
     model_config = ConfigDict(extra="forbid")
 
+    request_no: str = Field(min_length=6, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
     code: str | None = Field(default=None, max_length=32)
     qr_token: str | None = Field(default=None, max_length=80)
     lat: float | None = Field(default=None, ge=-90, le=90)

@@ -38,10 +38,10 @@ from services.dispatch.errors import (
 from services.dispatch.models import CarrierAccount, Delivery, DeliveryChange, Offer
 from services.dispatch.settings import DispatchSettings
 from services.dispatch.strategies import rank, wave_size
-from services.dispatch.vault import Vault
 from shared.clock import Clock
 from shared.geo import distance_m
 from shared.timers import cancel_timer, schedule_timer
+from shared.vault import Vault
 
 log = logging.getLogger(__name__)
 

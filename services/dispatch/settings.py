@@ -46,8 +46,13 @@ class DispatchSettings(ServiceSettings):
     own_fleet_base_fen: int = 300
     own_fleet_per_km_fen: int = 100
     own_fleet_speed_mps: float = 4.0
-    # The redemption service, which verifies the customer's finish code when an own rider hands over.
-    redemption_url: str = "http://127.0.0.1:8003"
+    # The redemption service, which verifies the customer's finish code when an own rider hands over (the same
+    # default as the gateway's GATEWAY_REDEMPTION_URL).
+    redemption_url: str = "http://127.0.0.1:8103"
+    # Signs the short-lived voucher that tells the redemption service this rider is handing over this picked-up
+    # delivery (PEM private key, Ed25519 or RSA; its public key goes to REDEMPTION_HANDOVER_PUBLIC_KEYS). Required.
+    handover_signing_key: str = ""
+    handover_voucher_seconds: float = 60.0
 
     def carrier_base_urls(self) -> dict[str, str]:
         if self.carrier_sandbox_url:

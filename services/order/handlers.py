@@ -7,8 +7,13 @@ that would go backwards) is recorded in the log and skipped: nothing leaves a te
 Events consumed (subject = order id):
 - `delivery.created/picked_up/delivering/delivered/cancelled/returned.v1` move the order;
   `delivery.rider_assigned/rider_at_store/exception.v1` update what the order shows of its delivery;
-- `code.redeemed.v1` with `kind` `pickup` completes a self-pickup order, `finish` proves a delivery and completes
-  it; `code.reversed.v1` of a pickup code reopens the order;
+- `code.redeemed.v1` with `kind` `pickup` completes a self-pickup order (the redemption service issues a pickup
+  code only once the order is accepted, so none can meet an order still waiting for acceptance), `finish` proves a
+  delivery and completes it, but only once the rider picked it up (`in_delivery` or `delivered`): a finish code
+  never moves an order straight from `accepted`. One that arrives before dispatch's `picked_up` (another topic) is
+  kept on the order, which completes when its delivery is delivered. `code.reversed.v1` of a pickup code reopens
+  the order; a redemption the order cannot take is logged as an error with the order and code, never dropped
+  unseen;
 - `aftersales.requested.v1` opens a hold (blocks express shipping), `aftersales.closed/cancelled/refunded.v1` close
   it; `aftersales.approved.v1` (`refund_fen`) and `aftersales.compensation_granted.v1` (`amount_fen`) refund.
 """
@@ -46,6 +51,8 @@ DELIVERY_MOVES = {
     "delivery.returned.v1": Action.delivery_ended,
 }
 DELIVERY_FACTS = ("delivery.rider_assigned.v1", "delivery.rider_at_store.v1", "delivery.exception.v1")
+# A delivery order not yet picked up, as far as the order service has heard.
+BEFORE_PICKUP = (OrderStatus.accepted.value, OrderStatus.ready.value, OrderStatus.dispatching.value)
 HOLD_CLOSERS = ("aftersales.closed.v1", "aftersales.cancelled.v1", "aftersales.refunded.v1")
 
 
@@ -120,7 +127,14 @@ class OrderReactions:
             return
         actor = f"dispatch:{data.get('carrier') or 'unknown'}"
         if action is Action.delivery_delivered:
-            if await self._try(session, order, action, actor, delivered_at=self.clock.now()):
+            if not await self._try(session, order, action, actor, delivered_at=self.clock.now()):
+                return
+            finish_code = (order.delivery or {}).get("finish_code_id")
+            if finish_code is not None:  # redeemed at the door before we heard of the pickup
+                await service.complete_order(
+                    session, order, Action.finish_redeemed, actor=f"redemption:{finish_code}", clock=self.clock
+                )
+            else:
                 await schedule_timer(
                     session,
                     kind=service.AUTO_COMPLETE_TIMER,
@@ -140,14 +154,23 @@ class OrderReactions:
             return
         kind = event.data.get("kind")
         actor = f"redemption:{event.data.get('code_id', '')}"
-        if kind == "pickup":
-            if order.status in (OrderStatus.ready_for_pickup.value, OrderStatus.accepted.value):
-                await service.complete_order(session, order, Action.pickup_redeemed, actor=actor, clock=self.clock)
-        elif kind == "finish":
-            if order.status != OrderStatus.delivered.value:
-                await self._try(session, order, Action.delivery_delivered, actor, delivered_at=self.clock.now())
-            if order.status == OrderStatus.delivered.value:
-                await service.complete_order(session, order, Action.finish_redeemed, actor=actor, clock=self.clock)
+        if kind == "pickup" and order.status in (OrderStatus.ready_for_pickup.value, OrderStatus.accepted.value):
+            await service.complete_order(session, order, Action.pickup_redeemed, actor=actor, clock=self.clock)
+        elif kind == "finish" and order.status in (OrderStatus.in_delivery.value, OrderStatus.delivered.value):
+            if order.status == OrderStatus.in_delivery.value:
+                await service.move(
+                    session, order, Action.delivery_delivered, actor=actor, clock=self.clock,
+                    delivered_at=self.clock.now(),
+                )  # fmt: skip
+            await service.complete_order(session, order, Action.finish_redeemed, actor=actor, clock=self.clock)
+        elif kind == "finish" and order.status in BEFORE_PICKUP:
+            order.delivery = {**(order.delivery or {}), "finish_code_id": event.data.get("code_id", "")}
+            await session.flush()
+        elif order.status != OrderStatus.completed.value:
+            log.error(
+                "a redemption the order cannot take",
+                extra={"order_id": order.id, "status": order.status, "kind": kind, "code": event.data.get("code_id")},
+            )
 
     async def on_code_reversed(self, session: AsyncSession, event: Envelope) -> None:
         order = await self._order(session, event.data.get("order_id") or event.subject)

@@ -6,8 +6,10 @@ from services.redemption import router
 from services.redemption.handlers import RedemptionReactions
 from services.redemption.settings import RedemptionSettings
 from shared.clock import Clock, SystemClock
+from shared.handover import VoucherVerifier
 from shared.logging import configure_logging
 from shared.service import build_service_app
+from shared.vault import Vault
 
 
 def create_app(settings: RedemptionSettings | None = None, clock: Clock | None = None) -> FastAPI:
@@ -16,7 +18,9 @@ def create_app(settings: RedemptionSettings | None = None, clock: Clock | None =
         settings = RedemptionSettings()
         configure_logging(settings.service_name, settings.log_level)
     clock = clock or SystemClock()
-    reactions = RedemptionReactions(settings=settings, clock=clock)
+    vault = Vault(settings.vault_key, "REDEMPTION_VAULT_KEY")
+    vouchers = VoucherVerifier(settings.handover_public_keys)
+    reactions = RedemptionReactions(settings=settings, clock=clock, vault=vault)
     app = build_service_app(
         settings,
         title="Songda redemption",
@@ -27,4 +31,6 @@ def create_app(settings: RedemptionSettings | None = None, clock: Clock | None =
         clock=clock,
     )
     app.state.reactions = reactions
+    app.state.vault = vault
+    app.state.vouchers = vouchers
     return app

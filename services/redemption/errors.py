@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.errors import Conflict, NotFound, ServiceError, ValidationFailed
+from shared.errors import Conflict, Forbidden, NotFound, ServiceError, ValidationFailed
 
 
 class CodeNotFound(NotFound):
@@ -59,3 +59,11 @@ class ReversalNotAllowed(Conflict):
 
 class RedemptionNotFound(NotFound):
     code, title = "redemption-not-found", "No such redemption"
+
+
+class HandoverRequired(Forbidden):
+    code, title = "handover-required", "A finish code is redeemed at the door, through the rider's handover"
+
+
+class WrongOrder(Conflict):
+    code, title = "wrong-order", "This code is not the finish code of the delivery being handed over"

@@ -1,7 +1,9 @@
 """How the redemption service reacts to order events and to code expiry.
 
-- `order.paid.v1`: issues the code the fulfilment mode needs (pickup code for self-pickup, finish code for a
-  delivery, shown at the door and scanned by the merchant's own rider as proof of delivery);
+- `order.paid.v1`: issues a delivery's finish code (shown at the door; the merchant's own rider's handover redeems
+  it as proof of delivery);
+- `order.accepted.v1`: issues a self-pickup order's pickup code (not before: an order not accepted in time is
+  refunded in full, so a pickup code redeemed earlier would hand over goods the customer gets their money back for);
 - `order.cancelled.v1`, and `order.refunded.v1` once the order is fully refunded: revokes the order's live codes;
 - `order.completed.v1`: a code still live is no longer needed and expires.
 """
@@ -17,16 +19,19 @@ from shared.events.consumer import EventHandler
 from shared.events.envelope import Envelope
 from shared.events.models import Timer
 from shared.timers import TimerHandler
+from shared.vault import Vault
 
 
 class RedemptionReactions:
-    def __init__(self, *, settings: RedemptionSettings, clock: Clock) -> None:
+    def __init__(self, *, settings: RedemptionSettings, clock: Clock, vault: Vault) -> None:
         self.settings = settings
         self.clock = clock
+        self.vault = vault
 
     def event_handlers(self) -> dict[str, EventHandler]:
         return {
-            "order.paid.v1": self.on_order_paid,
+            "order.paid.v1": self.on_paid_or_accepted,
+            "order.accepted.v1": self.on_paid_or_accepted,
             "order.cancelled.v1": self.on_order_cancelled,
             "order.refunded.v1": self.on_order_refunded,
             "order.completed.v1": self.on_order_completed,
@@ -35,8 +40,9 @@ class RedemptionReactions:
     def timer_handlers(self) -> dict[str, TimerHandler]:
         return {service.EXPIRE_TIMER: self.on_expiry}
 
-    async def on_order_paid(self, session: AsyncSession, event: Envelope) -> None:
-        await service.issue_order_codes(session, self.clock, self.settings, event.data)
+    async def on_paid_or_accepted(self, session: AsyncSession, event: Envelope) -> None:
+        """order.paid or order.accepted: the code this event issues for the order's mode, if any."""
+        await service.issue_order_codes(session, self.clock, self.settings, self.vault, event.type, event.data)
 
     async def on_order_cancelled(self, session: AsyncSession, event: Envelope) -> None:
         reason = f"order cancelled: {event.data.get('reason') or ''}".strip(": ")

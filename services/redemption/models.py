@@ -57,7 +57,8 @@ class Code(RedemptionBase):
     uses_total: Mapped[int] = mapped_column(Integer)
     uses_left: Mapped[int] = mapped_column(Integer)
     cycles: Mapped[int] = mapped_column(Integer, server_default="0")  # redeem/reverse cycles so far
-    secret: Mapped[bytes] = mapped_column(LargeBinary)  # the QR token's TOTP key
+    # The QR token's TOTP key, sealed with REDEMPTION_VAULT_KEY and bound to the code's id (shared/vault.py).
+    secret_sealed: Mapped[bytes] = mapped_column(LargeBinary)
     valid_from: Mapped[datetime] = mapped_column(TZ)
     valid_until: Mapped[datetime] = mapped_column(TZ)
     replaces: Mapped[uuid.UUID | None] = mapped_column(UUID)
@@ -106,6 +107,8 @@ class Attempt(RedemptionBase):
     __table_args__ = (
         Index("ix_attempt_store_at", "store_id", "at"),
         Index("ix_attempt_failures", "result", "at"),
+        Index("ix_attempt_lockout_store", "lockout_store", "at"),
+        Index("ix_attempt_lockout_device", "lockout_device", "at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -123,6 +126,9 @@ class Attempt(RedemptionBase):
     request_no: Mapped[str | None] = mapped_column(Text)
     result: Mapped[str] = mapped_column(Text)  # redeemed | previewed | reversed | <problem code>
     failed: Mapped[bool] = mapped_column()
+    # The store and device lockout keys a guess counted towards: only those of a store the caller works for.
+    lockout_store: Mapped[str | None] = mapped_column(Text)
+    lockout_device: Mapped[str | None] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(TZ)
 
 
@@ -132,7 +138,7 @@ class Lockout(RedemptionBase):
     __tablename__ = "lockout"
 
     scope: Mapped[str] = mapped_column(Text, primary_key=True)  # store | device | principal
-    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    key: Mapped[str] = mapped_column(Text, primary_key=True)  # a store id, `<store id>:<device id>`, a subject
     locked_until: Mapped[datetime] = mapped_column(TZ)
     # Failures before this moment no longer count (set by an unlock).
     counted_from: Mapped[datetime | None] = mapped_column(TZ)

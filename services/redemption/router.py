@@ -7,7 +7,7 @@ import uuid
 from typing import Annotated, Literal
 
 import segno
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import func, select
 
@@ -32,6 +32,9 @@ from shared.auth import CurrentPrincipal, Principal, Role, require_roles
 from shared.clock import AppClock, Clock
 from shared.db import DbSession
 from shared.errors import PROBLEM_JSON, Forbidden, ValidationFailed, render
+from shared.handover import HEADER, Voucher, VoucherVerifier
+from shared.tenancy import covers_store, store_conditions
+from shared.vault import Vault
 
 router = APIRouter(tags=["redemption"])
 
@@ -47,13 +50,30 @@ def _settings(request: Request) -> RedemptionSettings:
     return settings
 
 
+def _vault(request: Request) -> Vault:
+    vault: Vault = request.app.state.vault
+    return vault
+
+
+CodeVault = Annotated[Vault, Depends(_vault)]
+
+
+def _voucher(request: Request, clock: Clock) -> Voucher | None:
+    """Dispatch's handover voucher, when the request carries one (a rider's handover); forged or expired is 403."""
+    token = request.headers.get(HEADER)
+    if not token:
+        return None
+    verifier: VoucherVerifier = request.app.state.vouchers
+    return verifier.verify(token, clock.now())
+
+
 def _presented(request: Request, body: Presentation) -> service.Presented:
     forwarded = request.headers.get("x-forwarded-for", "")
     ip = forwarded.split(",")[0].strip() or (request.client.host if request.client else None)
     return service.Presented(body.code, body.qr_token, body.store_id, body.device_id, ip, body.lat, body.lng)
 
 
-def code_read(code: Code, principal: Principal, clock: Clock) -> CodeRead:
+def code_read(code: Code, principal: Principal, clock: Clock, vault: Vault) -> CodeRead:
     owner = principal.role is Role.customer and code.customer_id == principal.sub
     now = clock.now()
     live = owner and code.status == "active"
@@ -71,7 +91,7 @@ def code_read(code: Code, principal: Principal, clock: Clock) -> CodeRead:
         valid_until=code.valid_until,
         summary=code.summary,
         code=codes.grouped(code.code) if owner else None,
-        qr_token=codes.qr_token(code.id, code.secret, now) if live else None,
+        qr_token=codes.qr_token(code.id, service.qr_secret(vault, code), now) if live else None,
         qr_expires_in=codes.seconds_left(now) if live else None,
         replaces=code.replaces,
     )
@@ -88,7 +108,12 @@ def code_read(code: Code, principal: Principal, clock: Clock) -> CodeRead:
     responses={
         409: {
             "description": "already-redeemed (with when, where, by whom), code-expired, code-revoked, code-frozen, "
-            "wrong-store, not-enough-uses",
+            "wrong-store, not-enough-uses, wrong-order (a rider's code that is not the vouched delivery's)",
+            "content": {PROBLEM_JSON: {}},
+        },
+        403: {
+            "description": "handover-required: a finish code, redeemed only by a rider with dispatch's handover "
+            "voucher (`X-Songda-Handover`)",
             "content": {PROBLEM_JSON: {}},
         },
         404: {"description": "code-not-found", "content": {PROBLEM_JSON: {}}},
@@ -108,8 +133,10 @@ async def redeem(
         _presented(request, body),
         request_no=body.request_no,
         count=body.count,
+        voucher=_voucher(request, clock),
         clock=clock,
         settings=settings,
+        vault=_vault(request),
     )
     headers = {"Idempotent-Replayed": "true"} if outcome.replayed else {}
     media_type = "application/json" if outcome.status_code < 400 else PROBLEM_JSON
@@ -122,10 +149,18 @@ async def preview(
     request: Request, session: DbSession, clock: AppClock, principal: Redeemer, body: Presentation
 ) -> Response:
     try:
-        code = await service.preview(session, principal, _presented(request, body), clock, _settings(request))
+        code = await service.preview(
+            session,
+            principal,
+            _presented(request, body),
+            _voucher(request, clock),
+            clock,
+            _settings(request),
+            _vault(request),
+        )
     except service.PreviewRefused as refused:
         return render(request, refused.refusal)  # the audit row commits with the session
-    return JSONResponse(code_read(code, principal, clock).model_dump(mode="json"))
+    return JSONResponse(code_read(code, principal, clock, _vault(request)).model_dump(mode="json"))
 
 
 @router.post("/v1/redemptions/{redemption_id}/reverse", summary="Undo a redemption inside the reversal window")
@@ -150,9 +185,7 @@ async def attempts(
     offset: Offset = 0,
     limit: Limit = 50,
 ) -> AttemptPage:
-    conditions = []
-    if principal.role is Role.merchant:
-        conditions.append(Attempt.merchant_id == principal.merchant_id)
+    conditions = store_conditions(principal, Attempt.merchant_id, Attempt.store_id)
     if store_id:
         conditions.append(Attempt.store_id == store_id)
     if failed is not None:
@@ -185,18 +218,18 @@ async def list_codes(
     session: DbSession,
     clock: AppClock,
     principal: CurrentPrincipal,
+    vault: CodeVault,
     order_id: str | None = None,
     status: str | None = None,
     offset: Offset = 0,
     limit: Limit = 20,
 ) -> CodePage:
-    conditions = []
-    if principal.role is Role.customer:
-        conditions.append(Code.customer_id == principal.sub)
-    elif principal.role is Role.merchant:
-        conditions.append(Code.merchant_id == principal.merchant_id)
-    elif principal.role is not Role.ops:
+    if principal.role is Role.rider:
         raise Forbidden("Riders scan codes; they do not list them")
+    if principal.role is Role.customer:
+        conditions = [Code.customer_id == principal.sub]
+    else:
+        conditions = store_conditions(principal, Code.merchant_id, Code.store_id)
     if order_id:
         conditions.append(Code.order_id == order_id)
     if status:
@@ -205,15 +238,19 @@ async def list_codes(
     rows = await session.scalars(
         select(Code).where(*conditions).order_by(Code.issued_at.desc()).offset(offset).limit(limit)
     )
-    return CodePage(items=[code_read(c, principal, clock) for c in rows], total=total, offset=offset, limit=limit)
+    return CodePage(
+        items=[code_read(c, principal, clock, vault) for c in rows], total=total, offset=offset, limit=limit
+    )
 
 
 @router.post("/v1/codes/vouchers", status_code=201, summary="Issue a multi-use voucher (次卡) valid in a window")
-async def issue_voucher(session: DbSession, clock: AppClock, principal: Staff, body: VoucherCreate) -> CodeRead:
+async def issue_voucher(
+    session: DbSession, clock: AppClock, principal: Staff, vault: CodeVault, body: VoucherCreate
+) -> CodeRead:
     if principal.role is Role.merchant:
         if body.merchant_id not in (None, principal.merchant_id) or not principal.merchant_id:
             raise Forbidden("Merchant staff issue vouchers of their own merchant")
-        if principal.store_ids and body.store_id not in principal.store_ids:
+        if not covers_store(principal, principal.merchant_id, body.store_id):
             raise Forbidden(f"This staff account does not work at store {body.store_id}")
         merchant_id = principal.merchant_id
     elif body.merchant_id:
@@ -226,6 +263,7 @@ async def issue_voucher(session: DbSession, clock: AppClock, principal: Staff, b
     code = await service.issue_code(
         session,
         clock,
+        vault,
         kind="voucher",
         merchant_id=merchant_id,
         store_id=body.store_id,
@@ -236,12 +274,14 @@ async def issue_voucher(session: DbSession, clock: AppClock, principal: Staff, b
         valid_from=valid_from,
         valid_until=body.valid_until,
     )
-    return code_read(code, principal, clock)
+    return code_read(code, principal, clock, vault)
 
 
 @router.get("/v1/codes/{code_id}", summary="A code; its owner also gets the digits and the current QR token")
-async def get_code(session: DbSession, clock: AppClock, principal: CurrentPrincipal, code_id: uuid.UUID) -> CodeRead:
-    return code_read(await service.visible_code(session, principal, code_id), principal, clock)
+async def get_code(
+    session: DbSession, clock: AppClock, principal: CurrentPrincipal, vault: CodeVault, code_id: uuid.UUID
+) -> CodeRead:
+    return code_read(await service.visible_code(session, principal, code_id), principal, clock, vault)
 
 
 @router.get(
@@ -250,34 +290,52 @@ async def get_code(session: DbSession, clock: AppClock, principal: CurrentPrinci
     response_class=Response,
 )
 async def qr_image(
-    session: DbSession, clock: AppClock, principal: CurrentPrincipal, code_id: uuid.UUID, kind: Literal["svg", "png"]
+    session: DbSession,
+    clock: AppClock,
+    principal: CurrentPrincipal,
+    vault: CodeVault,
+    code_id: uuid.UUID,
+    kind: Literal["svg", "png"],
 ) -> Response:
     code = await service.visible_code(session, principal, code_id)
     if principal.role is not Role.customer or code.customer_id != principal.sub or code.status != "active":
         raise CodeNotFound("Only the owner of an active code gets its QR")
     buffer = io.BytesIO()
-    segno.make(codes.qr_token(code.id, code.secret, clock.now()), error="m").save(buffer, kind=kind, scale=6, border=2)
+    token = codes.qr_token(code.id, service.qr_secret(vault, code), clock.now())
+    segno.make(token, error="m").save(buffer, kind=kind, scale=6, border=2)
     media = "image/svg+xml" if kind == "svg" else "image/png"
     return Response(buffer.getvalue(), media_type=media, headers={"Cache-Control": "no-store"})
 
 
 @router.post("/v1/codes/{code_id}/freeze", summary="Freeze a code reported stolen (owner, merchant, ops)")
 async def freeze(
-    session: DbSession, clock: AppClock, principal: CurrentPrincipal, code_id: uuid.UUID, body: StatusCommand
+    session: DbSession,
+    clock: AppClock,
+    principal: CurrentPrincipal,
+    vault: CodeVault,
+    code_id: uuid.UUID,
+    body: StatusCommand,
 ) -> CodeRead:
-    return code_read(await service.freeze(session, principal, code_id, body.reason, clock), principal, clock)
+    return code_read(await service.freeze(session, principal, code_id, body.reason, clock), principal, clock, vault)
 
 
 @router.post("/v1/codes/{code_id}/unfreeze", summary="Lift a freeze")
-async def unfreeze(session: DbSession, clock: AppClock, principal: CurrentPrincipal, code_id: uuid.UUID) -> CodeRead:
-    return code_read(await service.unfreeze(session, principal, code_id, clock), principal, clock)
+async def unfreeze(
+    session: DbSession, clock: AppClock, principal: CurrentPrincipal, vault: CodeVault, code_id: uuid.UUID
+) -> CodeRead:
+    return code_read(await service.unfreeze(session, principal, code_id, clock), principal, clock, vault)
 
 
 @router.post("/v1/codes/{code_id}/revoke", summary="Void a code for good (merchant, ops)")
 async def revoke(
-    session: DbSession, clock: AppClock, principal: CurrentPrincipal, code_id: uuid.UUID, body: StatusCommand
+    session: DbSession,
+    clock: AppClock,
+    principal: CurrentPrincipal,
+    vault: CodeVault,
+    code_id: uuid.UUID,
+    body: StatusCommand,
 ) -> CodeRead:
-    return code_read(await service.revoke(session, principal, code_id, body.reason, clock), principal, clock)
+    return code_read(await service.revoke(session, principal, code_id, body.reason, clock), principal, clock, vault)
 
 
 @router.post(
@@ -285,5 +343,7 @@ async def revoke(
     status_code=201,
     summary="Void a stolen code and issue a new one (new digits, new QR secret) with its remaining uses",
 )
-async def reissue(session: DbSession, clock: AppClock, principal: CurrentPrincipal, code_id: uuid.UUID) -> CodeRead:
-    return code_read(await service.reissue(session, principal, code_id, clock), principal, clock)
+async def reissue(
+    session: DbSession, clock: AppClock, principal: CurrentPrincipal, vault: CodeVault, code_id: uuid.UUID
+) -> CodeRead:
+    return code_read(await service.reissue(session, principal, code_id, clock, vault), principal, clock, vault)

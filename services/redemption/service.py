@@ -4,7 +4,12 @@ Verification is decided by one conditional UPDATE (`uses_left >= n AND status = 
 any number of concurrent scans exactly as many succeed as there are uses. Each request_no is answered once and the
 answer stored: the same request_no gets the same answer, success or refusal, and redeems nothing more. Every
 attempt lands in the audit log; guesses (mistyped, unknown or forged codes) count towards a lockout of the store,
-the device and the principal.
+the device and the principal (the store and device only when the caller works at that store, so nobody can lock
+another merchant out).
+
+A finish code is proof of delivery: a rider redeems one only with dispatch's handover voucher (shared/handover.py),
+and only the finish code of the order the voucher names, checked before the conditional update. QR secrets are
+sealed at rest (shared/vault.py).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from services.redemption.errors import (
     CodeFrozen,
     CodeNotFound,
     CodeRevoked,
+    HandoverRequired,
     LockedOut,
     NotEnoughUses,
     NotYetValid,
@@ -34,6 +40,7 @@ from services.redemption.errors import (
     RequestNoReused,
     ReversalNotAllowed,
     TokenNotValid,
+    WrongOrder,
     WrongStore,
 )
 from services.redemption.models import Attempt, Code, Lockout, Redemption, RedemptionRequest
@@ -41,16 +48,25 @@ from services.redemption.settings import RedemptionSettings
 from shared.auth import Principal, Role
 from shared.clock import Clock
 from shared.errors import Conflict, Forbidden, ServiceError, ValidationFailed, problem_body
+from shared.handover import Voucher
+from shared.tenancy import covers_merchant, covers_store
 from shared.timers import schedule_timer
+from shared.vault import Vault
 
 EXPIRE_TIMER = "code.expire"
-# Refusals that look like guessing: they count towards a lockout.
-GUESSES = (CheckDigitFailed, CodeNotFound, TokenNotValid)
+# Refusals that look like guessing (or a rider trying codes that are not their delivery's): they count towards a
+# lockout.
+GUESSES = (CheckDigitFailed, CodeNotFound, TokenNotValid, WrongOrder)
 LIVE = ("active", "frozen")
 
 
 def actor_of(principal: Principal) -> str:
     return f"{principal.role.value}:{principal.sub}"
+
+
+def qr_secret(vault: Vault, code: Code) -> bytes:
+    """The code's TOTP key, unsealed."""
+    return vault.open_bytes(code.secret_sealed, str(code.id))
 
 
 # --- issuing ----------------------------------------------------------------------------------------------------
@@ -66,6 +82,7 @@ async def _unused_number(session: AsyncSession) -> str:
 async def issue_code(
     session: AsyncSession,
     clock: Clock,
+    vault: Vault,
     *,
     kind: str,
     merchant_id: str,
@@ -80,8 +97,9 @@ async def issue_code(
     replaces: uuid.UUID | None = None,
 ) -> Code:
     now = clock.now()
+    code_id = uuid.uuid4()
     code = Code(
-        id=uuid.uuid4(),
+        id=code_id,
         code=await _unused_number(session),
         kind=kind,
         status="active",
@@ -94,7 +112,7 @@ async def issue_code(
         uses_total=uses,
         uses_left=uses,
         cycles=0,
-        secret=codes.new_secret(),
+        secret_sealed=vault.seal_bytes(codes.new_secret(), str(code_id)),
         valid_from=valid_from,
         valid_until=valid_until,
         replaces=replaces,
@@ -108,15 +126,19 @@ async def issue_code(
     return code
 
 
-ORDER_CODE_KINDS = {"pickup": "pickup", "delivery": "finish"}
+# The code each fulfilment mode needs, and the order event that issues it: a finish code once the order is paid
+# (shown at the door; only the rider's handover redeems it, after pickup), a pickup code once the merchant accepted
+# (before that, a redeemed pickup code could meet an order refunded for not being accepted).
+ORDER_CODE_KINDS = {"pickup": ("pickup", "order.accepted.v1"), "delivery": ("finish", "order.paid.v1")}
 
 
 async def issue_order_codes(
-    session: AsyncSession, clock: Clock, settings: RedemptionSettings, order: dict[str, Any]
-) -> None:
-    """On order.paid: a pickup code for self-pickup, a finish code for a delivery (shown at the door)."""
-    kind = ORDER_CODE_KINDS.get(order.get("fulfilment_mode", ""))
-    if kind is None:
+    session: AsyncSession, clock: Clock, settings: RedemptionSettings, vault: Vault, event_type: str,
+    order: dict[str, Any],
+) -> None:  # fmt: skip
+    """The code the order's fulfilment mode needs, when `event_type` is the event that issues it."""
+    kind, issued_on = ORDER_CODE_KINDS.get(order.get("fulfilment_mode", ""), (None, None))
+    if kind is None or issued_on != event_type:
         return
     order_id = str(order["order_id"])
     live = await session.scalar(
@@ -129,6 +151,7 @@ async def issue_order_codes(
     await issue_code(
         session,
         clock,
+        vault,
         kind=kind,
         merchant_id=str(order["merchant_id"]),
         store_id=str(store.get("id")),
@@ -174,16 +197,12 @@ async def expire_code(session: AsyncSession, clock: Clock, code_id: str) -> None
 
 
 def may_manage(principal: Principal, code: Code) -> bool:
-    """The owner customer, the code's merchant (its listed stores, if the token lists any), or ops."""
-    if principal.role in (Role.ops, Role.service):
-        return True
+    """The owner customer, the code's merchant staff (its listed stores, if the token lists any), or ops."""
     if principal.role is Role.customer:
         return code.customer_id == principal.sub
-    if principal.role is Role.merchant:
-        return code.merchant_id == principal.merchant_id and (
-            not principal.store_ids or code.store_id in principal.store_ids
-        )
-    return False
+    if principal.role is Role.rider:
+        return False
+    return covers_store(principal, code.merchant_id, code.store_id)
 
 
 async def visible_code(session: AsyncSession, principal: Principal, code_id: uuid.UUID, *, lock: bool = False) -> Code:
@@ -222,7 +241,7 @@ class Outcome:
     replayed: bool = False
 
 
-async def _resolve(session: AsyncSession, presented: Presented, now: datetime, *, lock: bool) -> Code:
+async def _resolve(session: AsyncSession, vault: Vault, presented: Presented, now: datetime, *, lock: bool) -> Code:
     """The code presented, or a guess-type refusal (mistyped, unknown, forged or stale token)."""
     if presented.qr_token:
         parsed = codes.parse_token(presented.qr_token)
@@ -230,7 +249,7 @@ async def _resolve(session: AsyncSession, presented: Presented, now: datetime, *
             raise TokenNotValid("This is not a Songda QR code")
         stmt = select(Code).where(Code.id == parsed[0])
         code = await session.scalar(stmt.with_for_update() if lock else stmt)
-        if code is None or not codes.token_valid(code.secret, parsed[1], now):
+        if code is None or not codes.token_valid(qr_secret(vault, code), parsed[1], now):
             raise TokenNotValid("The QR code is stale or forged: ask the customer to refresh it")
         return code
     number = codes.normalise(presented.code or "")
@@ -245,21 +264,34 @@ async def _resolve(session: AsyncSession, presented: Presented, now: datetime, *
     return code
 
 
-def _authorise(principal: Principal, code: Code, store_id: str | None) -> None:
-    """Merchant staff redeem their own merchant's codes at its stores; riders redeem their merchant's finish codes.
-    A code of another merchant is 'not found': its existence is nobody else's business."""
-    if principal.role is Role.ops or principal.role is Role.service:
-        pass
-    elif principal.role is Role.merchant:
-        if code.merchant_id != principal.merchant_id:
-            raise CodeNotFound("No such code")
-        if principal.store_ids and store_id not in principal.store_ids:
-            raise Forbidden(f"This staff account does not work at store {store_id}")
-    elif principal.role is Role.rider:
-        if code.merchant_id != principal.merchant_id or code.kind != "finish":
-            raise CodeNotFound("No such code")
-    else:
+def _check_voucher(principal: Principal, voucher: Voucher | None) -> None:
+    """A rider redeems only through dispatch's handover, with a voucher naming this very rider."""
+    if principal.role is not Role.rider:
+        return
+    if voucher is None:
+        raise HandoverRequired("Riders redeem a finish code through the handover of their task (dispatch)")
+    if voucher.rider_id != principal.sub or voucher.merchant_id != principal.merchant_id:
+        raise HandoverRequired("The handover voucher is for another rider")
+
+
+def _authorise(principal: Principal, code: Code, store_id: str | None, voucher: Voucher | None) -> None:
+    """Merchant staff redeem their own merchant's codes at its stores (their listed stores, if the token lists
+    any), but not finish codes: those prove a delivery and are redeemed at the door. A rider redeems only the finish
+    code of the order dispatch's voucher names (assigned to them and picked up). A code of another merchant is 'not
+    found': its existence is nobody else's business."""
+    if principal.role is Role.customer:
         raise Forbidden("Customers show codes; staff and riders redeem them")
+    if principal.role in (Role.merchant, Role.rider) and not covers_merchant(principal, code.merchant_id):
+        raise CodeNotFound("No such code")
+    if principal.role is Role.merchant:
+        if store_id is not None and not covers_store(principal, principal.merchant_id, store_id):
+            raise Forbidden(f"This staff account does not work at store {store_id}")
+        if code.kind == "finish":
+            raise HandoverRequired("A finish code is redeemed at the door by the rider's handover, not at a store")
+    elif principal.role is Role.rider:
+        assert voucher is not None  # _check_voucher ran first
+        if code.kind != "finish" or code.order_id != voucher.order_id:
+            raise WrongOrder("This is not the finish code of the order you are handing over")
     if store_id is not None and store_id != code.store_id:
         raise WrongStore(f"This code is for store {code.store_id}", code_store_id=code.store_id)
     if principal.role is not Role.rider and store_id is None:
@@ -331,17 +363,25 @@ async def _record_refusal(
 ) -> None:
     """Audits a refused attempt; a guess also counts towards the lockout of its scopes."""
     guess = isinstance(refusal, GUESSES)
-    await _audit(session, principal, presented, action, refusal.code, guess, now, code, request_no)
+    counted = scopes if guess else []
+    await _audit(session, principal, presented, action, refusal.code, guess, now, code, request_no, counted)
     if guess:
         await _count_failure(session, scopes, now, settings)
 
 
-def _scopes(principal: Principal, presented: Presented) -> list[tuple[str, str]]:
+async def _scopes(session: AsyncSession, principal: Principal, presented: Presented) -> list[tuple[str, str]]:
+    """The lockout scopes an attempt counts towards: always the caller; the store it names and the device there
+    (keyed `<store>:<device>`) only when the caller works at that store, so naming another merchant's store or
+    scanner locks out nobody but the caller. A store is known by the codes issued for it."""
     scopes = [("principal", principal.sub)]
-    if presented.store_id:
-        scopes.append(("store", presented.store_id))
+    if not presented.store_id:
+        return scopes
+    merchant_id = await session.scalar(select(Code.merchant_id).where(Code.store_id == presented.store_id).limit(1))
+    if merchant_id is None or not covers_store(principal, merchant_id, presented.store_id):
+        return scopes
+    scopes.append(("store", presented.store_id))
     if presented.device_id:
-        scopes.append(("device", presented.device_id))
+        scopes.append(("device", f"{presented.store_id}:{presented.device_id}"))
     return scopes
 
 
@@ -350,7 +390,7 @@ async def _count_failure(
 ) -> None:
     """After a guess: lock every scope that reached the limit within the window (since its last unlock)."""
     window_start = now - timedelta(minutes=settings.lockout_window_minutes)
-    columns = {"principal": Attempt.principal, "store": Attempt.store_id, "device": Attempt.device_id}
+    columns = {"principal": Attempt.principal, "store": Attempt.lockout_store, "device": Attempt.lockout_device}
     for scope, key in scopes:
         counted_from = await session.scalar(
             select(Lockout.counted_from).where(Lockout.scope == scope, Lockout.key == key)
@@ -381,12 +421,20 @@ async def verify(
     *,
     request_no: str,
     count: int,
+    voucher: Voucher | None,
     clock: Clock,
     settings: RedemptionSettings,
+    vault: Vault,
 ) -> Outcome:
     """Redeems `count` uses of the presented code, or refuses precisely. Never raises for a refusal: the refusal
-    is the answer, stored under the request_no and written to the audit log in this transaction."""
+    is the answer, stored under the request_no and written to the audit log in this transaction (a rider without a
+    voucher for themselves is refused before any request_no is looked at)."""
     now = clock.now()
+    try:
+        _check_voucher(principal, voucher)
+    except ServiceError as refusal:
+        await _audit(session, principal, presented, "verify", refusal.code, False, now, None, request_no)
+        return Outcome(refusal.status, problem_body(refusal, instance="/v1/redemptions"))
     scope = principal.merchant_id or principal.sub
     request_hash = _request_hash(presented, count)
     await session.execute(
@@ -401,12 +449,12 @@ async def verify(
         await _audit(session, principal, presented, "verify", "replayed", False, now, None, request_no)
         return Outcome(earlier.status_code, earlier.answer, replayed=True)
 
-    scopes = _scopes(principal, presented)
+    scopes = await _scopes(session, principal, presented)
     code: Code | None = None
     try:
         await _refuse_if_locked(session, scopes, now, settings)
-        code = await _resolve(session, presented, now, lock=False)
-        _authorise(principal, code, presented.store_id)
+        code = await _resolve(session, vault, presented, now, lock=False)
+        _authorise(principal, code, presented.store_id, voucher)
         left = await session.scalar(
             update(Code)
             .where(
@@ -495,7 +543,9 @@ async def _audit(
     now: datetime,
     code: Code | None,
     request_no: str | None = None,
+    counted: list[tuple[str, str]] | None = None,
 ) -> None:
+    keys = dict(counted or [])
     session.add(
         Attempt(
             action=action,
@@ -512,6 +562,8 @@ async def _audit(
             request_no=request_no,
             result=result,
             failed=failed,
+            lockout_store=keys.get("store"),
+            lockout_device=keys.get("device"),
             at=now,
         )
     )
@@ -539,16 +591,23 @@ def redemption_view(redemption: Redemption, code: Code) -> dict[str, Any]:
 
 
 async def preview(
-    session: AsyncSession, principal: Principal, presented: Presented, clock: Clock, settings: RedemptionSettings
+    session: AsyncSession,
+    principal: Principal,
+    presented: Presented,
+    voucher: Voucher | None,
+    clock: Clock,
+    settings: RedemptionSettings,
+    vault: Vault,
 ) -> Code:
     """What the code would redeem, without redeeming. Audited, and guesses count like a verification's."""
     now = clock.now()
-    scopes = _scopes(principal, presented)
+    scopes = await _scopes(session, principal, presented)
     code: Code | None = None
     try:
+        _check_voucher(principal, voucher)
         await _refuse_if_locked(session, scopes, now, settings)
-        code = await _resolve(session, presented, now, lock=False)
-        _authorise(principal, code, presented.store_id)
+        code = await _resolve(session, vault, presented, now, lock=False)
+        _authorise(principal, code, presented.store_id, voucher)
     except ServiceError as refusal:
         await _record_refusal(session, principal, presented, "preview", refusal, scopes, now, settings, code)
         raise PreviewRefused(refusal) from refusal
@@ -578,9 +637,7 @@ async def reverse(
         raise RedemptionNotFound(f"No redemption {redemption_id}")
     code = await session.scalar(select(Code).where(Code.id == redemption.code_id).with_for_update())
     assert code is not None
-    if principal.role not in (Role.ops, Role.service) and not (
-        principal.role is Role.merchant and code.merchant_id == principal.merchant_id
-    ):
+    if not may_manage(principal, code) or principal.role is Role.customer:
         raise RedemptionNotFound(f"No redemption {redemption_id}")
     if redemption.reversed_at is not None:
         raise ReversalNotAllowed(f"Reversed already at {redemption.reversed_at.isoformat()}")
@@ -633,7 +690,7 @@ async def revoke(session: AsyncSession, principal: Principal, code_id: uuid.UUID
     return code
 
 
-async def reissue(session: AsyncSession, principal: Principal, code_id: uuid.UUID, clock: Clock) -> Code:
+async def reissue(session: AsyncSession, principal: Principal, code_id: uuid.UUID, clock: Clock, vault: Vault) -> Code:
     """A stolen code is voided and a new one (new number, new QR secret) takes its remaining uses."""
     old = await visible_code(session, principal, code_id, lock=True)
     if old.status not in LIVE:
@@ -644,6 +701,7 @@ async def reissue(session: AsyncSession, principal: Principal, code_id: uuid.UUI
     new = await issue_code(
         session,
         clock,
+        vault,
         kind=old.kind,
         merchant_id=old.merchant_id,
         store_id=old.store_id,

@@ -24,3 +24,8 @@ class RedemptionSettings(ServiceSettings):
     lockout_window_minutes: int = 10
     lockout_minutes: int = 30
     max_count_per_request: int = 10
+    # The codes' QR secrets are sealed with this key (32 bytes, url-safe base64). Required.
+    vault_key: str = ""
+    # Dispatch's public key(s) (PEM, several concatenated during rotation) that sign own-rider handover vouchers.
+    # Required: a rider redeems a finish code only with dispatch's voucher for the delivery.
+    handover_public_keys: str = ""

@@ -115,7 +115,8 @@ class Walk:
             time.sleep(0.2)
 
     def wait_code(self, order_id: str, within: float = 20) -> dict[str, Any]:
-        """The order's code, once the redemption service has heard of the payment (over Kafka)."""
+        """The order's code, once the redemption service has heard of the payment (finish code) or the acceptance
+        (pickup code) over Kafka."""
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             page = self.gateway.get(f"/v1/codes?order_id={order_id}", headers=_auth(self.tokens["customer"])).json()
@@ -187,7 +188,8 @@ class Walk:
             self.say(f"    delivery is {step['status']}")
         code = self.wait_code(order["id"])
         self.say(f"    at the door the customer shows the finish code {code['code']}")
-        handed = self.call("rider", "POST", f"{path}/deliver", json={"code": code["code"]})
+        attempt = {"code": code["code"], "request_no": uuid.uuid4().hex}  # a new number per attempt, kept for retries
+        handed = self.call("rider", "POST", f"{path}/deliver", json=attempt)
         self.say(f"    handover verified by the redemption service → delivery {handed['status']}")
         done = self.wait_status(order["id"], {"completed"}, within=15)
         self.say(f"    order is {done['status']}")

@@ -143,16 +143,35 @@ def ensure_signing_key(state_dir: Path) -> Path:
     return path
 
 
-def ensure_vault_key(state_dir: Path) -> str:
-    """The dispatch vault's key for the local stack, made once and kept (a new one would orphan sealed secrets)."""
-    path = state_dir / "keys" / "dispatch-vault.key"
+def ensure_vault_key(state_dir: Path, service: str) -> str:
+    """A service's vault key for the local stack, made once and kept (a new one would orphan sealed secrets)."""
+    path = state_dir / "keys" / f"{service}-vault.key"
     if not path.exists():
-        from services.dispatch.vault import new_key
+        from shared.vault import new_key
 
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(new_key())
         path.chmod(0o600)
     return path.read_text().strip()
+
+
+def ensure_handover_key(state_dir: Path) -> tuple[str, str]:
+    """Dispatch's handover-voucher key pair for the local stack (private PEM, public PEM), made once and kept."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from gateway.auth import generate_signing_key, public_pem
+
+    path = state_dir / "keys" / "dispatch-handover.pem"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(generate_signing_key())
+    private = path.read_text()
+    key = serialization.load_pem_private_key(private.encode(), password=None)
+    assert isinstance(key, ed25519.Ed25519PrivateKey)
+    return private, public_pem(key)
 
 
 @dataclass
@@ -174,6 +193,9 @@ class Stack:
         self.stop_leftovers()
         self.infra = start_infra(self.options)
         self._write_state()
+        # The redemption migration seals the QR secrets of codes kept from an earlier run with this key.
+        redemption_vault_key = ensure_vault_key(self.options.state_dir, "redemption")
+        os.environ.setdefault("REDEMPTION_VAULT_KEY", redemption_vault_key)
         urls = prepare_databases(self.options, self.infra)
         key_file = ensure_signing_key(self.options.state_dir)
         from gateway.auth import load_signing_key, public_pem
@@ -222,14 +244,20 @@ class Stack:
             )
         )
         ports = {service: _unused_port(taken) for service in self.options.services}
+        handover_private, handover_public = ensure_handover_key(self.options.state_dir)
         dispatch_env = {
-            "DISPATCH_VAULT_KEY": ensure_vault_key(self.options.state_dir),
+            "DISPATCH_VAULT_KEY": ensure_vault_key(self.options.state_dir, "dispatch"),
+            "DISPATCH_HANDOVER_SIGNING_KEY": handover_private,
             "DISPATCH_CARRIER_SANDBOX_URL": simulator_url,
             "DISPATCH_WECHAT_APPID": DEMO_WECHAT_APPID,
             "DISPATCH_WECHAT_SECRET": credentials(
                 os.environ.get("CARRIER_SIM_MASTER_KEY", "songda-carrier-simulator"), "wechat", DEMO_WECHAT_APPID
             ).app_secret,
             "DISPATCH_REDEMPTION_URL": f"http://127.0.0.1:{ports.get('redemption', 0)}",
+        }
+        redemption_env = {
+            "REDEMPTION_VAULT_KEY": redemption_vault_key,
+            "REDEMPTION_HANDOVER_PUBLIC_KEYS": handover_public,
         }
         for service in self.options.services:
             prefix = service.upper()
@@ -244,6 +272,8 @@ class Stack:
                 env |= order_payment_env
             if service == "dispatch":
                 env |= dispatch_env
+            if service == "redemption":
+                env |= redemption_env
             self.apps.append(
                 AppProcess(service, f"services.{service}.app:create_app", port, env, logs / f"{service}.log")
             )

@@ -19,12 +19,12 @@ from services.dispatch.app import create_app
 from services.dispatch.carriers.simulator import SimulatorSettings, credentials
 from services.dispatch.carriers.simulator import create_app as create_simulator
 from services.dispatch.settings import DispatchSettings
-from services.dispatch.vault import new_key
 from shared.clock import FrozenClock
 from shared.events.envelope import new_event
 from shared.stack.ports import free_port
 from shared.timers import TimerWorker
-from tests.support import JWT_KEY, EventFeed, bearer, eventually, run_sql, serve
+from shared.vault import new_key
+from tests.support import HANDOVER_KEY, JWT_KEY, EventFeed, bearer, eventually, run_sql, serve
 
 MERCHANT = bearer("merchant", "staff-1", "m-1", store_ids=["s-1"])
 OTHER_MERCHANT = bearer("merchant", "staff-2", "m-2")
@@ -128,7 +128,9 @@ class DispatchHarness:
 
 
 @contextlib.asynccontextmanager
-async def dispatch_stack(db_url: str, bootstrap: str, **sim_overrides: Any) -> AsyncIterator[DispatchHarness]:
+async def dispatch_stack(
+    db_url: str, bootstrap: str, settings_overrides: dict[str, Any] | None = None, **sim_overrides: Any
+) -> AsyncIterator[DispatchHarness]:
     clock = FrozenClock(datetime.now(UTC).replace(microsecond=0))  # near real time: carriers check skew
     dispatch_port = free_port()
     sim_settings = SimulatorSettings(
@@ -152,6 +154,8 @@ async def dispatch_stack(db_url: str, bootstrap: str, **sim_overrides: Any) -> A
             carrier_sandbox_url=sim_url,
             wechat_appid=WECHAT_APPID,
             wechat_secret=credentials(MASTER_KEY, "wechat", WECHAT_APPID).app_secret,
+            handover_signing_key=HANDOVER_KEY,
+            **(settings_overrides or {}),
         )
         app = create_app(settings, clock=clock)
         async with serve(app, port=dispatch_port) as url:

@@ -1,13 +1,24 @@
 """The own fleet: offers go to the nearest free online rider, one at a time; declined or expired offers go on to
-the next; a rider sees and moves only their own tasks. (The handover with the customer's finish code, verified by
-the redemption service, runs end to end through the gateway in the stack smoke test.)"""
+the next; a rider sees and moves only their own tasks; the handover redeems, at the real redemption service, only
+the finish code of the delivery the rider has picked up, each attempt under its own request number."""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
-from tests.dispatch.conftest import STORE, DispatchHarness
-from tests.support import bearer
+import httpx
+import pytest
+
+from services.dispatch.fleet import handover_request_no
+from services.redemption.app import create_app as create_redemption
+from shared.handover import HEADER, Voucher, VoucherSigner
+from shared.stack.ports import free_port
+from shared.timers import TimerWorker
+from tests.dispatch.conftest import CUSTOMER, STORE, DispatchHarness, dispatch_stack
+from tests.redemption.conftest import RedemptionHarness, redemption_settings
+from tests.support import HANDOVER_KEY, EventFeed, bearer, serve
 
 NEAR = bearer("rider", "rider-near", "m-1")
 FAR = bearer("rider", "rider-far", "m-1")
@@ -75,3 +86,76 @@ async def test_nearest_rider_first_then_the_next_on_decline_or_timeout(dispatch:
     assert await dispatch.events(second) == [
         "delivery.created.v1", "delivery.rider_assigned.v1", "delivery.rider_at_store.v1", "delivery.picked_up.v1",
     ]  # fmt: skip
+
+
+@pytest.fixture
+async def fleet_with_redemption(
+    dispatch_db_url: str, redemption_db_url: str, bootstrap: str
+) -> AsyncIterator[tuple[DispatchHarness, RedemptionHarness]]:
+    """Dispatch and the redemption service, each on its own port and on one clock, dispatch verifying handovers at
+    the other."""
+    port = free_port()
+    async with dispatch_stack(dispatch_db_url, bootstrap, {"redemption_url": f"http://127.0.0.1:{port}"}) as dispatch:
+        app = create_redemption(redemption_settings(redemption_db_url, bootstrap), clock=dispatch.clock)
+        async with serve(app, port=port) as url:
+            sessionmaker = app.state.sessionmaker
+            timers = TimerWorker(service="redemption", sessionmaker=sessionmaker, clock=dispatch.clock, handlers={})
+            feed = EventFeed(sessionmaker, bootstrap, app.state.reactions.event_handlers())
+            try:
+                async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+                    yield dispatch, RedemptionHarness(client, sessionmaker, dispatch.clock, timers, feed)
+            finally:
+                await feed.close()
+
+
+async def test_the_handover_redeems_only_this_picked_up_deliverys_code_and_every_attempt_is_its_own(
+    fleet_with_redemption: tuple[DispatchHarness, RedemptionHarness],
+) -> None:
+    dispatch, redemption = fleet_with_redemption
+    await _online(dispatch, NEAR, STORE["lat"] + 0.001, "近")
+    await _online(dispatch, FAR, STORE["lat"] + 0.02, "远")
+    order_id = await dispatch.order_ready(strategy=OWN_FLEET)
+    await dispatch.fire()
+    task = (await _tasks(dispatch, NEAR))[0]
+    path = f"/v1/riders/me/tasks/{task['delivery_id']}"
+    mine = await redemption.order_paid(order_id, mode="delivery", store={"id": "s-1", "name": "面馆"})
+    theirs = await redemption.order_paid("SD-next-door", mode="delivery")
+    digits = str(mine["code"]).replace(" ", "")
+
+    async def deliver(request_no: str, headers: dict[str, str] = NEAR, **presented: str) -> tuple[int, str]:
+        response = await dispatch.client.post(
+            f"{path}/deliver", json={"request_no": request_no, **presented}, headers=headers
+        )
+        return response.status_code, str(response.json().get("type") or response.json().get("status"))
+
+    await dispatch.client.post(f"{path}/accept", headers=NEAR)
+    await dispatch.client.post(f"{path}/arrive", headers=NEAR)
+    assert await deliver("attempt-1", code=digits) == (409, "/problems/wrong-step")  # not picked up yet
+    await dispatch.client.post(f"{path}/pickup", headers=NEAR)
+    assert await deliver("attempt-2", FAR, code=digits) == (404, "/problems/task-not-found")  # another rider
+    assert await deliver("attempt-3", code=digits[:-1] + str((int(digits[-1]) + 1) % 10)) == (
+        422, "/problems/check-digit-failed"
+    )  # fmt: skip
+    wrong_door = str(theirs["code"]).replace(" ", "")
+    assert await deliver("attempt-4", code=wrong_door) == (409, "/problems/wrong-order")
+    stale = mine["qr_token"]
+    dispatch.clock.advance(timedelta(seconds=90))
+    assert await deliver("attempt-5", qr_token=stale) == (422, "/problems/token-not-valid")
+    assert await redemption.sql("SELECT count(*) FROM redemption") == [(0,)]
+    # The next attempt reaches the redemption service, which redeems, but the answer is lost (dispatch timed out):
+    # the rider app retries the same attempt and gets the same answer; the delivery is delivered once.
+    fresh = (await redemption.client.get(f"/v1/codes/{mine['id']}", headers=CUSTOMER)).json()["qr_token"]
+    voucher = Voucher("rider-near", "m-1", str(task["delivery_id"]), order_id)
+    lost = await redemption.client.post(
+        "/v1/redemptions",
+        json={"request_no": handover_request_no(uuid.UUID(str(task["delivery_id"])), "attempt-6"), "qr_token": fresh},
+        headers=NEAR | {HEADER: VoucherSigner(HANDOVER_KEY, 60).sign(voucher, dispatch.clock.now())},
+    )
+    assert lost.status_code == 201
+    assert await deliver("attempt-6", qr_token=fresh) == (200, "delivered")
+    assert await deliver("attempt-6", qr_token=fresh) == (200, "delivered")
+    assert await redemption.sql("SELECT count(*) FROM redemption") == [(1,)]
+    assert await redemption.sql("SELECT order_id, status FROM code ORDER BY order_id") == [
+        ("SD-next-door", "active"), (order_id, "redeemed")
+    ]  # fmt: skip
+    assert (await dispatch.events(order_id))[-1] == "delivery.delivered.v1"

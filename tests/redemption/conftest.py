@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.auth import public_pem
@@ -17,8 +18,10 @@ from services.redemption.app import create_app
 from services.redemption.settings import RedemptionSettings
 from shared.clock import FrozenClock
 from shared.events.envelope import new_event
+from shared.handover import HEADER, Voucher, VoucherSigner
 from shared.timers import TimerWorker
-from tests.support import JWT_KEY, EventFeed, bearer, run_sql, serve
+from shared.vault import new_key
+from tests.support import HANDOVER_KEY, JWT_KEY, EventFeed, bearer, run_sql, serve
 
 START = datetime(2026, 11, 18, 4, 0, 7, tzinfo=UTC)
 CUSTOMER = bearer("customer", "openid-alice")
@@ -28,6 +31,18 @@ OTHER_MERCHANT = bearer("merchant", "staff-2", "m-2")
 RIDER = bearer("rider", "rider-1", "m-1")
 OTHER_RIDER = bearer("rider", "rider-9", "m-2")
 OPS = bearer("ops", "ops-1")
+HANDOVER_PUBLIC = public_pem(serialization.load_pem_private_key(HANDOVER_KEY.encode(), password=None))  # type: ignore[arg-type]
+
+
+def redemption_settings(database_url: str, bootstrap: str, **overrides: Any) -> RedemptionSettings:
+    defaults: dict[str, Any] = {
+        "database_pool_size": 20,
+        "jwt_public_keys": public_pem(JWT_KEY),  # type: ignore[arg-type]
+        "run_workers": False,
+        "vault_key": new_key(),
+        "handover_public_keys": HANDOVER_PUBLIC,
+    }
+    return RedemptionSettings(database_url=database_url, kafka_bootstrap_servers=bootstrap, **defaults | overrides)
 
 
 @dataclass
@@ -39,8 +54,11 @@ class RedemptionHarness:
     feed: EventFeed
     requests: int = 0
 
-    async def order_paid(self, order_id: str = "o-1", mode: str = "pickup", **overrides: Any) -> dict[str, Any]:
-        """The order service says the order is paid; returns the code the customer then sees."""
+    async def order_paid(
+        self, order_id: str = "o-1", mode: str = "pickup", *, accepted: bool = True, **overrides: Any
+    ) -> dict[str, Any]:
+        """The order service says the order is paid (and, unless told otherwise, accepted); returns the code the
+        customer then sees."""
         data = {
             "order_id": order_id,
             "status": "paid",
@@ -55,6 +73,11 @@ class RedemptionHarness:
         await self.feed.deliver(
             new_event("order.paid.v1", source="order", subject=order_id, data=data, clock=self.clock)
         )
+        if accepted:
+            accept = data | {"status": "accepted"}
+            await self.feed.deliver(
+                new_event("order.accepted.v1", source="order", subject=order_id, data=accept, clock=self.clock)
+            )
         page = (await self.client.get(f"/v1/codes?order_id={order_id}", headers=CUSTOMER)).json()
         return dict(page["items"][0]) if page["items"] else {}
 
@@ -78,6 +101,13 @@ class RedemptionHarness:
         body = {"request_no": request_no or f"req-{self.requests:06d}", "store_id": store_id, **extra}
         body |= {"code": code} if code is not None else {"qr_token": qr_token}
         return await self.client.post("/v1/redemptions", json=body, headers=headers)
+
+    def handover(
+        self, order_id: str, rider: str = "rider-1", merchant: str = "m-1", key: str = HANDOVER_KEY
+    ) -> dict[str, str]:
+        """The voucher dispatch sends with a rider's handover of the delivery of `order_id`."""
+        voucher = Voucher(rider, merchant, f"d-{order_id}", order_id)
+        return {HEADER: VoucherSigner(key, 60).sign(voucher, self.clock.now())}
 
     async def voucher(self, uses: int = 5) -> dict[str, Any]:
         response = await self.client.post(
@@ -103,13 +133,7 @@ class RedemptionHarness:
 @pytest.fixture
 async def redemption(redemption_db_url: str, bootstrap: str) -> AsyncIterator[RedemptionHarness]:
     clock = FrozenClock(START)
-    settings = RedemptionSettings(
-        database_url=redemption_db_url,
-        database_pool_size=20,
-        kafka_bootstrap_servers=bootstrap,
-        jwt_public_keys=public_pem(JWT_KEY),  # type: ignore[arg-type]
-        run_workers=False,
-    )
+    settings = redemption_settings(redemption_db_url, bootstrap)
     app = create_app(settings, clock=clock)
     async with serve(app) as url:
         sessionmaker = app.state.sessionmaker

@@ -13,7 +13,6 @@ from tests.redemption.conftest import (
     OPS,
     OTHER_CUSTOMER,
     OTHER_MERCHANT,
-    OTHER_RIDER,
     RIDER,
     RedemptionHarness,
 )
@@ -147,9 +146,11 @@ async def test_guessing_locks_out_and_ops_unlock(redemption: RedemptionHarness) 
     locked = await r.redeem(code=digits, device_id="pos-1")
     assert (locked.status_code, locked.json()["type"]) == (423, "/problems/locked-out")
     locks = (await r.client.get("/v1/redemptions/lockouts", headers=OPS)).json()
-    assert {(x["scope"], x["key"]) for x in locks} == {("store", "s-1"), ("device", "pos-1"), ("principal", "staff-1")}
+    assert {(x["scope"], x["key"]) for x in locks} == {
+        ("store", "s-1"), ("device", "s-1:pos-1"), ("principal", "staff-1")
+    }  # fmt: skip
     assert (await r.client.post("/v1/redemptions/lockouts/store/s-1/unlock", headers=MERCHANT)).status_code == 403
-    for scope, key in (("store", "s-1"), ("device", "pos-1"), ("principal", "staff-1")):
+    for scope, key in (("store", "s-1"), ("device", "s-1:pos-1"), ("principal", "staff-1")):
         assert (await r.client.post(f"/v1/redemptions/lockouts/{scope}/{key}/unlock", headers=OPS)).status_code == 200
     r.clock.advance(timedelta(seconds=1))
     assert (await r.redeem(code=digits, device_id="pos-1")).status_code == 201
@@ -215,8 +216,9 @@ async def test_codes_follow_the_order_and_expire_on_time(redemption: RedemptionH
     assert (await r.redeem(code=_digits(cancelled))).json()["type"] == "/problems/code-revoked"
     finish = await r.order_paid("o-2", mode="delivery")
     assert finish["kind"] == "finish"
-    assert (await r.redeem(code=_digits(finish), headers=OTHER_RIDER, store_id=None)).status_code == 404
-    handed_over = await r.redeem(code=_digits(finish), headers=RIDER, store_id=None, lat=39.91, lng=116.40)
+    handed_over = await r.redeem(
+        code=_digits(finish), headers=RIDER | r.handover("o-2"), store_id=None, lat=39.91, lng=116.40
+    )
     assert handed_over.status_code == 201
     assert (await r.order_paid("o-3", mode="express")) == {}  # express needs no code
     late = await r.order_paid("o-4")
@@ -275,3 +277,16 @@ async def test_a_code_allows_a_limited_number_of_redeem_and_reverse_cycles(redem
     refused = await r.client.post(f"/v1/redemptions/{last['id']}/reverse", json={"reason": "11th"}, headers=MERCHANT)
     assert (refused.status_code, refused.json()["reason"]) == (409, "too-many-cycles")
     assert await r.sql("SELECT status, cycles FROM code") == [("redeemed", 10)]
+
+
+async def test_a_pickup_code_is_issued_only_once_the_merchant_accepts(redemption: RedemptionHarness) -> None:
+    r = redemption
+    # Paid, not accepted: no code to redeem, so an order refunded at the accept deadline never handed goods over.
+    assert await r.order_paid("o-1", accepted=False) == {}
+    await r.order_event("order.cancelled.v1", "o-1", reason="not accepted in time")
+    assert (await r.client.get("/v1/codes?order_id=o-1", headers=OPS)).json()["total"] == 0
+    # Accepted: the customer gets the code, and it redeems.
+    assert await r.order_paid("o-2", accepted=False) == {}
+    code = await r.order_paid("o-2")
+    assert code["kind"] == "pickup"
+    assert (await r.redeem(code=_digits(code))).status_code == 201
