@@ -264,9 +264,13 @@ async def test_relay_deletes_published_events_after_the_retention_window(
         await conn.execute(text("UPDATE outbox SET published_at = now() - interval '8 days' WHERE key = 'order-old'"))
         await conn.execute(text("UPDATE outbox SET published_at = now() - interval '6 days' WHERE key = 'order-new'"))
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    relay = OutboxRelay(
-        service="order", engine=engine, sessionmaker=sessionmaker, producer=producer, retention=timedelta(days=7)
-    )
-    assert await relay.purge_published() == 1
+    await producer.start()
+    try:
+        relay = OutboxRelay(
+            service="order", engine=engine, sessionmaker=sessionmaker, producer=producer, retention=timedelta(days=7)
+        )
+        assert await relay.purge_published() == 1
+    finally:
+        await producer.stop()
     async with sessionmaker() as session:
         assert (await session.scalars(select(OutboxEvent.key))).all() == ["order-new"]
