@@ -21,19 +21,27 @@ _EPOCH_PARTITION = TopicPartition(EPOCH_TOPIC, 0)
 
 class BrokerEpoch:
     def __init__(self, bootstrap_servers: str, producer: AIOKafkaProducer, timeout_seconds: float = 10.0) -> None:
+        self.bootstrap_servers = bootstrap_servers
         self.producer = producer
         self.timeout = timeout_seconds
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False, client_id="songda-epoch"
-        )
-        self.started = False
+        self.consumer: AIOKafkaConsumer | None = None
 
     async def read(self) -> str:
         """The broker's epoch, written first if the broker has none."""
-        if not self.started:
-            await self.consumer.start()
-            self.consumer.assign([_EPOCH_PARTITION])
-            self.started = True
+        if self.consumer is None:
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.bootstrap_servers,
+                group_id=None,
+                enable_auto_commit=False,
+                client_id="songda-epoch",
+            )
+            try:
+                await consumer.start()
+            except BaseException:
+                await consumer.stop()
+                raise
+            consumer.assign([_EPOCH_PARTITION])
+            self.consumer = consumer
         end = (await self.consumer.end_offsets([_EPOCH_PARTITION]))[_EPOCH_PARTITION]
         if end == 0:
             await self.producer.send_and_wait(EPOCH_TOPIC, uuid.uuid4().hex.encode(), partition=0)
@@ -43,6 +51,6 @@ class BrokerEpoch:
         return (record.value or b"").decode()
 
     async def stop(self) -> None:
-        if self.started:
-            await self.consumer.stop()
-            self.started = False
+        if self.consumer is not None:
+            consumer, self.consumer = self.consumer, None
+            await consumer.stop()
