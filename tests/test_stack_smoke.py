@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ import pytest
 from shared.stack.demo import DEMO_STORE_ID, Walk, run_demo
 from shared.stack.launcher import database_url
 from shared.stack.ports import free_port
-from shared.stack.postgres import INSTALL, PACKAGE, _wheel_digest
+from shared.stack.postgres import INSTALL, PACKAGE, _wheel_digest, fallback_data_dir
 from shared.stack.processes import process_cmdline
 
 pytestmark = pytest.mark.stack
@@ -77,8 +78,15 @@ def _our_processes(data_dir: str, pids: list[int]) -> list[str]:
     return alive
 
 
-def test_run_survives_a_crashed_run_and_stops_cleanly(tmp_path: Path) -> None:
-    state_dir = tmp_path / "state"
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Iterator[Path]:
+    state = tmp_path / "state"
+    yield state
+    # As root the data lives outside tmp_path (the PostgreSQL user cannot enter it): removed here.
+    shutil.rmtree(fallback_data_dir(state), ignore_errors=True)
+
+
+def test_run_survives_a_crashed_run_and_stops_cleanly(state_dir: Path) -> None:
     port = free_port()
 
     crashed, printed = _launch(state_dir, port)
@@ -148,8 +156,7 @@ async def _paid_published(postgres_url: str, order_id: str) -> bool:
     return bool(published)
 
 
-def test_an_event_published_just_before_a_restart_takes_effect_once_after_it(tmp_path: Path) -> None:
-    state_dir = tmp_path / "state"
+def test_an_event_published_just_before_a_restart_takes_effect_once_after_it(state_dir: Path) -> None:
     port = free_port()
     # The redemption service runs but consumes nothing: order.paid reaches the broker and nobody reads it.
     first, printed = _launch(state_dir, port, extra_env={"REDEMPTION_CONSUMES": "[]"})

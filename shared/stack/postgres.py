@@ -101,6 +101,12 @@ def _shared_install(user: str, package: Path) -> Path:
     return install
 
 
+def fallback_data_dir(state_dir: Path) -> Path:
+    """Where the data of `state_dir` goes when the PostgreSQL user cannot enter it."""
+    digest = hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:12]
+    return FALLBACK_DIR / f"pgdata-{digest}"
+
+
 class EmbeddedPostgres:
     def __init__(self, state_dir: Path, port: int, *, fast: bool = False) -> None:
         self.port = port
@@ -116,8 +122,7 @@ class EmbeddedPostgres:
                 self.install = _shared_install(self.user, package)
             state_dir.mkdir(parents=True, exist_ok=True)
             if not _reachable_by(self.user, state_dir):
-                digest = hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:12]
-                self.data_dir = FALLBACK_DIR / f"pgdata-{digest}"
+                self.data_dir = fallback_data_dir(state_dir)
                 self.log_file = self.data_dir.parent / "postgres.log"
 
     @property
