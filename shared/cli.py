@@ -1,4 +1,4 @@
-"""`songda`: the operator's command line (run the local stack, migrate, replay a dead-letter topic)."""
+"""`songda`: the operator's command line (run the local stack, migrate, list, replay and discard dead letters)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,17 @@ import asyncio
 import signal
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING, TypeVar
 
 from shared.events.topics import SERVICES
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+T = TypeVar("T")
 
 
 def _stop_on_sigterm() -> None:
@@ -85,11 +92,59 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_dlq_replay(args: argparse.Namespace) -> int:
+def cmd_dlq_replay_topic(args: argparse.Namespace) -> int:
     from shared.events.dlq import replay_dlq
 
     report = asyncio.run(replay_dlq(args.bootstrap_servers, args.topic))
     print(f"{args.topic}: replayed {report.replayed}, skipped {report.skipped}")
+    return 0
+
+
+def _in_session(database_url: str, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Runs `work` in one committed transaction on a service's database."""
+    from shared.db import create_engine, create_sessionmaker
+
+    async def run() -> T:
+        engine = create_engine(database_url, pool_size=1)
+        try:
+            async with create_sessionmaker(engine)() as session, session.begin():
+                return await work(session)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def cmd_dlq_list(args: argparse.Namespace) -> int:
+    from shared.events.parking import dead_letters
+
+    letters = _in_session(args.database_url, lambda session: dead_letters(session, args.consumer))
+    for letter in letters:
+        print(
+            f"{letter.subject}\t{letter.type}\tevent {letter.event_id}\tconsumer {letter.consumer}\t"
+            f"since {letter.parked_at:%Y-%m-%d %H:%M:%S}\t{letter.waiting} waiting behind\t{letter.error}"
+        )
+    print(f"{len(letters)} dead letter(s) held")
+    return 0
+
+
+def cmd_dlq_replay(args: argparse.Namespace) -> int:
+    from shared.events.parking import replay
+
+    if not args.subjects and not args.all:
+        print("name the subjects to replay, or --all", file=sys.stderr)
+        return 2
+    subjects = None if args.all else args.subjects
+    released = _in_session(args.database_url, lambda session: replay(session, subjects, args.consumer))
+    print(f"released {released} dead letter(s); the consumer applies them and what waits behind them, in order")
+    return 0
+
+
+def cmd_dlq_discard(args: argparse.Namespace) -> int:
+    from shared.events.parking import discard
+
+    dropped = _in_session(args.database_url, lambda session: discard(session, args.subjects, args.consumer))
+    print(f"discarded {dropped} dead letter(s); the events parked behind them are applied next")
     return 0
 
 
@@ -115,12 +170,30 @@ def main(argv: list[str] | None = None) -> int:
     )
     migrate.set_defaults(func=cmd_migrate)
 
-    dlq = sub.add_parser("dlq", help="dead-letter topics")
+    dlq = sub.add_parser("dlq", help="dead letters: events a consumer's handler failed on, holding their subject")
     dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True)
-    replay = dlq_sub.add_parser("replay", help="send every record of a .dlq topic back to its original topic")
-    replay.add_argument("topic", help="e.g. order.events.dlq")
-    replay.add_argument("--bootstrap-servers", required=True)
+    database = argparse.ArgumentParser(add_help=False)
+    database.add_argument("--database-url", required=True, help="the consuming service's postgresql+asyncpg URL")
+    database.add_argument("--consumer", help="only this consumer group (default: every one in that database)")
+    listing = dlq_sub.add_parser("list", parents=[database], help="the held dead letters and what waits behind")
+    listing.set_defaults(func=cmd_dlq_list)
+    replay = dlq_sub.add_parser(
+        "replay", parents=[database], help="apply the dead letters of these subjects again, then their parked events"
+    )
+    replay.add_argument("subjects", nargs="*", help="subjects (order ids) as `list` shows them")
+    replay.add_argument("--all", action="store_true", help="every held dead letter")
     replay.set_defaults(func=cmd_dlq_replay)
+    discard = dlq_sub.add_parser(
+        "discard", parents=[database], help="drop the dead letters of these subjects; apply their parked events"
+    )
+    discard.add_argument("subjects", nargs="+")
+    discard.set_defaults(func=cmd_dlq_discard)
+    replay_topic = dlq_sub.add_parser(
+        "replay-topic", help="send every record of a .dlq topic back to its original topic (undecodable ones too)"
+    )
+    replay_topic.add_argument("topic", help="e.g. order.events.dlq")
+    replay_topic.add_argument("--bootstrap-servers", required=True)
+    replay_topic.set_defaults(func=cmd_dlq_replay_topic)
 
     args = parser.parse_args(argv)
     return int(args.func(args))

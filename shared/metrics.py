@@ -16,8 +16,17 @@ OUTBOX_PUBLISHED = Counter("songda_outbox_published_total", "Outbox events publi
 OUTBOX_PUBLISH_FAILURES = Counter(
     "songda_outbox_publish_failures_total", "Outbox publish attempts that failed", ["service"]
 )
+OUTBOX_REPUBLISHED = Counter(
+    "songda_outbox_republished_total", "Published outbox events sent again to a fresh broker", ["service"]
+)
 CONSUMER_LAG = Gauge("songda_consumer_lag", "Records behind the partition end", ["service", "topic", "partition"])
 CONSUMER_HANDLED = Counter("songda_consumer_events_total", "Events consumed", ["service", "topic", "outcome"])
+CONSUMER_INFRA_RETRIES = Counter(
+    "songda_consumer_infrastructure_retries_total",
+    "Event applications retried because the database or the broker was unreachable",
+    ["service", "topic"],
+)
+PARKED_EVENTS = Gauge("songda_parked_events", "Events parked behind a dead letter of their subject", ["service"])
 DLQ_RECORDS = Counter("songda_dlq_records_total", "Records sent to a dead-letter topic", ["service", "topic"])
 TIMER_BACKLOG = Gauge("songda_timer_backlog", "Timers due and not yet fired", ["service"])
 TIMERS_FIRED = Counter("songda_timers_fired_total", "Timers fired", ["service", "kind", "outcome"])

@@ -25,7 +25,7 @@ def alembic_config(service: str, database_url: str) -> Config:
     return config
 
 
-def upgrade(service: str, database_url: str, revision: str = "head") -> None:
+def upgrade(service: str, database_url: str, revision: str = "heads") -> None:
     """Blocking; call it from a thread in async code."""
     command.upgrade(alembic_config(service, database_url), revision)
 
@@ -106,6 +106,44 @@ def create_infra_tables() -> None:
         ["due_at"],
         postgresql_where=sa.text("fired_at IS NULL AND cancelled_at IS NULL"),
     )
+
+
+def create_event_pipeline_tables() -> None:
+    """The second infra revision of every history, on a branch of its own off the first (so a service's own
+    revisions never conflict with it): published-outbox retention, the relay's broker epoch, parked events."""
+    tz = sa.DateTime(timezone=True)
+    op.create_index(
+        "ix_outbox_published_at", "outbox", ["published_at"], postgresql_where=sa.text("published_at IS NOT NULL")
+    )
+    op.create_table(
+        "outbox_relay",
+        sa.Column("relay", sa.Text, primary_key=True),
+        sa.Column("broker_epoch", sa.Text, nullable=False),
+        sa.Column("updated_at", tz, nullable=False, server_default=sa.func.now()),
+    )
+    op.create_table(
+        "parked_event",
+        sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+        sa.Column("consumer", sa.Text, nullable=False),
+        sa.Column("subject", sa.Text, nullable=False),
+        sa.Column("event_id", postgresql.UUID, nullable=False),
+        sa.Column("type", sa.Text, nullable=False),
+        sa.Column("topic", sa.Text, nullable=False),
+        sa.Column("partition", sa.Integer, nullable=False),
+        sa.Column("offset", sa.BigInteger, nullable=False),
+        sa.Column("value", sa.LargeBinary, nullable=False),
+        sa.Column("held", sa.Boolean, nullable=False, server_default=sa.text("false")),
+        sa.Column("error", sa.Text),
+        sa.Column("parked_at", tz, nullable=False, server_default=sa.func.now()),
+        sa.UniqueConstraint("consumer", "event_id", name="uq_parked_event_consumer"),
+    )
+    op.create_index("ix_parked_event_subject", "parked_event", ["consumer", "subject", "id"])
+
+
+def drop_event_pipeline_tables() -> None:
+    op.drop_table("parked_event")
+    op.drop_table("outbox_relay")
+    op.drop_index("ix_outbox_published_at", "outbox")
 
 
 def drop_infra_tables() -> None:

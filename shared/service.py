@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager, suppress
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -23,8 +23,10 @@ from shared.clock import Clock, SystemClock
 from shared.db import create_engine, create_sessionmaker
 from shared.errors import install_error_handlers, problem_response
 from shared.events.consumer import EventConsumer, EventHandler
+from shared.events.epoch import BrokerEpoch
 from shared.events.kafka import make_producer, start_producer
 from shared.events.models import OutboxEvent
+from shared.events.parking import parked_count
 from shared.events.relay import OutboxRelay
 from shared.middleware import RequestContextMiddleware
 from shared.settings import ServiceSettings
@@ -89,9 +91,11 @@ def build_service_app(
                 engine=engine,
                 sessionmaker=sessionmaker,
                 producer=producer,
+                broker_epoch=BrokerEpoch(settings.kafka_bootstrap_servers, producer),
                 batch_size=settings.outbox_batch_size,
                 poll_seconds=settings.outbox_poll_seconds,
                 max_backoff_seconds=settings.outbox_max_backoff_seconds,
+                retention=timedelta(hours=settings.outbox_retention_hours),
             )
             app.state.relay = relay
             workers: list[Awaitable[None]] = [supervise("outbox-relay", relay.run)]
@@ -107,6 +111,7 @@ def build_service_app(
                         dlq_producer=producer,
                         max_attempts=settings.consumer_max_attempts,
                         retry_seconds=settings.consumer_retry_seconds,
+                        max_backoff_seconds=settings.consumer_max_backoff_seconds,
                         session_timeout_ms=settings.kafka_session_timeout_ms,
                     )
                     await consumer.run()
@@ -204,6 +209,7 @@ def _operations_router(service: str) -> APIRouter:
                 metrics.OUTBOX_BACKLOG.labels(service).set(backlog)
                 metrics.OUTBOX_OLDEST_AGE.labels(service).set(_age(oldest, clock.now()))
                 metrics.TIMER_BACKLOG.labels(service).set(await timer_backlog(session, clock.now()))
+                metrics.PARKED_EVENTS.labels(service).set(await parked_count(session))
         except Exception as exc:
             log.warning("metrics: database gauges unavailable", extra={"error": repr(exc)})
         return metrics.exposition()

@@ -35,9 +35,14 @@ class ServiceSettings(BaseSettings):
     outbox_batch_size: int = 200
     outbox_poll_seconds: float = 0.1
     outbox_max_backoff_seconds: float = 10.0
+    # Published events are kept this long, to republish them to a broker that lost them.
+    outbox_retention_hours: float = 168.0
 
+    # A failing handler is tried this many times, then its event is dead-lettered and its subject held.
     consumer_max_attempts: int = 5
     consumer_retry_seconds: float = 0.2
+    # An unreachable database or broker is retried without limit, backing off up to this.
+    consumer_max_backoff_seconds: float = 10.0
 
     timer_batch_size: int = 100
     timer_poll_seconds: float = 0.5

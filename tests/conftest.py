@@ -22,8 +22,9 @@ TEST_STATE = ROOT / ".songda" / "test"
 
 @pytest.fixture(scope="session")
 def infra() -> Iterator[Infra]:
-    # Ports of our own (0: any free one), so a running `make run` is left alone.
-    options = StackOptions.from_env(TEST_STATE, postgres_port=0, broker_port=0)
+    # Ports of our own (0: any free one), so a running `make run` is left alone; no fsync, as nothing here must
+    # outlive a crash.
+    options = StackOptions.from_env(TEST_STATE, postgres_port=0, broker_port=0, fast_postgres=True)
     started = start_infra(options)
     yield started
     started.stop()

@@ -1,30 +1,40 @@
-"""The launcher end to end: `songda run` brings the platform up, survives a crashed predecessor, and leaves
-nothing running after Ctrl-C."""
+"""The launcher end to end: `songda run` brings the platform up, survives a crashed predecessor, leaves nothing
+running after Ctrl-C, loses no event across a restart, and runs from a checkout PostgreSQL's user cannot enter."""
 
 from __future__ import annotations
 
+import asyncio
+import importlib.util
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
-from shared.stack.demo import run_demo
+from shared.stack.demo import DEMO_STORE_ID, Walk, run_demo
+from shared.stack.launcher import database_url
 from shared.stack.ports import free_port
+from shared.stack.postgres import INSTALL, PACKAGE, _wheel_digest, fallback_data_dir
 from shared.stack.processes import process_cmdline
 
 pytestmark = pytest.mark.stack
 
 
-def _launch(state_dir: Path, gateway_port: int) -> tuple[subprocess.Popen[str], dict[str, str]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SONGDA_")}
+def _launch(
+    state_dir: Path, gateway_port: int, extra_env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SONGDA_")} | (extra_env or {})
     process = subprocess.Popen(
         [sys.executable, "-m", "shared.cli", "run", "--state-dir", str(state_dir), "--gateway-port", str(gateway_port)],
         stdout=subprocess.PIPE,
@@ -68,8 +78,15 @@ def _our_processes(data_dir: str, pids: list[int]) -> list[str]:
     return alive
 
 
-def test_run_survives_a_crashed_run_and_stops_cleanly(tmp_path: Path) -> None:
-    state_dir = tmp_path / "state"
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Iterator[Path]:
+    state = tmp_path / "state"
+    yield state
+    # As root the data lives outside tmp_path (the PostgreSQL user cannot enter it): removed here.
+    shutil.rmtree(fallback_data_dir(state), ignore_errors=True)
+
+
+def test_run_survives_a_crashed_run_and_stops_cleanly(state_dir: Path) -> None:
     port = free_port()
 
     crashed, printed = _launch(state_dir, port)
@@ -113,3 +130,90 @@ def test_run_survives_a_crashed_run_and_stops_cleanly(tmp_path: Path) -> None:
     assert "stopped." in output
     assert _our_processes(data_dir, started) == []
     assert not (state_dir / "run" / "stack.json").exists()
+
+
+def _stop(process: subprocess.Popen[str]) -> str:
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
+    return output
+
+
+def _walk(printed: dict[str, str]) -> Walk:
+    tokens = {role: printed[f"token {role}"] for role in ("customer", "merchant", "rider", "ops")}
+    return Walk(printed["gateway"], printed["wechatpay sandbox"], tokens, say=lambda _: None)
+
+
+async def _paid_published(postgres_url: str, order_id: str) -> bool:
+    connection = await asyncpg.connect(database_url(postgres_url, "songda_order", "postgresql"))
+    try:
+        published = await connection.fetchval(
+            "SELECT count(*) FROM outbox WHERE type = 'order.paid.v1' AND key = $1 AND published_at IS NOT NULL",
+            order_id,
+        )
+    finally:
+        await connection.close()
+    return bool(published)
+
+
+def test_an_event_published_just_before_a_restart_takes_effect_once_after_it(state_dir: Path) -> None:
+    port = free_port()
+    # The redemption service runs but consumes nothing: order.paid reaches the broker and nobody reads it.
+    first, printed = _launch(state_dir, port, extra_env={"REDEMPTION_CONSUMES": "[]"})
+    walk = _walk(printed)
+    try:
+        sku = walk.call("customer", "GET", f"/v1/stores/{DEMO_STORE_ID}/products")["items"][0]["skus"][0]["id"]
+        order = walk.place_and_pay("pickup", [{"sku_id": sku, "quantity": 1}])
+        deadline = time.monotonic() + 20
+        while not asyncio.run(_paid_published(printed["postgres"], order["id"])):
+            assert time.monotonic() < deadline, "order.paid was never published"
+            time.sleep(0.2)
+    finally:
+        walk.close()
+        _stop(first)
+
+    second, printed = _launch(state_dir, port)  # a fresh broker: the relays republish, the consumers catch up
+    walk = _walk(printed)
+    try:
+        code = walk.wait_code(order["id"], within=60)
+        assert code["order_id"] == order["id"]
+        codes = walk.call("customer", "GET", f"/v1/codes?order_id={order['id']}")["items"]
+        assert len(codes) == 1
+    finally:
+        walk.close()
+        _stop(second)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root hands PostgreSQL to a system user")
+def test_run_from_a_checkout_the_postgres_user_cannot_enter(tmp_path: Path) -> None:
+    """The bundled PostgreSQL inside a 0700 folder (a clone under /root): the launcher runs a copy of it, and
+    redoes a broken copy an older launcher left behind (its binaries without their libraries)."""
+    private = tmp_path / "checkout"
+    private.mkdir(mode=0o700)
+    spec = importlib.util.find_spec(PACKAGE)
+    assert spec is not None
+    assert spec.submodule_search_locations
+    bundled = Path(next(iter(spec.submodule_search_locations)))
+    site = private / "site-packages"
+    shutil.copytree(bundled, site / PACKAGE, symlinks=True)
+    shutil.copytree(bundled.parent / f"{PACKAGE}.libs", site / f"{PACKAGE}.libs", symlinks=True)
+    for record in bundled.parent.glob(f"{PACKAGE}-*.dist-info"):
+        shutil.copytree(record, site / record.name)
+    shared_dir = Path(tempfile.mkdtemp(prefix="songda-pg-test-", dir="/var/tmp"))  # reachable by the user
+    shared_dir.chmod(0o755)
+    broken = shared_dir / f"pg-{_wheel_digest(site / PACKAGE)}" / PACKAGE / INSTALL
+    shutil.copytree(bundled / INSTALL / "bin", broken / "bin", symlinks=True)
+    try:
+        env = {"PYTHONPATH": os.pathsep.join([str(site), str(Path(__file__).resolve().parent.parent)])}
+        process, printed = _launch(
+            private / "state", free_port(), extra_env=env | {"SONGDA_PG_SHARED_DIR": str(shared_dir)}
+        )
+        try:
+            assert httpx.get(printed["gateway"] + "/readyz", timeout=10).status_code == 200
+            postmaster = Path(_state(private / "state")["postgres_data_dir"]) / "postmaster.pid"
+            assert postmaster.is_relative_to(shared_dir)
+        finally:
+            output = _stop(process)
+        assert "stopped." in output
+    finally:
+        shutil.rmtree(shared_dir, ignore_errors=True)

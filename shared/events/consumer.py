@@ -1,9 +1,16 @@
-"""The event consumer: at-least-once delivery turned into exactly-once effects.
+"""The event consumer: at-least-once delivery turned into exactly-once effects, in order per subject.
 
 For each record: insert the inbox row, run the handler (which may write outbox rows) and commit, all in one
 transaction; only then commit the Kafka offset. A duplicate or a redelivery after a crash hits the inbox key and
-does nothing. A record that keeps failing goes to `<topic>.dlq` after `max_attempts`, with the error in its
-headers, and the partition moves on.
+does nothing.
+
+Failures are of two kinds (shared/events/failures.py). An unreachable database or broker, a serialization failure
+or a deadlock is retried without limit, backing off: the partition waits and nothing is dead-lettered. A handler
+that keeps failing (a bug, a poison event) dead-letters its event after `max_attempts`: the event is parked, held,
+in `parked_event` and copied to `<topic>.dlq` with the error in its headers; every later event of its subject is
+parked behind it, and the partition moves on. Once an operator replays the dead letter (`songda dlq replay`, or the
+topic's records sent back by `songda dlq replay-topic`) or discards it, the subject's parked events are applied in
+order (shared/events/parking.py).
 """
 
 from __future__ import annotations
@@ -12,23 +19,29 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
+from typing import TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from pydantic import ValidationError
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared import context, metrics
 from shared.events.envelope import Envelope
-from shared.events.models import InboxEvent
+from shared.events.failures import is_infrastructure_failure
+from shared.events.models import InboxEvent, ParkedEvent
+from shared.events.parking import released_subjects, subject_lock_key
 from shared.events.topics import dlq_topic
 
 log = logging.getLogger(__name__)
 
 EventHandler = Callable[[AsyncSession, Envelope], Awaitable[None]]
+T = TypeVar("T")
 
 DLQ_HEADER_PREFIX = "songda-"
+REPLAYED_HEADER = "songda-replayed-from"
 
 
 class EventConsumer:
@@ -43,6 +56,7 @@ class EventConsumer:
         dlq_producer: AIOKafkaProducer,
         max_attempts: int = 5,
         retry_seconds: float = 0.2,
+        max_backoff_seconds: float = 10.0,
         session_timeout_ms: int = 6_000,
         group_id: str | None = None,
     ) -> None:
@@ -54,13 +68,14 @@ class EventConsumer:
         self.dlq_producer = dlq_producer
         self.max_attempts = max_attempts
         self.retry_seconds = retry_seconds
+        self.max_backoff = max_backoff_seconds
         self.consumer = AIOKafkaConsumer(
             *topics,
             bootstrap_servers=bootstrap_servers,
             group_id=self.group_id,
             client_id=f"songda-{service}",
             enable_auto_commit=False,
-            auto_offset_reset="earliest",
+            auto_offset_reset="earliest",  # a new group, or a fresh broker: from the first record
             session_timeout_ms=session_timeout_ms,
             heartbeat_interval_ms=max(session_timeout_ms // 3, 500),
         )
@@ -82,7 +97,9 @@ class EventConsumer:
             await self.stop()
 
     async def poll_and_handle(self, timeout_ms: int = 500) -> dict[TopicPartition, int]:
-        """Handles one fetched batch (each record committed to the database) and returns the offsets to commit."""
+        """Applies the released parked events, then handles one fetched batch (each record committed to the
+        database) and returns the offsets to commit."""
+        await self.apply_released()
         batch = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=500)
         offsets: dict[TopicPartition, int] = {}
         for tp, records in batch.items():
@@ -108,76 +125,235 @@ class EventConsumer:
     async def handle_record(self, record: ConsumerRecord[bytes, bytes]) -> None:
         try:
             event = Envelope.from_bytes(record.value or b"")
-        except ValidationError as exc:
-            await self.dead_letter(record, f"undecodable envelope: {exc.errors()[:3]}")
+        except ValidationError as exc:  # no subject to park it under: the DLQ topic only
+            error = f"undecodable envelope: {exc.errors()[:3]}"
+            await self._until_reachable(record.topic, lambda: self._publish_dead_letter(record, error))
             return
         handler = self.handlers.get(event.type)
         if handler is None:
             metrics.CONSUMER_HANDLED.labels(self.service, record.topic, "ignored").inc()
             return
-        last_error: BaseException | None = None
+        replayed = any(key == REPLAYED_HEADER for key, _ in record.headers or ())
         for attempt in range(1, self.max_attempts + 1):
             try:
-                duplicate = await self._apply(record, event, handler)
-            except Exception as exc:  # the handler's failure: retried, then dead-lettered
-                last_error = exc
-                log.warning(
-                    "event handler failed",
-                    extra={
-                        "event_id": str(event.id),
-                        "type": event.type,
-                        "attempt": attempt,
-                        "error": repr(exc),
-                    },
+                outcome = await self._until_reachable(
+                    record.topic, lambda: self._apply(record, event, handler, replayed)
                 )
-                if attempt < self.max_attempts:
-                    await asyncio.sleep(self.retry_seconds * 2 ** (attempt - 1))
+            except Exception as exc:  # the handler's failure: retried, then dead-lettered
+                self._log_handler_failure(event, attempt, exc)
+                if attempt == self.max_attempts:
+                    await self._dead_letter(record, event, repr(exc))
+                    return
+                await asyncio.sleep(self.retry_seconds * 2 ** (attempt - 1))
                 continue
-            outcome = "duplicate" if duplicate else "handled"
             metrics.CONSUMER_HANDLED.labels(self.service, record.topic, outcome).inc()
             return
-        await self.dead_letter(record, repr(last_error))
 
-    async def _apply(self, record: ConsumerRecord[bytes, bytes], event: Envelope, handler: EventHandler) -> bool:
-        """Returns True when the event had been handled already."""
+    async def apply_released(self) -> None:
+        """Applies, oldest first, the parked events of every subject no dead letter holds any more."""
+        async with self.sessionmaker() as session:
+            subjects = await self._until_reachable("parked", lambda: released_subjects(session, self.group_id))
+        for subject in subjects:
+            await self._apply_parked(subject)
+
+    async def _apply_parked(self, subject: str) -> None:
+        attempt = 0
+        while True:
+            try:
+                applied = await self._until_reachable("parked", lambda: self._apply_parked_head(subject))
+            except Exception as exc:  # the handler failed on the head again
+                attempt += 1
+                head = await self._until_reachable("parked", lambda: self._parked_head(subject))
+                if head is None:
+                    return
+                self._log_handler_failure(Envelope.from_bytes(head.value), attempt, exc)
+                if attempt >= self.max_attempts:
+                    await self._dead_letter_parked(head, repr(exc))
+                    return
+                await asyncio.sleep(self.retry_seconds * 2 ** (attempt - 1))
+                continue
+            if not applied:
+                return
+            attempt = 0
+
+    async def _dead_letter_parked(self, head: ParkedEvent, error: str) -> None:
+        """Holds the subject again behind its head, and copies the head to the DLQ topic."""
+
+        async def hold() -> None:
+            async with self.sessionmaker() as session, session.begin():
+                await session.execute(
+                    update(ParkedEvent).where(ParkedEvent.id == head.id).values(held=True, error=error[:2000])
+                )
+
+        await self._until_reachable(head.topic, hold)
+        await self._until_reachable(
+            head.topic,
+            lambda: self._send_dead_letter(
+                head.topic, head.partition, head.offset, head.subject.encode(), head.value, [], error
+            ),
+        )
+
+    async def _apply(
+        self, record: ConsumerRecord[bytes, bytes], event: Envelope, handler: EventHandler, replayed: bool
+    ) -> str:
+        """Applies, parks or drops the event; returns the outcome."""
+        async with self.sessionmaker() as session, session.begin():
+            await session.execute(select(func.pg_advisory_xact_lock(subject_lock_key(self.group_id, event.subject))))
+            handled = await session.scalar(
+                select(exists().where(InboxEvent.consumer == self.group_id, InboxEvent.event_id == event.id))
+            )
+            if handled:
+                return "duplicate"
+            parked = (
+                await session.execute(
+                    select(ParkedEvent.id, ParkedEvent.event_id, ParkedEvent.held).where(
+                        ParkedEvent.consumer == self.group_id, ParkedEvent.subject == event.subject
+                    )
+                )
+            ).all()
+            if parked:
+                mine = next((row for row in parked if row.event_id == event.id), None)
+                if mine is None:
+                    await session.execute(insert(ParkedEvent).values(**self._parked_values(record, event)))
+                    return "parked"
+                if mine.held and replayed:  # the dead letter came back from the DLQ topic: release it
+                    await session.execute(update(ParkedEvent).where(ParkedEvent.id == mine.id).values(held=False))
+                    return "released"
+                return "duplicate"
+            await session.execute(insert(InboxEvent).values(**self._inbox_values(record, event)))
+            await self._run_handler(session, event, handler)
+            return "handled"
+
+    async def _apply_parked_head(self, subject: str) -> bool:
+        """Applies the oldest parked event of `subject` unless it is held; returns whether one was applied."""
+        async with self.sessionmaker() as session, session.begin():
+            locked = await session.scalar(
+                select(func.pg_try_advisory_xact_lock(subject_lock_key(self.group_id, subject)))
+            )
+            if not locked:  # another member of the group is at it
+                return False
+            head = await session.scalar(
+                select(ParkedEvent)
+                .where(ParkedEvent.consumer == self.group_id, ParkedEvent.subject == subject)
+                .order_by(ParkedEvent.id)
+                .limit(1)
+            )
+            if head is None or head.held:
+                return False
+            event = Envelope.from_bytes(head.value)
+            inserted = await session.scalar(
+                insert(InboxEvent)
+                .values(
+                    consumer=self.group_id,
+                    event_id=head.event_id,
+                    type=head.type,
+                    topic=head.topic,
+                    partition=head.partition,
+                    offset=head.offset,
+                )
+                .on_conflict_do_nothing()
+                .returning(InboxEvent.event_id)
+            )
+            handler = self.handlers.get(event.type)
+            if inserted is not None and handler is not None:
+                await self._run_handler(session, event, handler)
+            await session.delete(head)
+        metrics.CONSUMER_HANDLED.labels(self.service, head.topic, "unparked").inc()
+        return True
+
+    async def _parked_head(self, subject: str) -> ParkedEvent | None:
+        async with self.sessionmaker() as session:
+            return await session.scalar(
+                select(ParkedEvent)
+                .where(ParkedEvent.consumer == self.group_id, ParkedEvent.subject == subject)
+                .order_by(ParkedEvent.id)
+                .limit(1)
+            )
+
+    async def _run_handler(self, session: AsyncSession, event: Envelope, handler: EventHandler) -> None:
         cid = context.correlation_id.set(event.correlation_id or str(event.id))
         cause = context.causation_id.set(str(event.id))
         try:
-            async with self.sessionmaker() as session, session.begin():
-                inserted = await session.scalar(
-                    insert(InboxEvent)
-                    .values(
-                        consumer=self.group_id,
-                        event_id=event.id,
-                        type=event.type,
-                        topic=record.topic,
-                        partition=record.partition,
-                        offset=record.offset,
-                    )
-                    .on_conflict_do_nothing()
-                    .returning(InboxEvent.event_id)
-                )
-                if inserted is None:
-                    return True
-                await handler(session, event)
-                return False
+            await handler(session, event)
         finally:
             context.causation_id.reset(cause)
             context.correlation_id.reset(cid)
 
-    async def dead_letter(self, record: ConsumerRecord[bytes, bytes], error: str) -> None:
-        headers = [(k, v) for k, v in (record.headers or ()) if not k.startswith(DLQ_HEADER_PREFIX)]
+    async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], event: Envelope, error: str) -> None:
+        """Parks the event, held, so its subject waits for an operator; then copies it to the DLQ topic."""
+
+        async def park() -> None:
+            async with self.sessionmaker() as session, session.begin():
+                values = self._parked_values(record, event) | {"held": True, "error": error[:2000]}
+                await session.execute(
+                    insert(ParkedEvent)
+                    .values(**values)
+                    .on_conflict_do_update(
+                        constraint="uq_parked_event_consumer", set_={"held": True, "error": error[:2000]}
+                    )
+                )
+
+        await self._until_reachable(record.topic, park)
+        await self._until_reachable(record.topic, lambda: self._publish_dead_letter(record, error))
+
+    async def _publish_dead_letter(self, record: ConsumerRecord[bytes, bytes], error: str) -> None:
+        await self._send_dead_letter(
+            record.topic, record.partition, record.offset, record.key, record.value, list(record.headers or ()), error
+        )
+
+    async def _send_dead_letter(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]],
+        error: str,
+    ) -> None:
+        headers = [(k, v) for k, v in headers if not k.startswith(DLQ_HEADER_PREFIX)]
         headers += [
             ("songda-error", error[:2000].encode()),
-            ("songda-original-topic", record.topic.encode()),
-            ("songda-original-partition", str(record.partition).encode()),
-            ("songda-original-offset", str(record.offset).encode()),
+            ("songda-original-topic", topic.encode()),
+            ("songda-original-partition", str(partition).encode()),
+            ("songda-original-offset", str(offset).encode()),
             ("songda-consumer", self.group_id.encode()),
             ("songda-dead-letter-id", uuid.uuid4().hex.encode()),
         ]
-        await self.dlq_producer.send_and_wait(
-            dlq_topic(record.topic), value=record.value, key=record.key, headers=headers
+        await self.dlq_producer.send_and_wait(dlq_topic(topic), value=value, key=key, headers=headers)
+        metrics.DLQ_RECORDS.labels(self.service, topic).inc()
+        metrics.CONSUMER_HANDLED.labels(self.service, topic, "dead_lettered").inc()
+        log.error("record dead-lettered", extra={"topic": topic, "offset": offset, "error": error})
+
+    async def _until_reachable(self, topic: str, work: Callable[[], Awaitable[T]]) -> T:
+        """Runs `work`, retrying infrastructure failures without limit (backing off); other failures propagate."""
+        delay = self.retry_seconds
+        while True:
+            try:
+                return await work()
+            except Exception as exc:
+                if not is_infrastructure_failure(exc):
+                    raise
+                metrics.CONSUMER_INFRA_RETRIES.labels(self.service, topic).inc()
+                log.warning("database or broker unreachable; retrying", extra={"error": repr(exc), "retry_in": delay})
+                await asyncio.sleep(delay)
+                delay = min(max(delay * 2, 0.05), self.max_backoff)
+
+    def _inbox_values(self, record: ConsumerRecord[bytes, bytes], event: Envelope) -> dict[str, object]:
+        return {
+            "consumer": self.group_id,
+            "event_id": event.id,
+            "type": event.type,
+            "topic": record.topic,
+            "partition": record.partition,
+            "offset": record.offset,
+        }
+
+    def _parked_values(self, record: ConsumerRecord[bytes, bytes], event: Envelope) -> dict[str, object]:
+        return self._inbox_values(record, event) | {"subject": event.subject, "value": record.value or b""}
+
+    def _log_handler_failure(self, event: Envelope, attempt: int, exc: BaseException) -> None:
+        log.warning(
+            "event handler failed",
+            extra={"event_id": str(event.id), "type": event.type, "attempt": attempt, "error": repr(exc)},
         )
-        metrics.DLQ_RECORDS.labels(self.service, record.topic).inc()
-        metrics.CONSUMER_HANDLED.labels(self.service, record.topic, "dead_lettered").inc()
-        log.error("record dead-lettered", extra={"topic": record.topic, "offset": record.offset, "error": error})

@@ -1,8 +1,9 @@
 """Replaying a dead-letter topic: each record goes back to its original topic with its original key and value.
 
-Consumers that had already handled the event drop the copy through their inbox; the one that failed handles it
-again. Progress is kept in the `songda-dlq-replay` consumer group, so a record is replayed once per run of the
-command, and a replay interrupted half-way resumes where it stopped.
+Consumers that had already handled the event drop the copy through their inbox; the one that failed releases its
+held dead letter (the copy carries `songda-replayed-from`) and applies it, then what was parked behind it. Progress
+is kept in the `songda-dlq-replay` consumer group, so a record is replayed once per run of the command, and a replay
+interrupted half-way resumes where it stopped.
 """
 
 from __future__ import annotations

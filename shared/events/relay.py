@@ -5,6 +5,9 @@ One relay per service is active at a time (a PostgreSQL advisory lock elects it)
 rows are grouped by (topic, key): each group is sent one row after another and stops at its first failure, so a
 later event of an order is never published before an earlier one. Failures keep the row (and everything after it
 for that key) in the backlog, and the relay backs off while the broker is away.
+
+Published rows are kept for `retention` (then deleted): when the broker turns out to be a fresh one that never saw
+them (shared/events/epoch.py), they go back into the backlog and are published again, oldest first.
 """
 
 from __future__ import annotations
@@ -13,15 +16,18 @@ import asyncio
 import hashlib
 import logging
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import orjson
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import select, text, update
+from aiokafka.errors import KafkaError
+from sqlalchemy import delete, select, text, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared import metrics
-from shared.events.models import OutboxEvent
+from shared.events.epoch import BrokerEpoch
+from shared.events.models import OutboxEvent, OutboxRelayState
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +44,14 @@ class OutboxRelay:
         engine: AsyncEngine,
         sessionmaker: async_sessionmaker[AsyncSession],
         producer: AIOKafkaProducer,
+        broker_epoch: BrokerEpoch | None = None,
         batch_size: int = 200,
         poll_seconds: float = 0.1,
         max_backoff_seconds: float = 10.0,
+        retention: timedelta = timedelta(days=7),
+        epoch_check_seconds: float = 5.0,
     ) -> None:
+        """Without `broker_epoch` the relay trusts the broker to keep what it was sent (a test's own broker)."""
         self.service = service
         self.engine = engine
         self.sessionmaker = sessionmaker
@@ -49,6 +59,10 @@ class OutboxRelay:
         self.batch_size = batch_size
         self.poll_seconds = poll_seconds
         self.max_backoff = max_backoff_seconds
+        self.broker_epoch = broker_epoch
+        self.retention = retention
+        self.epoch_check_seconds = epoch_check_seconds
+        self.epoch_checked_at: float | None = None
         self.lock_key = advisory_lock_key(f"songda-outbox-relay:{service}")
         self.is_leader = False
 
@@ -62,15 +76,23 @@ class OutboxRelay:
                     await asyncio.sleep(max(self.poll_seconds * 20, 1.0))
                     continue
                 self.is_leader = True
+                self.epoch_checked_at = None  # a new leader checks the broker before its first batch
                 try:
                     await self._lead(lock_conn)
                 finally:
                     self.is_leader = False
+                    if self.broker_epoch:
+                        await self.broker_epoch.stop()
 
     async def _lead(self, lock_conn: AsyncConnection) -> None:
         delay = self.poll_seconds
         last_check = asyncio.get_running_loop().time()
+        last_purge: float | None = None
         while True:
+            now = asyncio.get_running_loop().time()
+            if last_purge is None or now - last_purge > 60:
+                await self.purge_published()
+                last_purge = now
             published, failed = await self.publish_batch()
             if failed:
                 delay = min(max(delay * 2, 0.5), self.max_backoff)
@@ -85,18 +107,31 @@ class OutboxRelay:
                 await lock_conn.commit()
                 last_check = now
 
-    async def publish_batch(self) -> tuple[int, int]:
-        """Publishes one batch of the backlog; returns (published, failed) counts."""
+    async def purge_published(self) -> int:
+        """Deletes the rows published longer ago than the retention window."""
+        cutoff = datetime.now(UTC) - self.retention
         async with self.sessionmaker() as session, session.begin():
-            rows = (
-                await session.scalars(
-                    select(OutboxEvent)
-                    .where(OutboxEvent.published_at.is_(None))
-                    .order_by(OutboxEvent.id)
-                    .limit(self.batch_size)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
+            result = await session.execute(delete(OutboxEvent).where(OutboxEvent.published_at < cutoff))
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    async def publish_batch(self) -> tuple[int, int]:
+        """Publishes one batch of the backlog; returns (published, failed) counts.
+
+        Before a batch (and every `epoch_check_seconds` while idle) the relay asks the broker for its epoch, in the
+        batch's transaction: on a fresh broker the retained rows rejoin the backlog, ahead of the newer ones."""
+        async with self.sessionmaker() as session, session.begin():
+            rows = await self._claim(session)
+            now = asyncio.get_running_loop().time()
+            due = self.epoch_checked_at is None or now - self.epoch_checked_at > self.epoch_check_seconds
+            if self.broker_epoch and (rows or due):
+                try:
+                    epoch = await self.broker_epoch.read()
+                except (KafkaError, TimeoutError, OSError) as exc:
+                    log.warning("broker epoch unreadable; backlog kept", extra={"error": repr(exc)})
+                    return 0, 1
+                self.epoch_checked_at = now
+                if await self._follow_epoch(session, epoch):
+                    rows = await self._claim(session)
             if not rows:
                 return 0, 0
             chains: dict[tuple[str, str], list[OutboxEvent]] = defaultdict(list)
@@ -124,6 +159,43 @@ class OutboxRelay:
                 },
             )
         return len(published_ids), len(failures)
+
+    async def _claim(self, session: AsyncSession) -> list[OutboxEvent]:
+        return list(
+            (
+                await session.scalars(
+                    select(OutboxEvent)
+                    .where(OutboxEvent.published_at.is_(None))
+                    .order_by(OutboxEvent.id)
+                    .limit(self.batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+        )
+
+    async def _follow_epoch(self, session: AsyncSession, epoch: str) -> bool:
+        """Records the broker's epoch; when it changed, puts the retained rows back in the backlog (True)."""
+        known = await session.scalar(
+            select(OutboxRelayState.broker_epoch).where(OutboxRelayState.relay == self.service).with_for_update()
+        )
+        if known == epoch:
+            return False
+        await session.execute(
+            insert(OutboxRelayState)
+            .values(relay=self.service, broker_epoch=epoch)
+            .on_conflict_do_update(
+                index_elements=[OutboxRelayState.relay], set_={"broker_epoch": epoch, "updated_at": datetime.now(UTC)}
+            )
+        )
+        if known is None:
+            return False  # the first broker this relay meets: everything it published went there
+        result = await session.execute(
+            update(OutboxEvent).where(OutboxEvent.published_at.is_not(None)).values(published_at=None)
+        )
+        requeued = int(getattr(result, "rowcount", 0) or 0)
+        metrics.OUTBOX_REPUBLISHED.labels(self.service).inc(requeued)
+        log.warning("fresh broker: republishing retained events", extra={"epoch": epoch, "requeued": requeued})
+        return True
 
     async def _send_chain(self, chain: list[OutboxEvent]) -> tuple[list[int], tuple[OutboxEvent, BaseException] | None]:
         sent: list[int] = []

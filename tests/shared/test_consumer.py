@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
+from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import pytest
@@ -10,13 +13,16 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from shared import cli
+from shared.db import create_engine, create_sessionmaker
 from shared.events.consumer import EventConsumer
 from shared.events.dlq import replay_dlq
 from shared.events.envelope import Envelope, new_event
 from shared.events.outbox import add_event
 from shared.events.topics import dlq_topic
 from shared.stack.broker import create_topics
-from tests.support import count, read_topic
+from tests.shared.tcp_proxy import TcpProxy
+from tests.support import count, eventually, read_topic
 
 
 @pytest.fixture
@@ -199,3 +205,157 @@ async def test_a_poison_record_goes_to_the_dlq_after_n_tries_and_replays(
         await consumer.stop()
     replayed = await read_topic(bootstrap, topic, expected=5)
     assert [orjson.loads(r.value)["id"] for r in replayed if r.key == b"order-3"] == [str(event.id)] * 2
+
+
+@pytest.fixture
+async def journal(engine: AsyncEngine) -> None:
+    """`applied`: every event applied, in the order applied; `poison`: the events the handler refuses right now."""
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE applied (n serial PRIMARY KEY, subject text NOT NULL, seq int NOT NULL)"))
+        await conn.execute(text("CREATE TABLE poison (event_id uuid PRIMARY KEY)"))
+
+
+async def on_moved(session: AsyncSession, event: Envelope) -> None:
+    if await session.scalar(text("SELECT count(*) FROM poison WHERE event_id = :id"), {"id": event.id}):
+        raise RuntimeError("the handler cannot take this event")
+    await session.execute(
+        text("INSERT INTO applied (subject, seq) VALUES (:s, :q)"), {"s": event.subject, "q": event.data["seq"]}
+    )
+
+
+def _moved(subject: str, seq: int) -> Envelope:
+    return new_event("order.moved.v1", source="order", subject=subject, data={"seq": seq})
+
+
+def _journal_consumer(
+    sessionmaker: async_sessionmaker[AsyncSession], bootstrap: str, topic: str, producer: AIOKafkaProducer
+) -> EventConsumer:
+    return EventConsumer(
+        service="redemption",
+        group_id=f"g-{uuid.uuid4().hex}",
+        sessionmaker=sessionmaker,
+        bootstrap_servers=bootstrap,
+        topics=[topic],
+        handlers={"order.moved.v1": on_moved},
+        dlq_producer=producer,
+        max_attempts=3,
+        retry_seconds=0.01,
+        max_backoff_seconds=0.2,
+    )
+
+
+async def _applied(sessionmaker: async_sessionmaker[AsyncSession]) -> dict[str, list[int]]:
+    async with sessionmaker() as session:
+        rows = (await session.execute(text("SELECT subject, seq FROM applied ORDER BY n"))).all()
+    by_subject: dict[str, list[int]] = {}
+    for subject, seq in rows:
+        by_subject.setdefault(subject, []).append(seq)
+    return by_subject
+
+
+async def _send(producer: AIOKafkaProducer, topic: str, events: list[Envelope]) -> None:
+    for event in events:
+        await producer.send_and_wait(topic, event.to_bytes(), key=event.subject.encode())
+
+
+async def _consuming(consumer: EventConsumer) -> None:
+    while True:
+        await consumer.commit(await consumer.poll_and_handle(timeout_ms=100))
+
+
+async def test_a_database_outage_dead_letters_nothing_and_applies_every_event_in_order(
+    journal: None,
+    db_url: str,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    bootstrap: str,
+    topic: str,
+    producer: AIOKafkaProducer,
+) -> None:
+    dlq = dlq_topic(topic)
+    await create_topics(bootstrap, [topic, dlq])
+    server = urlsplit(db_url)
+    proxy = TcpProxy(server.hostname or "127.0.0.1", server.port or 5432)
+    proxied = urlunsplit(server._replace(netloc=f"{server.username}@127.0.0.1:{await proxy.start()}"))
+    engine = create_engine(proxied, pool_size=2)
+    consumer = _journal_consumer(create_sessionmaker(engine), bootstrap, topic, producer)
+    await consumer.start()
+    consuming = asyncio.create_task(_consuming(consumer))
+    try:
+        await _send(producer, topic, [_moved("order-1", 0)])
+        await eventually(lambda: _applied_is(sessionmaker, {"order-1": [0]}))
+
+        proxy.cut()  # the database is gone, for far longer than max_attempts retries take
+        await _send(producer, topic, [_moved("order-1", 1), _moved("order-2", 0), _moved("order-1", 2)])
+        await eventually(lambda: _at_least(proxy, 12), within=30)
+        proxy.restore()
+
+        await eventually(lambda: _applied_is(sessionmaker, {"order-1": [0, 1, 2], "order-2": [0]}), within=30)
+    finally:
+        consuming.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await consuming
+        await consumer.stop()
+        await engine.dispose()
+        await proxy.stop()
+    assert await read_topic(bootstrap, dlq, expected=0, within=1) == []
+    assert await count(sessionmaker, "SELECT count(*) FROM parked_event") == 0
+    assert await count(sessionmaker, "SELECT count(*) FROM inbox") == 4
+
+
+async def _at_least(proxy: TcpProxy, refused: int) -> bool:
+    return proxy.refused >= refused
+
+
+async def _applied_is(sessionmaker: async_sessionmaker[AsyncSession], expected: dict[str, list[int]]) -> bool:
+    return await _applied(sessionmaker) == expected
+
+
+async def test_a_poison_event_parks_its_subjects_later_events_until_replayed_or_discarded(
+    journal: None,
+    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    db_url: str,
+    bootstrap: str,
+    topic: str,
+    producer: AIOKafkaProducer,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    dlq = dlq_topic(topic)
+    await create_topics(bootstrap, [topic, dlq])
+    poisoned, discarded = _moved("order-a", 0), _moved("order-c", 0)
+    async with engine.begin() as conn:
+        for event in (poisoned, discarded):
+            await conn.execute(text("INSERT INTO poison VALUES (:id)"), {"id": event.id})
+    await _send(
+        producer,
+        topic,
+        [poisoned, _moved("order-b", 0), _moved("order-a", 1), discarded, _moved("order-a", 2), _moved("order-c", 1)],
+    )
+    consumer = _journal_consumer(sessionmaker, bootstrap, topic, producer)
+    await consumer.start()
+    try:
+        await _consume_until_quiet(consumer)
+        # order-b is not held up by order-a; order-a's later events wait behind its dead letter.
+        assert await _applied(sessionmaker) == {"order-b": [0]}
+        dead = await read_topic(bootstrap, dlq, expected=2)
+        assert sorted(record.key for record in dead) == [b"order-a", b"order-c"]
+        assert all(b"the handler cannot take this event" in dict(r.headers)["songda-error"] for r in dead)
+
+        await asyncio.to_thread(cli.main, ["dlq", "list", "--database-url", db_url])
+        listed = capsys.readouterr().out
+        assert f"order-a\torder.moved.v1\tevent {poisoned.id}" in listed
+        assert "2 waiting behind" in listed
+        assert "2 dead letter(s) held" in listed
+
+        # The handler is fixed for order-a; the operator replays it, and discards order-c's.
+        async with engine.begin() as conn:
+            await conn.execute(text("DELETE FROM poison WHERE event_id = :id"), {"id": poisoned.id})
+        await asyncio.to_thread(cli.main, ["dlq", "replay", "--database-url", db_url, "order-a"])
+        await asyncio.to_thread(cli.main, ["dlq", "discard", "--database-url", db_url, "order-c"])
+        await _send(producer, topic, [_moved("order-a", 3), discarded])  # a later event, and a stray copy
+        await _consume_until_quiet(consumer)
+    finally:
+        await consumer.stop()
+    assert await _applied(sessionmaker) == {"order-b": [0], "order-a": [0, 1, 2, 3], "order-c": [1]}
+    assert await count(sessionmaker, "SELECT count(*) FROM parked_event") == 0
+    assert len(await read_topic(bootstrap, dlq, expected=2)) == 2

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -19,9 +20,11 @@ from services.order.settings import OrderSettings
 from shared.db import DbSession
 from shared.errors import Conflict
 from shared.events.envelope import new_event
+from shared.events.epoch import BrokerEpoch
 from shared.events.models import OutboxEvent
 from shared.events.outbox import add_event
 from shared.events.relay import OutboxRelay
+from shared.events.topics import EPOCH_TOPIC
 from shared.service import build_service_app
 from shared.stack.broker import TansuBroker, create_topics
 from shared.stack.ports import free_port
@@ -205,3 +208,69 @@ async def test_only_one_relay_leads_per_service(
 
 async def _any_leader(relays: list[OutboxRelay]) -> bool:
     return any(relay.is_leader for relay in relays)
+
+
+async def test_relay_republishes_what_a_fresh_broker_never_saw_in_order(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession], topic: str
+) -> None:
+    # A broker of its own, restarted empty on the same address (Tansu's memory storage after a restart).
+    port = free_port()
+    log_file = TEST_STATE / "logs" / f"tansu-fresh-{port}.log"
+    broker = TansuBroker(port, log_file)
+    broker.start()
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers, acks="all", request_timeout_ms=1500)
+    relay_task = None
+    keys = ["order-a", "order-b", "order-c"]
+    try:
+        await create_topics(broker.bootstrap_servers, [topic, EPOCH_TOPIC])
+        await producer.start()
+        relay = OutboxRelay(
+            service="order",
+            engine=engine,
+            sessionmaker=sessionmaker,
+            producer=producer,
+            broker_epoch=BrokerEpoch(broker.bootstrap_servers, producer, timeout_seconds=2),
+            poll_seconds=0.05,
+            max_backoff_seconds=0.5,
+            epoch_check_seconds=0.2,
+        )
+        relay_task = asyncio.create_task(relay.run())
+        await _write_events(sessionmaker, topic, keys, per_key=3)
+        await eventually(lambda: _backlog_is(sessionmaker, 0))
+        assert len(await read_topic(broker.bootstrap_servers, topic, expected=9)) == 9
+
+        broker.stop()
+        broker = TansuBroker(port, log_file)
+        broker.start()
+        await create_topics(broker.bootstrap_servers, [topic, EPOCH_TOPIC])
+
+        records = await read_topic(broker.bootstrap_servers, topic, expected=9, within=30)
+        assert _sequences(records) == {key: [0, 1, 2] for key in keys}
+        assert await count(sessionmaker, "SELECT count(*) FROM outbox WHERE published_at IS NULL") == 0
+    finally:
+        if relay_task:
+            relay_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await relay_task
+        await producer.stop()
+        broker.stop()
+
+
+async def test_relay_deletes_published_events_after_the_retention_window(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession], bootstrap: str, topic: str
+) -> None:
+    await _write_events(sessionmaker, topic, ["order-old", "order-new"], per_key=1)
+    async with engine.begin() as conn:
+        await conn.execute(text("UPDATE outbox SET published_at = now() - interval '8 days' WHERE key = 'order-old'"))
+        await conn.execute(text("UPDATE outbox SET published_at = now() - interval '6 days' WHERE key = 'order-new'"))
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        relay = OutboxRelay(
+            service="order", engine=engine, sessionmaker=sessionmaker, producer=producer, retention=timedelta(days=7)
+        )
+        assert await relay.purge_published() == 1
+    finally:
+        await producer.stop()
+    async with sessionmaker() as session:
+        assert (await session.scalars(select(OutboxEvent.key))).all() == ["order-new"]
