@@ -8,7 +8,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.dispatch.carriers import OWN_FLEET
 from services.dispatch.errors import DeliveryNotFound
 from services.dispatch.models import Delivery, DeliveryChange, Offer
 from services.dispatch.schemas import (
@@ -25,24 +27,22 @@ from services.dispatch.schemas import (
 from services.dispatch.service import LIVE, app_dispatcher
 from shared.auth import CurrentPrincipal, Principal, Role, require_roles
 from shared.db import DbSession
+from shared.tenancy import store_conditions
 
 router = APIRouter(tags=["deliveries"])
 Staff = Annotated[Principal, require_roles(Role.merchant, Role.ops)]
 
 
 def _visible(principal: Principal) -> list[object]:
-    """Who sees which deliveries: customers their own, merchant staff their merchant's (their stores, if the token
-    names stores), riders those they carry, ops all."""
+    """Who sees which deliveries: customers their own; merchant staff their merchant's (their stores, if the token
+    names stores); riders their own merchant's own-fleet deliveries they carry (a carrier's rider id is the
+    carrier's, and may equal any token's subject); ops all."""
     if principal.role is Role.customer:
         return [Delivery.customer_id == principal.sub]
-    if principal.role is Role.merchant:
-        conditions: list[object] = [Delivery.merchant_id == principal.merchant_id]
-        if principal.store_ids:
-            conditions.append(Delivery.store_id.in_(principal.store_ids))
-        return conditions
+    conditions: list[object] = store_conditions(principal, Delivery.merchant_id, Delivery.store_id)
     if principal.role is Role.rider:
-        return [Delivery.rider["id"].astext == principal.sub]
-    return []
+        conditions += [Delivery.carrier == OWN_FLEET, Delivery.rider["id"].astext == principal.sub]
+    return conditions
 
 
 async def _find(session: DbSession, principal: Principal, delivery_id: uuid.UUID, lock: bool = False) -> Delivery:
@@ -98,9 +98,16 @@ async def get_delivery(session: DbSession, principal: CurrentPrincipal, delivery
 
 
 @router.get("/v1/deliveries/{delivery_id}/track", summary="The rider's latest position and the ETA")
-async def track(request: Request, session: DbSession, principal: CurrentPrincipal, delivery_id: uuid.UUID) -> Tracking:
-    delivery = await _find(session, principal, delivery_id, lock=True)
-    await app_dispatcher(request).track(session, delivery)
+async def track(request: Request, principal: CurrentPrincipal, delivery_id: uuid.UUID) -> Tracking:
+    # Its own short transactions, none open while a carrier is asked (a slow carrier must hold no row).
+    dispatcher = app_dispatcher(request)
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    async with sessionmaker() as session:
+        async with session.begin():
+            delivery = await _find(session, principal, delivery_id)
+            ask = await dispatcher.track(session, delivery)
+        if ask is not None:
+            await dispatcher.locate(session, delivery, ask)
     return Tracking(
         delivery_id=delivery.id, status=delivery.status, rider=delivery.rider, lat=delivery.rider_lat,
         lng=delivery.rider_lng, located_at=delivery.rider_located_at, eta_at=delivery.eta_at,

@@ -128,7 +128,9 @@ class DispatchHarness:
 
 
 @contextlib.asynccontextmanager
-async def dispatch_stack(db_url: str, bootstrap: str, **sim_overrides: Any) -> AsyncIterator[DispatchHarness]:
+async def dispatch_stack(
+    db_url: str, bootstrap: str, dispatch_overrides: dict[str, Any] | None = None, **sim_overrides: Any
+) -> AsyncIterator[DispatchHarness]:
     clock = FrozenClock(datetime.now(UTC).replace(microsecond=0))  # near real time: carriers check skew
     dispatch_port = free_port()
     sim_settings = SimulatorSettings(
@@ -142,14 +144,17 @@ async def dispatch_stack(db_url: str, bootstrap: str, **sim_overrides: Any) -> A
         }
     )
     async with serve(create_simulator(sim_settings)) as sim_url:
-        settings = DispatchSettings(
+        settings = DispatchSettings(  # type: ignore[arg-type]
+            **{
+                "carrier_sandbox_url": sim_url,
+                **(dispatch_overrides or {}),
+            },
             database_url=db_url,
             database_pool_size=20,
             kafka_bootstrap_servers=bootstrap,
             jwt_public_keys=public_pem(JWT_KEY),  # type: ignore[arg-type]
             run_workers=False,
             vault_key=new_key(),
-            carrier_sandbox_url=sim_url,
             wechat_appid=WECHAT_APPID,
             wechat_secret=credentials(MASTER_KEY, "wechat", WECHAT_APPID).app_secret,
         )
