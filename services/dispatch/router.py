@@ -45,6 +45,12 @@ def _visible(principal: Principal) -> list[object]:
     return conditions
 
 
+def _sessions(request: Request) -> async_sessionmaker[AsyncSession]:
+    """For routes that call a carrier: they open their own short transactions instead of the request's one."""
+    sessions: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    return sessions
+
+
 async def _find(session: DbSession, principal: Principal, delivery_id: uuid.UUID, lock: bool = False) -> Delivery:
     stmt = select(Delivery).where(Delivery.id == delivery_id, *_visible(principal))  # type: ignore[arg-type]
     delivery = await session.scalar(stmt.with_for_update() if lock else stmt)
@@ -101,8 +107,7 @@ async def get_delivery(session: DbSession, principal: CurrentPrincipal, delivery
 async def track(request: Request, principal: CurrentPrincipal, delivery_id: uuid.UUID) -> Tracking:
     # Its own short transactions, none open while a carrier is asked (a slow carrier must hold no row).
     dispatcher = app_dispatcher(request)
-    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
-    async with sessionmaker() as session:
+    async with _sessions(request)() as session:
         async with session.begin():
             delivery = await _find(session, principal, delivery_id)
             ask = await dispatcher.track(session, delivery)
@@ -134,15 +139,19 @@ async def add_tip(
 
 
 @router.get("/v1/deliveries/{delivery_id}/cancel-preview", summary="What cancelling now would cost")
-async def cancel_preview(
-    request: Request, session: DbSession, principal: Staff, delivery_id: uuid.UUID
-) -> CancelPreview:
-    delivery = await _find(session, principal, delivery_id)
+async def cancel_preview(request: Request, principal: Staff, delivery_id: uuid.UUID) -> CancelPreview:
+    # Read in a short transaction of its own, then ask the carriers with none open.
     dispatcher = app_dispatcher(request)
-    offers = await dispatcher.offers(session, delivery, LIVE)
-    if delivery.offer_id is not None:
-        offers.append(await session.get_one(Offer, delivery.offer_id))
-    fees = {offer.carrier: await dispatcher.cancel_fee(session, delivery, offer) for offer in offers}
+    async with _sessions(request)() as session, session.begin():
+        delivery = await _find(session, principal, delivery_id)
+        offers = await dispatcher.offers(session, delivery, LIVE)
+        if delivery.offer_id is not None:
+            offers.append(await session.get_one(Offer, delivery.offer_id))
+        accounts = [await dispatcher.account(session, offer) for offer in offers]
+    fees = {
+        offer.carrier: await dispatcher.cancel_fee(delivery, offer, account)
+        for offer, account in zip(offers, accounts, strict=True)
+    }
     return CancelPreview(deduct_fen=sum(fees.values()), offers=fees)
 
 

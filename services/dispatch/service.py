@@ -83,6 +83,10 @@ class Dispatcher:
             raise DeliveryNotFound("No such delivery")
         return delivery
 
+    async def account(self, session: AsyncSession, offer: Offer) -> CarrierAccount | None:
+        """The carrier account an offer was placed with (none for the own fleet)."""
+        return await session.get_one(CarrierAccount, offer.account_id) if offer.account_id is not None else None
+
     async def offers(self, session: AsyncSession, delivery: Delivery, status: str | None = None) -> list[Offer]:
         stmt = select(Offer).where(Offer.delivery_id == delivery.id).order_by(Offer.placed_at, Offer.id)
         if status is not None:
@@ -431,14 +435,14 @@ class Dispatcher:
 
     # --- cancelling ---------------------------------------------------------------------------------------------
 
-    async def cancel_fee(self, session: AsyncSession, delivery: Delivery, offer: Offer) -> int:
-        """What cancelling this offer would cost now: the carrier's own preview, or its published rule."""
-        if offer.carrier == OWN_FLEET or offer.account_id is None:
+    async def cancel_fee(self, delivery: Delivery, offer: Offer, account: CarrierAccount | None) -> int:
+        """What cancelling this offer would cost now: the carrier's own preview, or its published rule. Needs no
+        session: a preview may be asked with no transaction open."""
+        if offer.carrier == OWN_FLEET or account is None:
             return 0
         wire = WIRES[offer.carrier]
         won = delivery.offer_id == offer.id
         if Op.preview_cancel in wire.paths:
-            account = await session.get_one(CarrierAccount, offer.account_id)
             answer = await self._call(account, Op.preview_cancel, self._offer_ref(offer, reason_id=1))
             return int(answer.get("deduct_fen") or 0)
         return wire.cancel_fee_fen(
@@ -452,9 +456,9 @@ class Dispatcher:
         """Cancels one offer at its carrier; records and returns the fee the carrier deducted."""
         if offer.cancel_fee_fen is not None:
             return 0
-        fee = await self.cancel_fee(session, delivery, offer)
-        if offer.carrier != OWN_FLEET and offer.account_id is not None:
-            account = await session.get_one(CarrierAccount, offer.account_id)
+        account = await self.account(session, offer)
+        fee = await self.cancel_fee(delivery, offer, account)
+        if offer.carrier != OWN_FLEET and account is not None:
             answer = await self._call(account, Op.cancel, self._offer_ref(offer, reason_id=1, reason=reason))
             fee = int(answer.get("deduct_fen", fee) or 0)
         else:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
 from fastapi import FastAPI, Request, Response
 
 from services.dispatch.carriers import WIRES
@@ -141,10 +142,13 @@ def _relay(target: dict[str, str], held_path: str, arrived: asyncio.Event, relea
     return app
 
 
-async def test_tracking_holds_no_lock_while_the_carrier_answers(dispatch_db_url: str, bootstrap: str) -> None:
+@pytest.mark.parametrize(("route", "op"), [("track", Op.locate), ("cancel-preview", Op.preview_cancel)])
+async def test_reading_routes_hold_no_lock_while_the_carrier_answers(
+    dispatch_db_url: str, bootstrap: str, route: str, op: Op
+) -> None:
     target: dict[str, str] = {}
     arrived, release = asyncio.Event(), asyncio.Event()
-    held = "/sf" + WIRES["sf"].paths[Op.locate]
+    held = "/sf" + WIRES["sf"].paths[op]
     async with (
         serve(_relay(target, held, arrived, release)) as relay_url,
         dispatch_stack(dispatch_db_url, bootstrap, {"carrier_sandbox_url": relay_url}) as dispatch,
@@ -155,8 +159,8 @@ async def test_tracking_holds_no_lock_while_the_carrier_answers(dispatch_db_url:
         await _report(dispatch, "sf", delivery["offers"][0], "rider_assigned", ago=5, rider=2)
         assert (await dispatch.delivery(order_id))["status"] == "rider_assigned"
         dispatch.clock.advance(timedelta(minutes=1))  # the last position is stale: tracking asks SF
-        url = f"/v1/deliveries/{delivery['id']}/track"
-        tracking = asyncio.create_task(dispatch.client.get(url, headers=MERCHANT))
+        url = f"/v1/deliveries/{delivery['id']}/{route}"
+        answering = asyncio.create_task(dispatch.client.get(url, headers=MERCHANT))
         try:
             await asyncio.wait_for(arrived.wait(), 20)
             # While SF thinks, the delivery's row is free, and no transaction of the service waits with it.
@@ -168,8 +172,11 @@ async def test_tracking_holds_no_lock_while_the_carrier_answers(dispatch_db_url:
             )
         finally:
             release.set()
-        tracked = await tracking
+        answer = await answering
     assert len(locked) == 1
     assert idle[0][0] == 0
-    assert tracked.status_code == 200
-    assert (tracked.json()["lat"], tracked.json()["lng"]) != (None, None)
+    assert answer.status_code == 200
+    if route == "track":
+        assert (answer.json()["lat"], answer.json()["lng"]) != (None, None)
+    else:
+        assert answer.json()["offers"] == {"sf": answer.json()["deduct_fen"]}
