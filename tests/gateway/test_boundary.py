@@ -79,6 +79,16 @@ async def test_the_upstream_gets_the_path_the_route_was_matched_on(gateway: str)
     assert response.json()["query"] == "x=%2F"
 
 
+async def test_options_is_no_way_around_the_token(gateway: str) -> None:
+    async with httpx.AsyncClient(base_url=gateway) as client:
+        bare = await client.options("/v1/orders/echo")
+        preflight = await client.options(
+            "/v1/orders/echo", headers={"Origin": "http://localhost:5173", "Access-Control-Request-Method": "GET"}
+        )
+    assert bare.status_code == 401
+    assert preflight.status_code == 200
+
+
 async def test_a_token_naming_another_key_is_refused_even_if_the_signature_verifies(gateway: str) -> None:
     async with httpx.AsyncClient(base_url=gateway) as client:
         named = await client.get("/v1/orders/echo", headers=_bearer(_sign(_claims(), kid="songda-1")))
