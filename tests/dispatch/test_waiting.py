@@ -121,6 +121,20 @@ async def test_a_rider_sees_only_own_fleet_deliveries_of_their_merchant_carried_
     assert own.json()["candidates"] is None
 
 
+async def test_a_riders_tasks_are_those_of_the_merchant_their_token_names(dispatch: DispatchHarness) -> None:
+    rider = bearer("rider", "rider-near", "m-1")
+    await dispatch.client.put("/v1/riders/me", json={"name": "近", "phone": "13700000000"}, headers=rider)
+    await dispatch.client.post("/v1/riders/me/online", headers=rider)
+    await dispatch.client.post("/v1/riders/me/location", json={"lat": 39.9097, "lng": 116.3975}, headers=rider)
+    order_id = await dispatch.order_ready(strategy={"kind": "own_fleet_first", "carriers": ["own_fleet"]})
+    await dispatch.fire()
+    mine = (await dispatch.client.get("/v1/riders/me/tasks", headers=rider)).json()
+    assert [t["order_id"] for t in mine] == [order_id]
+    # The same subject under another merchant's name sees none of m-1's customers.
+    same_sub = bearer("rider", "rider-near", "m-2")
+    assert (await dispatch.client.get("/v1/riders/me/tasks", headers=same_sub)).json() == []
+
+
 def _relay(target: dict[str, str], held_path: str, arrived: asyncio.Event, release: asyncio.Event) -> FastAPI:
     """Passes carrier calls to the simulator unchanged (signatures intact), holding the one on `held_path` until
     released: a carrier that takes its time to answer."""
