@@ -11,15 +11,15 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from gateway.auth import TokenIssuer, auth_router, load_signing_key, public_pem
+from gateway.auth import TokenIssuer, auth_router, load_signing_key
 from gateway.openapi import OpenApiAggregator
 from gateway.proxy import UpstreamProxy
 from gateway.ratelimit import TokenBucketLimiter
-from gateway.routes import find_route, is_public
+from gateway.routes import CanonicalPathMiddleware, find_route, is_public
 from gateway.settings import GatewaySettings
 from gateway.wechat import Code2Session, SandboxCode2Session, WeChatCode2Session
-from shared import metrics
-from shared.auth import Principal, TokenVerifier, bearer_token
+from shared import context, metrics
+from shared.auth import Principal, TokenVerifier, VerificationKey, bearer_token
 from shared.clock import Clock, SystemClock
 from shared.errors import (
     Forbidden,
@@ -30,7 +30,7 @@ from shared.errors import (
     problem_response,
 )
 from shared.logging import configure_logging
-from shared.middleware import RequestContextMiddleware
+from shared.middleware import RequestContextMiddleware, networks
 
 PROXY_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 UNLIMITED_PATHS = {"/healthz", "/readyz", "/metrics"}
@@ -41,8 +41,7 @@ async def _admit_request(request: Request) -> None:
     if request.url.path in UNLIMITED_PATHS:
         return
     limiter: TokenBucketLimiter = request.app.state.ip_limiter
-    ip = request.client.host if request.client else "unknown"
-    wait = limiter.take(ip)
+    wait = limiter.take(context.client_address.get() or "unknown")
     if wait is not None:
         raise TooManyRequests(retry_after=wait, detail="Too many requests from this address")
     max_body: int = request.app.state.settings.max_body_bytes
@@ -105,7 +104,8 @@ def create_app(settings: GatewaySettings | None = None, clock: Clock | None = No
     app.state.token_verifier = TokenVerifier(
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
-        public_keys_pem=public_pem(signing_key) + settings.previous_public_keys,
+        public_keys=[VerificationKey(signing_key.public_key(), settings.signing_key_id)],
+        public_keys_pem=settings.previous_public_keys,
     )
     app.state.ip_limiter = TokenBucketLimiter(settings.rate_limit_ip_per_second, settings.rate_limit_ip_burst)
     app.state.principal_limiter = TokenBucketLimiter(
@@ -120,7 +120,8 @@ def create_app(settings: GatewaySettings | None = None, clock: Clock | None = No
         expose_headers=["x-request-id", "retry-after"],
         max_age=600,
     )
-    app.add_middleware(RequestContextMiddleware, service="gateway")
+    app.add_middleware(CanonicalPathMiddleware)
+    app.add_middleware(RequestContextMiddleware, service="gateway", trusted_proxies=networks(settings.trusted_proxies))
     app.include_router(auth_router(settings))
     _add_operational_routes(app)
     _add_proxy_route(app)
@@ -176,11 +177,12 @@ def _add_operational_routes(app: FastAPI) -> None:
 def _add_proxy_route(app: FastAPI) -> None:
     @app.api_route("/{path:path}", methods=PROXY_METHODS, include_in_schema=False)
     async def proxy(request: Request) -> Response:
-        path = request.url.path
+        path = request.url.path  # canonical: CanonicalPathMiddleware refused any other
         route = find_route(path)
         if route is None:
             raise NotFound(f"No route for {path}")
-        if request.method != "OPTIONS" and not is_public(path):
+        # CORS preflights never get here (the CORS middleware answers them): any other method needs a token.
+        if not is_public(path):
             verifier: TokenVerifier = request.app.state.token_verifier
             principal: Principal = await verifier.verify(bearer_token(request))
             if principal.role not in route.roles:

@@ -1,7 +1,10 @@
 """Forwarding a request to its upstream service through one pooled `httpx.AsyncClient`, bodies streamed both ways.
 
-Hop-by-hop headers are dropped (RFC 9110 §7.6.1), `X-Request-ID` and `traceparent` pass on, the caller's address
-goes into `X-Forwarded-For`. An upstream that times out is a 504, one that is down a 503, both problem+json.
+Hop-by-hop headers are dropped (RFC 9110 §7.6.1), `X-Request-ID` and `traceparent` pass on. The client's address
+headers (`X-Forwarded-For`, `X-Real-IP`, `Forwarded`, ...) are the gateway's alone: whatever the client sent is
+dropped and the address the gateway decided (`context.client_address`) is set, so a service that believes its
+gateway believes nothing the client wrote. The path goes upstream as the raw bytes the route was matched on. An
+upstream that times out is a 504, one that is down a 503, both problem+json.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from fastapi import Request
 from starlette.background import BackgroundTask
 from starlette.responses import StreamingResponse
 
+from gateway.routes import raw_path
 from shared import context
 from shared.errors import PayloadTooLarge, UpstreamTimeout, UpstreamUnavailable
 
@@ -32,6 +36,20 @@ HOP_BY_HOP = frozenset(
 )
 # Set again by our own server on the way out.
 RESPONSE_OWN = frozenset({"date", "server"})
+# Said about the client by whoever forwards the request: only the gateway sets these upstream.
+CLIENT_ADDRESS = frozenset(
+    {
+        "forwarded",
+        "x-forwarded-for",
+        "x-forwarded-host",
+        "x-forwarded-port",
+        "x-forwarded-proto",
+        "x-real-ip",
+        "x-client-ip",
+        "true-client-ip",
+        "cf-connecting-ip",
+    }
+)
 
 
 def _forwardable(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -47,16 +65,22 @@ class UpstreamProxy:
         self.max_body_bytes = max_body_bytes
 
     async def forward(self, request: Request, base_url: str) -> StreamingResponse:
-        headers = [(k, v) for k, v in _forwardable(list(request.headers.items())) if k.lower() != "x-request-id"]
+        own = CLIENT_ADDRESS | {"x-request-id"}
+        headers = [(k, v) for k, v in _forwardable(list(request.headers.items())) if k.lower() not in own]
         headers.append(("x-request-id", context.correlation_id.get() or ""))
-        client_host = request.client.host if request.client else ""
-        prior = request.headers.get("x-forwarded-for")
-        headers = [(k, v) for k, v in headers if k.lower() not in ("x-forwarded-for", "x-forwarded-proto")]
-        headers.append(("x-forwarded-for", f"{prior}, {client_host}" if prior else client_host))
-        headers.append(("x-forwarded-proto", request.url.scheme))
+        client = context.client_address.get() or ""
+        scheme = request.url.scheme
+        node = f'"[{client}]"' if ":" in client else client
+        headers += [
+            ("x-forwarded-for", client),
+            ("x-real-ip", client),
+            ("x-forwarded-proto", scheme),
+            ("forwarded", f"for={node};proto={scheme}"),
+        ]
 
         has_body = "content-length" in request.headers or "transfer-encoding" in request.headers
-        url = httpx.URL(base_url + request.url.path, query=request.url.query.encode())
+        query = request.url.query.encode()
+        url = httpx.URL(base_url).copy_with(raw_path=raw_path(request.scope) + (b"?" + query if query else b""))
         upstream_request = self.client.build_request(
             request.method, url, headers=headers, content=self._limited_body(request) if has_body else None
         )

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.events.topics import SERVICES
@@ -38,14 +39,27 @@ class GatewaySettings(BaseSettings):
     rate_limit_ip_burst: int = 100
     max_body_bytes: int = 1024 * 1024
 
-    cors_origins: list[str] = ["http://localhost:5173", "http://127.0.0.1:5173"]
+    # Load balancers or proxies in front of the gateway (CIDRs) whose `X-Forwarded-For` entries are believed. Empty:
+    # the TCP peer is the client. The gateway forwards the address it decided, and nothing the client sent.
+    trusted_proxies: list[str] = []
 
-    wechat_mode: Literal["sandbox", "wechat"] = "sandbox"
-    wechat_appid: str = "wx-sandbox-app"
+    # Browser origins of the console (JSON list); none by default.
+    cors_origins: list[str] = []
+
+    # `wechat` calls the real jscode2session (appid and secret required). `sandbox` issues a customer token for any
+    # code, so it is refused unless dev mode is on.
+    wechat_mode: Literal["sandbox", "wechat"] = "wechat"
+    wechat_appid: str = ""
     wechat_secret: str = ""
     wechat_api_base: str = "https://api.weixin.qq.com"
 
     log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _sandboxes_only_in_dev_mode(self) -> GatewaySettings:
+        if self.wechat_mode == "sandbox" and not self.dev_mode:
+            raise ValueError("GATEWAY_WECHAT_MODE=sandbox mints customers for any code: it needs GATEWAY_DEV_MODE=true")
+        return self
 
     def upstreams(self) -> dict[str, str]:
         return {service: getattr(self, f"{service}_url").rstrip("/") for service in SERVICES}

@@ -38,8 +38,8 @@ class SandboxCode2Session:
 
 class WeChatCode2Session:
     def __init__(self, client: httpx.AsyncClient, *, api_base: str, appid: str, secret: str) -> None:
-        if not secret:
-            raise ValueError("GATEWAY_WECHAT_SECRET is required when GATEWAY_WECHAT_MODE=wechat")
+        if not appid or not secret:
+            raise ValueError("GATEWAY_WECHAT_APPID and GATEWAY_WECHAT_SECRET are required (GATEWAY_WECHAT_MODE=wechat)")
         self.client = client
         self.api_base = api_base.rstrip("/")
         self.appid = appid

@@ -1,13 +1,17 @@
 """JWT verification producing a `Principal`.
 
 Algorithms are fixed (RS256, EdDSA) and keys are key objects, never strings, so neither `alg: none` nor an HS256
-token signed with the public key as an HMAC secret can pass. `exp iat sub iss aud` are required.
+token signed with the public key as an HMAC secret can pass. `exp iat sub iss aud` are required. A key that carries a
+`kid` (from a JWKS, or the gateway's own) verifies only tokens naming that `kid`; keys from a PEM bundle carry none.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -42,6 +46,15 @@ class Principal(BaseModel):
         return self.model_dump(mode="json", exclude_none=True)
 
 
+@dataclass(frozen=True)
+class VerificationKey:
+    key: Any
+    kid: str | None = None  # None: the key has no id, so it is tried whatever `kid` a token names
+
+    def admits(self, kid: str | None) -> bool:
+        return self.kid is None or self.kid == kid
+
+
 def split_pem_keys(pem_bundle: str) -> list[Any]:
     """Loads every public key of a PEM bundle (keys are concatenated during rotation)."""
     keys = []
@@ -51,6 +64,17 @@ def split_pem_keys(pem_bundle: str) -> list[Any]:
     return keys
 
 
+def jwks_keys(document: dict[str, Any]) -> list[VerificationKey]:
+    return [VerificationKey(k.key, k.key_id or None) for k in jwt.PyJWKSet.from_dict(document).keys]
+
+
+def load_public_keys(text: str) -> list[VerificationKey]:
+    """A PEM bundle (keys without ids) or a JWKS document (JSON `{"keys": [...]}`, each key bound to its `kid`)."""
+    if text.lstrip().startswith("{"):
+        return jwks_keys(json.loads(text))
+    return [VerificationKey(key) for key in split_pem_keys(text)]
+
+
 class TokenVerifier:
     def __init__(
         self,
@@ -58,37 +82,35 @@ class TokenVerifier:
         issuer: str,
         audience: str,
         public_keys_pem: str = "",
+        public_keys: Sequence[VerificationKey] = (),
         jwks_url: str = "",
         jwks_ttl_seconds: float = 300.0,
         leeway_seconds: float = 30.0,
     ) -> None:
-        if not public_keys_pem and not jwks_url:
+        if not public_keys_pem and not public_keys and not jwks_url:
             raise ValueError("no JWT verification keys: set <SERVICE>_JWT_PUBLIC_KEYS (PEM) or <SERVICE>_JWT_JWKS_URL")
         self.issuer = issuer
         self.audience = audience
-        self.static_keys = split_pem_keys(public_keys_pem) if public_keys_pem else []
+        self.static_keys = [*public_keys, *(load_public_keys(public_keys_pem) if public_keys_pem else [])]
         self.jwks_url = jwks_url
         self.jwks_ttl = jwks_ttl_seconds
         self.leeway = leeway_seconds
-        self._jwks: dict[str, Any] = {}
+        self._jwks: list[VerificationKey] = []
         self._jwks_fetched_at = 0.0
         self._jwks_lock = asyncio.Lock()
 
-    async def _jwks_key(self, kid: str | None) -> list[Any]:
+    async def _jwks_keys(self, kid: str | None) -> list[VerificationKey]:
         async with self._jwks_lock:
             stale = time.monotonic() - self._jwks_fetched_at > self.jwks_ttl
             # An unknown kid refreshes the set (key rotation), at most every 10 s.
-            unknown = kid is not None and kid not in self._jwks
+            unknown = not any(key.admits(kid) for key in self._jwks)
             if stale or (unknown and time.monotonic() - self._jwks_fetched_at > 10):
                 async with httpx.AsyncClient(timeout=5) as client:
                     response = await client.get(self.jwks_url)
                     response.raise_for_status()
-                jwk_set = jwt.PyJWKSet.from_dict(response.json())
-                self._jwks = {k.key_id or "": k.key for k in jwk_set.keys}
+                self._jwks = jwks_keys(response.json())
                 self._jwks_fetched_at = time.monotonic()
-        if kid is not None:
-            return [self._jwks[kid]] if kid in self._jwks else []
-        return list(self._jwks.values())
+        return list(self._jwks)
 
     async def verify(self, token: str) -> Principal:
         try:
@@ -97,15 +119,19 @@ class TokenVerifier:
             raise Unauthorized("Malformed token") from exc
         if header.get("alg") not in ALGORITHMS:
             raise Unauthorized("Token algorithm not accepted")
+        kid = header.get("kid")
         keys = list(self.static_keys)
         if self.jwks_url:
             try:
-                keys += await self._jwks_key(header.get("kid"))
+                keys += await self._jwks_keys(kid)
             except (httpx.HTTPError, jwt.PyJWTError, ValueError) as exc:
                 if not keys:
                     raise Unauthorized("Signing keys unavailable") from exc
+        candidates = [key.key for key in keys if key.admits(kid)]
+        if not candidates:
+            raise Unauthorized("Token signing key not known")
         last_error: Exception | None = None
-        for key in keys:
+        for key in candidates:
             try:
                 claims = jwt.decode(
                     token,

@@ -48,6 +48,10 @@ class ServiceSettings(BaseSettings):
     timer_poll_seconds: float = 0.5
     timer_max_backoff_seconds: float = 300.0
 
+    # Peers (CIDRs) whose `X-Forwarded-For` is believed: the gateway's addresses. Empty: the TCP peer is the client,
+    # so a client that reaches a service directly cannot pass for another address.
+    trusted_gateways: list[str] = []
+
     log_level: str = "INFO"
     # Background workers (relay, consumer, timers) can be switched off, e.g. for a read-only replica.
     run_workers: bool = True

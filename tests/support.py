@@ -32,7 +32,9 @@ async def serve(app: Any, port: int | None = None) -> AsyncIterator[str]:
     """Runs `app` under uvicorn on a loopback port (a free one unless given) for the duration of the block; yields
     its base URL."""
     port = port or free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    # As the launcher runs them: no proxy-header rewriting by uvicorn (the apps decide the client's address).
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", proxy_headers=False)
+    server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():

@@ -19,6 +19,7 @@ from shared.auth import Principal, Role, require_roles
 from shared.clock import AppClock
 from shared.db import DbSession
 from shared.errors import PROBLEM_JSON, ValidationFailed
+from shared.tenancy import store_conditions
 
 router = APIRouter(tags=["riders"])
 RiderPrincipal = Annotated[Principal, require_roles(Role.rider)]
@@ -64,6 +65,7 @@ async def my_tasks(session: DbSession, clock: AppClock, principal: RiderPrincipa
         .join(Delivery, Delivery.id == RiderOffer.delivery_id)
         .where(
             RiderOffer.rider_id == principal.sub,
+            *store_conditions(principal, Delivery.merchant_id, Delivery.store_id),
             Delivery.ended_at.is_(None),
             ((RiderOffer.status == "offered") & (RiderOffer.expires_at > clock.now()))
             | (RiderOffer.status == "accepted"),

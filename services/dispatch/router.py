@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.dispatch.carriers import OWN_FLEET
 from services.dispatch.errors import DeliveryNotFound
@@ -43,6 +44,12 @@ def _visible(principal: Principal) -> list[object]:
     if principal.role is Role.rider:
         conditions += [Delivery.carrier == OWN_FLEET, Delivery.rider["id"].astext == principal.sub]
     return conditions
+
+
+def _sessions(request: Request) -> async_sessionmaker[AsyncSession]:
+    """For routes that call a carrier: they open their own short transactions instead of the request's one."""
+    sessions: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    return sessions
 
 
 async def _find(session: DbSession, principal: Principal, delivery_id: uuid.UUID, lock: bool = False) -> Delivery:
@@ -98,9 +105,15 @@ async def get_delivery(session: DbSession, principal: CurrentPrincipal, delivery
 
 
 @router.get("/v1/deliveries/{delivery_id}/track", summary="The rider's latest position and the ETA")
-async def track(request: Request, session: DbSession, principal: CurrentPrincipal, delivery_id: uuid.UUID) -> Tracking:
-    delivery = await _find(session, principal, delivery_id, lock=True)
-    await app_dispatcher(request).track(session, delivery)
+async def track(request: Request, principal: CurrentPrincipal, delivery_id: uuid.UUID) -> Tracking:
+    # Its own short transactions, none open while a carrier is asked (a slow carrier must hold no row).
+    dispatcher = app_dispatcher(request)
+    async with _sessions(request)() as session:
+        async with session.begin():
+            delivery = await _find(session, principal, delivery_id)
+            ask = await dispatcher.track(session, delivery)
+        if ask is not None:
+            await dispatcher.locate(session, delivery, ask)
     return Tracking(
         delivery_id=delivery.id, status=delivery.status, rider=delivery.rider, lat=delivery.rider_lat,
         lng=delivery.rider_lng, located_at=delivery.rider_located_at, eta_at=delivery.eta_at,
@@ -127,15 +140,19 @@ async def add_tip(
 
 
 @router.get("/v1/deliveries/{delivery_id}/cancel-preview", summary="What cancelling now would cost")
-async def cancel_preview(
-    request: Request, session: DbSession, principal: Staff, delivery_id: uuid.UUID
-) -> CancelPreview:
-    delivery = await _find(session, principal, delivery_id)
+async def cancel_preview(request: Request, principal: Staff, delivery_id: uuid.UUID) -> CancelPreview:
+    # Read in a short transaction of its own, then ask the carriers with none open.
     dispatcher = app_dispatcher(request)
-    offers = await dispatcher.offers(session, delivery, LIVE)
-    if delivery.offer_id is not None:
-        offers.append(await session.get_one(Offer, delivery.offer_id))
-    fees = {offer.carrier: await dispatcher.cancel_fee(session, delivery, offer) for offer in offers}
+    async with _sessions(request)() as session, session.begin():
+        delivery = await _find(session, principal, delivery_id)
+        offers = await dispatcher.offers(session, delivery, LIVE)
+        if delivery.offer_id is not None:
+            offers.append(await session.get_one(Offer, delivery.offer_id))
+        accounts = [await dispatcher.account(session, offer) for offer in offers]
+    fees = {
+        offer.carrier: await dispatcher.cancel_fee(delivery, offer, account)
+        for offer, account in zip(offers, accounts, strict=True)
+    }
     return CancelPreview(deduct_fen=sum(fees.values()), offers=fees)
 
 

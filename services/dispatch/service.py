@@ -2,10 +2,11 @@
 offering (one carrier, or a broadcast wave), applying status reports through the guard, escalation (tip, then the
 next carrier), cancellation with the fee previewed and recorded, and tips.
 
-Every carrier call happens inside the caller's transaction with the delivery row locked (`FOR UPDATE`), so two
-reports about one delivery are applied one after the other. Each offer has its own `shop_order_id`, unique at the
-carrier: a placement retried after a crash is refused as a duplicate and the existing waybill is adopted by a query.
-Loser cancellations and escalation run on durable timers.
+Every carrier call that changes the delivery happens inside the caller's transaction with the delivery row locked
+(`FOR UPDATE`), so two reports about one delivery are applied one after the other; tracking, which only reads a
+position, asks the carrier with no transaction open and records the answer conditionally afterwards. Each offer
+has its own `shop_order_id`, unique at the carrier: a placement retried after a crash is refused as a duplicate
+and the existing waybill is adopted by a query. Loser cancellations and escalation run on durable timers.
 """
 
 from __future__ import annotations
@@ -56,6 +57,11 @@ GAVE_UP = frozenset({DeliveryStatus.cancelled, DeliveryStatus.failed, DeliverySt
 S = DeliveryStatus
 
 
+def _waiting(delivery: Delivery) -> bool:
+    """Waiting for a rider: never taken, or taken and given back (the carrier's rider withdrew)."""
+    return delivery.status == S.created.value and delivery.ended_at is None
+
+
 def app_dispatcher(request: Request) -> Dispatcher:
     """The app's dispatcher (made in `create_app`), for the routers."""
     dispatcher: Dispatcher = request.app.state.dispatcher
@@ -76,6 +82,10 @@ class Dispatcher:
         if delivery is None:
             raise DeliveryNotFound("No such delivery")
         return delivery
+
+    async def account(self, session: AsyncSession, offer: Offer) -> CarrierAccount | None:
+        """The carrier account an offer was placed with (none for the own fleet)."""
+        return await session.get_one(CarrierAccount, offer.account_id) if offer.account_id is not None else None
 
     async def offers(self, session: AsyncSession, delivery: Delivery, status: str | None = None) -> list[Offer]:
         stmt = select(Offer).where(Offer.delivery_id == delivery.id).order_by(Offer.placed_at, Offer.id)
@@ -353,10 +363,11 @@ class Dispatcher:
             delivery.arrived_at = report.action_time
         if status in TERMINAL or status in EXCEPTIONAL:
             delivery.reason = report.reason
-        if status is S.created:  # the rider withdrew: the carrier is looking again
+        if status is S.created:  # the rider withdrew: the carrier is looking again, and we escalate again
             withdrawn = delivery.rider
             delivery.rider, delivery.accepted_at, delivery.arrived_at = None, None, None
             await events.publish(session, self.clock, delivery, "rider_unassigned", previous_rider=withdrawn)
+            await self._arm_escalation(session, delivery)
             await self._watch(session, delivery)
             return
         if status in EXCEPTIONAL and EVENT_NAME[status] != "exception":  # e.g. a pickup failure: notice + end
@@ -424,14 +435,14 @@ class Dispatcher:
 
     # --- cancelling ---------------------------------------------------------------------------------------------
 
-    async def cancel_fee(self, session: AsyncSession, delivery: Delivery, offer: Offer) -> int:
-        """What cancelling this offer would cost now: the carrier's own preview, or its published rule."""
-        if offer.carrier == OWN_FLEET or offer.account_id is None:
+    async def cancel_fee(self, delivery: Delivery, offer: Offer, account: CarrierAccount | None) -> int:
+        """What cancelling this offer would cost now: the carrier's own preview, or its published rule. Needs no
+        session: a preview may be asked with no transaction open."""
+        if offer.carrier == OWN_FLEET or account is None:
             return 0
         wire = WIRES[offer.carrier]
         won = delivery.offer_id == offer.id
         if Op.preview_cancel in wire.paths:
-            account = await session.get_one(CarrierAccount, offer.account_id)
             answer = await self._call(account, Op.preview_cancel, self._offer_ref(offer, reason_id=1))
             return int(answer.get("deduct_fen") or 0)
         return wire.cancel_fee_fen(
@@ -445,9 +456,9 @@ class Dispatcher:
         """Cancels one offer at its carrier; records and returns the fee the carrier deducted."""
         if offer.cancel_fee_fen is not None:
             return 0
-        fee = await self.cancel_fee(session, delivery, offer)
-        if offer.carrier != OWN_FLEET and offer.account_id is not None:
-            account = await session.get_one(CarrierAccount, offer.account_id)
+        account = await self.account(session, offer)
+        fee = await self.cancel_fee(delivery, offer, account)
+        if offer.carrier != OWN_FLEET and account is not None:
             answer = await self._call(account, Op.cancel, self._offer_ref(offer, reason_id=1, reason=reason))
             fee = int(answer.get("deduct_fen", fee) or 0)
         else:
@@ -497,11 +508,11 @@ class Dispatcher:
     # --- tips and escalation ------------------------------------------------------------------------------------
 
     async def add_tip(self, session: AsyncSession, delivery: Delivery, tip_fen: int, *, by: str) -> None:
-        if delivery.status != S.created.value or delivery.offer_id is not None or delivery.ended_at is not None:
+        if not _waiting(delivery):
             raise NotWaiting("Tips are only added while the delivery waits for a rider")
         if tip_fen <= delivery.tip_fen:
             raise TipNotHigher(f"The tip is already {delivery.tip_fen} fen; a new one must be higher")
-        for offer in await self.offers(session, delivery, LIVE):
+        for offer in await self._looking(session, delivery):
             if offer.carrier == OWN_FLEET or offer.account_id is None:
                 offer.tip_fen = tip_fen
                 continue
@@ -515,26 +526,43 @@ class Dispatcher:
         await self._record(session, delivery, code="tip", reason=f"tip raised to {tip_fen} fen by {by}")
 
     async def escalate(self, session: AsyncSession, delivery: Delivery) -> None:
-        """No rider yet: raise the tip a step (strictly higher, capped); once capped, offer the next carrier."""
-        if delivery.status != S.created.value or delivery.offer_id is not None or delivery.ended_at is not None:
+        """No rider yet (none ever came, or the carrier's rider withdrew): raise the tip a step (strictly higher,
+        capped); once capped, give the looking carrier up and offer the next one."""
+        if not _waiting(delivery):
             return
         cap = int(delivery.strategy.get("max_tip_fen", 0))
-        live = await self.offers(session, delivery, LIVE)
-        tippable = [o for o in live if o.carrier != OWN_FLEET and Op.add_tip in WIRES[o.carrier].paths]
+        looking = await self._looking(session, delivery)
+        tippable = [o for o in looking if o.carrier != OWN_FLEET and Op.add_tip in WIRES[o.carrier].paths]
         usable = [c for c in delivery.candidates if "error" not in c]
         if tippable and delivery.tip_fen < cap:
             await self.add_tip(
                 session, delivery, min(delivery.tip_fen + self.settings.tip_step_fen, cap), by="escalation"
             )
         elif delivery.tried < len(usable):
-            for offer in live:
+            for offer in looking:
                 await self.cancel_offer(session, delivery, offer, "no rider in time: re-dispatching")
+            if delivery.offer_id is not None:
+                await self._release(session, delivery)
             await self._record(session, delivery, code="redispatch", reason="no rider in time: next carrier")
             await self.place(session, delivery)
             return
         else:
             await self._record(session, delivery, code="no_rider", reason="no rider yet and no other carrier")
         await self._arm_escalation(session, delivery)
+
+    async def _looking(self, session: AsyncSession, delivery: Delivery) -> list[Offer]:
+        """The offers whose carriers are looking for a rider: the live ones, or the winner whose rider withdrew."""
+        if delivery.offer_id is not None:
+            return [await session.get_one(Offer, delivery.offer_id)]
+        return await self.offers(session, delivery, LIVE)
+
+    async def _release(self, session: AsyncSession, delivery: Delivery) -> None:
+        """The carrier that won (cancelled by now) is given up: the delivery is free for the next offer, and a late
+        report of that carrier is refused like any lost offer's."""
+        winner = await session.get_one(Offer, delivery.offer_id)
+        winner.status = "cancelled"
+        delivery.offer_id, delivery.carrier, delivery.waybill_id, delivery.fee_fen = None, None, None, None
+        delivery.pickup_code, delivery.finish_code, delivery.last_action_at = None, None, None
 
     async def _arm_escalation(self, session: AsyncSession, delivery: Delivery) -> None:
         """The next escalation round, the store's `escalate_after_minutes` from now."""
@@ -585,30 +613,54 @@ class Dispatcher:
         if delivery.ended_at is None:
             await self._watch(session, delivery)
 
-    async def track(self, session: AsyncSession, delivery: Delivery) -> None:
-        """Refreshes the rider's position and ETA: the own rider's last report, or the carrier's answer (at most
-        every 30 s)."""
+    async def track(self, session: AsyncSession, delivery: Delivery) -> Offer | None:
+        """Refreshes the rider's position and ETA from what we know: the own rider's last report, or a carrier's
+        position under 30 s old. Returns the winning offer when its carrier has to be asked instead (`locate`,
+        outside any transaction)."""
         if delivery.ended_at is not None or delivery.offer_id is None or delivery.status == S.created.value:
-            return
+            return None
         now = self.clock.now()
         if delivery.carrier == OWN_FLEET:
             await fleet.track(session, self.settings, delivery, now)
-            return
+            return None
         if delivery.rider_located_at is not None and now - delivery.rider_located_at < timedelta(seconds=30):
-            return
+            return None
         offer = await session.get_one(Offer, delivery.offer_id)
-        account = await session.get_one(CarrierAccount, offer.account_id)
+        return offer if offer.account_id is not None else None
+
+    async def locate(self, session: AsyncSession, delivery: Delivery, offer: Offer) -> None:
+        """Asks the offer's carrier where its rider is, then records the answer in a transaction of its own, if the
+        offer still carries the delivery. `session` must have no transaction open: a slow carrier holds neither
+        the delivery's row nor a connection."""
+        async with session.begin():
+            account = await session.get_one(CarrierAccount, offer.account_id)
         try:
             answer = await self._call(account, Op.locate, self._offer_ref(offer))
         except (CarrierRefused, CarrierUnavailable, NotSupported):
             return
+        now = self.clock.now()
+        position: dict[str, Any] = {}
         if answer.get("rider_lat") is not None and answer.get("rider_lng") is not None:
-            delivery.rider_lat, delivery.rider_lng = float(answer["rider_lat"]), float(answer["rider_lng"])
-            delivery.rider_located_at = now
+            position |= {
+                "rider_lat": float(answer["rider_lat"]),
+                "rider_lng": float(answer["rider_lng"]),
+                "rider_located_at": now,
+            }
+        lat, lng = position.get("rider_lat", delivery.rider_lat), position.get("rider_lng", delivery.rider_lng)
         if answer.get("eta_seconds"):
-            delivery.eta_at = now + timedelta(seconds=float(answer["eta_seconds"]))
-        elif delivery.rider_lat is not None and delivery.dropoff.get("lat") is not None:
-            metres = distance_m(
-                delivery.rider_lat, delivery.rider_lng or 0.0, delivery.dropoff["lat"], delivery.dropoff["lng"]
+            position["eta_at"] = now + timedelta(seconds=float(answer["eta_seconds"]))
+        elif lat is not None and lng is not None and delivery.dropoff.get("lat") is not None:
+            metres = distance_m(lat, lng, delivery.dropoff["lat"], delivery.dropoff["lng"])
+            position["eta_at"] = now + timedelta(seconds=metres / self.settings.own_fleet_speed_mps)
+        if not position:
+            return
+        async with session.begin():
+            recorded = await session.execute(
+                update(Delivery)
+                .where(Delivery.id == delivery.id, Delivery.offer_id == offer.id, Delivery.ended_at.is_(None))
+                .values(**position)
+                .returning(Delivery.id)
             )
-            delivery.eta_at = now + timedelta(seconds=metres / self.settings.own_fleet_speed_mps)
+            if recorded.first() is not None:
+                for name, value in position.items():
+                    setattr(delivery, name, value)

@@ -28,6 +28,7 @@ from services.redemption.schemas import (
     VoucherCreate,
 )
 from services.redemption.settings import RedemptionSettings
+from shared import context
 from shared.auth import CurrentPrincipal, Principal, Role, require_roles
 from shared.clock import AppClock, Clock
 from shared.db import DbSession
@@ -68,8 +69,8 @@ def _voucher(request: Request, clock: Clock) -> Voucher | None:
 
 
 def _presented(request: Request, body: Presentation) -> service.Presented:
-    forwarded = request.headers.get("x-forwarded-for", "")
-    ip = forwarded.split(",")[0].strip() or (request.client.host if request.client else None)
+    # The address the middleware decided: the gateway's word only when the peer is a trusted gateway.
+    ip = context.client_address.get()
     return service.Presented(body.code, body.qr_token, body.store_id, body.device_id, ip, body.lat, body.lng)
 
 

@@ -209,6 +209,13 @@ class Stack:
             "GATEWAY_SIGNING_KEY_FILE": str(key_file),
             "GATEWAY_DEV_MODE": str(self.options.dev_mode).lower(),
         }
+        if self.options.dev_mode:
+            # Local logins without a WeChat app, and the console's dev server.
+            gateway_env |= {
+                "GATEWAY_WECHAT_MODE": "sandbox",
+                "GATEWAY_WECHAT_APPID": DEMO_WECHAT_APPID,
+                "GATEWAY_CORS_ORIGINS": '["http://localhost:5173", "http://127.0.0.1:5173"]',
+            }
         taken: set[int] = set()
         gateway_port = free_port(self.options.gateway_port)
         taken.add(gateway_port)
@@ -269,6 +276,8 @@ class Stack:
                 f"{prefix}_KAFKA_BOOTSTRAP_SERVERS": self.infra.bootstrap_servers,
                 f"{prefix}_KAFKA_ENABLE_IDEMPOTENCE": str(self.infra.kafka_enable_idempotence).lower(),
                 f"{prefix}_JWT_PUBLIC_KEYS": public_key,
+                # The gateway runs on this host: its X-Forwarded-For is believed, anyone else's is not.
+                f"{prefix}_TRUSTED_GATEWAYS": '["127.0.0.1/32"]',
             }
             if service == "order":
                 env |= order_payment_env

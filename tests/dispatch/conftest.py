@@ -144,18 +144,20 @@ async def dispatch_stack(
         }
     )
     async with serve(create_simulator(sim_settings)) as sim_url:
-        settings = DispatchSettings(
-            database_url=db_url,
-            database_pool_size=20,
-            kafka_bootstrap_servers=bootstrap,
-            jwt_public_keys=public_pem(JWT_KEY),  # type: ignore[arg-type]
-            run_workers=False,
-            vault_key=new_key(),
-            carrier_sandbox_url=sim_url,
-            wechat_appid=WECHAT_APPID,
-            wechat_secret=credentials(MASTER_KEY, "wechat", WECHAT_APPID).app_secret,
-            handover_signing_key=HANDOVER_KEY,
-            **(settings_overrides or {}),
+        settings = DispatchSettings(  # type: ignore[arg-type]
+            **{
+                "database_url": db_url,
+                "database_pool_size": 20,
+                "kafka_bootstrap_servers": bootstrap,
+                "jwt_public_keys": public_pem(JWT_KEY),
+                "run_workers": False,
+                "vault_key": new_key(),
+                "carrier_sandbox_url": sim_url,
+                "wechat_appid": WECHAT_APPID,
+                "wechat_secret": credentials(MASTER_KEY, "wechat", WECHAT_APPID).app_secret,
+                "handover_signing_key": HANDOVER_KEY,
+                **(settings_overrides or {}),
+            }
         )
         app = create_app(settings, clock=clock)
         async with serve(app, port=dispatch_port) as url:

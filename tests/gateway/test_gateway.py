@@ -33,7 +33,12 @@ def fake_upstream() -> FastAPI:
 
     async def echo(request: Request) -> dict[str, Any]:
         body = await request.body()
-        return {"headers": dict(request.headers), "body_bytes": len(body), "query": str(request.url.query)}
+        return {
+            "headers": dict(request.headers),
+            "body_bytes": len(body),
+            "query": str(request.url.query),
+            "raw_path": request.scope["raw_path"].decode(),
+        }
 
     app.get("/v1/orders/echo", operation_id="echo_get")(echo)
     app.post("/v1/orders/echo", operation_id="echo_post")(echo)
@@ -79,6 +84,8 @@ def _settings(upstream: str, **overrides: Any) -> GatewaySettings:
         "signing_key": SIGNING_KEY,
         "upstream_timeout_seconds": 1.0,
         "dev_mode": True,
+        "wechat_mode": "sandbox",
+        "cors_origins": ["http://localhost:5173"],
         **overrides,
     }
     return GatewaySettings(**values)
@@ -104,9 +111,10 @@ def _claims(**overrides: Any) -> dict[str, Any]:
     return {k: v for k, v in claims.items() if v is not None}
 
 
-def _sign(claims: dict[str, Any], key: str = SIGNING_KEY) -> str:
+def _sign(claims: dict[str, Any], key: str = SIGNING_KEY, kid: str | None = "songda-1") -> str:
     private = serialization.load_pem_private_key(key.encode(), password=None)
-    return jwt.encode(claims, private, algorithm="EdDSA")  # type: ignore[arg-type]
+    headers = {"kid": kid} if kid else None
+    return jwt.encode(claims, private, algorithm="EdDSA", headers=headers)  # type: ignore[arg-type]
 
 
 def _bearer(token: str) -> dict[str, str]:
@@ -280,7 +288,9 @@ async def test_wechat_login_in_sandbox_mode_issues_a_customer_token(gateway: htt
 
 
 async def test_wechat_login_through_the_real_adapter(upstream: str) -> None:
-    settings = _settings(upstream, wechat_mode="wechat", wechat_api_base=upstream, wechat_secret="s3cret")
+    settings = _settings(
+        upstream, wechat_mode="wechat", wechat_api_base=upstream, wechat_appid="wx-1", wechat_secret="s3cret"
+    )
     async with serve(create_app(settings)) as url, httpx.AsyncClient(base_url=url) as client:
         ok = await client.post("/v1/auth/wechat/login", json={"code": "abc"})
         assert ok.status_code == 200
@@ -304,7 +314,8 @@ async def test_tokens_verify_against_the_published_jwks(gateway: httpx.AsyncClie
 
 
 async def test_dev_tokens_exist_only_in_dev_mode(upstream: str) -> None:
-    async with serve(create_app(_settings(upstream, dev_mode=False))) as url, httpx.AsyncClient(base_url=url) as c:
+    settings = _settings(upstream, dev_mode=False, wechat_mode="wechat", wechat_appid="wx-1", wechat_secret="s")
+    async with serve(create_app(settings)) as url, httpx.AsyncClient(base_url=url) as c:
         response = await c.post("/v1/auth/dev-token", json={"role": "ops", "sub": "x"})
         assert response.status_code == 404  # the route does not exist at all
 
