@@ -30,6 +30,7 @@ from services.redemption.schemas import (
 from services.redemption.settings import RedemptionSettings
 from shared.auth import CurrentPrincipal, Principal, Role, require_roles
 from shared.clock import AppClock, Clock
+from shared.contract import Offset
 from shared.db import DbSession
 from shared.errors import PROBLEM_JSON, Forbidden, ValidationFailed, render
 
@@ -38,7 +39,6 @@ router = APIRouter(tags=["redemption"])
 Redeemer = Annotated[Principal, require_roles(Role.merchant, Role.rider, Role.ops)]
 Staff = Annotated[Principal, require_roles(Role.merchant, Role.ops)]
 Ops = Annotated[Principal, require_roles(Role.ops)]
-Offset = Annotated[int, Query(ge=0)]
 Limit = Annotated[int, Query(ge=1, le=100)]
 
 

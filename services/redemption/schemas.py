@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 
 class Presentation(BaseModel):
@@ -90,8 +90,8 @@ class VoucherCreate(BaseModel):
     customer_id: str = Field(description="The customer's id (their openid)")
     title: str = Field(min_length=1, max_length=40, examples=["洗车 10 次卡"])
     uses: int = Field(ge=1, le=100)
-    valid_from: datetime | None = None
-    valid_until: datetime
+    valid_from: AwareDatetime | None = None
+    valid_until: AwareDatetime
     merchant_id: str | None = Field(default=None, description="Ops only")
 
 

@@ -3,6 +3,7 @@ time on a FrozenClock that tests move (token rotation, reversal windows, expiry,
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -100,11 +101,11 @@ class RedemptionHarness:
         return await run_sql(self.sessionmaker, statement, **params)
 
 
-@pytest.fixture
-async def redemption(redemption_db_url: str, bootstrap: str) -> AsyncIterator[RedemptionHarness]:
+@contextlib.asynccontextmanager
+async def redemption_stack(db_url: str, bootstrap: str) -> AsyncIterator[RedemptionHarness]:
     clock = FrozenClock(START)
     settings = RedemptionSettings(
-        database_url=redemption_db_url,
+        database_url=db_url,
         database_pool_size=20,
         kafka_bootstrap_servers=bootstrap,
         jwt_public_keys=public_pem(JWT_KEY),  # type: ignore[arg-type]
@@ -123,3 +124,9 @@ async def redemption(redemption_db_url: str, bootstrap: str) -> AsyncIterator[Re
                 yield RedemptionHarness(client, sessionmaker, clock, timers, feed)
         finally:
             await feed.close()
+
+
+@pytest.fixture
+async def redemption(redemption_db_url: str, bootstrap: str) -> AsyncIterator[RedemptionHarness]:
+    async with redemption_stack(redemption_db_url, bootstrap) as stack:
+        yield stack

@@ -1,0 +1,143 @@
+"""Runs schemathesis over one service's OpenAPI, over HTTP, as each kind of caller, and collects every server error.
+
+Two phases, both reproducible (the same requests on every run):
+- coverage: schemathesis' deterministic boundary cases of each operation (each field missing, null, of the wrong
+  type, at and beyond its limits), each sent as ops and as one of the other roles in turn;
+- fuzzing: random examples (control characters, surrogates, huge numbers...), a fixed number per operation and
+  role, derandomized, with no example database and no shrinking (a failure is reported as found).
+Path parameters are replaced by the ids of entities the test created (coverage: whenever the case does not vary
+them; fuzzing: in half of the examples), so bodies and queries reach the code behind the 404s too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import hypothesis
+import requests
+import schemathesis
+from hypothesis import HealthCheck, Phase
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
+
+from tests.support import bearer
+
+# A valid token of every kind of caller, for the merchant `m-1` and its store `s-1` the tests seed.
+ROLES: Mapping[str, dict[str, str]] = {
+    "ops": bearer("ops", "ops-1"),
+    "customer": bearer("customer", "openid-alice"),
+    "merchant": bearer("merchant", "owner-1", "m-1"),
+    "store staff": bearer("merchant", "staff-1", "m-1", store_ids=["s-1"]),
+    "rider": bearer("rider", "rider-1", "m-1"),
+}
+MODES = [GenerationMode.POSITIVE, GenerationMode.NEGATIVE]
+
+
+@dataclass(frozen=True)
+class ServerError:
+    role: str
+    operation: str
+    status: int
+    request: str
+
+    def __str__(self) -> str:
+        return f"{self.operation} as {self.role}: {self.status} for {self.request}"
+
+
+@dataclass
+class FuzzReport:
+    operations: int = 0
+    requests: int = 0
+    errors: dict[tuple[str, str], ServerError] = field(default_factory=dict)
+
+
+class _Failed(Exception):
+    pass
+
+
+@dataclass
+class _Target:
+    base_url: str
+    session: requests.Session
+    report: FuzzReport
+
+    def send(self, case: Any, role: str) -> None:
+        """Calls the operation; a 5xx is recorded (the first per operation and role) and raised."""
+        response = case.call(base_url=self.base_url, session=self.session, headers=ROLES[role], timeout=30)
+        self.report.requests += 1
+        if response.status_code >= 500:
+            sent = response.request
+            error = ServerError(
+                role, case.operation.label, response.status_code, f"{sent.method} {sent.url} {sent.body!r}"
+            )
+            self.report.errors.setdefault((error.operation, role), error)
+            raise _Failed(str(error))
+
+
+def fuzz(base_url: str, known_ids: Mapping[str, str], max_examples: int, skip_paths: Sequence[str] = ()) -> FuzzReport:
+    """Every (operation, role) whose fuzzing met a 5xx, with the first request that did; operations on
+    `skip_paths` are left out. Blocking: run it in a thread while the service serves on the event loop."""
+    openapi = requests.get(f"{base_url}/openapi.json", timeout=10).json()
+    schema = schemathesis.openapi.from_dict(openapi)
+    report = FuzzReport()
+    with requests.Session() as session:
+        target = _Target(base_url, session, report)
+        for result in schema.get_all_operations():
+            operation = result.ok()
+            if operation.path in skip_paths:
+                continue
+            report.operations += 1
+            known = {name: known_ids[name] for name in _path_parameters(operation) if name in known_ids}
+            coverage = schema.iter_coverage_cases(
+                operation, generation_modes=MODES, generation_config=schema.config.generation
+            )
+            _cover(coverage, known, target)
+            for role in ROLES:
+                _fuzz_as(operation, role, known, max_examples, target)
+    return report
+
+
+def _cover(cases: Iterable[Any], known: Mapping[str, str], target: _Target) -> None:
+    others = [role for role in ROLES if role != "ops"]
+    baseline: dict[str, Any] | None = None
+    for index, case in enumerate(cases):
+        path_parameters = dict(case.path_parameters or {})
+        if baseline is None:
+            baseline = path_parameters
+        if known and path_parameters == baseline:
+            case.path_parameters = {**path_parameters, **known}
+        for role in ("ops", others[index % len(others)]):
+            if (case.operation.label, role) not in target.report.errors:
+                with contextlib.suppress(_Failed):
+                    target.send(case, role)
+
+
+def _fuzz_as(operation: Any, role: str, known: Mapping[str, str], max_examples: int, target: _Target) -> None:
+    @hypothesis.settings(
+        max_examples=max_examples,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+        report_multiple_bugs=False,
+    )
+    @hypothesis.given(
+        case=st.one_of(*(operation.as_strategy(generation_mode=m) for m in MODES)), known_ids=st.booleans()
+    )
+    def exercise(case: Any, known_ids: bool) -> None:
+        if known_ids and known:
+            case.path_parameters = {**(case.path_parameters or {}), **known}
+        target.send(case, role)
+
+    if (operation.label, role) in target.report.errors:
+        return
+    with contextlib.suppress(_Failed):
+        exercise()
+
+
+def _path_parameters(operation: Any) -> set[str]:
+    return {parameter.name for parameter in operation.path_parameters}

@@ -1,0 +1,77 @@
+"""No input makes a service answer 5xx: every operation of every service's OpenAPI, fuzzed over HTTP through real
+uvicorn on a real database, as a customer, merchant-wide staff, store-scoped staff, a rider and ops (see runner.py
+for how the examples are chosen). Each service first gets a store, a product, an order, a code or a delivery, so
+that half of the examples name things that exist."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+
+import httpx
+
+from gateway.auth import public_pem
+from services.aftersales.app import create_app as create_aftersales
+from services.aftersales.settings import AftersalesSettings
+from services.notify.app import create_app as create_notify
+from services.notify.settings import NotifySettings
+from tests.dispatch.conftest import dispatch_stack
+from tests.fuzz.runner import ROLES, fuzz
+from tests.order.conftest import new_pay_keys, order_stack
+from tests.redemption.conftest import MERCHANT, redemption_stack
+from tests.support import JWT_KEY, serve
+
+# Examples per operation and role: about 70 operations, 5 roles, about a minute in all on two cores.
+MAX_EXAMPLES = 6
+# Operations whose 5xx is their contract: readiness answers 503 while the broker is not connected (workers are off).
+NOT_FUZZED = ("/readyz",)
+
+
+async def _no_server_error(client: httpx.AsyncClient, known_ids: Mapping[str, str]) -> None:
+    base_url = str(client.base_url).rstrip("/")
+    report = await asyncio.to_thread(fuzz, base_url, known_ids, MAX_EXAMPLES, NOT_FUZZED)
+    assert not report.errors, "server errors:\n" + "\n".join(map(str, report.errors.values()))
+    # Every operation was called, as every role, more than once.
+    assert report.requests >= 2 * len(ROLES) * report.operations > 0
+    print(f"{report.operations} operations, {report.requests} requests")
+
+
+async def test_order_service(db_url: str, bootstrap: str) -> None:
+    async with order_stack(db_url, bootstrap, new_pay_keys()) as order:
+        await order.store("s-1")
+        product = await order.product("s-1")
+        sku_id = product["skus"][0]["id"]
+        placed = await order.paid_order(sku_id)
+        known = {"store_id": "s-1", "product_id": product["id"], "sku_id": sku_id, "order_id": placed["id"]}
+        await _no_server_error(order.client, known)
+
+
+async def test_dispatch_service(dispatch_db_url: str, bootstrap: str) -> None:
+    async with dispatch_stack(dispatch_db_url, bootstrap) as dispatch:
+        account = await dispatch.bind("dada")
+        order_id = await dispatch.order_ready()
+        delivery = await dispatch.delivery(order_id)
+        known = {"delivery_id": delivery["id"], "account_id": account["id"], "carrier": "dada"}
+        await _no_server_error(dispatch.client, known)
+
+
+async def test_redemption_service(redemption_db_url: str, bootstrap: str) -> None:
+    async with redemption_stack(redemption_db_url, bootstrap) as redemption:
+        await redemption.order_paid("o-1")
+        voucher = await redemption.voucher(uses=5)
+        redeemed = await redemption.redeem(code=voucher["code"], headers=MERCHANT)
+        assert redeemed.status_code == 201, redeemed.text
+        known = {"code_id": voucher["id"], "redemption_id": redeemed.json()["id"], "scope": "store", "key": "s-1"}
+        await _no_server_error(redemption.client, known)
+
+
+async def test_aftersales_and_notify_services(db_url: str, bootstrap: str) -> None:
+    common = {
+        "database_url": db_url,
+        "kafka_bootstrap_servers": bootstrap,
+        "jwt_public_keys": public_pem(JWT_KEY),  # type: ignore[arg-type]
+        "run_workers": False,
+    }
+    for app in (create_aftersales(AftersalesSettings(**common)), create_notify(NotifySettings(**common))):
+        async with serve(app) as url, httpx.AsyncClient(base_url=url) as client:
+            await _no_server_error(client, {})
