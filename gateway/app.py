@@ -29,6 +29,7 @@ from shared.errors import (
     install_error_handlers,
     problem_response,
 )
+from shared.input_guard import InputGuardMiddleware
 from shared.logging import configure_logging
 from shared.middleware import RequestContextMiddleware
 
@@ -120,6 +121,7 @@ def create_app(settings: GatewaySettings | None = None, clock: Clock | None = No
         expose_headers=["x-request-id", "retry-after"],
         max_age=600,
     )
+    app.add_middleware(InputGuardMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, service="gateway")
     app.include_router(auth_router(settings))
     _add_operational_routes(app)

@@ -5,7 +5,8 @@ Checked: the path and the query string (percent-decoded: valid UTF-8, no control
 JSON body, keys included (no NUL or other control character but tab, newline and carriage return, no lone UTF-16
 surrogate, no NaN or Infinity, which are not JSON). Anything else about the body (not JSON at all, wrong shape) is
 left to the route's own validation. The body is read once and handed on unchanged, byte for byte, so routes that
-verify a signature over it still can.
+verify a signature over it still can. With `max_body_bytes` (the gateway, which streams bodies), a longer body is
+handed on unchecked, for the route's own size limit to refuse.
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ class InputRefused(BadRequest):
 class InputGuardMiddleware:
     """Answers 400 `invalid-characters` for a path, query or JSON body that carries text no field may hold."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int | None = None) -> None:
         self.app = app
+        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -41,9 +43,10 @@ class InputGuardMiddleware:
             return
         problem = _url_problem(scope)
         if problem is None and _is_json(scope):
-            body = await _read_body(receive)
-            problem = _body_problem(body)
-            receive = _replay(body, receive)
+            body, complete = await _read_body(receive, self.max_body_bytes)
+            if complete:
+                problem = _body_problem(body)
+            receive = _replay(body, complete, receive)
         if problem is not None:
             await render(None, InputRefused(problem))(scope, receive, send)
             return
@@ -71,19 +74,25 @@ def _is_json(scope: Scope) -> bool:
     return True
 
 
-async def _read_body(receive: Receive) -> bytes:
-    chunks = []
+async def _read_body(receive: Receive, limit: int | None) -> tuple[bytes, bool]:
+    """The body, or its first part once it exceeds `limit`; and whether it is all of it."""
+    chunks: list[bytes] = []
+    size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
-        chunks.append(message.get("body", b""))
+            return b"".join(chunks), True
+        chunk: bytes = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
         if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
+            return b"".join(chunks), True
+        if limit is not None and size > limit:
+            return b"".join(chunks), False
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
+def _replay(body: bytes, complete: bool, receive: Receive) -> Receive:
+    """Hands on what was read as one message, then the rest of the stream as it comes."""
     sent = False
 
     async def replay() -> Message:
@@ -91,7 +100,7 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         if sent:
             return await receive()
         sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
+        return {"type": "http.request", "body": body, "more_body": not complete}
 
     return replay
 

@@ -10,11 +10,14 @@ from collections.abc import Mapping
 
 import httpx
 
-from gateway.auth import public_pem
+from gateway.app import create_app as create_gateway
+from gateway.auth import generate_signing_key, public_pem
+from gateway.settings import GatewaySettings
 from services.aftersales.app import create_app as create_aftersales
 from services.aftersales.settings import AftersalesSettings
 from services.notify.app import create_app as create_notify
 from services.notify.settings import NotifySettings
+from shared.stack.ports import free_port
 from tests.dispatch.conftest import dispatch_stack
 from tests.fuzz.runner import ROLES, fuzz
 from tests.order.conftest import new_pay_keys, order_stack
@@ -44,6 +47,28 @@ async def test_order_service(db_url: str, bootstrap: str) -> None:
         placed = await order.paid_order(sku_id)
         known = {"store_id": "s-1", "product_id": product["id"], "sku_id": sku_id, "order_id": placed["id"]}
         await _no_server_error(order.client, known)
+
+
+async def test_gateway_in_front_of_the_order_service(db_url: str, bootstrap: str) -> None:
+    """The gateway's own routes and what it proxies; the other services are down, so their routes are absent from
+    the gateway's document and not fuzzed through it."""
+    async with order_stack(db_url, bootstrap, new_pay_keys()) as order:
+        await order.store("s-1")
+        dead = f"http://127.0.0.1:{free_port()}"
+        settings = GatewaySettings(
+            order_url=str(order.client.base_url).rstrip("/"),
+            dispatch_url=dead,
+            redemption_url=dead,
+            aftersales_url=dead,
+            notify_url=dead,
+            signing_key=generate_signing_key(),
+            previous_public_keys=public_pem(JWT_KEY),  # type: ignore[arg-type]  # verifies the roles' tokens
+            dev_mode=True,
+            rate_limit_ip_burst=1_000_000,
+            rate_limit_principal_burst=1_000_000,
+        )
+        async with serve(create_gateway(settings)) as url, httpx.AsyncClient(base_url=url) as gateway:
+            await _no_server_error(gateway, {"store_id": "s-1"})
 
 
 async def test_dispatch_service(dispatch_db_url: str, bootstrap: str) -> None:
