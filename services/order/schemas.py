@@ -5,11 +5,10 @@ from __future__ import annotations
 import functools
 import re
 import uuid
-from datetime import datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import available_timezones
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from services.order.domain import FulfilmentMode
 from shared.contract import Count, Fen, PartialUpdate
@@ -175,8 +174,8 @@ class StoreRead(StoreFields):
     active: bool
     rating: float | None
     rating_count: int
-    created_at: datetime
-    updated_at: datetime
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
 
 
 class NearbyStore(BaseModel):
@@ -334,14 +333,14 @@ class OrderRead(BaseModel):
     express_tracking_no: str | None
     delivery: dict[str, Any] | None
     open_aftersales: int
-    placed_at: datetime
-    paid_at: datetime | None
-    accepted_at: datetime | None
-    ready_at: datetime | None
-    delivered_at: datetime | None
-    completed_at: datetime | None
-    cancelled_at: datetime | None
-    updated_at: datetime
+    placed_at: AwareDatetime
+    paid_at: AwareDatetime | None
+    accepted_at: AwareDatetime | None
+    ready_at: AwareDatetime | None
+    delivered_at: AwareDatetime | None
+    completed_at: AwareDatetime | None
+    cancelled_at: AwareDatetime | None
+    updated_at: AwareDatetime
 
 
 class OrderPage(BaseModel):
@@ -358,7 +357,7 @@ class StatusChangeRead(BaseModel):
     to_status: str
     action: str
     actor: str
-    at: datetime
+    at: AwareDatetime
 
 
 class RejectCommand(BaseModel):
@@ -398,8 +397,8 @@ class RefundRead(BaseModel):
     cause: str
     amount_fen: int
     status: str
-    created_at: datetime
-    settled_at: datetime | None
+    created_at: AwareDatetime
+    settled_at: AwareDatetime | None
 
 
 class ReviewCreate(BaseModel):
@@ -425,8 +424,8 @@ class ReviewRead(BaseModel):
     rider_rating: int | None
     text: str
     reply: str | None
-    replied_at: datetime | None
-    created_at: datetime
+    replied_at: AwareDatetime | None
+    created_at: AwareDatetime
 
 
 class ReviewPage(BaseModel):

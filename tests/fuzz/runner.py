@@ -40,7 +40,7 @@ MODES = [GenerationMode.POSITIVE, GenerationMode.NEGATIVE]
 class ServerError:
     role: str
     operation: str
-    status: int
+    status: str
     request: str
 
     def __str__(self) -> str:
@@ -65,21 +65,43 @@ class _Target:
     report: FuzzReport
 
     def send(self, case: Any, role: str) -> None:
-        """Calls the operation; a 5xx is recorded (the first per operation and role) and raised."""
+        """Calls the operation; a 5xx, or a 2xx whose body is not what the operation documents, is recorded (the
+        first per operation and role) and raised."""
         response = case.call(base_url=self.base_url, session=self.session, headers=ROLES[role], timeout=30)
         self.report.requests += 1
         if response.status_code >= 500:
-            sent = response.request
-            error = ServerError(
-                role, case.operation.label, response.status_code, f"{sent.method} {sent.url} {sent.body!r}"
-            )
-            self.report.errors.setdefault((error.operation, role), error)
-            raise _Failed(str(error))
+            problem = str(response.status_code)
+        elif response.status_code < 300:
+            problem = _undocumented(case, response)
+        else:
+            return
+        if problem is None:
+            return
+        sent = response.request
+        error = ServerError(role, case.operation.label, problem, f"{sent.method} {sent.url} {sent.body!r}")
+        self.report.errors.setdefault((error.operation, role), error)
+        raise _Failed(str(error))
 
 
-def fuzz(base_url: str, known_ids: Mapping[str, str], max_examples: int, skip_paths: Sequence[str] = ()) -> FuzzReport:
-    """Every (operation, role) whose fuzzing met a 5xx, with the first request that did; operations on
-    `skip_paths` are left out. Blocking: run it in a thread while the service serves on the event loop."""
+def _undocumented(case: Any, response: Any) -> str | None:
+    try:
+        case.operation.validate_response(response, case=case)
+    except Exception as exc:
+        return f"{response.status_code} not as documented: {str(exc).splitlines()[0]}"
+    return None
+
+
+def fuzz(
+    base_url: str,
+    known_ids: Mapping[str, str],
+    *,
+    max_examples: int,
+    coverage: bool = True,
+    skip_paths: Sequence[str] = (),
+) -> FuzzReport:
+    """Every (operation, role) whose fuzzing met a 5xx or an undocumented 2xx body, with the first request that
+    did; operations on `skip_paths` are left out, the coverage phase too unless `coverage`. Blocking: run it in a
+    thread while the service serves on the event loop."""
     openapi = requests.get(f"{base_url}/openapi.json", timeout=10).json()
     schema = schemathesis.openapi.from_dict(openapi)
     report = FuzzReport()
@@ -91,10 +113,11 @@ def fuzz(base_url: str, known_ids: Mapping[str, str], max_examples: int, skip_pa
                 continue
             report.operations += 1
             known = {name: known_ids[name] for name in _path_parameters(operation) if name in known_ids}
-            coverage = schema.iter_coverage_cases(
-                operation, generation_modes=MODES, generation_config=schema.config.generation
-            )
-            _cover(coverage, known, target)
+            if coverage:
+                cases = schema.iter_coverage_cases(
+                    operation, generation_modes=MODES, generation_config=schema.config.generation
+                )
+                _cover(cases, known, target)
             for role in ROLES:
                 _fuzz_as(operation, role, known, max_examples, target)
     return report

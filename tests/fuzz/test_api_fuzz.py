@@ -30,9 +30,11 @@ MAX_EXAMPLES = 6
 NOT_FUZZED = ("/readyz",)
 
 
-async def _no_server_error(client: httpx.AsyncClient, known_ids: Mapping[str, str]) -> None:
+async def _no_server_error(client: httpx.AsyncClient, known_ids: Mapping[str, str], *, coverage: bool = True) -> None:
     base_url = str(client.base_url).rstrip("/")
-    report = await asyncio.to_thread(fuzz, base_url, known_ids, MAX_EXAMPLES, NOT_FUZZED)
+    report = await asyncio.to_thread(
+        fuzz, base_url, known_ids, max_examples=MAX_EXAMPLES, coverage=coverage, skip_paths=NOT_FUZZED
+    )
     assert not report.errors, "server errors:\n" + "\n".join(map(str, report.errors.values()))
     # Every operation was called, as every role, more than once.
     assert report.requests >= 2 * len(ROLES) * report.operations > 0
@@ -51,7 +53,8 @@ async def test_order_service(db_url: str, bootstrap: str) -> None:
 
 async def test_gateway_in_front_of_the_order_service(db_url: str, bootstrap: str) -> None:
     """The gateway's own routes and what it proxies; the other services are down, so their routes are absent from
-    the gateway's document and not fuzzed through it."""
+    the gateway's document and not fuzzed through it. The order service's boundary cases are covered above: here
+    only the random examples (paths and queries the gateway routes on)."""
     async with order_stack(db_url, bootstrap, new_pay_keys()) as order:
         await order.store("s-1")
         dead = f"http://127.0.0.1:{free_port()}"
@@ -68,7 +71,7 @@ async def test_gateway_in_front_of_the_order_service(db_url: str, bootstrap: str
             rate_limit_principal_burst=1_000_000,
         )
         async with serve(create_gateway(settings)) as url, httpx.AsyncClient(base_url=url) as gateway:
-            await _no_server_error(gateway, {"store_id": "s-1"})
+            await _no_server_error(gateway, {"store_id": "s-1"}, coverage=False)
 
 
 async def test_dispatch_service(dispatch_db_url: str, bootstrap: str) -> None:

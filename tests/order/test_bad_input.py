@@ -129,3 +129,14 @@ async def test_json_text_may_hold_tabs_newlines_and_any_script(harness: OrderHar
     response = await harness.client.post("/v1/stores/s-1/products", json=body, headers=MERCHANT)
     assert response.status_code == 201, response.text
     assert response.json()["description"] == body["description"]
+
+
+async def test_a_total_beyond_what_an_order_holds_is_refused_before_stock_is_taken(harness: OrderHarness) -> None:
+    await harness.store("s-1")
+    product = await harness.product("s-1", price_fen=2**31 - 1, stock=10)
+    sku_id = product["skus"][0]["id"]
+    refused = await harness.place(sku_id, quantity=2, expect=409)
+    assert refused["reason"] == "total-too-large"
+    assert (await harness.client.get(f"/v1/products/{product['id']}", headers=MERCHANT)).json()["skus"][0][
+        "stock"
+    ] == 10
