@@ -6,7 +6,7 @@ that half of the examples name things that exist."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import httpx
 
@@ -15,6 +15,7 @@ from gateway.auth import generate_signing_key, public_pem
 from gateway.settings import GatewaySettings
 from services.aftersales.app import create_app as create_aftersales
 from services.aftersales.settings import AftersalesSettings
+from services.dispatch.carriers import WIRES
 from services.notify.app import create_app as create_notify
 from services.notify.settings import NotifySettings
 from shared.stack.ports import free_port
@@ -26,16 +27,31 @@ from tests.support import JWT_KEY, serve
 
 # Examples per operation and role: about 70 operations, 5 roles, about a minute in all on two cores.
 MAX_EXAMPLES = 6
+# A carrier callback whose JSON body is not an object crashes the intake before any signature check; the branch
+# `callbacks` rewrites that intake (services/dispatch/callbacks.py, carrier_router.py, carriers/*).
+CALLBACK_INTAKE = {"POST /v1/carriers/{carrier}/callback": "non-object JSON bodies, fixed on branch callbacks"}
 # Operations whose 5xx is their contract: readiness answers 503 while the broker is not connected (workers are off).
 NOT_FUZZED = ("/readyz",)
 
 
-async def _no_server_error(client: httpx.AsyncClient, known_ids: Mapping[str, str], *, coverage: bool = True) -> None:
+async def _no_server_error(
+    client: httpx.AsyncClient,
+    known_ids: Mapping[str, str | Sequence[str]],
+    *,
+    coverage: bool = True,
+    known_failing: Mapping[str, str] | None = None,
+) -> None:
+    """`known_failing`: operations another branch fixes; they must still fail here, so that the entry is removed
+    (and the operation held to the contract) as soon as the fix is merged."""
     base_url = str(client.base_url).rstrip("/")
     report = await asyncio.to_thread(
         fuzz, base_url, known_ids, max_examples=MAX_EXAMPLES, coverage=coverage, skip_paths=NOT_FUZZED
     )
-    assert not report.errors, "server errors:\n" + "\n".join(map(str, report.errors.values()))
+    known_failing = known_failing or {}
+    errors = [error for (operation, _), error in report.errors.items() if operation not in known_failing]
+    assert not errors, "server errors:\n" + "\n".join(map(str, errors))
+    fixed = set(known_failing) - {operation for operation, _ in report.errors}
+    assert not fixed, f"these pass now: remove them from known_failing: {fixed}"
     # Every operation was called, as every role, more than once.
     assert report.requests >= 2 * len(ROLES) * report.operations > 0
     print(f"{report.operations} operations, {report.requests} requests")
@@ -79,8 +95,8 @@ async def test_dispatch_service(dispatch_db_url: str, bootstrap: str) -> None:
         account = await dispatch.bind("dada")
         order_id = await dispatch.order_ready()
         delivery = await dispatch.delivery(order_id)
-        known = {"delivery_id": delivery["id"], "account_id": account["id"], "carrier": "dada"}
-        await _no_server_error(dispatch.client, known)
+        known = {"delivery_id": delivery["id"], "account_id": account["id"], "carrier": list(WIRES)}
+        await _no_server_error(dispatch.client, known, known_failing=CALLBACK_INTAKE)
 
 
 async def test_redemption_service(redemption_db_url: str, bootstrap: str) -> None:
