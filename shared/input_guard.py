@@ -3,15 +3,16 @@ error deep inside a use case.
 
 Checked: the path and the query string (percent-decoded: valid UTF-8, no control character) and every string of a
 JSON body, keys included (no NUL or other control character but tab, newline and carriage return, no lone UTF-16
-surrogate, no NaN or Infinity, which are not JSON). Anything else about the body (not JSON at all, wrong shape) is
-left to the route's own validation. The body is read once and handed on unchanged, byte for byte, so routes that
-verify a signature over it still can. With `max_body_bytes` (the gateway, which streams bodies), a longer body is
-handed on unchecked, for the route's own size limit to refuse.
+surrogate), and its numbers (no NaN or Infinity, which are not JSON, none too large for a float). Anything else
+about the body (not JSON at all, wrong shape) is left to the route's own validation. The body is read once and
+handed on unchanged, byte for byte, so routes that verify a signature over it still can. With `max_body_bytes`
+(the gateway, which streams bodies), a longer body is handed on unchecked, for the route's own size limit to refuse.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -113,11 +114,18 @@ def _refuse_constant(name: str) -> Any:
     raise _NotJson(f"{name} is not a JSON number")
 
 
+def _finite(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):
+        raise _NotJson(f"{literal} is beyond what a number can hold")
+    return value
+
+
 def _body_problem(body: bytes) -> str | None:
     if not body:
         return None
     try:
-        document = json.loads(body, parse_constant=_refuse_constant)
+        document = json.loads(body, parse_constant=_refuse_constant, parse_float=_finite)
     except _NotJson as exc:
         return str(exc)
     except RecursionError:

@@ -109,6 +109,7 @@ async def test_control_characters_and_non_utf8_in_paths_and_queries_are_a_400(
         b'{"name": "Noodles\\ud800", "skus": [{"name": "big", "price_fen": 1, "stock": 1}]}',
         b'{"name": "Noodles", "skus": [{"name": "big", "price_fen": 1, "stock": 1, "\\u0007": 1}]}',
         b'{"name": "Noodles", "skus": [{"name": "big", "price_fen": NaN, "stock": 1}]}',
+        b'{"name": "Noodles", "skus": [{"name": "big", "price_fen": 1e999, "stock": 1}]}',
     ],
 )
 async def test_json_strings_that_no_field_can_hold_are_a_400(harness: OrderHarness, body: bytes) -> None:
