@@ -172,6 +172,8 @@ class StoreRead(StoreFields):
     id: str
     merchant_id: str
     active: bool
+    # As stored: a polygon saved under earlier, looser rules still reads.
+    range_polygon: list[Vertex] | None = None
     rating: float | None
     rating_count: int
     created_at: AwareDatetime
