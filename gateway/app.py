@@ -29,6 +29,7 @@ from shared.errors import (
     install_error_handlers,
     problem_response,
 )
+from shared.input_guard import InputGuardMiddleware
 from shared.logging import configure_logging
 from shared.middleware import RequestContextMiddleware, networks
 
@@ -121,6 +122,7 @@ def create_app(settings: GatewaySettings | None = None, clock: Clock | None = No
         max_age=600,
     )
     app.add_middleware(CanonicalPathMiddleware)
+    app.add_middleware(InputGuardMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, service="gateway", trusted_proxies=networks(settings.trusted_proxies))
     app.include_router(auth_router(settings))
     _add_operational_routes(app)

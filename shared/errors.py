@@ -1,7 +1,8 @@
 """Typed service errors and the one handler that renders them as RFC 9457 problem+json.
 
 Domain code raises a `ServiceError` subclass; routes never build error responses themselves. Unknown exceptions
-become a 500 that leaks nothing but the correlation id.
+become a 500 that leaks nothing but the correlation id. A value the database refuses as data (a number beyond its
+column, text it cannot hold) is the caller's input getting past validation: a 422, logged so the schema gets fixed.
 """
 
 from __future__ import annotations
@@ -9,9 +10,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared import context
@@ -40,6 +43,10 @@ class BadRequest(ServiceError):
 
 class ValidationFailed(ServiceError):
     status, code, title = 422, "validation-failed", "The request is not valid"
+
+
+class ValueNotStorable(ValidationFailed):
+    code, title = "value-not-storable", "A value is outside what the service can store"
 
 
 class Unauthorized(ServiceError):
@@ -161,6 +168,26 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DBAPIError)
+    if not _is_data_error(exc):
+        return await _unhandled(request, exc)
+    log.warning("input refused by the database", extra={"error": str(exc.orig), "path": request.url.path})
+    return render(request, ValueNotStorable())
+
+
+def _is_data_error(exc: BaseException) -> bool:
+    """Whether the database (or its driver, before sending) refused a value as data: SQLSTATE class 22."""
+    seen: BaseException | None = exc
+    visited: set[int] = set()
+    while seen is not None and id(seen) not in visited:
+        if isinstance(seen, asyncpg.DataError):
+            return True
+        visited.add(id(seen))
+        seen = seen.__cause__ or getattr(seen, "orig", None)
+    return False
+
+
 async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error", exc_info=exc)
     return problem_response(
@@ -172,4 +199,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(Exception, _unhandled)

@@ -28,6 +28,7 @@ from shared.events.kafka import make_producer, start_producer
 from shared.events.models import OutboxEvent
 from shared.events.parking import parked_count
 from shared.events.relay import OutboxRelay
+from shared.input_guard import InputGuardMiddleware
 from shared.middleware import RequestContextMiddleware, networks
 from shared.settings import ServiceSettings
 from shared.timers import TimerHandler, TimerWorker, timer_backlog
@@ -154,6 +155,7 @@ def build_service_app(
         jwks_url=settings.jwt_jwks_url,
     )
     install_error_handlers(app)
+    app.add_middleware(InputGuardMiddleware)
     app.add_middleware(RequestContextMiddleware, service=service, trusted_proxies=networks(settings.trusted_gateways))
     for router in routers:
         app.include_router(router)

@@ -26,6 +26,7 @@ from services.dispatch.schemas import (
 )
 from services.dispatch.service import LIVE, app_dispatcher
 from shared.auth import CurrentPrincipal, Principal, Role, require_roles
+from shared.contract import Offset
 from shared.db import DbSession
 from shared.tenancy import require_tenant, store_conditions
 
@@ -84,7 +85,7 @@ async def list_deliveries(
     principal: CurrentPrincipal,
     order_id: str | None = None,
     status: str | None = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> DeliveryPage:
     conditions = _visible(principal)

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 Lat = Field(ge=-90, le=90, description="GCJ-02 latitude")
 Lng = Field(ge=-180, le=180, description="GCJ-02 longitude")
@@ -45,13 +44,13 @@ class AccountRead(BaseModel):
     shop_id: str
     merchant_no: str
     has_token: bool
-    bound_at: datetime
+    bound_at: AwareDatetime
 
 
 class CallbackRead(BaseModel):
     id: uuid.UUID
     carrier: str
-    received_at: datetime
+    received_at: AwareDatetime
     outcome: str
     error: str | None
     delivery_id: uuid.UUID | None
@@ -77,14 +76,14 @@ class OfferRead(BaseModel):
     tip_fen: int
     cancel_fee_fen: int | None
     error: str | None
-    placed_at: datetime
+    placed_at: AwareDatetime
 
 
 class ChangeRead(BaseModel):
     source: str
     code: str
     status: str | None
-    action_time: datetime
+    action_time: AwareDatetime
     verdict: str
     reason: str | None
 
@@ -103,7 +102,7 @@ class DeliveryRead(BaseModel):
     rider: dict[str, Any] | None
     rider_lat: float | None
     rider_lng: float | None
-    eta_at: datetime | None
+    eta_at: AwareDatetime | None
     pickup_code: str | None = Field(description="The carrier's own code, when it gives one (WeChat)")
     finish_code: str | None
     reason: str | None
@@ -111,9 +110,9 @@ class DeliveryRead(BaseModel):
     candidates: list[dict[str, Any]] | None = Field(description="Merchant and ops: the ranked quotes")
     offers: list[OfferRead] | None = None
     history: list[ChangeRead] | None = None
-    created_at: datetime
-    updated_at: datetime
-    ended_at: datetime | None
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+    ended_at: AwareDatetime | None
 
 
 class DeliveryPage(BaseModel):
@@ -150,8 +149,8 @@ class Tracking(BaseModel):
     rider: dict[str, Any] | None
     lat: float | None
     lng: float | None
-    located_at: datetime | None
-    eta_at: datetime | None
+    located_at: AwareDatetime | None
+    eta_at: AwareDatetime | None
 
 
 class RiderProfile(BaseModel):
@@ -176,14 +175,14 @@ class RiderRead(BaseModel):
     online: bool
     lat: float | None
     lng: float | None
-    located_at: datetime | None
+    located_at: AwareDatetime | None
 
 
 class TaskRead(BaseModel):
     delivery_id: uuid.UUID
     order_id: str
     offer: str = Field(description="offered (answer before expires_at) or accepted")
-    expires_at: datetime | None
+    expires_at: AwareDatetime | None
     status: str
     pickup: dict[str, Any]
     dropoff: dict[str, Any]

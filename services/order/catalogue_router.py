@@ -25,12 +25,12 @@ from services.order.schemas import (
 )
 from shared.auth import CurrentPrincipal, Principal, Role, require_roles
 from shared.clock import AppClock
+from shared.contract import Offset
 from shared.db import DbSession
 
 router = APIRouter(tags=["stores and catalogue"])
 
 Staff = Annotated[Principal, require_roles(Role.merchant, Role.ops)]
-Offset = Annotated[int, Query(ge=0)]
 Limit = Annotated[int, Query(ge=1, le=100)]
 
 

@@ -25,6 +25,7 @@ from services.order.schemas import (
 from services.order.settings import OrderSettings
 from shared.auth import Principal, Role, require_roles
 from shared.clock import AppClock
+from shared.contract import Offset
 from shared.db import DbSession
 
 router = APIRouter(tags=["orders"])
@@ -78,7 +79,7 @@ async def list_orders(
     principal: OrderCaller,
     status: str | None = None,
     store_id: str | None = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> OrderPage:
     items, total = await service.list_orders(

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
-from datetime import datetime
-from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Annotated, Any, Literal
+from zoneinfo import available_timezones
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from services.order.domain import FulfilmentMode
+from shared.contract import Count, Fen, PartialUpdate
 
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
@@ -18,8 +19,47 @@ Lat = Field(ge=-90, le=90)
 Lng = Field(ge=-180, le=180)
 
 
+@functools.cache
+def _zone_names() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+def _known_zone(value: str) -> str:
+    if value not in _zone_names():
+        raise ValueError("unknown IANA time zone")
+    return value
+
+
+def _ring(vertices: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """A ring may repeat its first vertex at the end (GeoJSON closes rings so); it is stored open. It needs three
+    distinct vertices and an area: a line or a point covers nothing."""
+    if len(vertices) > 1 and vertices[0] == vertices[-1]:
+        vertices = vertices[:-1]
+    if len(set(vertices)) < 3:
+        raise ValueError("a polygon has at least 3 distinct [lat, lng] vertices")
+    twice_area = sum(a[0] * b[1] - b[0] * a[1] for a, b in zip(vertices, [*vertices[1:], vertices[0]], strict=True))
+    if twice_area == 0:
+        raise ValueError("a polygon's vertices must not all lie on one line")
+    return vertices
+
+
+TimeZoneName = Annotated[str, Field(max_length=64, examples=["Asia/Shanghai"]), AfterValidator(_known_zone)]
+Vertex = tuple[Annotated[float, Lat], Annotated[float, Lng]]
+RangePolygon = Annotated[
+    list[Vertex],
+    Field(min_length=3, max_length=200, description="[[lat, lng], ...], closed or not; overrides the radius"),
+    AfterValidator(_ring),
+]
+RangeRadius = Annotated[int, Field(ge=100, le=50_000)]
+StoreName = Annotated[str, Field(min_length=1, max_length=64)]
+StorePhone = Annotated[str, Field(min_length=5, max_length=20)]
+StoreAddress = Annotated[str, Field(min_length=1, max_length=200)]
+PrepMinutes = Annotated[int, Field(ge=0, le=600)]
+AcceptLimitMinutes = Annotated[int, Field(ge=1, le=24 * 60)]
+
+
 class OpeningPeriod(BaseModel):
-    weekdays: list[int] = Field(default=[1, 2, 3, 4, 5, 6, 7], description="ISO weekdays, Monday = 1")
+    weekdays: list[int] = Field(default=[1, 2, 3, 4, 5, 6, 7], max_length=7, description="ISO weekdays, Monday = 1")
     open: str = Field(examples=["09:00"])
     close: str = Field(examples=["22:00"], description="At or before `open` means the period runs past midnight")
 
@@ -38,59 +78,51 @@ class OpeningPeriod(BaseModel):
         return sorted(set(value))
 
 
+OpeningHours = Annotated[list[OpeningPeriod], Field(max_length=50, description="Empty: always open")]
+
+
 class DeliveryTier(BaseModel):
-    above_m: int = Field(ge=0, description="Trips longer than this add `add_fen`")
-    add_fen: int = Field(ge=0)
+    above_m: Count = Field(description="Trips longer than this add `add_fen`")
+    add_fen: Fen
+
+
+DeliveryTiers = Annotated[list[DeliveryTier], Field(max_length=20)]
 
 
 class DispatchStrategy(BaseModel):
     kind: Literal["cheapest", "fastest", "preferred", "own_fleet_first", "broadcast"] = "cheapest"
-    carriers: list[str] = Field(default_factory=list, description="Preference order, or the broadcast set")
+    carriers: list[Annotated[str, Field(max_length=32)]] = Field(
+        default_factory=list, max_length=16, description="Preference order, or the broadcast set"
+    )
     broadcast_count: int = Field(default=2, ge=2, le=8)
-    max_tip_fen: int = Field(default=1000, ge=0)
-    escalate_after_minutes: int = Field(default=5, ge=1)
+    max_tip_fen: Fen = 1000
+    escalate_after_minutes: int = Field(default=5, ge=1, le=24 * 60)
 
 
 class StoreFields(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=64)
-    phone: str = Field(min_length=5, max_length=20)
-    address: str = Field(min_length=1, max_length=200)
+    name: StoreName
+    phone: StorePhone
+    address: StoreAddress
     lat: float = Lat
     lng: float = Lng
-    timezone: str = "Asia/Shanghai"
-    opening_hours: list[OpeningPeriod] = Field(default_factory=list, description="Empty: always open")
-    range_radius_m: int | None = Field(default=3000, ge=100, le=50_000)
-    range_polygon: list[list[float]] | None = Field(default=None, description="[[lat, lng], ...], overrides radius")
-    min_order_fen: int = Field(default=0, ge=0)
-    delivery_base_fen: int = Field(default=0, ge=0)
-    delivery_tiers: list[DeliveryTier] = Field(default_factory=list)
-    free_delivery_above_fen: int | None = Field(default=None, ge=0)
-    prep_minutes: int = Field(default=15, ge=0, le=600)
-    fulfilment_modes: list[FulfilmentMode] = Field(default=[FulfilmentMode.delivery, FulfilmentMode.pickup])
+    timezone: TimeZoneName = "Asia/Shanghai"
+    opening_hours: OpeningHours = Field(default_factory=list)
+    range_radius_m: RangeRadius | None = 3000
+    range_polygon: RangePolygon | None = None
+    min_order_fen: Fen = 0
+    delivery_base_fen: Fen = 0
+    delivery_tiers: DeliveryTiers = Field(default_factory=list)
+    free_delivery_above_fen: Fen | None = None
+    prep_minutes: PrepMinutes = 15
+    fulfilment_modes: list[FulfilmentMode] = Field(
+        default=[FulfilmentMode.delivery, FulfilmentMode.pickup], max_length=len(FulfilmentMode)
+    )
     dispatch_trigger: Literal["on_accept", "on_ready"] = "on_ready"
     dispatch_strategy: DispatchStrategy = Field(default_factory=DispatchStrategy)
     auto_accept: bool = False
-    accept_limit_minutes: int = Field(default=10, ge=1, le=24 * 60)
-
-    @field_validator("range_polygon")
-    @classmethod
-    def _polygon(cls, value: list[list[float]] | None) -> list[list[float]] | None:
-        if value is None:
-            return None
-        if len(value) < 3 or any(len(p) != 2 or not (-90 <= p[0] <= 90 and -180 <= p[1] <= 180) for p in value):
-            raise ValueError("a polygon is at least 3 [lat, lng] points")
-        return value
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError("unknown IANA time zone") from exc
-        return value
+    accept_limit_minutes: AcceptLimitMinutes = 10
 
     @model_validator(mode="after")
     def _some_range(self) -> StoreFields:
@@ -106,30 +138,31 @@ class StoreCreate(StoreFields):
     merchant_id: str | None = Field(default=None, description="Ops only: the merchant to create it for")
 
 
-class StoreUpdate(BaseModel):
-    """Any subset of the store's fields."""
+class StoreUpdate(PartialUpdate):
+    """Any subset of the store's fields; `null` clears the range radius, the range polygon or the free-delivery
+    threshold, and nothing else."""
 
-    model_config = ConfigDict(extra="forbid")
+    nullable = frozenset({"range_radius_m", "range_polygon", "free_delivery_above_fen"})
 
-    name: str | None = Field(default=None, min_length=1, max_length=64)
-    phone: str | None = None
-    address: str | None = None
+    name: StoreName | None = None
+    phone: StorePhone | None = None
+    address: StoreAddress | None = None
     lat: float | None = Field(default=None, ge=-90, le=90)
     lng: float | None = Field(default=None, ge=-180, le=180)
-    timezone: str | None = None
-    opening_hours: list[OpeningPeriod] | None = None
-    range_radius_m: int | None = Field(default=None, ge=100, le=50_000)
-    range_polygon: list[list[float]] | None = None
-    min_order_fen: int | None = Field(default=None, ge=0)
-    delivery_base_fen: int | None = Field(default=None, ge=0)
-    delivery_tiers: list[DeliveryTier] | None = None
-    free_delivery_above_fen: int | None = Field(default=None, ge=0)
-    prep_minutes: int | None = Field(default=None, ge=0, le=600)
-    fulfilment_modes: list[FulfilmentMode] | None = None
+    timezone: TimeZoneName | None = None
+    opening_hours: OpeningHours | None = None
+    range_radius_m: RangeRadius | None = None
+    range_polygon: RangePolygon | None = None
+    min_order_fen: Fen | None = None
+    delivery_base_fen: Fen | None = None
+    delivery_tiers: DeliveryTiers | None = None
+    free_delivery_above_fen: Fen | None = None
+    prep_minutes: PrepMinutes | None = None
+    fulfilment_modes: list[FulfilmentMode] | None = Field(default=None, max_length=len(FulfilmentMode))
     dispatch_trigger: Literal["on_accept", "on_ready"] | None = None
     dispatch_strategy: DispatchStrategy | None = None
     auto_accept: bool | None = None
-    accept_limit_minutes: int | None = Field(default=None, ge=1, le=24 * 60)
+    accept_limit_minutes: AcceptLimitMinutes | None = None
     active: bool | None = None
 
 
@@ -139,10 +172,12 @@ class StoreRead(StoreFields):
     id: str
     merchant_id: str
     active: bool
+    # As stored: a polygon saved under earlier, looser rules still reads.
+    range_polygon: list[Vertex] | None = None
     rating: float | None
     rating_count: int
-    created_at: datetime
-    updated_at: datetime
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
 
 
 class NearbyStore(BaseModel):
@@ -171,17 +206,15 @@ class SkuCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=64)
-    price_fen: int = Field(ge=0)
-    stock: int = Field(ge=0)
+    price_fen: Fen
+    stock: Count
     on_shelf: bool = True
 
 
-class SkuUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class SkuUpdate(PartialUpdate):
     name: str | None = Field(default=None, min_length=1, max_length=64)
-    price_fen: int | None = Field(default=None, ge=0)
-    stock: int | None = Field(default=None, ge=0, description="The new absolute stock")
+    price_fen: Fen | None = None
+    stock: Count | None = Field(default=None, description="The new absolute stock")
     on_shelf: bool | None = None
 
 
@@ -205,9 +238,7 @@ class ProductCreate(BaseModel):
     skus: list[SkuCreate] = Field(min_length=1, max_length=50)
 
 
-class ProductUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ProductUpdate(PartialUpdate):
     name: str | None = Field(default=None, min_length=1, max_length=64)
     description: str | None = Field(default=None, max_length=1000)
     on_shelf: bool | None = None
@@ -304,14 +335,14 @@ class OrderRead(BaseModel):
     express_tracking_no: str | None
     delivery: dict[str, Any] | None
     open_aftersales: int
-    placed_at: datetime
-    paid_at: datetime | None
-    accepted_at: datetime | None
-    ready_at: datetime | None
-    delivered_at: datetime | None
-    completed_at: datetime | None
-    cancelled_at: datetime | None
-    updated_at: datetime
+    placed_at: AwareDatetime
+    paid_at: AwareDatetime | None
+    accepted_at: AwareDatetime | None
+    ready_at: AwareDatetime | None
+    delivered_at: AwareDatetime | None
+    completed_at: AwareDatetime | None
+    cancelled_at: AwareDatetime | None
+    updated_at: AwareDatetime
 
 
 class OrderPage(BaseModel):
@@ -328,7 +359,7 @@ class StatusChangeRead(BaseModel):
     to_status: str
     action: str
     actor: str
-    at: datetime
+    at: AwareDatetime
 
 
 class RejectCommand(BaseModel):
@@ -368,8 +399,8 @@ class RefundRead(BaseModel):
     cause: str
     amount_fen: int
     status: str
-    created_at: datetime
-    settled_at: datetime | None
+    created_at: AwareDatetime
+    settled_at: AwareDatetime | None
 
 
 class ReviewCreate(BaseModel):
@@ -395,8 +426,8 @@ class ReviewRead(BaseModel):
     rider_rating: int | None
     text: str
     reply: str | None
-    replied_at: datetime | None
-    created_at: datetime
+    replied_at: AwareDatetime | None
+    created_at: AwareDatetime
 
 
 class ReviewPage(BaseModel):

@@ -32,6 +32,7 @@ from services.order.schemas import OrderCreate, OrderLineRead, OrderRead, ShipCo
 from services.order.settings import OrderSettings
 from shared.auth import Principal, Role
 from shared.clock import Clock
+from shared.contract import INT4_MAX
 from shared.errors import Forbidden
 from shared.tenancy import covers_store, require_tenant, store_conditions
 from shared.timers import cancel_timer, schedule_timer
@@ -254,6 +255,8 @@ async def place_order(
                 min_order_fen=store.min_order_fen,
             )
         delivery_fee = domain.delivery_fee_fen(rules, distance or 0, items_fen)
+    if items_fen + delivery_fee > INT4_MAX:
+        raise NotOrderable("The total is more than one order can hold", reason="total-too-large")
 
     # Reserve stock: one conditional decrement per SKU, in a fixed order so concurrent orders cannot deadlock.
     for sku_id in sorted(quantities, key=str):

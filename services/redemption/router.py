@@ -31,6 +31,7 @@ from services.redemption.settings import RedemptionSettings
 from shared import context
 from shared.auth import CurrentPrincipal, Principal, Role, require_roles
 from shared.clock import AppClock, Clock
+from shared.contract import Offset
 from shared.db import DbSession
 from shared.errors import PROBLEM_JSON, Forbidden, ValidationFailed, render
 from shared.handover import HEADER, Voucher, VoucherVerifier
@@ -42,7 +43,6 @@ router = APIRouter(tags=["redemption"])
 Redeemer = Annotated[Principal, require_roles(Role.merchant, Role.rider, Role.ops)]
 Staff = Annotated[Principal, require_roles(Role.merchant, Role.ops)]
 Ops = Annotated[Principal, require_roles(Role.ops)]
-Offset = Annotated[int, Query(ge=0)]
 Limit = Annotated[int, Query(ge=1, le=100)]
 
 

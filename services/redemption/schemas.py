@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 
 class Presentation(BaseModel):
@@ -45,9 +44,9 @@ class RedemptionRead(BaseModel):
     count: int
     uses_left: int
     status: str
-    redeemed_at: datetime
+    redeemed_at: AwareDatetime
     redeemed_by: str
-    reversed_at: datetime | None
+    reversed_at: AwareDatetime | None
     summary: dict[str, Any]
 
 
@@ -67,8 +66,8 @@ class CodeRead(BaseModel):
     title: str
     uses_total: int
     uses_left: int
-    valid_from: datetime
-    valid_until: datetime
+    valid_from: AwareDatetime
+    valid_until: AwareDatetime
     summary: dict[str, Any]
     code: str | None = Field(description="Grouped digits, shown to the code's owner only")
     qr_token: str | None = Field(description="The current rotating token, for the owner only")
@@ -90,8 +89,8 @@ class VoucherCreate(BaseModel):
     customer_id: str = Field(description="The customer's id (their openid)")
     title: str = Field(min_length=1, max_length=40, examples=["洗车 10 次卡"])
     uses: int = Field(ge=1, le=100)
-    valid_from: datetime | None = None
-    valid_until: datetime
+    valid_from: AwareDatetime | None = None
+    valid_until: AwareDatetime
     merchant_id: str | None = Field(default=None, description="Ops only")
 
 
@@ -118,7 +117,7 @@ class AttemptRead(BaseModel):
     request_no: str | None
     result: str
     failed: bool
-    at: datetime
+    at: AwareDatetime
 
 
 class AttemptPage(BaseModel):
@@ -133,5 +132,5 @@ class LockoutRead(BaseModel):
 
     scope: Literal["store", "device", "principal"]
     key: str
-    locked_until: datetime
+    locked_until: AwareDatetime
     unlocked_by: str | None

@@ -4,6 +4,7 @@ consumer path (inbox included), so nothing depends on sleeps."""
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -54,10 +55,14 @@ class PayKeys:
     apiv3_key: str
 
 
-@pytest.fixture(scope="session")
-def pay_keys() -> PayKeys:
+def new_pay_keys() -> PayKeys:
     merchant, platform = _rsa_pem(), _rsa_pem()
     return PayKeys(merchant[0], merchant[1], platform[0], platform[1], secrets.token_hex(16))
+
+
+@pytest.fixture(scope="session")
+def pay_keys() -> PayKeys:
+    return new_pay_keys()
 
 
 CUSTOMER = bearer("customer", "openid-alice")
@@ -181,8 +186,8 @@ class OrderHarness:
         return [row[0] for row in rows]
 
 
-@pytest.fixture
-async def harness(db_url: str, bootstrap: str, pay_keys: PayKeys) -> AsyncIterator[OrderHarness]:
+@contextlib.asynccontextmanager
+async def order_stack(db_url: str, bootstrap: str, pay_keys: PayKeys) -> AsyncIterator[OrderHarness]:
     clock = FrozenClock(NOON_SHANGHAI)
     order_port = free_port()
     sandbox_settings = SandboxSettings(
@@ -225,3 +230,9 @@ async def harness(db_url: str, bootstrap: str, pay_keys: PayKeys) -> AsyncIterat
                     yield OrderHarness(client, sandbox, sessionmaker, clock, timers, feed)
             finally:
                 await feed.close()
+
+
+@pytest.fixture
+async def harness(db_url: str, bootstrap: str, pay_keys: PayKeys) -> AsyncIterator[OrderHarness]:
+    async with order_stack(db_url, bootstrap, pay_keys) as stack:
+        yield stack

@@ -3,6 +3,7 @@ time on a FrozenClock that tests move (token rotation, reversal windows, expiry,
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -130,10 +131,10 @@ class RedemptionHarness:
         return await run_sql(self.sessionmaker, statement, **params)
 
 
-@pytest.fixture
-async def redemption(redemption_db_url: str, bootstrap: str) -> AsyncIterator[RedemptionHarness]:
+@contextlib.asynccontextmanager
+async def redemption_stack(db_url: str, bootstrap: str) -> AsyncIterator[RedemptionHarness]:
     clock = FrozenClock(START)
-    settings = redemption_settings(redemption_db_url, bootstrap)
+    settings = redemption_settings(db_url, bootstrap)
     app = create_app(settings, clock=clock)
     async with serve(app) as url:
         sessionmaker = app.state.sessionmaker
@@ -147,3 +148,9 @@ async def redemption(redemption_db_url: str, bootstrap: str) -> AsyncIterator[Re
                 yield RedemptionHarness(client, sessionmaker, clock, timers, feed)
         finally:
             await feed.close()
+
+
+@pytest.fixture
+async def redemption(redemption_db_url: str, bootstrap: str) -> AsyncIterator[RedemptionHarness]:
+    async with redemption_stack(redemption_db_url, bootstrap) as stack:
+        yield stack
