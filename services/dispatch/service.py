@@ -316,7 +316,9 @@ class Dispatcher:
         if delivery.offer_id is None:
             if status is S.created:
                 return Verdict.duplicate
-            if status in GAVE_UP:
+            # An end that names a rider came after its rider took it (a queried state can skip the acceptance): it
+            # wins, then ends, like a carrier's cancellation after acceptance.
+            if status in GAVE_UP and not report.rider:
                 return await self._offer_ended(session, delivery, offer, report)
             if offer.status != LIVE:
                 return Verdict.refused

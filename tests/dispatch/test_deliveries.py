@@ -4,7 +4,7 @@ carrier, the simulator calls back (signed) and the guard moves the delivery; eve
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -128,7 +128,7 @@ async def test_merchant_cancel_previews_and_records_the_fee(dispatch: DispatchHa
     await dispatch.bind("dada")
     order_id = await dispatch.order_ready(note="sim:carrier_cancel")
     delivery = await dispatch.settle(order_id, "cancelled")
-    assert delivery["reason"] == "cancelled"
+    assert delivery["reason"] == "已取消"  # Dada's callbacks only prompt a query: its answer (its own words) applies
     again = await dispatch.client.post(f"/v1/deliveries/{delivery['id']}/cancel", json={}, headers=MERCHANT)
     assert again.status_code == 409
     redo = await dispatch.client.post("/v1/deliveries", json={"order_id": order_id}, headers=MERCHANT)
@@ -194,6 +194,9 @@ async def test_a_thousand_deliveries_in_chaos_mode(dispatch_db_url: str, bootstr
 
         async def fire_timers() -> None:
             while not stop.is_set():
+                # The simulator dates reports by the wall clock: keep ours up with it (reports from beyond now plus
+                # the allowed skew are refused).
+                dispatch.clock.set(max(dispatch.clock.now(), datetime.now(UTC)))
                 if not await dispatch.timers.fire_due():
                     await asyncio.sleep(0.05)
 
@@ -235,4 +238,6 @@ async def test_a_thousand_deliveries_in_chaos_mode(dispatch_db_url: str, bootstr
             if event_type in once:
                 assert n == 1, (key, event_type, n, scenarios[key])
             if event_type == "delivery.rider_assigned.v1":
-                assert n == (2 if scenarios[key] == "reassign" else 1), (key, n, scenarios[key])
+                # A carrier whose callbacks only prompt a query may already answer the second rider at the store.
+                reassigned = {2, 1} if WIRES[orders[key]].confirm_by_query else {2}
+                assert n in (reassigned if scenarios[key] == "reassign" else {1}), (key, n, scenarios[key])
