@@ -185,7 +185,12 @@ async def test_each_scenario_ends_where_it_should(dispatch: DispatchHarness, sce
 
 async def test_a_thousand_deliveries_in_chaos_mode(dispatch_db_url: str, bootstrap: str) -> None:
     """Every delivery ends in the state its scenario implies; customer-facing events exactly once each."""
-    async with dispatch_stack(dispatch_db_url, bootstrap, scenario="chaos", step_seconds=0.05) as dispatch:
+    # A callback that arrives before its placement committed is refused (404: no such offer yet) and retried, as
+    # carriers do for hours; a batch of placements can hold the commit for seconds here.
+    retries = [0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 30]
+    async with dispatch_stack(
+        dispatch_db_url, bootstrap, scenario="chaos", step_seconds=0.05, retry_seconds=retries
+    ) as dispatch:
         carriers = list(WIRES)
         for carrier in carriers:  # a store per carrier: each delivery meets exactly one carrier
             await dispatch.bind(carrier, store_id=f"s-{carrier}", headers=OPS, merchant_id="m-1")

@@ -143,8 +143,8 @@ class Simulator:
             fields = wire.decode_request(message, creds, datetime.now(UTC), op)
         except SignatureInvalid as error:
             return _answer(wire.seal_error(errors[2], f"signature: {error}"))
-        except (ValueError, KeyError) as error:
-            return _answer(wire.seal_error(errors[2], f"bad request: {error}"))
+        except (ValueError, KeyError, TypeError, AttributeError) as error:  # not the carrier's format
+            return _answer(wire.seal_error(errors[2], f"bad request: {error!r}"))
         result = await self.operate(wire, op, creds, fields)
         if isinstance(result, tuple):
             return _answer(wire.seal_error(*result))
