@@ -13,6 +13,7 @@ CARRIER_HOSTS = {
     "sf": "https://openic.sf-express.com",
     "meituan": "https://peisongopen.meituan.com",
     "uu": "https://openapi.uupt.com",
+    "uu_v3": "https://api-open.uupt.com/openapi/v3",
     "wechat_legacy": "https://api.weixin.qq.com",
     "wechat_intracity": "https://api.weixin.qq.com",
 }

@@ -48,7 +48,6 @@ async def wechatpay_callback(request: Request) -> Response:
     record = notifications.record(headers, raw, clock.now())
     refusal: PaymentRejected | None = None
     async with sessionmaker() as session, session.begin():
-        await notifications.arm_pruning(session, settings, clock.now())
         try:
             async with session.begin_nested():
                 if not complete:
@@ -70,6 +69,7 @@ async def wechatpay_callback(request: Request) -> Response:
             refusal = exc
             record.outcome = f"rejected:{exc.extra.get('reason') or exc.detail}"[:200]
             notifications.keep_refused(record, settings)
+            await notifications.arm_pruning(session, settings, clock.now())
         session.add(record)
     if refusal is not None:
         log.warning("payment notification refused", extra={"reason": refusal.detail, "id": record.notification_id})

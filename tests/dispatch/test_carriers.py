@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from services.dispatch.carriers import WIRES, dada, meituan, sf, shansong, uu, wechat
+from services.dispatch.carriers import WIRES, dada, meituan, sf, shansong, uu, uu_v3, wechat
 from services.dispatch.carriers.base import CarrierError, Credentials, Message, Op
 from services.dispatch.carriers.client import CarrierClient
 from services.dispatch.carriers.simulator import ERRORS, credentials
@@ -50,6 +50,10 @@ def test_signatures_match_the_documented_formulas() -> None:
     assert sf.signature(body, "d", "k") == base64.b64encode(hashlib.md5(b'{"x":1}&d&k').hexdigest().encode()).decode()
     assert meituan.signature("s", {"b": "2", "a": "1", "e": "", "sign": "x"}) == hashlib.sha1(b"sa1b2").hexdigest()
     assert uu.signature("K", {"b": "x", "a": "1"}) == hashlib.md5(b"A=1&B=X&KEY=K").hexdigest().upper()
+    assert (
+        uu_v3.signature('{"a":"中"}', "S", "1700000000")
+        == hashlib.md5('{"a":"中"}S1700000000'.encode()).hexdigest().upper()
+    )
     assert wechat.delivery_sign("shop", "o1", "sec") == hashlib.sha1(b"shopo1sec").hexdigest()
     assert wechat.push_signature("t", "2", "1") == hashlib.sha1(b"12t").hexdigest()
     assert wechat.intracity_sign({"b": 2, "a": 1, "sign": "x"}, "tk") == hashlib.md5(b"a=1&b=2&token=tk").hexdigest()

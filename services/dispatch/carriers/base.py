@@ -60,6 +60,7 @@ class Message:
     body: bytes = b""
     content_type: str = "application/json"
     status: int = 200
+    headers: Mapping[str, str] = field(default_factory=dict)  # besides Content-Type (UU v3's X-App-Id)
 
     def json(self) -> Any:
         return json.loads(self.body or b"null")

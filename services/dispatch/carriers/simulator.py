@@ -50,6 +50,7 @@ ERRORS = {  # per carrier: (duplicate order, carrier system error, bad signature
     "sf": ("1016", "1001", "1004", "1011", "1013"),
     "meituan": ("5", "1", "2", "6", "7"),
     "uu": ("-1101", "-1001", "-1002", "-1103", "-1104"),
+    "uu_v3": ("-1101", "-1001", "-104", "-1103", "-1104"),  # v2_0's codes; v3's are unverified
     "wechat_legacy": ("930562", "930557", "930561", "930563", "930565"),
     "wechat_intracity": ("934016", "934002", "40001", "934011", "934012"),
 }
@@ -133,7 +134,9 @@ class Simulator:
         op = next((op for op, p in wire.paths.items() if p == path), None)
         if op is None:
             return Response(status_code=404)
-        message = Message(path=path, params=dict(request.query_params), body=await request.body())
+        message = Message(
+            path=path, params=dict(request.query_params), body=await request.body(), headers=dict(request.headers)
+        )
         errors = ERRORS[carrier]
         if wire.uses_access_token and message.params.get("access_token") not in self.tokens:
             return _answer(wire.seal_error("40001", "invalid credential, access_token is invalid or not latest"))
@@ -313,8 +316,9 @@ class Simulator:
             await asyncio.sleep(delay)
             try:
                 async with self.sending:
+                    headers = {**message.headers, "Content-Type": message.content_type}
                     answer = await self.http.post(url, params=dict(message.params), content=message.body,
-                                                  headers={"Content-Type": message.content_type})  # fmt: skip
+                                                  headers=headers)  # fmt: skip
             except httpx.HTTPError:
                 continue
             if wire.is_ack(Message(body=answer.content, status=answer.status_code)):
