@@ -67,9 +67,10 @@ async def test_create_failure_moves_on_to_the_next_carrier_then_fails(dispatch: 
 
 
 async def test_broadcast_has_exactly_one_winner_and_cancels_the_others(dispatch_db_url: str, bootstrap: str) -> None:
-    # All four carriers' riders accept at the same instant; their riders then take 0.3 s a step, long enough for
-    # the losers to be cancelled before pickup.
-    async with dispatch_stack(dispatch_db_url, bootstrap, step_seconds=0.3) as dispatch:
+    # All four carriers' riders accept at the same instant; their riders then take 1 s a step, long enough for
+    # the losers to be cancelled before pickup (a callback that arrives before the placements commit is refused and
+    # retried by its carrier, which can delay the winner by most of a second).
+    async with dispatch_stack(dispatch_db_url, bootstrap, step_seconds=1.0) as dispatch:
         for carrier in ("dada", "sf", "shansong", "uu"):
             await dispatch.bind(carrier)
         strategy = {"kind": "broadcast", "carriers": ["dada", "sf", "shansong", "uu"], "broadcast_count": 4}
