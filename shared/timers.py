@@ -43,6 +43,18 @@ async def schedule_timer(
     )
 
 
+async def arm_timer(session: AsyncSession, *, kind: str, key: str, due_at: datetime) -> None:
+    """Schedules (kind, key) only if it was never scheduled: for a repeating job whose handler re-arms itself, so
+    calling this on every request neither postpones it nor piles it up."""
+    if due_at.tzinfo is None:
+        raise ValueError("due_at must be timezone-aware")
+    await session.execute(
+        insert(Timer)
+        .values(kind=kind, key=key, due_at=due_at, payload={})
+        .on_conflict_do_nothing(constraint="uq_timer_kind_key")
+    )
+
+
 async def cancel_timer(session: AsyncSession, *, kind: str, key: str, now: datetime) -> bool:
     result = await session.execute(
         update(Timer)

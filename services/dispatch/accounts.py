@@ -51,6 +51,7 @@ async def bind(
     merchant_no: str,
     token: str,
     brand: str | None,
+    encoding_aes_key: str = "",
 ) -> CarrierAccount:
     if carrier not in WIRES:
         raise UnknownCarrier(f"No carrier {carrier!r}; known: {', '.join(WIRES)}")
@@ -69,6 +70,7 @@ async def bind(
         app_key=app_key,
         secret_sealed=vault.seal(app_secret, str(account_id)),
         token_sealed=vault.seal(token, str(account_id)) if token else None,
+        aes_key_sealed=vault.seal(encoding_aes_key, str(account_id)) if encoding_aes_key else None,
         shop_id=shop_id,
         merchant_no=merchant_no,
         bound_by=principal.sub,
@@ -117,16 +119,24 @@ async def store_accounts(session: AsyncSession, merchant_id: str, store_id: str)
     )
 
 
-async def by_key(session: AsyncSession, carrier: str, key: str) -> CarrierAccount | None:
-    """The bound account a callback names by its app key (or, for WeChat legacy, its shop id)."""
-    return await session.scalar(
-        select(CarrierAccount)
-        .where(CarrierAccount.carrier == carrier, CarrierAccount.app_key == key, CarrierAccount.unbound_at.is_(None))
-        .limit(1)
+async def with_push_key(session: AsyncSession, carrier: str) -> list[CarrierAccount]:
+    """Bound accounts that take encrypted pushes: a sealed push names its order only inside, so the account whose
+    token signed it is found among these before its order (which that account must then own) can be read."""
+    return list(
+        (
+            await session.scalars(
+                select(CarrierAccount).where(
+                    CarrierAccount.carrier == carrier,
+                    CarrierAccount.aes_key_sealed.is_not(None),
+                    CarrierAccount.unbound_at.is_(None),
+                )
+            )
+        ).all()
     )
 
 
-def credentials(vault: Vault, account: CarrierAccount) -> Credentials:
+def credentials(vault: Vault, account: CarrierAccount, appid: str = "") -> Credentials:
+    """The account's secrets, opened; `appid` is the mini-program's (WeChat's safe-mode pushes carry it)."""
     bound_to = str(account.id)
     return Credentials(
         app_key=account.app_key,
@@ -135,4 +145,6 @@ def credentials(vault: Vault, account: CarrierAccount) -> Credentials:
         merchant_no=account.merchant_no,
         token=vault.open(account.token_sealed, bound_to) if account.token_sealed else "",
         brand=account.brand,
+        aes_key=vault.open(account.aes_key_sealed, bound_to) if account.aes_key_sealed else "",
+        appid=appid,
     )

@@ -1,43 +1,59 @@
-"""Carrier callback intake: verify, keep, acknowledge; apply on a timer.
+"""Carrier callback intake: find the offer, verify with its account, keep, acknowledge; apply on a timer.
 
-A callback is verified by its carrier's own signature scheme while the carrier waits (a bad one is kept as
-`rejected` and answered with the carrier's error body), stored raw (body, query, headers) and acknowledged with the
-carrier's expected body; applying it (locking the delivery, the guard, events, cancelling broadcast losers) happens
-right after on the `callback.apply` timer, so a slow apply never makes a carrier retry, and a crash in between
-loses nothing. Outcomes stay queryable; ops can replay a callback (failed, unknown, or any other).
+A callback is trusted only once the account bound to the offer it names has verified it: the offer is found first
+(by our `shop_order_id`, else the carrier's waybill), then the callback must verify with that offer's own account,
+so one merchant's account never vouches for another merchant's delivery and binding someone else's app key changes
+nothing. A WeChat safe-mode push names its order only inside its ciphertext: it is opened by the bound account whose
+token signed it, and must then verify with the account of the offer it names too. On top of the signature:
+- a report whose action time is beyond now plus `callback_clock_skew_seconds` is refused (it would make every later
+  genuine report stale);
+- a WeChat push (whose signature never covers the body) older or newer than `push_max_age_seconds` is refused, and so
+  is a nonce already seen with another body; the same push again is acknowledged and changes nothing;
+- a carrier whose scheme has no secret (Dada) or does not cover the body (WeChat legacy) is only a prompt: applying
+  queries the carrier and applies its answer.
+Not JSON, not an object, no order named: 400; unknown order: 404; too large: 413, each in the carrier's own error
+body. A verified callback is kept whole (minus the query parameters that authenticate it) and acknowledged; applying
+it (locking the delivery, the guard, events) happens right after on the `callback.apply` timer, so a slow apply never
+makes a carrier retry, and a crash in between loses nothing. A refused one keeps only its digest, size and a bounded
+prefix, and is pruned after `refused_retention_days` by the repeating `callback.prune` timer.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.dispatch import accounts
 from services.dispatch.carriers import WIRES
-from services.dispatch.carriers.base import Credentials, Message, SignatureInvalid
-from services.dispatch.models import CarrierCallback, Offer
+from services.dispatch.carriers.base import Credentials, MalformedCallback, Message, SignatureInvalid, Update, Wire
+from services.dispatch.models import CallbackNonce, CarrierAccount, CarrierCallback, Offer
 from services.dispatch.service import Dispatcher
-from shared.timers import schedule_timer
+from shared.timers import arm_timer, schedule_timer
 
 log = logging.getLogger(__name__)
 
 APPLY_TIMER = "callback.apply"
+PRUNE_TIMER = "callback.prune"
 MAX_ATTEMPTS = 5
 KEPT_HEADERS = ("content-type", "user-agent", "x-forwarded-for", "x-request-id", "content-length")
+# Query parameters that authenticate a callback: checked on arrival, never kept nor shown.
+AUTH_PARAMS = frozenset({"signature", "msg_signature", "sign", "nonce", "timestamp", "access_token"})
+REFUSED = frozenset({"rejected", "malformed", "unknown", "too_large"})
 
 
-async def _credentials(
-    session: AsyncSession, dispatcher: Dispatcher, carrier: str, message: Message
-) -> Credentials | None:
-    key = WIRES[carrier].callback_key(message)
-    if not key:
-        return None
-    account = await accounts.by_key(session, carrier, key)
-    return accounts.credentials(dispatcher.vault, account) if account is not None else None
+class Refused(Exception):
+    """A callback turned away at the door: its outcome, the HTTP status, and the reason (None: the carrier's own
+    signature-error text)."""
+
+    def __init__(self, outcome: str, status: int, reason: str | None) -> None:
+        super().__init__(reason or outcome)
+        self.outcome, self.status, self.reason = outcome, status, reason
 
 
 async def receive(
@@ -47,59 +63,146 @@ async def receive(
     query: dict[str, str],
     headers: dict[str, str],
     body: bytes,
-) -> tuple[CarrierCallback, Message]:
-    """Keeps the callback and returns what to answer the carrier."""
+    *,
+    complete: bool = True,
+) -> Message:
+    """Verifies and keeps a callback (or its refusal); returns what to answer the carrier. `complete` is False when
+    the body was cut at `callback_max_body_bytes`."""
     wire = WIRES[carrier]
-    message = Message(params=query, body=body)
+    settings = dispatcher.settings
     now = dispatcher.clock.now()
-    callback = CarrierCallback(
-        id=uuid.uuid4(),
-        carrier=carrier,
-        query=query,
-        headers={k: v for k, v in headers.items() if k.lower() in KEPT_HEADERS},
-        body=body,
-        received_at=now,
-        outcome="pending",
+    digest = hashlib.sha256(body).hexdigest()
+    message = Message(params=query, body=body)
+    await arm_timer(
+        session, kind=PRUNE_TIMER, key="callbacks", due_at=now + timedelta(minutes=settings.callback_prune_minutes)
     )
     try:
-        wire.decode_callback(message, await _credentials(session, dispatcher, carrier, message), now)
-    except (SignatureInvalid, ValueError, KeyError, TypeError) as error:
-        callback.outcome, callback.error, callback.processed_at = "rejected", str(error)[:500], now
-        session.add(callback)
-        return callback, wire.reject_message()
+        if not complete:
+            raise Refused("too_large", 413, f"the body exceeds {settings.callback_max_body_bytes} bytes")
+        try:
+            offer, creds = await _owner(session, dispatcher, wire, message)
+            report = wire.decode_callback(message, creds, now)
+        except SignatureInvalid as error:
+            raise Refused("rejected", wire.reject_status, None) from error
+        except MalformedCallback as error:
+            raise Refused("malformed", 400, str(error)) from error
+        ahead = report.action_time - now
+        if ahead > timedelta(seconds=settings.callback_clock_skew_seconds):
+            raise Refused("rejected", 400, f"the action time is {int(ahead.total_seconds())} s ahead of now")
+        if await _seen(session, dispatcher, wire, message, digest):
+            return wire.ack_message()
+    except Refused as refusal:
+        log.info("callback refused", extra={"carrier": carrier, "outcome": refusal.outcome, "reason": str(refusal)})
+        prefix = settings.refused_prefix_bytes
+        session.add(
+            CarrierCallback(
+                id=uuid.uuid4(), carrier=carrier, query=_kept(query, prefix), headers=_headers(headers, prefix),
+                body=body[:prefix], body_sha256=digest, body_size=len(body), received_at=now,
+                outcome=refusal.outcome, error=str(refusal)[:500], processed_at=now,
+            )
+        )  # fmt: skip
+        return wire.reject_message(refusal.reason, refusal.status)
+    callback = CarrierCallback(
+        id=uuid.uuid4(), carrier=carrier, query=_kept(query, None), headers=_headers(headers, None), body=body,
+        body_sha256=digest, body_size=len(body), received_at=now, outcome="pending", delivery_id=offer.delivery_id,
+        offer_id=offer.id,
+    )  # fmt: skip
     session.add(callback)
     await session.flush()
     await schedule_timer(session, kind=APPLY_TIMER, key=str(callback.id), due_at=now)
-    return callback, wire.ack_message()
+    return wire.ack_message()
+
+
+async def _owner(
+    session: AsyncSession, dispatcher: Dispatcher, wire: Wire, message: Message
+) -> tuple[Offer, Credentials]:
+    """The offer the callback is about and the credentials of the account that placed it."""
+    appid = dispatcher.settings.wechat_appid
+    if wire.sealed(message):
+        fields = None
+        now = dispatcher.clock.now()
+        for candidate in await accounts.with_push_key(session, wire.name):
+            try:
+                fields = wire.open_callback(message, accounts.credentials(dispatcher.vault, candidate, appid), now)
+                break
+            except SignatureInvalid:
+                continue
+        if fields is None:
+            raise SignatureInvalid("no bound account's key opens this push")
+    else:
+        fields = wire.read_callback(message, None)
+    shop_order_id, waybill_id = wire.callback_refs(fields)
+    by = Offer.shop_order_id == shop_order_id if shop_order_id else Offer.waybill_id == waybill_id
+    offer = await session.scalar(select(Offer).where(Offer.carrier == wire.name, by).limit(1))
+    if offer is None or offer.account_id is None:
+        raise Refused("unknown", 404, "no offer with this order or waybill")
+    account = await session.get_one(CarrierAccount, offer.account_id)
+    return offer, accounts.credentials(dispatcher.vault, account, appid)
+
+
+async def _seen(session: AsyncSession, dispatcher: Dispatcher, wire: Wire, message: Message, digest: str) -> bool:
+    """For schemes whose signature leaves the body out: refuses a stale push and a nonce seen with another body;
+    True for a repeat of a push already taken (the carrier retrying)."""
+    stamp = wire.callback_stamp(message)
+    if stamp is None:
+        return False
+    nonce, timestamp = stamp
+    now = dispatcher.clock.now()
+    if not nonce or not timestamp.isdigit():
+        raise Refused("rejected", wire.reject_status, "no nonce or timestamp")
+    if abs(now.timestamp() - int(timestamp)) > dispatcher.settings.push_max_age_seconds:
+        raise Refused("rejected", wire.reject_status, "the push is not fresh")
+    stored = await session.scalar(
+        insert(CallbackNonce)
+        .values(carrier=wire.name, nonce=nonce, body_sha256=digest, seen_at=now)
+        .on_conflict_do_nothing()
+        .returning(CallbackNonce.nonce)
+    )
+    if stored is not None:
+        return False
+    earlier = await session.scalar(
+        select(CallbackNonce.body_sha256).where(CallbackNonce.carrier == wire.name, CallbackNonce.nonce == nonce)
+    )
+    if earlier != digest:
+        raise Refused("rejected", wire.reject_status, "the nonce was used by another push")
+    return True
+
+
+def _kept(query: dict[str, str], limit: int | None) -> dict[str, str]:
+    kept = {key: value for key, value in query.items() if key.lower() not in AUTH_PARAMS}
+    if limit is None:
+        return kept
+    return {key[:64]: value[:128] for key, value in list(kept.items())[:16] if len(key) + len(value) <= limit}
+
+
+def _headers(headers: dict[str, str], limit: int | None) -> dict[str, str]:
+    kept = {key: value for key, value in headers.items() if key.lower() in KEPT_HEADERS}
+    return kept if limit is None else {key: value[:256] for key, value in kept.items()}
 
 
 async def apply(session: AsyncSession, dispatcher: Dispatcher, callback_id: uuid.UUID) -> CarrierCallback:
+    """Applies a kept callback (verified when it arrived); for a carrier whose callbacks prove nothing, what the
+    carrier answers a status query instead."""
     callback = await session.scalar(select(CarrierCallback).where(CarrierCallback.id == callback_id).with_for_update())
     if callback is None:
         raise LookupError(f"no callback {callback_id}")
-    wire = WIRES[callback.carrier]
-    message = Message(params=callback.query, body=callback.body)
-    callback.attempts += 1
+    if callback.outcome in REFUSED:
+        return callback  # never verified: nothing to apply
     now = dispatcher.clock.now()
-    try:
-        report = wire.decode_callback(message, await _credentials(session, dispatcher, callback.carrier, message), now)
-    except (SignatureInvalid, ValueError, KeyError, TypeError) as error:
-        callback.outcome, callback.error, callback.processed_at = "rejected", str(error)[:500], now
+    offer = await session.get(Offer, callback.offer_id) if callback.offer_id else None
+    if offer is None or offer.account_id is None:
+        callback.outcome, callback.error, callback.processed_at = "unknown", "no offer recorded", now
         return callback
-    refs = [Offer.shop_order_id == report.shop_order_id] if report.shop_order_id else []
-    if report.waybill_id:
-        refs.append(Offer.waybill_id == report.waybill_id)
-    offer = (
-        await session.scalar(select(Offer).where(Offer.carrier == callback.carrier, or_(*refs)).limit(1))
-        if refs
-        else None
-    )
-    if offer is None:
-        callback.outcome, callback.error, callback.processed_at = "unknown", "no offer with this order or waybill", now
-        return callback
-    callback.delivery_id = offer.delivery_id
+    callback.attempts += 1
+    wire = WIRES[callback.carrier]
+    account = await session.get_one(CarrierAccount, offer.account_id)
     try:
         async with session.begin_nested():
+            if wire.confirm_by_query:
+                report: Update = await dispatcher.ask(session, offer)
+            else:
+                creds = accounts.credentials(dispatcher.vault, account, dispatcher.settings.wechat_appid)
+                report = wire.report(wire.read_callback(Message(params=callback.query, body=callback.body), creds))
             delivery = await dispatcher.locked(session, offer.delivery_id)
             verdict = await dispatcher.apply(session, delivery, offer, report, "callback")
     except Exception as error:  # kept visible as `failed`, retried a few times, then left to ops to replay
@@ -111,6 +214,24 @@ async def apply(session: AsyncSession, dispatcher: Dispatcher, callback_id: uuid
         return callback
     callback.outcome, callback.error, callback.processed_at = verdict.value, None, now
     return callback
+
+
+async def prune(session: AsyncSession, dispatcher: Dispatcher) -> None:
+    """Deletes refused callbacks past their retention and push nonces past the freshness window; runs again after
+    `callback_prune_minutes`."""
+    settings = dispatcher.settings
+    now = dispatcher.clock.now()
+    await session.execute(
+        delete(CarrierCallback).where(
+            CarrierCallback.outcome.in_(REFUSED),
+            CarrierCallback.received_at < now - timedelta(days=settings.refused_retention_days),
+        )
+    )
+    await session.execute(
+        delete(CallbackNonce).where(CallbackNonce.seen_at < now - timedelta(seconds=2 * settings.push_max_age_seconds))
+    )
+    due = now + timedelta(minutes=settings.callback_prune_minutes)
+    await schedule_timer(session, kind=PRUNE_TIMER, key="callbacks", due_at=due)
 
 
 def callback_id(timer_key: str) -> uuid.UUID:

@@ -19,6 +19,7 @@ from shared.auth import Principal, Role, require_roles
 from shared.clock import AppClock
 from shared.db import DbSession
 from shared.errors import NotFound
+from shared.http import bounded_body
 
 router = APIRouter(tags=["carriers"])
 Staff = Annotated[Principal, require_roles(Role.merchant, Role.ops)]
@@ -33,7 +34,8 @@ def account_read(account: CarrierAccount) -> AccountRead:
     return AccountRead(
         id=account.id, merchant_id=account.merchant_id, store_id=account.store_id, carrier=account.carrier,
         brand=account.brand, app_key=_mask(account.app_key), shop_id=account.shop_id,
-        merchant_no=account.merchant_no, has_token=account.token_sealed is not None, bound_at=account.bound_at,
+        merchant_no=account.merchant_no, has_token=account.token_sealed is not None,
+        safe_mode=account.aes_key_sealed is not None, bound_at=account.bound_at,
     )  # fmt: skip
 
 
@@ -70,6 +72,7 @@ async def bind_account(
         merchant_no=body.merchant_no,
         token=body.token,
         brand=body.brand,
+        encoding_aes_key=body.encoding_aes_key,
     )
     return account_read(account)
 
@@ -91,19 +94,22 @@ async def unbind_account(session: DbSession, clock: AppClock, principal: Staff, 
 
 @router.post(
     "/v1/carriers/{carrier}/callback",
-    summary="Carrier status callback (no JWT: the carrier's own signature)",
-    responses={200: {"description": "The carrier's acknowledgement body"}, 401: {"description": "Bad signature"}},
+    summary="Carrier status callback (no JWT: verified with the account of the offer it names)",
+    responses={
+        200: {"description": "The carrier's acknowledgement body"},
+        400: {"description": "Not the carrier's format, or an action time in the future (the carrier's error body)"},
+        401: {"description": "Bad signature, stale push, reused nonce (the carrier's error body)"},
+        404: {"description": "No offer with this order or waybill (the carrier's error body)"},
+        413: {"description": "Body too large (the carrier's error body)"},
+    },
 )
 async def carrier_callback(request: Request, session: DbSession, carrier: str) -> Response:
     if carrier not in WIRES:
         raise UnknownCarrier(f"No carrier {carrier!r}")
-    _, answer = await callbacks.receive(
-        session,
-        app_dispatcher(request),
-        carrier,
-        dict(request.query_params),
-        dict(request.headers),
-        await request.body(),
+    dispatcher = app_dispatcher(request)
+    body, complete = await bounded_body(request, dispatcher.settings.callback_max_body_bytes)
+    answer = await callbacks.receive(
+        session, dispatcher, carrier, dict(request.query_params), dict(request.headers), body, complete=complete
     )
     return Response(answer.body, status_code=answer.status, media_type="application/json")
 
@@ -140,7 +146,8 @@ def _callback_read(callback: CarrierCallback) -> CallbackRead:
     return CallbackRead(
         id=callback.id, carrier=callback.carrier, received_at=callback.received_at, outcome=callback.outcome,
         error=callback.error, delivery_id=callback.delivery_id, attempts=callback.attempts, query=callback.query,
-        headers=callback.headers, body=callback.body.decode("utf-8", "replace"),
+        headers=callback.headers, body=callback.body.decode("utf-8", "replace"), body_sha256=callback.body_sha256,
+        body_size=callback.body_size,
     )  # fmt: skip
 
 

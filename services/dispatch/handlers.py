@@ -5,7 +5,8 @@
 - `order.cancelled.v1`, and `order.refunded.v1` once fully refunded: the live delivery is cancelled at its carrier
   (fee recorded); after pickup the carrier no longer takes a cancellation and it is left to finish or return;
 - `code.redeemed.v1` of a finish code: an own-fleet delivery is handed over.
-Timers: place, escalate, reconcile, cancel a losing offer, apply a callback, expire a rider's offer.
+Timers: place, escalate, reconcile, cancel a losing offer, apply a callback, prune refused callbacks, expire a
+rider's offer.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class DispatchReactions:
             RECONCILE_TIMER: self.on_reconcile,
             CANCEL_OFFER_TIMER: self.on_cancel_offer,
             callbacks.APPLY_TIMER: self.on_callback,
+            callbacks.PRUNE_TIMER: self.on_callback_prune,
             fleet.OFFER_TIMER: self.on_rider_offer_expiry,
         }
 
@@ -111,6 +113,9 @@ class DispatchReactions:
 
     async def on_callback(self, session: AsyncSession, timer: Timer) -> None:
         await callbacks.apply(session, self.dispatcher, callbacks.callback_id(timer.key))
+
+    async def on_callback_prune(self, session: AsyncSession, timer: Timer) -> None:
+        await callbacks.prune(session, self.dispatcher)
 
     async def on_rider_offer_expiry(self, session: AsyncSession, timer: Timer) -> None:
         await fleet.expire(self.dispatcher, session, uuid.UUID(timer.key))

@@ -53,6 +53,8 @@ class CarrierAccount(DispatchBase):
     app_key: Mapped[str] = mapped_column(Text)
     secret_sealed: Mapped[bytes] = mapped_column(LargeBinary)
     token_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # WeChat message push safe mode: the EncodingAESKey (sealed); with one, only encrypted pushes are accepted.
+    aes_key_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
     shop_id: Mapped[str] = mapped_column(Text, default="")
     merchant_no: Mapped[str] = mapped_column(Text, default="")
     bound_by: Mapped[str] = mapped_column(Text)
@@ -152,7 +154,9 @@ class DeliveryChange(DispatchBase):
 
 
 class CarrierCallback(DispatchBase):
-    """A callback exactly as received (raw body, query and headers), then what became of it."""
+    """A callback as received, then what became of it. A verified one keeps its whole body; a refused one (anyone
+    can send those) only its digest, size and a bounded prefix, and is pruned after the retention period. Query
+    parameters that authenticate (signatures, nonces) are never kept."""
 
     __tablename__ = "carrier_callback"
     __table_args__ = (Index("ix_carrier_callback_outcome", "outcome", "received_at"),)
@@ -162,13 +166,29 @@ class CarrierCallback(DispatchBase):
     query: Mapped[dict[str, str]] = mapped_column(JSONB)
     headers: Mapped[dict[str, str]] = mapped_column(JSONB)
     body: Mapped[bytes] = mapped_column(LargeBinary)
+    body_sha256: Mapped[str] = mapped_column(Text)
+    body_size: Mapped[int] = mapped_column(Integer)
     received_at: Mapped[datetime] = mapped_column(TS)
-    # pending → applied | duplicate | stale | refused | unknown (no such waybill) | failed (an error; see `error`)
+    # pending → applied | duplicate | stale | refused | failed (an error; see `error`); refused at the door:
+    # rejected (signature, freshness, a reused nonce, a future action time) | malformed | unknown | too_large
     outcome: Mapped[str] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
     delivery_id: Mapped[uuid.UUID | None] = mapped_column(UUID)
+    offer_id: Mapped[uuid.UUID | None] = mapped_column(UUID)
     processed_at: Mapped[datetime | None] = mapped_column(TS)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class CallbackNonce(DispatchBase):
+    """Nonces of WeChat pushes seen within the freshness window: a push whose nonce was seen with another body is
+    refused (its signature never covers the body); pruned once older than the window."""
+
+    __tablename__ = "callback_nonce"
+
+    carrier: Mapped[str] = mapped_column(Text, primary_key=True)
+    nonce: Mapped[str] = mapped_column(Text, primary_key=True)
+    body_sha256: Mapped[str] = mapped_column(Text)
+    seen_at: Mapped[datetime] = mapped_column(TS, index=True)
 
 
 class Rider(DispatchBase):

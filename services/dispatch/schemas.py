@@ -31,6 +31,11 @@ class AccountCreate(BaseModel):
     merchant_no: str = Field(default="", max_length=128, description="Dada source_id, UU openid")
     token: str = Field(default="", max_length=256, description="Push token (WeChat); sealed, never returned")
     brand: str | None = Field(default=None, description="For WeChat: the fleet (DADA, SFTC, SS, MTPS)")
+    encoding_aes_key: str = Field(
+        default="",
+        pattern=r"^([A-Za-z0-9+/]{43})?$",
+        description="WeChat legacy: the message push EncodingAESKey, to take safe-mode (encrypted) pushes only; sealed",
+    )
     merchant_id: str | None = Field(default=None, description="Ops only: the merchant the account is for")
 
 
@@ -44,6 +49,7 @@ class AccountRead(BaseModel):
     shop_id: str
     merchant_no: str
     has_token: bool
+    safe_mode: bool = Field(description="WeChat pushes are taken encrypted only")
     bound_at: AwareDatetime
 
 
@@ -57,7 +63,9 @@ class CallbackRead(BaseModel):
     attempts: int
     query: dict[str, str]
     headers: dict[str, str]
-    body: str
+    body: str = Field(description="Whole when verified; a refused callback keeps only a prefix")
+    body_sha256: str
+    body_size: int
 
 
 class CallbackPage(BaseModel):

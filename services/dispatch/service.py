@@ -199,6 +199,7 @@ class Dispatcher:
                 "eta_seconds": int(answer.get("eta_seconds", 0)),
                 "distance_m": int(answer.get("distance_m", 0)),
                 "token": str(answer.get("token") or ""),
+                **({"total_fen": int(answer["total_fen"])} if answer.get("total_fen") is not None else {}),
             }
 
         quoted = list(await asyncio.gather(*(quote(account) for account in bound)))
@@ -243,7 +244,14 @@ class Dispatcher:
             return self._failed(offer, "no own rider online")
         account = await session.get_one(CarrierAccount, offer.account_id)
         creds = accounts.credentials(self.vault, account)
-        request = self.request_fields(delivery, shop_order_id=offer.shop_order_id, token=candidate.get("token"))
+        # The quote's token and amounts go back with the placement (UU refuses an order without its quoted price).
+        request = self.request_fields(
+            delivery,
+            shop_order_id=offer.shop_order_id,
+            token=candidate.get("token"),
+            fee_fen=candidate.get("fee_fen"),
+            total_fen=candidate.get("total_fen"),
+        )
         try:
             answer = await self.carriers.call(offer.carrier, creds, Op.place, request)
         except CarrierError as error:
@@ -318,7 +326,9 @@ class Dispatcher:
         if delivery.offer_id is None:
             if status is S.created:
                 return Verdict.duplicate
-            if status in GAVE_UP:
+            # An end that names a rider came after its rider took it (a queried state can skip the acceptance): it
+            # wins, then ends, like a carrier's cancellation after acceptance.
+            if status in GAVE_UP and not report.rider:
                 return await self._offer_ended(session, delivery, offer, report)
             if offer.status != LIVE:
                 return Verdict.refused
@@ -602,16 +612,20 @@ class Dispatcher:
         for offer in offers:
             if offer.carrier == OWN_FLEET or offer.account_id is None:
                 continue
-            account = await session.get_one(CarrierAccount, offer.account_id)
             try:
-                answer = await self._call(account, Op.query, self._offer_ref(offer))
+                report = await self.ask(session, offer)
             except (CarrierRefused, CarrierUnavailable) as error:
                 log.warning("reconciliation query failed", extra={"delivery_id": str(delivery.id), "error": str(error)})
                 continue
-            report = WIRES[offer.carrier].update_from({"shop_order_id": offer.shop_order_id, **answer})
             await self.apply(session, delivery, offer, report, "poll")
         if delivery.ended_at is None:
             await self._watch(session, delivery)
+
+    async def ask(self, session: AsyncSession, offer: Offer) -> Update:
+        """What the carrier says about an offer now (its status query), as a report."""
+        account = await session.get_one(CarrierAccount, offer.account_id)
+        answer = await self._call(account, Op.query, self._offer_ref(offer))
+        return WIRES[offer.carrier].update_from({"shop_order_id": offer.shop_order_id, **answer})
 
     async def track(self, session: AsyncSession, delivery: Delivery) -> Offer | None:
         """Refreshes the rider's position and ETA from what we know: the own rider's last report, or a carrier's

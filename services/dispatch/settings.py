@@ -13,6 +13,7 @@ CARRIER_HOSTS = {
     "sf": "https://openic.sf-express.com",
     "meituan": "https://peisongopen.meituan.com",
     "uu": "https://openapi.uupt.com",
+    "uu_v3": "https://api-open.uupt.com/openapi/v3",
     "wechat_legacy": "https://api.weixin.qq.com",
     "wechat_intracity": "https://api.weixin.qq.com",
 }
@@ -34,6 +35,16 @@ class DispatchSettings(ServiceSettings):
     # The mini-program's credentials, for WeChat's access token.
     wechat_appid: str = ""
     wechat_secret: str = ""
+
+    # Carrier callbacks (a public endpoint): bodies above this are refused (413); a refused callback keeps only its
+    # digest, size and this many leading bytes, for this many days; a report dated more than the skew ahead of now
+    # is refused; a WeChat push older (or newer) than the push age is refused, and its nonce kept that long.
+    callback_max_body_bytes: int = 64 * 1024
+    refused_prefix_bytes: int = 2048
+    refused_retention_days: float = 7.0
+    callback_clock_skew_seconds: float = 300.0
+    push_max_age_seconds: float = 300.0
+    callback_prune_minutes: float = 60.0
 
     # Escalation: each round with no rider raises the tip by this step up to the store's cap, then re-dispatches.
     tip_step_fen: int = 200

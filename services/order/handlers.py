@@ -28,7 +28,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.order import events, payments, refunds, service
+from services.order import events, notifications, payments, refunds, service
 from services.order.domain import TERMINAL, Action, OrderStatus
 from services.order.errors import InvalidTransition
 from services.order.models import AftersalesHold, CustomerOrder
@@ -82,7 +82,11 @@ class OrderReactions:
             service.AUTO_COMPLETE_TIMER: self.on_auto_complete,
             refunds.SUBMIT_TIMER: self.on_refund_submit,
             service.CLOSE_TRADE_TIMER: self.on_close_trade,
+            notifications.PRUNE_TIMER: self.on_notification_prune,
         }
+
+    async def on_notification_prune(self, session: AsyncSession, timer: Timer) -> None:
+        await notifications.prune(session, self.settings, self.clock.now())
 
     async def _order(self, session: AsyncSession, order_id: str) -> CustomerOrder | None:
         order = await session.scalar(select(CustomerOrder).where(CustomerOrder.id == order_id).with_for_update())

@@ -199,7 +199,8 @@ class Refund(OrderBase):
 
 
 class PaymentNotification(OrderBase):
-    """Every provider notification as received (verified or not), for audit and dispute."""
+    """Every provider notification as received, for audit and dispute: whole when handled, as a digest and prefix
+    when refused (see `notifications`)."""
 
     __tablename__ = "payment_notification"
 
@@ -208,7 +209,9 @@ class PaymentNotification(OrderBase):
     event_type: Mapped[str | None] = mapped_column(Text)
     outcome: Mapped[str] = mapped_column(Text)  # applied | duplicate | rejected:<why>
     headers: Mapped[dict[str, str]] = mapped_column(JSONB)
-    body: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)  # whole when handled; a refused one keeps a bounded prefix
+    body_sha256: Mapped[str] = mapped_column(Text)
+    body_size: Mapped[int] = mapped_column(Integer)
     received_at: Mapped[datetime] = mapped_column(TZ)
 
 

@@ -1,8 +1,9 @@
 """The WeChat Pay notification endpoint (public at the gateway; authenticated by the platform's signature).
 
-Every notification is stored as received. It is applied in a savepoint, so a refused one (bad signature, unknown
-trade, wrong amount) leaves only its record; the answer follows WeChat Pay v3: 204 and no body when handled (or
-already handled), 4xx with `{"code": "FAIL", "message": ...}` when refused, which makes WeChat retry.
+Every notification is recorded. It is applied in a savepoint, so a refused one (bad signature, unknown trade, wrong
+amount, a body over `notification_max_body_bytes`) leaves only its record, trimmed to a digest and prefix; the answer
+follows WeChat Pay v3: 204 and no body when handled (or already handled), 4xx with `{"code": "FAIL", "message": ...}`
+when refused, which makes WeChat retry.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.order import payments
+from services.order import notifications, payments
 from services.order.errors import PaymentRejected
-from services.order.models import PaymentNotification
 from services.order.payment.wechatpay import WechatPayClient
+from services.order.settings import OrderSettings
 from shared.clock import Clock
+from shared.http import bounded_body
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +29,11 @@ router = APIRouter(tags=["payments"])
 @router.post(
     "/v1/payments/wechatpay/callback",
     summary="WeChat Pay notifications (TRANSACTION.SUCCESS, REFUND.*); signed by the platform key, no JWT",
-    responses={204: {"description": "Handled"}, 400: {"description": "Refused; WeChat retries"}},
+    responses={
+        204: {"description": "Handled"},
+        400: {"description": "Refused; WeChat retries"},
+        413: {"description": "Body too large"},
+    },
 )
 async def wechatpay_callback(request: Request) -> Response:
     client: WechatPayClient | None = request.app.state.payment_client
@@ -35,13 +41,17 @@ async def wechatpay_callback(request: Request) -> Response:
         return JSONResponse({"code": "FAIL", "message": "payment not configured"}, status_code=503)
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     clock: Clock = request.app.state.clock
-    body = (await request.body()).decode("utf-8", errors="replace")
+    settings: OrderSettings = request.app.state.settings
+    raw, complete = await bounded_body(request, settings.notification_max_body_bytes)
+    body = raw.decode("utf-8", errors="replace")
     headers = {k: v for k, v in request.headers.items() if k.lower().startswith("wechatpay-")}
-    record = PaymentNotification(headers=headers, body=body, received_at=clock.now(), outcome="rejected")
+    record = notifications.record(headers, raw, clock.now())
     refusal: PaymentRejected | None = None
     async with sessionmaker() as session, session.begin():
         try:
             async with session.begin_nested():
+                if not complete:
+                    raise PaymentRejected("The notification body is too large", reason="too-large")
                 notification = client.parse_notification(dict(request.headers), body)
                 record.notification_id, record.event_type = notification.id, notification.event_type
                 if notification.event_type == "TRANSACTION.SUCCESS":
@@ -58,8 +68,11 @@ async def wechatpay_callback(request: Request) -> Response:
         except PaymentRejected as exc:
             refusal = exc
             record.outcome = f"rejected:{exc.extra.get('reason') or exc.detail}"[:200]
+            notifications.keep_refused(record, settings)
+            await notifications.arm_pruning(session, settings, clock.now())
         session.add(record)
     if refusal is not None:
         log.warning("payment notification refused", extra={"reason": refusal.detail, "id": record.notification_id})
-        return JSONResponse({"code": "FAIL", "message": refusal.detail}, status_code=400)
+        status = 400 if complete else 413
+        return JSONResponse({"code": "FAIL", "message": refusal.detail}, status_code=status)
     return Response(status_code=204)

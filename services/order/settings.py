@@ -32,6 +32,12 @@ class OrderSettings(ServiceSettings):
     # Where WeChat Pay sends notifications: the gateway's public /v1/payments/wechatpay/callback.
     wechatpay_notify_url: str = ""
     wechatpay_timeout_seconds: float = 10.0
+    # The notification endpoint is public: bodies above this are refused (413); a refused notification keeps only
+    # its digest, size and this many leading bytes, for this many days.
+    notification_max_body_bytes: int = 64 * 1024
+    refused_notification_prefix_bytes: int = 2048
+    refused_retention_days: float = 7.0
+    notification_prune_minutes: float = 60.0
 
     def merchant_private_key_pem(self) -> str:
         if self.wechatpay_merchant_private_key:

@@ -4,7 +4,7 @@ carrier, the simulator calls back (signed) and the guard moves the delivery; eve
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -67,9 +67,10 @@ async def test_create_failure_moves_on_to_the_next_carrier_then_fails(dispatch: 
 
 
 async def test_broadcast_has_exactly_one_winner_and_cancels_the_others(dispatch_db_url: str, bootstrap: str) -> None:
-    # All four carriers' riders accept at the same instant; their riders then take 0.3 s a step, long enough for
-    # the losers to be cancelled before pickup.
-    async with dispatch_stack(dispatch_db_url, bootstrap, step_seconds=0.3) as dispatch:
+    # All four carriers' riders accept at the same instant; their riders then take 1 s a step, long enough for
+    # the losers to be cancelled before pickup (a callback that arrives before the placements commit is refused and
+    # retried by its carrier, which can delay the winner by most of a second).
+    async with dispatch_stack(dispatch_db_url, bootstrap, step_seconds=1.0) as dispatch:
         for carrier in ("dada", "sf", "shansong", "uu"):
             await dispatch.bind(carrier)
         strategy = {"kind": "broadcast", "carriers": ["dada", "sf", "shansong", "uu"], "broadcast_count": 4}
@@ -128,7 +129,7 @@ async def test_merchant_cancel_previews_and_records_the_fee(dispatch: DispatchHa
     await dispatch.bind("dada")
     order_id = await dispatch.order_ready(note="sim:carrier_cancel")
     delivery = await dispatch.settle(order_id, "cancelled")
-    assert delivery["reason"] == "cancelled"
+    assert delivery["reason"] == "已取消"  # Dada's callbacks only prompt a query: its answer (its own words) applies
     again = await dispatch.client.post(f"/v1/deliveries/{delivery['id']}/cancel", json={}, headers=MERCHANT)
     assert again.status_code == 409
     redo = await dispatch.client.post("/v1/deliveries", json={"order_id": order_id}, headers=MERCHANT)
@@ -185,7 +186,12 @@ async def test_each_scenario_ends_where_it_should(dispatch: DispatchHarness, sce
 
 async def test_a_thousand_deliveries_in_chaos_mode(dispatch_db_url: str, bootstrap: str) -> None:
     """Every delivery ends in the state its scenario implies; customer-facing events exactly once each."""
-    async with dispatch_stack(dispatch_db_url, bootstrap, scenario="chaos", step_seconds=0.05) as dispatch:
+    # A callback that arrives before its placement committed is refused (404: no such offer yet) and retried, as
+    # carriers do for hours; a batch of placements can hold the commit for seconds here.
+    retries = [0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 30]
+    async with dispatch_stack(
+        dispatch_db_url, bootstrap, scenario="chaos", step_seconds=0.05, retry_seconds=retries
+    ) as dispatch:
         carriers = list(WIRES)
         for carrier in carriers:  # a store per carrier: each delivery meets exactly one carrier
             await dispatch.bind(carrier, store_id=f"s-{carrier}", headers=OPS, merchant_id="m-1")
@@ -194,6 +200,9 @@ async def test_a_thousand_deliveries_in_chaos_mode(dispatch_db_url: str, bootstr
 
         async def fire_timers() -> None:
             while not stop.is_set():
+                # The simulator dates reports by the wall clock: keep ours up with it (reports from beyond now plus
+                # the allowed skew are refused).
+                dispatch.clock.set(max(dispatch.clock.now(), datetime.now(UTC)))
                 if not await dispatch.timers.fire_due():
                     await asyncio.sleep(0.05)
 
@@ -235,4 +244,6 @@ async def test_a_thousand_deliveries_in_chaos_mode(dispatch_db_url: str, bootstr
             if event_type in once:
                 assert n == 1, (key, event_type, n, scenarios[key])
             if event_type == "delivery.rider_assigned.v1":
-                assert n == (2 if scenarios[key] == "reassign" else 1), (key, n, scenarios[key])
+                # A carrier whose callbacks only prompt a query may already answer the second rider at the store.
+                reassigned = {2, 1} if WIRES[orders[key]].confirm_by_query else {2}
+                assert n in (reassigned if scenarios[key] == "reassign" else {1}), (key, n, scenarios[key])

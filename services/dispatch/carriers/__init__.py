@@ -8,10 +8,11 @@ from services.dispatch.carriers.meituan import Meituan
 from services.dispatch.carriers.sf import SF
 from services.dispatch.carriers.shansong import Shansong
 from services.dispatch.carriers.uu import UU
+from services.dispatch.carriers.uu_v3 import UUv3
 from services.dispatch.carriers.wechat import WechatIntracity, WechatLegacy
 
 OWN_FLEET = "own_fleet"
 WIRES: dict[str, Wire] = {
-    wire.name: wire for wire in (Dada(), Shansong(), SF(), Meituan(), UU(), WechatLegacy(), WechatIntracity())
+    wire.name: wire for wire in (Dada(), Shansong(), SF(), Meituan(), UU(), UUv3(), WechatLegacy(), WechatIntracity())
 }
 CARRIERS = (*WIRES, OWN_FLEET)

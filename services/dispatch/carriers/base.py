@@ -46,6 +46,9 @@ class Credentials:
     merchant_no: str = ""
     token: str = ""
     brand: str = ""
+    # WeChat message push safe mode: the EncodingAESKey, and the mini-program's appid sealed into each push.
+    aes_key: str = ""
+    appid: str = ""
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,7 @@ class Message:
     body: bytes = b""
     content_type: str = "application/json"
     status: int = 200
+    headers: Mapping[str, str] = field(default_factory=dict)  # besides Content-Type (UU v3's X-App-Id)
 
     def json(self) -> Any:
         return json.loads(self.body or b"null")
@@ -75,6 +79,10 @@ class CarrierError(Exception):
 
 class SignatureInvalid(Exception):
     """A request or callback whose signature does not verify (or is missing, or too old)."""
+
+
+class MalformedCallback(ValueError):
+    """A callback that is not in the carrier's format (not JSON, not an object, no order named): answered 400."""
 
 
 class NotSupported(Exception):
@@ -120,6 +128,17 @@ def _epoch(value: Any) -> datetime:
     return datetime.fromtimestamp(number, UTC)
 
 
+def json_object(raw: bytes | str) -> dict[str, Any]:
+    """The JSON object a callback carries; MalformedCallback for anything else (bad JSON, a list, a string)."""
+    try:
+        value = json.loads(raw or b"null")
+    except (ValueError, UnicodeDecodeError) as error:
+        raise MalformedCallback("the body is not JSON") from error
+    if not isinstance(value, dict):
+        raise MalformedCallback("the body is not a JSON object")
+    return value
+
+
 def form_body(fields: Mapping[str, Any]) -> bytes:
     return urlencode({k: str(v) for k, v in fields.items()}).encode()
 
@@ -146,6 +165,16 @@ class Wire:
     ack: ClassVar[dict[str, Any]]
     reject: ClassVar[dict[str, Any]]
     reject_status: ClassVar[int] = 401
+    # The key of the human-readable text in the carrier's error body (`reject`), replaced by the refusal's reason.
+    reject_text: ClassVar[str]
+    # Operations whose request names the order by another key than `order_fields` does (Dada's query and cancel
+    # take `order_id`, its placement `origin_id`).
+    op_fields: ClassVar[dict[Op, dict[str, str]]] = {}
+    # A callback scheme without a secret proves nothing: its report is only a hint to ask the carrier (query) and
+    # apply what the carrier answers.
+    confirm_by_query: ClassVar[bool] = False
+    # Canonical fields the carrier refuses a placement without (amounts its quote returned).
+    place_needs: ClassVar[tuple[str, ...]] = ()
     # Cancel fees, when the carrier has no preview operation (and as the simulator's rule): free before a rider
     # accepts and within a grace period after; then this much. Only Dada's rule is documented (its module overrides
     # this); for the others these are unverified defaults.
@@ -197,21 +226,45 @@ class Wire:
     ) -> Message:
         if op not in self.paths:
             raise NotSupported(f"{self.name} has no {op.value} operation")
-        payload = self.to_wire({**canon, "shop_id": creds.shop_id, "brand": creds.brand}, self.order_fields)
+        payload = self.to_wire({**canon, "shop_id": creds.shop_id, "brand": creds.brand}, self.request_fields(op))
         return self.seal_request(creds, self.paths[op], payload, now, access_token)
+
+    def request_fields(self, op: Op) -> dict[str, str]:
+        return {**self.order_fields, **self.op_fields.get(op, {})}
 
     def decode_response(self, message: Message) -> dict[str, Any]:
         return self.from_wire(self.open_response(message), self.result_fields)
 
-    def callback_key(self, message: Message) -> str | None:
-        """The account the callback claims to be for (its app key or shop id), to find the secret; None when the
-        carrier's callback signature needs no secret."""
-        raise NotImplementedError
-
-    def decode_callback(self, message: Message, creds: Credentials | None, now: datetime) -> Update:
-        fields = self.open_callback(message, creds, now)
+    def callback_refs(self, fields: Mapping[str, Any]) -> tuple[str, str]:
+        """The (shop_order_id, waybill_id) a callback's fields name: read before any check, to find the offer whose
+        account must then verify it. MalformedCallback when they name none."""
         canon = self.from_wire(fields, self.callback_fields)
-        return self.update_from(canon)
+        refs = str(canon.get("shop_order_id") or ""), str(canon.get("waybill_id") or "")
+        if not any(refs):
+            raise MalformedCallback("the callback names no order")
+        return refs
+
+    def callback_stamp(self, message: Message) -> tuple[str, str] | None:
+        """(nonce, timestamp) for schemes whose signature has them but not the body (WeChat's push): the intake
+        refuses a stale one and a reused nonce."""
+        return None
+
+    @staticmethod
+    def sealed(message: Message) -> bool:
+        """Whether the body can only be read with the account's key (WeChat's safe mode)."""
+        return False
+
+    def decode_callback(self, message: Message, creds: Credentials, now: datetime) -> Update:
+        """Verifies the callback with the account's secrets (signature, and freshness where the scheme has a
+        timestamp) and returns its report."""
+        return self.report(self.open_callback(message, creds, now))
+
+    def read_callback(self, message: Message, creds: Credentials | None) -> dict[str, Any]:
+        """The callback's fields without verifying them (a kept callback, verified when it arrived)."""
+        return json_object(message.body)
+
+    def report(self, fields: dict[str, Any]) -> Update:
+        return self.update_from(self.from_wire(fields, self.callback_fields))
 
     def update_from(self, canon: Mapping[str, Any]) -> Update:
         code = str(canon.get("status", ""))
@@ -239,8 +292,8 @@ class Wire:
         """The app key a request claims to come from."""
         raise NotImplementedError
 
-    def decode_request(self, message: Message, creds: Credentials, now: datetime) -> dict[str, Any]:
-        return self.from_wire(self.open_request(message, creds, now), self.order_fields)
+    def decode_request(self, message: Message, creds: Credentials, now: datetime, op: Op) -> dict[str, Any]:
+        return self.from_wire(self.open_request(message, creds, now), self.request_fields(op))
 
     def encode_result(self, canon: Mapping[str, Any]) -> Message:
         return self.seal_result(self.to_wire(canon, self.result_fields))
@@ -251,8 +304,11 @@ class Wire:
     def ack_message(self) -> Message:
         return Message(body=json.dumps(self.ack).encode())
 
-    def reject_message(self) -> Message:
-        return Message(body=json.dumps(self.reject, ensure_ascii=False).encode(), status=self.reject_status)
+    def reject_message(self, reason: str | None = None, status: int | None = None) -> Message:
+        """The carrier's own error body, with the reason when given (a malformed or unknown callback is not a bad
+        signature)."""
+        body = dict(self.reject) | ({self.reject_text: reason} if reason else {})
+        return Message(body=json.dumps(body, ensure_ascii=False).encode(), status=status or self.reject_status)
 
     def is_ack(self, message: Message) -> bool:
         try:
@@ -282,7 +338,7 @@ class Wire:
     def seal_callback(self, creds: Credentials, fields: dict[str, Any], now: datetime) -> Message:
         raise NotImplementedError
 
-    def open_callback(self, message: Message, creds: Credentials | None, now: datetime) -> dict[str, Any]:
+    def open_callback(self, message: Message, creds: Credentials, now: datetime) -> dict[str, Any]:
         raise NotImplementedError
 
     def cancel_fee_fen(

@@ -46,7 +46,7 @@ class CarrierClient:
                 self.base_urls[carrier] + message.path,
                 params=dict(message.params),
                 content=message.body,
-                headers={"Content-Type": message.content_type},
+                headers={**message.headers, "Content-Type": message.content_type},
             )
             try:
                 return wire.decode_response(Message(body=response.content, status=response.status_code))

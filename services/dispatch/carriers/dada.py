@@ -6,7 +6,9 @@ Answers: `{status: success|fail, code, msg, result}`. Money in yuan. Quote (quer
 (addAfterQuery with the quote's deliveryNo). There is no cancel preview: the fee follows Dada's rule (free within
 1 min of acceptance; ¥2 to the rider from 1 to 15 min; free again if the rider has not reached the store 15 min
 after accepting).
-Callbacks: JSON with `signature = md5("".join(sorted([client_id, order_id, str(update_time)])))`; no secret.
+Placement names the order `origin_id`; the status query, formalCancel and addTip name it `order_id` (the same value).
+Callbacks: JSON with `signature = md5("".join(sorted([client_id, order_id, str(update_time)])))`; no secret, so a
+callback proves nothing: it only prompts a status query, whose answer is what gets applied.
 """
 
 from __future__ import annotations
@@ -16,7 +18,16 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
-from services.dispatch.carriers.base import CarrierError, Credentials, Message, Op, SignatureInvalid, Wire, compact
+from services.dispatch.carriers.base import (
+    CarrierError,
+    Credentials,
+    Message,
+    Op,
+    SignatureInvalid,
+    Wire,
+    compact,
+    json_object,
+)
 from services.dispatch.domain import DeliveryStatus as S
 
 SIGNED = ("app_key", "body", "format", "source_id", "timestamp", "v")
@@ -36,6 +47,7 @@ class Dada(Wire):
     name = "dada"
     title = "达达"
     brand = "DADA"
+    confirm_by_query = True
     paths = {
         Op.quote: "/api/order/queryDeliverFee",
         Op.place: "/api/order/addAfterQuery",
@@ -74,6 +86,7 @@ class Dada(Wire):
         "rider_phone": "transporterPhone", "rider_lat": "transporterLat", "rider_lng": "transporterLng",
         "tip_fen": "tips", "action_time": "updateTime",
     }  # fmt: skip
+    op_fields = {op: {"shop_order_id": "order_id"} for op in (Op.query, Op.cancel, Op.add_tip, Op.locate)}
     callback_fields = {
         "waybill_id": "client_id", "shop_order_id": "order_id", "status": "order_status", "reason": "cancel_reason",
         "cancel_from": "cancel_from", "action_time": "update_time", "rider_id": "dm_id", "rider_name": "dm_name",
@@ -81,6 +94,7 @@ class Dada(Wire):
     }  # fmt: skip
     ack = {"status": "ok"}
     reject = {"status": "fail", "code": 2005, "msg": "签名错误"}
+    reject_text = "msg"
 
     def seal_request(
         self, creds: Credentials, path: str, payload: dict[str, Any], now: datetime, access_token: str
@@ -119,16 +133,13 @@ class Dada(Wire):
             raise CarrierError(self.name, str(answer.get("code")), str(answer.get("msg")))
         return dict(answer.get("result") or {})
 
-    def callback_key(self, message: Message) -> str | None:
-        return None
-
     def seal_callback(self, creds: Credentials, fields: dict[str, Any], now: datetime) -> Message:
         fields["signature"] = callback_signature(fields["client_id"], fields["order_id"], fields["update_time"])
         return Message(body=json.dumps(fields, ensure_ascii=False).encode())
 
-    def open_callback(self, message: Message, creds: Credentials | None, now: datetime) -> dict[str, Any]:
-        fields = message.json()
-        if not isinstance(fields, dict) or fields.get("signature") != callback_signature(
+    def open_callback(self, message: Message, creds: Credentials, now: datetime) -> dict[str, Any]:
+        fields = json_object(message.body)
+        if fields.get("signature") != callback_signature(
             fields.get("client_id", ""), fields.get("order_id", ""), fields.get("update_time", "")
         ):
             raise SignatureInvalid("signature does not match")

@@ -13,7 +13,16 @@ import json
 from datetime import datetime
 from typing import Any
 
-from services.dispatch.carriers.base import CarrierError, Credentials, Message, Op, SignatureInvalid, Wire, form_body
+from services.dispatch.carriers.base import (
+    CarrierError,
+    Credentials,
+    MalformedCallback,
+    Message,
+    Op,
+    SignatureInvalid,
+    Wire,
+    form_body,
+)
 from services.dispatch.domain import DeliveryStatus as S
 
 MAX_SKEW_SECONDS = 600
@@ -35,11 +44,19 @@ def _sealed(path: str, creds: Credentials, payload: dict[str, Any], now: datetim
     return Message(path=path, body=form_body(fields), content_type="application/x-www-form-urlencoded")
 
 
+def _form(message: Message) -> dict[str, str]:
+    try:
+        return message.form()
+    except UnicodeDecodeError as error:
+        raise MalformedCallback("the form is not UTF-8") from error
+
+
 def _open(message: Message, creds: Credentials, now: datetime) -> dict[str, Any]:
-    fields = message.form()
+    fields = _form(message)
     if fields.get("sign") != signature(creds.app_secret, fields):
         raise SignatureInvalid("sign does not match")
-    if abs(now.timestamp() - float(fields.get("timestamp") or 0)) > MAX_SKEW_SECONDS:
+    stamp = str(fields.get("timestamp", ""))
+    if not stamp.isdigit() or abs(now.timestamp() - int(stamp)) > MAX_SKEW_SECONDS:
         raise SignatureInvalid("timestamp too far from now")
     return {key: value for key, value in fields.items() if key not in ("sign", "appkey", "timestamp", "version")}
 
@@ -83,6 +100,7 @@ class Meituan(Wire):
     }  # fmt: skip
     ack = {"code": 0}
     reject = {"code": 1, "message": "签名验证失败"}
+    reject_text = "message"
 
     def seal_request(
         self, creds: Credentials, path: str, payload: dict[str, Any], now: datetime, access_token: str
@@ -107,13 +125,11 @@ class Meituan(Wire):
             raise CarrierError(self.name, str(answer.get("code")), str(answer.get("message")))
         return dict(answer.get("data") or {})
 
-    def callback_key(self, message: Message) -> str | None:
-        return message.form().get("appkey", "")
-
     def seal_callback(self, creds: Credentials, fields: dict[str, Any], now: datetime) -> Message:
         return _sealed("", creds, fields, now)
 
-    def open_callback(self, message: Message, creds: Credentials | None, now: datetime) -> dict[str, Any]:
-        if creds is None:
-            raise SignatureInvalid("unknown appkey")
+    def read_callback(self, message: Message, creds: Credentials | None) -> dict[str, Any]:
+        return _form(message)
+
+    def open_callback(self, message: Message, creds: Credentials, now: datetime) -> dict[str, Any]:
         return _open(message, creds, now)

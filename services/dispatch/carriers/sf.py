@@ -16,7 +16,16 @@ import json
 from datetime import datetime
 from typing import Any
 
-from services.dispatch.carriers.base import CarrierError, Credentials, Message, Op, SignatureInvalid, Wire, compact
+from services.dispatch.carriers.base import (
+    CarrierError,
+    Credentials,
+    Message,
+    Op,
+    SignatureInvalid,
+    Wire,
+    compact,
+    json_object,
+)
 from services.dispatch.domain import DeliveryStatus as S
 
 
@@ -33,7 +42,7 @@ def _sealed(path: str, creds: Credentials, fields: dict[str, Any], now: datetime
 def _open(message: Message, creds: Credentials) -> dict[str, Any]:
     if message.params.get("sign") != signature(message.body, creds.app_key, creds.app_secret):
         raise SignatureInvalid("sign does not match")
-    return dict(message.json())
+    return json_object(message.body)
 
 
 class SF(Wire):
@@ -88,6 +97,7 @@ class SF(Wire):
     }  # fmt: skip
     ack = {"error_code": 0, "error_msg": "success"}
     reject = {"error_code": 1004, "error_msg": "sign error"}
+    reject_text = "error_msg"
 
     def seal_request(
         self, creds: Credentials, path: str, payload: dict[str, Any], now: datetime, access_token: str
@@ -112,13 +122,8 @@ class SF(Wire):
             raise CarrierError(self.name, str(answer.get("error_code")), str(answer.get("error_msg")))
         return dict(answer.get("result") or {})
 
-    def callback_key(self, message: Message) -> str | None:
-        return str(message.json().get("dev_id", ""))
-
     def seal_callback(self, creds: Credentials, fields: dict[str, Any], now: datetime) -> Message:
         return _sealed("", creds, fields, now)
 
-    def open_callback(self, message: Message, creds: Credentials | None, now: datetime) -> dict[str, Any]:
-        if creds is None:
-            raise SignatureInvalid("unknown dev_id")
+    def open_callback(self, message: Message, creds: Credentials, now: datetime) -> dict[str, Any]:
         return _open(message, creds)

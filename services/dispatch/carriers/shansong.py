@@ -23,6 +23,7 @@ from services.dispatch.carriers.base import (
     Wire,
     compact,
     form_body,
+    json_object,
 )
 from services.dispatch.domain import DeliveryStatus as S
 
@@ -55,7 +56,7 @@ def _open(fields: dict[str, Any], creds: Credentials) -> dict[str, Any]:
     )
     if fields.get("sign") != expected:
         raise SignatureInvalid("sign does not match")
-    return dict(json.loads(fields["data"]))
+    return json_object(str(fields.get("data", "")))
 
 
 class Shansong(Wire):
@@ -103,6 +104,7 @@ class Shansong(Wire):
     }  # fmt: skip
     ack = {"status": 200}
     reject = {"status": 401, "msg": "签名验证失败"}
+    reject_text = "msg"
 
     def seal_request(
         self, creds: Credentials, path: str, payload: dict[str, Any], now: datetime, access_token: str
@@ -131,13 +133,11 @@ class Shansong(Wire):
             raise CarrierError(self.name, str(answer.get("status")), str(answer.get("msg")))
         return dict(answer.get("data") or {})
 
-    def callback_key(self, message: Message) -> str | None:
-        return str(message.json().get("clientId", ""))
-
     def seal_callback(self, creds: Credentials, fields: dict[str, Any], now: datetime) -> Message:
         return Message(body=json.dumps(_envelope(creds, fields, now)).encode())
 
-    def open_callback(self, message: Message, creds: Credentials | None, now: datetime) -> dict[str, Any]:
-        if creds is None:
-            raise SignatureInvalid("unknown clientId")
-        return _open(message.json(), creds)
+    def read_callback(self, message: Message, creds: Credentials | None) -> dict[str, Any]:
+        return json_object(str(json_object(message.body).get("data", "")))
+
+    def open_callback(self, message: Message, creds: Credentials, now: datetime) -> dict[str, Any]:
+        return _open(json_object(message.body), creds)

@@ -9,13 +9,16 @@ Accounts come from its console, `POST /_sim/accounts` (secrets derive from a mas
 restart). The scenario is chosen per order by `sim:<name>` in the order's remark, else by the default
 (`CARRIER_SIM_SCENARIO`; `chaos` mixes them at random): normal, slow_accept, duplicate, out_of_order, reassign,
 pickup_failed, unreachable_return, carrier_cancel, force_majeure, create_fail, race (everyone accepts at once).
-`GET /_sim/orders/<carrier>/<shop_order_id>` shows what it did. Run it with
+`GET /_sim/orders/<carrier>/<shop_order_id>` shows what it did. A WeChat legacy account created with
+`"safe_mode": true` gets its pushes encrypted (安全模式) with its `encoding_aes_key` and the appid of the mini-program
+whose access token placed the order. Run it with
 `uvicorn --factory services.dispatch.carriers.simulator:create_app`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import hmac
@@ -24,7 +27,7 @@ import random
 import re
 import secrets
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,9 +50,12 @@ ERRORS = {  # per carrier: (duplicate order, carrier system error, bad signature
     "sf": ("1016", "1001", "1004", "1011", "1013"),
     "meituan": ("5", "1", "2", "6", "7"),
     "uu": ("-1101", "-1001", "-1002", "-1103", "-1104"),
+    "uu_v3": ("-1101", "-1001", "-104", "-1103", "-1104"),  # v2_0's codes; v3's are unverified
     "wechat_legacy": ("930562", "930557", "930561", "930563", "930565"),
     "wechat_intracity": ("934016", "934002", "40001", "934011", "934012"),
 }
+# The carrier's code for a placement without the amounts its quote returned (UU: -2006 order_price错误).
+MISSING_QUOTE = {"uu": "-2006"}
 RIDERS = {1: ("张师傅", "13800000001"), 2: ("李师傅", "13800000002")}
 
 
@@ -70,11 +76,12 @@ class SimulatorSettings(BaseSettings):
 def credentials(master_key: str, carrier: str, app_key: str) -> Credentials:
     """The account the simulator's console issues for an app key: every secret derives from the master key."""
 
-    def derive(purpose: str) -> str:
-        return hmac.new(master_key.encode(), f"{carrier}:{app_key}:{purpose}".encode(), hashlib.sha256).hexdigest()[:32]
+    def digest(purpose: str) -> bytes:
+        return hmac.new(master_key.encode(), f"{carrier}:{app_key}:{purpose}".encode(), hashlib.sha256).digest()
 
-    return Credentials(app_key=app_key, app_secret=derive("secret"), shop_id=f"shop-{app_key}",
-                       merchant_no=f"mch-{app_key}", token=derive("token"))  # fmt: skip
+    return Credentials(app_key=app_key, app_secret=digest("secret").hex()[:32], shop_id=f"shop-{app_key}",
+                       merchant_no=f"mch-{app_key}", token=digest("token").hex()[:32],
+                       aes_key=base64.b64encode(digest("aes")).decode().rstrip("="))  # fmt: skip
 
 
 @dataclass
@@ -102,6 +109,7 @@ class SimOrder:
 class AccountRequest(BaseModel):
     carrier: str
     app_key: str | None = None
+    safe_mode: bool = False  # WeChat legacy: push encrypted
 
 
 class Simulator:
@@ -109,12 +117,15 @@ class Simulator:
         self.settings = settings
         self.http = http
         self.orders: dict[tuple[str, str], SimOrder] = {}
-        self.tokens: set[str] = set()
+        self.tokens: dict[str, str] = {}  # WeChat access token → the mini-program's appid
+        self.safe_mode: set[str] = set()  # WeChat legacy app keys whose pushes are encrypted
         self.rng = random.Random(settings.seed)  # noqa: S311  (scenario choice, not security)
         self.sending = asyncio.Semaphore(settings.max_concurrent_callbacks)
 
-    def creds(self, carrier: str, app_key: str) -> Credentials:
-        return credentials(self.settings.master_key, carrier, app_key)
+    def creds(self, carrier: str, app_key: str, appid: str = "") -> Credentials:
+        """The account's secrets; the AES key only for a WeChat legacy account in safe mode (it pushes encrypted)."""
+        creds = credentials(self.settings.master_key, carrier, app_key)
+        return replace(creds, aes_key=creds.aes_key if app_key in self.safe_mode else "", appid=appid)
 
     # --- the API --------------------------------------------------------------------------------------------
 
@@ -123,17 +134,20 @@ class Simulator:
         op = next((op for op, p in wire.paths.items() if p == path), None)
         if op is None:
             return Response(status_code=404)
-        message = Message(path=path, params=dict(request.query_params), body=await request.body())
+        message = Message(
+            path=path, params=dict(request.query_params), body=await request.body(), headers=dict(request.headers)
+        )
         errors = ERRORS[carrier]
         if wire.uses_access_token and message.params.get("access_token") not in self.tokens:
             return _answer(wire.seal_error("40001", "invalid credential, access_token is invalid or not latest"))
         try:
-            creds = self.creds(carrier, wire.request_key(message))
-            fields = wire.decode_request(message, creds, datetime.now(UTC))
+            appid = self.tokens.get(message.params.get("access_token", ""), "")
+            creds = self.creds(carrier, wire.request_key(message), appid)
+            fields = wire.decode_request(message, creds, datetime.now(UTC), op)
         except SignatureInvalid as error:
             return _answer(wire.seal_error(errors[2], f"signature: {error}"))
-        except (ValueError, KeyError) as error:
-            return _answer(wire.seal_error(errors[2], f"bad request: {error}"))
+        except (ValueError, KeyError, TypeError, AttributeError) as error:  # not the carrier's format
+            return _answer(wire.seal_error(errors[2], f"bad request: {error!r}"))
         result = await self.operate(wire, op, creds, fields)
         if isinstance(result, tuple):
             return _answer(wire.seal_error(*result))
@@ -151,6 +165,9 @@ class Simulator:
         if op is Op.place:
             if order is not None:
                 return errors[0], "订单已存在 (order exists)"
+            missing = [name for name in wire.place_needs if fields.get(name) in (None, "")]
+            if missing:
+                return MISSING_QUOTE.get(wire.name, errors[2]), f"缺少报价金额 (missing {', '.join(missing)})"
             scenario = _scenario_of(fields) or choose(self.settings.scenario, self.rng)
             if scenario == "create_fail":
                 return errors[1], "运力系统异常 (carrier system error)"
@@ -212,7 +229,8 @@ class Simulator:
             metres = distance_m(
                 fields["sender_lat"], fields["sender_lng"], fields["receiver_lat"], fields["receiver_lng"]
             )
-        return {"fee_fen": 500 + 100 * (metres // 1000), "distance_m": metres, "eta_seconds": 600 + metres // 5,
+        fee = 500 + 100 * (metres // 1000)
+        return {"fee_fen": fee, "total_fen": fee, "distance_m": metres, "eta_seconds": 600 + metres // 5,
                 "token": secrets.token_hex(8)}  # fmt: skip
 
     def _view(self, order: SimOrder) -> dict[str, Any]:
@@ -298,8 +316,9 @@ class Simulator:
             await asyncio.sleep(delay)
             try:
                 async with self.sending:
+                    headers = {**message.headers, "Content-Type": message.content_type}
                     answer = await self.http.post(url, params=dict(message.params), content=message.body,
-                                                  headers={"Content-Type": message.content_type})  # fmt: skip
+                                                  headers=headers)  # fmt: skip
             except httpx.HTTPError:
                 continue
             if wire.is_ack(Message(body=answer.content, status=answer.status_code)):
@@ -348,9 +367,13 @@ def create_app(settings: SimulatorSettings | None = None) -> FastAPI:
     async def new_account(body: AccountRequest) -> dict[str, str]:
         if body.carrier not in WIRES:
             return {"error": f"unknown carrier {body.carrier}"}
-        creds = state["sim"].creds(body.carrier, body.app_key or f"{body.carrier}-{secrets.token_hex(4)}")
+        app_key = body.app_key or f"{body.carrier}-{secrets.token_hex(4)}"
+        if body.safe_mode:
+            state["sim"].safe_mode.add(app_key)
+        creds = credentials(state["sim"].settings.master_key, body.carrier, app_key)
         return {"carrier": body.carrier, "app_key": creds.app_key, "app_secret": creds.app_secret,
-                "shop_id": creds.shop_id, "merchant_no": creds.merchant_no, "token": creds.token}  # fmt: skip
+                "shop_id": creds.shop_id, "merchant_no": creds.merchant_no, "token": creds.token,
+                "encoding_aes_key": creds.aes_key}  # fmt: skip
 
     @app.get("/_sim/orders/{carrier}/{shop_order_id}", summary="What the simulator did with an order")
     async def order_view(carrier: str, shop_order_id: str) -> dict[str, Any]:
@@ -367,7 +390,7 @@ def create_app(settings: SimulatorSettings | None = None) -> FastAPI:
         if not appid or secret != state["sim"].creds("wechat", appid).app_secret:
             return {"errcode": 40125, "errmsg": "invalid appsecret"}
         token = secrets.token_urlsafe(24)
-        state["sim"].tokens.add(token)
+        state["sim"].tokens[token] = appid
         return {"access_token": token, "expires_in": 7200}
 
     @app.post("/{carrier}/{path:path}")

@@ -3,8 +3,11 @@
 Requests: form fields `appid, nonce_str, timestamp, openid` plus the business fields, signed
 `sign = MD5(UPPER(sorted "k=v" joined by "&" + "&key=" + appKey))` upper-case. Answers carry their fields at the
 top level with `return_code: ok|fail`. Money in yuan; coordinates in BD-09 (UU is Baidu-based).
+The quote answers `total_money` (the order's price) and `need_paymoney` (what the balance pays after coupons);
+addorder must send them back as `order_price` and `balance_paymoney` with the `price_token`.
 Callbacks: a form field `data` holding JSON whose own fields (and `sign`) follow the same scheme; acknowledged with
-`{"return_code":"ok"}`. The tip and rider-location paths are unverified.
+`{"return_code":"ok"}`. The tip and rider-location paths are unverified. This is UU's openapi v2_0; its v3 (another
+envelope and signature) is not modelled: no v3 document or SDK could be found to build it from.
 """
 
 from __future__ import annotations
@@ -15,7 +18,17 @@ import secrets
 from datetime import datetime
 from typing import Any
 
-from services.dispatch.carriers.base import CarrierError, Credentials, Message, Op, SignatureInvalid, Wire, form_body
+from services.dispatch.carriers.base import (
+    CarrierError,
+    Credentials,
+    MalformedCallback,
+    Message,
+    Op,
+    SignatureInvalid,
+    Wire,
+    form_body,
+    json_object,
+)
 from services.dispatch.domain import DeliveryStatus as S
 
 
@@ -74,10 +87,13 @@ class UU(Wire):
         "receiver_phone": "receiver_phone", "receiver_address": "to_address", "receiver_lat": "to_lat",
         "receiver_lng": "to_lng", "cargo_value_fen": "goods_price", "cargo_weight_g": "goods_weight",
         "remark": "note", "tip_fen": "onlinefee", "token": "price_token", "waybill_id": "order_code",
-        "reason": "reason",
+        "reason": "reason", "total_fen": "order_price", "fee_fen": "balance_paymoney",
     }  # fmt: skip
+    # What addorder needs from the quote besides its price_token (UU refuses the order without them).
+    place_needs = ("total_fen", "fee_fen")
     result_fields = {
-        "fee_fen": "need_paymoney", "distance_m": "distance", "eta_seconds": "expectedarrive_seconds",
+        "fee_fen": "need_paymoney", "total_fen": "total_money", "distance_m": "distance",
+        "eta_seconds": "expectedarrive_seconds",
         "token": "price_token", "waybill_id": "ordercode", "deduct_fen": "deduct_fee", "status": "state",
         "rider_name": "driver_name", "rider_phone": "driver_mobile", "rider_lat": "driver_lastloc_lat",
         "rider_lng": "driver_lastloc_lng", "tip_fen": "onlinefee", "action_time": "state_time",
@@ -89,6 +105,7 @@ class UU(Wire):
     }  # fmt: skip
     ack = {"return_code": "ok"}
     reject = {"return_code": "fail", "return_msg": "签名错误"}
+    reject_text = "return_msg"
 
     def seal_request(
         self, creds: Credentials, path: str, payload: dict[str, Any], now: datetime, access_token: str
@@ -115,14 +132,15 @@ class UU(Wire):
             raise CarrierError(self.name, str(answer.get("error_code", "fail")), str(answer.get("return_msg")))
         return dict(answer)
 
-    def callback_key(self, message: Message) -> str | None:
-        return str(json.loads(message.form().get("data") or "{}").get("appid", ""))
-
     def seal_callback(self, creds: Credentials, fields: dict[str, Any], now: datetime) -> Message:
         data = json.dumps(_signed(creds, fields, now), ensure_ascii=False)
         return Message(body=form_body({"data": data}), content_type="application/x-www-form-urlencoded")
 
-    def open_callback(self, message: Message, creds: Credentials | None, now: datetime) -> dict[str, Any]:
-        if creds is None:
-            raise SignatureInvalid("unknown appid")
-        return _open(json.loads(message.form().get("data") or "{}"), creds)
+    def read_callback(self, message: Message, creds: Credentials | None) -> dict[str, Any]:
+        try:
+            return json_object(message.form().get("data", ""))
+        except UnicodeDecodeError as error:
+            raise MalformedCallback("the form is not UTF-8") from error
+
+    def open_callback(self, message: Message, creds: Credentials, now: datetime) -> dict[str, Any]:
+        return _open(self.read_callback(message, creds), creds)

@@ -7,7 +7,12 @@ fleet behind them.
 Legacy: each request also carries `delivery_sign = SHA1(shopid + shop_order_id + AppSecret)`, money is in yuan,
 addOrder returns the carrier's own `pickup_code` and `finish_code`. Status pushes arrive as mini-program message
 pushes (`Event=update_waybill_status`) signed with the push token the usual WeChat way
-(`signature = sha1(sorted([token, timestamp, nonce]))` in the query) and are answered `{"resultcode":0,...}`.
+(`signature = sha1(sorted([token, timestamp, nonce]))` in the query) and are answered `{"resultcode":0,...}`. That
+signature never covers the body, so a push is checked for freshness and a reused nonce (by the intake) and only
+prompts a status query, whose answer is applied. In safe mode (安全模式, the account has an EncodingAESKey) the body
+is `{"ToUserName", "Encrypt"}`: AES-256-CBC with the key `base64(EncodingAESKey + "=")`, IV its first 16 bytes,
+PKCS#7 to 32-byte blocks, over `random(16) + len(4, big-endian) + message + appid`, signed
+`msg_signature = sha1(sorted([token, timestamp, nonce, Encrypt]))`; plain pushes are then refused.
 
 Intracity: money in fen; pushes are signed `md5(sorted "k=v" joined by "&" + "&token=" + push token)` lower-case
 in the body's `sign`, and answered `{"return_code":0,"return_msg":"OK"}`. 90000 (exception) changes no state.
@@ -15,13 +20,27 @@ in the body's `sign`, and answered `{"return_code":0,"return_msg":"OK"}`. 90000 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import os
 import secrets
+import struct
 from datetime import datetime
 from typing import Any
 
-from services.dispatch.carriers.base import CarrierError, Credentials, Message, Op, SignatureInvalid, Wire
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from services.dispatch.carriers.base import (
+    CarrierError,
+    Credentials,
+    MalformedCallback,
+    Message,
+    Op,
+    SignatureInvalid,
+    Wire,
+    json_object,
+)
 from services.dispatch.domain import DeliveryStatus as S
 
 TOKEN_EXPIRED = ("40001", "42001")
@@ -33,6 +52,48 @@ def delivery_sign(shopid: str, shop_order_id: str, app_secret: str) -> str:
 
 def push_signature(token: str, timestamp: str, nonce: str) -> str:
     return hashlib.sha1("".join(sorted([token, timestamp, nonce])).encode()).hexdigest()  # noqa: S324
+
+
+def msg_signature(token: str, timestamp: str, nonce: str, encrypt: str) -> str:
+    return hashlib.sha1("".join(sorted([token, timestamp, nonce, encrypt])).encode()).hexdigest()  # noqa: S324
+
+
+def _aes(encoding_aes_key: str) -> Cipher[modes.CBC]:
+    try:
+        key = base64.b64decode(encoding_aes_key + "=")
+    except ValueError as error:
+        raise SignatureInvalid("the account's EncodingAESKey is not base64") from error
+    if len(key) != 32:
+        raise SignatureInvalid("the account's EncodingAESKey does not decode to 32 bytes")
+    return Cipher(algorithms.AES(key), modes.CBC(key[:16]))
+
+
+def encrypt_push(encoding_aes_key: str, appid: str, message: bytes) -> str:
+    plain = os.urandom(16) + struct.pack(">I", len(message)) + message + appid.encode()
+    pad = 32 - len(plain) % 32
+    encryptor = _aes(encoding_aes_key).encryptor()
+    return base64.b64encode(encryptor.update(plain + bytes([pad]) * pad) + encryptor.finalize()).decode()
+
+
+def decrypt_push(encoding_aes_key: str, appid: str, encrypt: str) -> bytes:
+    """The message inside a safe-mode push; SignatureInvalid when it does not open or names another appid."""
+    try:
+        sealed = base64.b64decode(encrypt, validate=True)
+    except ValueError as error:
+        raise MalformedCallback("Encrypt is not base64") from error
+    if not sealed or len(sealed) % 16:
+        raise SignatureInvalid("Encrypt is not whole AES blocks")
+    decryptor = _aes(encoding_aes_key).decryptor()
+    plain = decryptor.update(sealed) + decryptor.finalize()
+    pad = plain[-1]
+    if not 1 <= pad <= 32 or len(plain) < 20 + pad:
+        raise SignatureInvalid("Encrypt does not open with this key")
+    content = plain[16:-pad]
+    (length,) = struct.unpack(">I", content[:4])
+    message, sender = content[4 : 4 + length], content[4 + length :]
+    if len(message) != length or (appid and sender.decode(errors="replace") != appid):
+        raise SignatureInvalid("the push is for another mini-program")
+    return message
 
 
 def intracity_sign(fields: dict[str, Any], token: str) -> str:
@@ -115,6 +176,8 @@ class WechatLegacy(_WechatApi):
     }  # fmt: skip
     ack = {"resultcode": 0, "resultmsg": "ok"}
     reject = {"resultcode": -1, "resultmsg": "invalid signature"}
+    reject_text = "resultmsg"
+    confirm_by_query = True
 
     def seal_request(
         self, creds: Credentials, path: str, payload: dict[str, Any], now: datetime, access_token: str
@@ -135,23 +198,44 @@ class WechatLegacy(_WechatApi):
             raise SignatureInvalid("delivery_sign does not match")
         return body
 
-    def callback_key(self, message: Message) -> str | None:
-        return str(message.json().get("shopid", ""))
-
     def seal_callback(self, creds: Credentials, fields: dict[str, Any], now: datetime) -> Message:
         body = {"ToUserName": "gh_songda", "FromUserName": "o-wechat-delivery", "CreateTime": int(now.timestamp()),
                 "MsgType": "event", "Event": "update_waybill_status", **fields, "shopid": creds.app_key}  # fmt: skip
         timestamp, nonce = str(int(now.timestamp())), secrets.token_hex(6)
         params = {"signature": push_signature(creds.token, timestamp, nonce), "timestamp": timestamp, "nonce": nonce}
-        return Message(params=params, body=json.dumps(body, ensure_ascii=False).encode())
+        text = json.dumps(body, ensure_ascii=False).encode()
+        if not creds.aes_key:
+            return Message(params=params, body=text)
+        encrypt = encrypt_push(creds.aes_key, creds.appid, text)
+        params |= {"encrypt_type": "aes", "msg_signature": msg_signature(creds.token, timestamp, nonce, encrypt)}
+        return Message(params=params, body=json.dumps({"ToUserName": "gh_songda", "Encrypt": encrypt}).encode())
 
-    def open_callback(self, message: Message, creds: Credentials | None, now: datetime) -> dict[str, Any]:
+    @staticmethod
+    def sealed(message: Message) -> bool:
+        return message.params.get("encrypt_type") == "aes"
+
+    def callback_stamp(self, message: Message) -> tuple[str, str] | None:
+        return message.params.get("nonce", ""), message.params.get("timestamp", "")
+
+    def read_callback(self, message: Message, creds: Credentials | None) -> dict[str, Any]:
+        if not self.sealed(message):
+            return json_object(message.body)
+        if creds is None or not creds.aes_key:
+            raise SignatureInvalid("a safe-mode push for an account without an EncodingAESKey")
+        return json_object(decrypt_push(creds.aes_key, creds.appid, str(json_object(message.body).get("Encrypt", ""))))
+
+    def open_callback(self, message: Message, creds: Credentials, now: datetime) -> dict[str, Any]:
         params = message.params
-        if creds is None or params.get("signature") != push_signature(
-            creds.token, params.get("timestamp", ""), params.get("nonce", "")
-        ):
+        timestamp, nonce = params.get("timestamp", ""), params.get("nonce", "")
+        if self.sealed(message):
+            encrypt = str(json_object(message.body).get("Encrypt", ""))
+            if params.get("msg_signature") != msg_signature(creds.token, timestamp, nonce, encrypt):
+                raise SignatureInvalid("msg_signature does not match")
+        elif creds.aes_key:
+            raise SignatureInvalid("this account takes safe-mode (encrypted) pushes only")
+        if params.get("signature") != push_signature(creds.token, timestamp, nonce):
             raise SignatureInvalid("signature does not match")
-        return dict(message.json())
+        return self.read_callback(message, creds)
 
 
 class WechatIntracity(_WechatApi):
@@ -202,6 +286,7 @@ class WechatIntracity(_WechatApi):
     }  # fmt: skip
     ack = {"return_code": 0, "return_msg": "OK"}
     reject = {"return_code": -1, "return_msg": "sign error"}
+    reject_text = "return_msg"
 
     def seal_request(
         self, creds: Credentials, path: str, payload: dict[str, Any], now: datetime, access_token: str
@@ -215,16 +300,13 @@ class WechatIntracity(_WechatApi):
     def open_request(self, message: Message, creds: Credentials, now: datetime) -> dict[str, Any]:
         return dict(message.json())  # authenticated by the access token, checked by the server
 
-    def callback_key(self, message: Message) -> str | None:
-        return str(message.json().get("appid", ""))
-
     def seal_callback(self, creds: Credentials, fields: dict[str, Any], now: datetime) -> Message:
         body = {**fields, "appid": creds.app_key}
         body["sign"] = intracity_sign(body, creds.token)
         return Message(body=json.dumps(body, ensure_ascii=False).encode())
 
-    def open_callback(self, message: Message, creds: Credentials | None, now: datetime) -> dict[str, Any]:
-        body = message.json()
-        if creds is None or not isinstance(body, dict) or body.get("sign") != intracity_sign(body, creds.token):
+    def open_callback(self, message: Message, creds: Credentials, now: datetime) -> dict[str, Any]:
+        body = json_object(message.body)
+        if body.get("sign") != intracity_sign(body, creds.token):
             raise SignatureInvalid("sign does not match")
         return body
