@@ -25,7 +25,7 @@ def alembic_config(service: str, database_url: str) -> Config:
     return config
 
 
-def upgrade(service: str, database_url: str, revision: str = "heads") -> None:
+def upgrade(service: str, database_url: str, revision: str = "head") -> None:
     """Blocking; call it from a thread in async code."""
     command.upgrade(alembic_config(service, database_url), revision)
 

@@ -27,9 +27,6 @@ from tests.support import JWT_KEY, serve
 
 # Examples per operation and role: about 70 operations, 5 roles, about a minute in all on two cores.
 MAX_EXAMPLES = 6
-# A carrier callback whose JSON body is not an object crashes the intake before any signature check; the branch
-# `callbacks` rewrites that intake (services/dispatch/callbacks.py, carrier_router.py, carriers/*).
-CALLBACK_INTAKE = {"POST /v1/carriers/{carrier}/callback": "non-object JSON bodies, fixed on branch callbacks"}
 # Operations whose 5xx is their contract: readiness answers 503 while the broker is not connected (workers are off).
 NOT_FUZZED = ("/readyz",)
 
@@ -39,19 +36,13 @@ async def _no_server_error(
     known_ids: Mapping[str, str | Sequence[str]],
     *,
     coverage: bool = True,
-    known_failing: Mapping[str, str] | None = None,
 ) -> None:
-    """`known_failing`: operations another branch fixes; they must still fail here, so that the entry is removed
-    (and the operation held to the contract) as soon as the fix is merged."""
     base_url = str(client.base_url).rstrip("/")
     report = await asyncio.to_thread(
         fuzz, base_url, known_ids, max_examples=MAX_EXAMPLES, coverage=coverage, skip_paths=NOT_FUZZED
     )
-    known_failing = known_failing or {}
-    errors = [error for (operation, _), error in report.errors.items() if operation not in known_failing]
+    errors = list(report.errors.values())
     assert not errors, "server errors:\n" + "\n".join(map(str, errors))
-    fixed = set(known_failing) - {operation for operation, _ in report.errors}
-    assert not fixed, f"these pass now: remove them from known_failing: {fixed}"
     # Every operation was called, as every role, more than once.
     assert report.requests >= 2 * len(ROLES) * report.operations > 0
     print(f"{report.operations} operations, {report.requests} requests")
@@ -96,7 +87,7 @@ async def test_dispatch_service(dispatch_db_url: str, bootstrap: str) -> None:
         order_id = await dispatch.order_ready()
         delivery = await dispatch.delivery(order_id)
         known = {"delivery_id": delivery["id"], "account_id": account["id"], "carrier": list(WIRES)}
-        await _no_server_error(dispatch.client, known, known_failing=CALLBACK_INTAKE)
+        await _no_server_error(dispatch.client, known)
 
 
 async def test_redemption_service(redemption_db_url: str, bootstrap: str) -> None:

@@ -1,4 +1,5 @@
-"""Each service's migration history builds exactly the tables its models describe (no drift either way)."""
+"""Each service's migration history is one line (a single head) and builds exactly the tables its models describe
+(no drift either way)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 
 import pytest
 from alembic import command
+from alembic.script import ScriptDirectory
 
 from shared.events.topics import SERVICES
 from shared.migrations import alembic_config, upgrade
@@ -24,3 +26,9 @@ async def test_migrations_match_the_models(infra: Infra, service: str) -> None:
         await asyncio.to_thread(command.check, alembic_config(service, url))  # raises on any difference
     finally:
         await _admin(infra, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_each_history_has_one_head(service: str) -> None:
+    script = ScriptDirectory.from_config(alembic_config(service, "postgresql://unused"))
+    assert len(script.get_heads()) == 1, script.get_heads()

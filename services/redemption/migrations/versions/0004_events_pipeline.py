@@ -1,15 +1,13 @@
 """Outbox retention, the relay's broker epoch and parked events of the redemption service.
 
-A branch of its own off the first revision, so the service's own revisions never conflict with it.
-
 Revision ID: redemption_events_0001
-Revises: redemption_0001
+Revises: redemption_0003
 """
 
 from shared.migrations import create_event_pipeline_tables, drop_event_pipeline_tables
 
 revision = "redemption_events_0001"
-down_revision = "redemption_0001"
+down_revision = "redemption_0003"
 branch_labels = None
 depends_on = None
 

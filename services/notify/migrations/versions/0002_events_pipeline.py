@@ -1,7 +1,5 @@
 """Outbox retention, the relay's broker epoch and parked events of the notify service.
 
-A branch of its own off the first revision, so the service's own revisions never conflict with it.
-
 Revision ID: notify_events_0001
 Revises: notify_0001
 """
