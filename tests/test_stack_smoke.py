@@ -144,11 +144,11 @@ def _walk(printed: dict[str, str]) -> Walk:
     return Walk(printed["gateway"], printed["wechatpay sandbox"], tokens, say=lambda _: None)
 
 
-async def _paid_published(postgres_url: str, order_id: str) -> bool:
+async def _accepted_published(postgres_url: str, order_id: str) -> bool:
     connection = await asyncpg.connect(database_url(postgres_url, "songda_order", "postgresql"))
     try:
         published = await connection.fetchval(
-            "SELECT count(*) FROM outbox WHERE type = 'order.paid.v1' AND key = $1 AND published_at IS NOT NULL",
+            "SELECT count(*) FROM outbox WHERE type = 'order.accepted.v1' AND key = $1 AND published_at IS NOT NULL",
             order_id,
         )
     finally:
@@ -158,15 +158,17 @@ async def _paid_published(postgres_url: str, order_id: str) -> bool:
 
 def test_an_event_published_just_before_a_restart_takes_effect_once_after_it(state_dir: Path) -> None:
     port = free_port()
-    # The redemption service runs but consumes nothing: order.paid reaches the broker and nobody reads it.
+    # The redemption service runs but consumes nothing: order.accepted (which issues a pickup order's code) reaches
+    # the broker and nobody reads it.
     first, printed = _launch(state_dir, port, extra_env={"REDEMPTION_CONSUMES": "[]"})
     walk = _walk(printed)
     try:
         sku = walk.call("customer", "GET", f"/v1/stores/{DEMO_STORE_ID}/products")["items"][0]["skus"][0]["id"]
         order = walk.place_and_pay("pickup", [{"sku_id": sku, "quantity": 1}])
+        walk.call("merchant", "POST", f"/v1/orders/{order['id']}/accept")
         deadline = time.monotonic() + 20
-        while not asyncio.run(_paid_published(printed["postgres"], order["id"])):
-            assert time.monotonic() < deadline, "order.paid was never published"
+        while not asyncio.run(_accepted_published(printed["postgres"], order["id"])):
+            assert time.monotonic() < deadline, "order.accepted was never published"
             time.sleep(0.2)
     finally:
         walk.close()

@@ -74,6 +74,7 @@ async def test_gateway_in_front_of_the_order_service(db_url: str, bootstrap: str
             signing_key=generate_signing_key(),
             previous_public_keys=public_pem(JWT_KEY),  # type: ignore[arg-type]  # verifies the roles' tokens
             dev_mode=True,
+            wechat_mode="sandbox",
             rate_limit_ip_burst=1_000_000,
             rate_limit_principal_burst=1_000_000,
         )

@@ -18,12 +18,12 @@ from cryptography.hazmat.primitives import serialization
 
 from gateway.app import create_app
 from services.redemption.app import create_app as create_redemption
-from services.redemption.settings import RedemptionSettings
 from shared.events.topics import SERVICES
 from shared.middleware import client_address, networks
 from shared.stack.ports import free_port
 from shared.stack.processes import AppProcess
 from tests.gateway.test_gateway import SIGNING_KEY, _bearer, _claims, _settings, _sign, fake_upstream
+from tests.redemption.conftest import redemption_settings
 from tests.support import JWT_KEY, serve
 
 CLIENT, BALANCER = "127.0.0.2", "127.0.0.3"
@@ -118,14 +118,9 @@ def _gateway_token(**claims: Any) -> dict[str, str]:
 
 @pytest.fixture
 async def redemption(redemption_db_url: str, bootstrap: str) -> AsyncIterator[str]:
-    public = JWT_KEY.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    settings = RedemptionSettings(
-        database_url=redemption_db_url,
-        kafka_bootstrap_servers=bootstrap,
-        jwt_public_keys=public.decode(),
-        run_workers=False,
+    settings = redemption_settings(
+        redemption_db_url,
+        bootstrap,
         trusted_gateways=["127.0.0.1/32"],  # the gateway's httpx pool connects from 127.0.0.1
     )
     async with serve(create_redemption(settings)) as url:
