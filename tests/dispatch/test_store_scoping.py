@@ -89,7 +89,7 @@ async def test_a_rider_sees_only_the_own_fleet_deliveries_it_carries(dispatch: D
     accepted = await dispatch.client.post(f"/v1/riders/me/tasks/{task['delivery_id']}/accept", headers=rider)
     assert accepted.status_code == 200, accepted.text
 
-    await dispatch.bind("dada")  # Dada names its rider by id (`dm_id`)
+    await dispatch.bind("shansong")  # Shansong names its rider by id, in a signed callback
     by_carrier = await dispatch.order_ready(note="sim:normal")
     carried = await dispatch.settle(by_carrier, "delivered")
     carrier_rider = carried["rider"]["id"]

@@ -49,7 +49,7 @@ async def _report(
 async def _placed(dispatch: DispatchHarness, carrier: str, strategy: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """A delivery offered to `carrier`, whose simulator takes its time (we report for it)."""
     await dispatch.bind(carrier)
-    await dispatch.bind("dada")
+    await dispatch.bind("shansong")
     order_id = await dispatch.order_ready(note="sim:slow_accept", strategy=strategy)
     await dispatch.fire()
     offer = (await dispatch.delivery(order_id))["offers"][0]
@@ -69,7 +69,7 @@ async def _withdrawn(dispatch: DispatchHarness, strategy: dict[str, Any]) -> tup
 
 
 async def test_a_delivery_whose_rider_withdrew_keeps_escalating(dispatch: DispatchHarness) -> None:
-    strategy = {"kind": "preferred", "carriers": ["sf", "dada"], "max_tip_fen": 300, "escalate_after_minutes": 5}
+    strategy = {"kind": "preferred", "carriers": ["sf", "shansong"], "max_tip_fen": 300, "escalate_after_minutes": 5}
     order_id, sf = await _withdrawn(dispatch, strategy)
     delivery_id = (await dispatch.delivery(order_id))["id"]
     tip = await dispatch.client.post(f"/v1/deliveries/{delivery_id}/tip", json={"tip_fen": 100}, headers=MERCHANT)
@@ -84,16 +84,16 @@ async def test_a_delivery_whose_rider_withdrew_keeps_escalating(dispatch: Dispat
     await dispatch.fire()
     delivery = await dispatch.delivery(order_id)
     offers = {o["carrier"]: o for o in delivery["offers"]}
-    assert (offers["sf"]["status"], offers["dada"]["status"]) == ("cancelled", "placed")
+    assert (offers["sf"]["status"], offers["shansong"]["status"]) == ("cancelled", "placed")
     assert (delivery["status"], delivery["carrier"], delivery["ended_at"]) == ("created", None, None)
     assert (await dispatch.sim.get(f"/_sim/orders/sf/{sf['shop_order_id']}")).json()["cancelled"] is True
     assert [h["code"] for h in delivery["history"] if h["source"] == "system"] == ["tip", "tip", "redispatch"]
-    # Dada's rider takes it: the delivery is Dada's now, and SF's late word counts for nothing.
-    await _report(dispatch, "dada", offers["dada"], "rider_assigned", ago=5)
+    # Shansong's rider takes it: the delivery is Shansong's now, and SF's late word counts for nothing.
+    await _report(dispatch, "shansong", offers["shansong"], "rider_assigned", ago=5)
     delivery = await dispatch.delivery(order_id)
-    assert (delivery["status"], delivery["carrier"]) == ("rider_assigned", "dada")
+    assert (delivery["status"], delivery["carrier"]) == ("rider_assigned", "shansong")
     await _report(dispatch, "sf", sf, "rider_assigned", ago=1)
-    assert (await dispatch.delivery(order_id))["carrier"] == "dada"
+    assert (await dispatch.delivery(order_id))["carrier"] == "shansong"
 
 
 async def test_a_rider_sees_only_own_fleet_deliveries_of_their_merchant_carried_by_them(
