@@ -5,8 +5,9 @@ Checked: the path and the query string (percent-decoded: valid UTF-8, no control
 JSON body, keys included (no NUL or other control character but tab, newline and carriage return, no lone UTF-16
 surrogate), and its numbers (no NaN or Infinity, which are not JSON, none too large for a float). Anything else
 about the body (not JSON at all, wrong shape) is left to the route's own validation. The body is read once and
-handed on unchanged, byte for byte, so routes that verify a signature over it still can. With `max_body_bytes`
-(the gateway, which streams bodies), a longer body is handed on unchecked, for the route's own size limit to refuse.
+handed on unchanged, byte for byte, so routes that verify a signature over it still can. A JSON body longer than
+`max_body_bytes` is refused with 413 as soon as it is, so nobody makes a process hold a body of any size; routes
+whose bodies are not JSON (a carrier's form, a notification) bound theirs themselves.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from urllib.parse import unquote_to_bytes
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.errors import BadRequest, render
+from shared.errors import BadRequest, PayloadTooLarge, render
 
 # C0 controls and DEL. JSON strings may carry tab, newline and carriage return (a note over two lines).
 _URL_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -45,9 +46,13 @@ class InputGuardMiddleware:
         problem = _url_problem(scope)
         if problem is None and _is_json(scope):
             body, complete = await _read_body(receive, self.max_body_bytes)
-            if complete:
-                problem = _body_problem(body)
-            receive = _replay(body, complete, receive)
+            if not complete:
+                await render(None, PayloadTooLarge(f"The body exceeds {self.max_body_bytes} bytes"))(
+                    scope, receive, send
+                )
+                return
+            problem = _body_problem(body)
+            receive = _replay(body, receive)
         if problem is not None:
             await render(None, InputRefused(problem))(scope, receive, send)
             return
@@ -86,14 +91,14 @@ async def _read_body(receive: Receive, limit: int | None) -> tuple[bytes, bool]:
         chunk: bytes = message.get("body", b"")
         chunks.append(chunk)
         size += len(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks), True
         if limit is not None and size > limit:
             return b"".join(chunks), False
+        if not message.get("more_body", False):
+            return b"".join(chunks), True
 
 
-def _replay(body: bytes, complete: bool, receive: Receive) -> Receive:
-    """Hands on what was read as one message, then the rest of the stream as it comes."""
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """Hands on the body that was read as one message, then whatever comes next (a disconnect)."""
     sent = False
 
     async def replay() -> Message:
@@ -101,7 +106,7 @@ def _replay(body: bytes, complete: bool, receive: Receive) -> Receive:
         if sent:
             return await receive()
         sent = True
-        return {"type": "http.request", "body": body, "more_body": not complete}
+        return {"type": "http.request", "body": body, "more_body": False}
 
     return replay
 

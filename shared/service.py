@@ -155,7 +155,7 @@ def build_service_app(
         jwks_url=settings.jwt_jwks_url,
     )
     install_error_handlers(app)
-    app.add_middleware(InputGuardMiddleware)
+    app.add_middleware(InputGuardMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, service=service, trusted_proxies=networks(settings.trusted_gateways))
     for router in routers:
         app.include_router(router)

@@ -34,6 +34,8 @@ class ServiceSettings(BaseSettings):
 
     outbox_batch_size: int = 200
     outbox_poll_seconds: float = 0.1
+    # A JSON request body longer than this is refused with 413 before it is held in memory.
+    max_body_bytes: int = 1024 * 1024
     outbox_max_backoff_seconds: float = 10.0
     # Published events are kept this long, to republish them to a broker that lost them.
     outbox_retention_hours: float = 168.0

@@ -1,7 +1,9 @@
 """Telling an unreachable database or broker from a failing handler.
 
 An infrastructure failure says nothing about the event: it is retried without limit and never dead-lettered. Anything
-else is the handler's (a bug, or an event it cannot take) and counts towards dead-lettering.
+else is the handler's (a bug, or an event it cannot take) and counts towards dead-lettering. A third party's outage
+seen through an outbound HTTP call (a carrier down while a handler cancels at it) is the handler's too: retrying it
+without limit would hold every later event of the partition behind one carrier.
 """
 
 from __future__ import annotations
@@ -25,12 +27,12 @@ _UNREACHABLE = (
     PoolTimeoutError,
     KafkaConnectionError,
     KafkaTimeoutError,
-    httpx.TransportError,
 )
 
 
 def is_infrastructure_failure(exc: BaseException) -> bool:
-    """True when `exc`, or anything in its chain of causes, says the database or the broker could not be used."""
+    """True when `exc`, or anything in its chain of causes short of an outbound HTTP call, says the database or the
+    broker could not be used."""
     seen: set[int] = set()
     pending: list[BaseException] = [exc]
     while pending:
@@ -38,6 +40,8 @@ def is_infrastructure_failure(exc: BaseException) -> bool:
         if id(current) in seen:
             continue
         seen.add(id(current))
+        if isinstance(current, httpx.HTTPError):
+            continue  # an outbound call's failure, whatever socket error lies beneath it
         if isinstance(current, _UNREACHABLE):
             return True
         if isinstance(current, KafkaError) and current.retriable:

@@ -160,6 +160,24 @@ async def test_a_report_dated_in_the_future_is_refused_and_freezes_nothing(
 
 
 @pytest.mark.parametrize("carrier", list(WIRES))
+async def test_a_signed_report_whose_fields_are_not_the_carriers_is_a_4xx(
+    dispatch: DispatchHarness, carrier: str
+) -> None:
+    """Signed and naming a live offer (anyone can sign Dada's), but a time that is no time: refused, never a 500."""
+    wire = WIRES[carrier]
+    await dispatch.bind(carrier)
+    creds = _creds(dispatch.accounts[carrier])
+    _, offer = await _live_offer(dispatch)
+    # SF's action time is the push time its wire seals; its rider's position is a number just the same.
+    field = "rider_lat" if carrier == "sf" else "action_time"
+    for value in ("abc", "nan", "1e20", "-1e20") if field == "action_time" else ("abc", "north"):
+        fields = _fields(carrier, offer, "rider_assigned", datetime.now(UTC)) | {field: value}
+        answer = await _post(dispatch, carrier, wire.encode_callback(creds, fields, dispatch.clock.now()))
+        assert answer.status_code == 400, (value, answer.text)
+        assert set(answer.json()) == set(wire.reject)
+
+
+@pytest.mark.parametrize("carrier", list(WIRES))
 async def test_a_body_not_in_the_carriers_format_is_a_4xx_in_its_shape(dispatch: DispatchHarness, carrier: str) -> None:
     wire = WIRES[carrier]
     for body, content_type in [

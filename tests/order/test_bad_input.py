@@ -141,3 +141,18 @@ async def test_a_total_beyond_what_an_order_holds_is_refused_before_stock_is_tak
     assert (await harness.client.get(f"/v1/products/{product['id']}", headers=MERCHANT)).json()["skus"][0][
         "stock"
     ] == 10
+
+
+async def test_a_json_body_beyond_the_limit_is_a_413_however_it_is_sent(harness: OrderHarness) -> None:
+    """Services refuse it before holding it whole, with or without a Content-Length (a chunked upload)."""
+    huge = b'{"name": "' + b"x" * (1024 * 1024 + 1) + b'"}'
+
+    async def chunks() -> Any:
+        for start in range(0, len(huge), 64 * 1024):
+            yield huge[start : start + 64 * 1024]
+
+    for content in (huge, chunks()):
+        answer = await harness.client.patch(
+            "/v1/stores/s-1", content=content, headers={**MERCHANT, "Content-Type": "application/json"}
+        )
+        _problem(answer, 413)

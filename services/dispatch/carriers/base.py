@@ -238,7 +238,7 @@ class Wire:
     def callback_refs(self, fields: Mapping[str, Any]) -> tuple[str, str]:
         """The (shop_order_id, waybill_id) a callback's fields name: read before any check, to find the offer whose
         account must then verify it. MalformedCallback when they name none."""
-        canon = self.from_wire(fields, self.callback_fields)
+        canon = self.callback_canon(fields)
         refs = str(canon.get("shop_order_id") or ""), str(canon.get("waybill_id") or "")
         if not any(refs):
             raise MalformedCallback("the callback names no order")
@@ -264,7 +264,19 @@ class Wire:
         return json_object(message.body)
 
     def report(self, fields: dict[str, Any]) -> Update:
-        return self.update_from(self.from_wire(fields, self.callback_fields))
+        canon = self.callback_canon(fields)
+        try:
+            return self.update_from(canon)
+        except (ValueError, TypeError, ArithmeticError, OSError) as error:  # an action time that is no time
+            raise MalformedCallback(f"a field is not in {self.name}'s format") from error
+
+    def callback_canon(self, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """A callback's fields under our names; MalformedCallback when one is not what the carrier sends (a
+        position or an amount that is not a number): whoever sent it, it is never our server's error."""
+        try:
+            return self.from_wire(fields, self.callback_fields)
+        except (ValueError, TypeError, ArithmeticError) as error:
+            raise MalformedCallback(f"a field is not in {self.name}'s format") from error
 
     def update_from(self, canon: Mapping[str, Any]) -> Update:
         code = str(canon.get("status", ""))
