@@ -39,6 +39,8 @@ def table(results: list[dict[str, Any]]) -> str:
                 f"direct {row['direct']['rate']:.0f}/s; added p50 {_ms(songda['p50_added'])} "
                 f"p99 {_ms(songda['p99_added'])} ms"
             )
+        if songda["errors"] and "statuses" in songda:
+            extra.append(f"answers {songda['statuses']}")
         if "applied_rate" in songda:
             extra.append(f"applied {songda['applied_rate']:.1f}/s, outcomes {songda['outcomes']}")
         if "cpu_seconds_per_lifecycle" in songda:
