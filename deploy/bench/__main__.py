@@ -40,6 +40,10 @@ def _give_up(signum: int, frame: FrameType | None) -> None:
     raise TimeoutError(f"the bench ran past {WHOLE_RUN_LIMIT} s")
 
 
+def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt  # unwinds through the stack's and nginx's stops, as Ctrl-C does
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m deploy.bench")
     parser.add_argument("--seconds", type=int, default=8, help="length of each load run")
@@ -57,6 +61,7 @@ def main() -> int:
         return 2
     workdir = Path(args.out).resolve()
     signal.signal(signal.SIGALRM, _give_up)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     signal.alarm(WHOLE_RUN_LIMIT)
     started = time.monotonic()
     results: list[dict[str, Any]] = []
@@ -83,4 +88,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("make bench: interrupted; its stack is stopped", file=sys.stderr)
+        sys.exit(130)
