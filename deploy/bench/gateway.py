@@ -20,8 +20,11 @@ def measure_gateway(bench: Bench) -> dict[str, Any]:
     usage: dict[str, float] = {}
     with bench.cpu(usage):
         songda = wrk(bench.url("gateway") + PATH, headers, CONNECTIONS, bench.seconds)
-    with Nginx(bench.workdir / "nginx", bench.stack.app("dispatch").port) as nginx:
+    reference_usage: dict[str, float] = {}
+    with Nginx(bench.workdir / "nginx", bench.stack.app("dispatch").port) as nginx, bench.cpu(reference_usage):
+        before = nginx.cpu_seconds()
         proxied = wrk(f"http://127.0.0.1:{nginx.port}{PATH}", headers, CONNECTIONS, bench.seconds)
+        reference_usage["nginx"] = nginx.cpu_seconds() - before
     return {
         "measure": f"gateway GET {PATH}, {CONNECTIONS} connections",
         "songda": asdict(songda) | {"p50_added": songda.p50 - direct.p50, "p99_added": songda.p99 - direct.p99},
@@ -29,4 +32,5 @@ def measure_gateway(bench: Bench) -> dict[str, Any]:
         "direct": asdict(direct),
         "ratio": songda.rate / proxied.rate if proxied.rate else 0.0,
         "cpu_ms_per_op": per_operation(usage, songda.requests),
+        "reference_cpu_ms_per_op": per_operation(reference_usage, proxied.requests),
     }

@@ -50,4 +50,6 @@ def table(results: list[dict[str, Any]]) -> str:
             )
         lines.append("    " + "; ".join(extra))
         lines.append(f"    CPU ms/op: {_cpu(row['cpu_ms_per_op'])}")
+        if row.get("reference_cpu_ms_per_op"):
+            lines.append(f"    reference CPU ms/op: {_cpu(row['reference_cpu_ms_per_op'])}")
     return "\n".join(lines + notes)

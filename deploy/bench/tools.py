@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from deploy.bench.procs import children_of, cpu_seconds
 from shared.stack.ports import free_port, wait_for_port
 
 
@@ -54,7 +55,9 @@ def wrk(url: str, headers: dict[str, str], connections: int, seconds: int) -> Wr
     for name, value in headers.items():
         args += ["-H", f"{name}: {value}"]
     out = subprocess.run([*args, url], check=True, capture_output=True, text=True, timeout=seconds + 30).stdout
-    percentiles = dict(re.findall(r"^\s+(\d+)%\s+(\S+)$", out, re.MULTILINE))
+    percentiles = dict(re.findall(r"^\s+(\d+)(?:\.\d+)?%\s+(\S+)\s*$", out, re.MULTILINE))
+    if "50" not in percentiles or "99" not in percentiles:
+        raise RuntimeError(f"wrk printed no latency distribution:\n{out}")
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return WrkResult(
@@ -111,6 +114,12 @@ class Nginx:
         )
         wait_for_port(self.port, timeout=10)
         return self
+
+    def cpu_seconds(self) -> float:
+        """The master's and its workers' CPU."""
+        assert self.process is not None
+        master = self.process.pid
+        return cpu_seconds(master, with_children=True) + sum(cpu_seconds(pid) for pid in children_of(master))
 
     def __exit__(self, *exc: object) -> None:
         assert self.process is not None
