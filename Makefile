@@ -10,6 +10,7 @@ help:
 	@echo "make run    - install what is missing, start the whole platform, print URLs and demo tokens"
 	@echo "make demo   - walk through the running stack (start it with make run in another terminal)"
 	@echo "make test   - install what is missing, run the whole test suite"
+	@echo "make bench  - start a stack of its own and measure the hot paths beside references (a few minutes)"
 	@echo "make lint   - ruff (lint + format check) and mypy"
 	@echo "make clean  - remove the virtualenv and local state (.songda)"
 
@@ -24,6 +25,10 @@ run: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/songda demo
+
+# BENCH_ARGS: e.g. "--seconds 15" or "--only gateway,redemption" (see python -m deploy.bench --help).
+bench: $(STAMP)
+	$(BIN)/python -m deploy.bench $(BENCH_ARGS)
 
 test: lint
 	$(BIN)/python -m pytest

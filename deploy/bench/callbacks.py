@@ -1,0 +1,167 @@
+"""Signed SF callbacks through the gateway (acknowledged/s, ack p99) and how fast dispatch applies them, beside
+pgbench doing the same inserts."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from deploy.bench.context import Bench, per_operation
+from deploy.bench.load import closed_loop
+from deploy.bench.reference_db import reference_database
+from deploy.bench.tools import pgbench
+from deploy.bench.walk import WalkFailed, call, first_sku, place_paid_order
+from services.dispatch.carriers import WIRES
+from services.dispatch.carriers.simulator import credentials
+from shared.stack.demo import DEMO_STORE, DEMO_STORE_ID
+
+CONCURRENCY = 32
+CARRIER = "sf"
+DRAIN_SECONDS = 120
+
+CALLBACK_TABLE = """
+CREATE TABLE carrier_callback (
+  id uuid PRIMARY KEY, carrier text, query jsonb, headers jsonb, body bytea, body_sha256 text, body_size int,
+  received_at timestamptz, outcome text, error text, delivery_id uuid, offer_id uuid, processed_at timestamptz,
+  attempts int);
+CREATE INDEX ix_carrier_callback_outcome ON carrier_callback (outcome, received_at);
+"""
+CALLBACK_INSERT = """INSERT INTO carrier_callback VALUES (gen_random_uuid(), 'sf', '{}',
+  '{"content-type": "application/json", "host": "127.0.0.1"}',
+  convert_to(repeat('{"order_status": 12, "shop_order_id": "x"}', 4), 'UTF8'), md5(random()::text), 180, now(),
+  'pending', NULL, gen_random_uuid(), gen_random_uuid(), NULL, 0);
+"""
+
+
+async def _live_offer(bench: Bench) -> dict[str, Any]:
+    """A delivery placed with SF that the simulator sits on (`sim:slow_accept`), and its offer."""
+    async with httpx.AsyncClient(base_url=bench.url("gateway"), timeout=30) as client:
+        store = f"/v1/stores/{DEMO_STORE_ID}"
+        await call(
+            client,
+            bench,
+            "merchant",
+            "PATCH",
+            store,
+            json={"dispatch_strategy": {"kind": "preferred", "carriers": [CARRIER]}},
+        )
+        orders = await bench.connect("order")
+        try:
+            order_id = await place_paid_order(client, orders, bench, await first_sku(client, bench), "sim:slow_accept")
+            await call(client, bench, "merchant", "POST", f"/v1/orders/{order_id}/accept")
+            await call(client, bench, "merchant", "POST", f"/v1/orders/{order_id}/ready")
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                page = await call(client, bench, "merchant", "GET", f"/v1/deliveries?order_id={order_id}")
+                details = [
+                    await call(client, bench, "merchant", "GET", f"/v1/deliveries/{d['id']}") for d in page["items"]
+                ]
+                offers = [
+                    o for d in details for o in d.get("offers") or [] if o["carrier"] == CARRIER and o["waybill_id"]
+                ]
+                if offers:
+                    return dict(offers[0])
+                await asyncio.sleep(0.5)
+            raise WalkFailed(f"no SF offer with a waybill for order {order_id}")
+        finally:
+            await orders.close()
+            await call(
+                client, bench, "merchant", "PATCH", store, json={"dispatch_strategy": DEMO_STORE["dispatch_strategy"]}
+            )
+
+
+async def _credentials(bench: Bench) -> Any:
+    async with httpx.AsyncClient(base_url=bench.url("gateway"), timeout=30) as client:
+        accounts = await call(client, bench, "merchant", "GET", f"/v1/carriers/accounts?store_id={DEMO_STORE_ID}")
+    # The app key is shown masked; the simulator names the shop after it.
+    app_key = next(a["shop_id"].removeprefix("shop-") for a in accounts if a["carrier"] == CARRIER)
+    return credentials("songda-carrier-simulator", CARRIER, app_key)
+
+
+async def _outcomes(bench: Bench, since: datetime) -> tuple[dict[str, int], float]:
+    """Outcome counts of the callbacks received since `since`, and the seconds from the first received to the
+    last processed."""
+    connection = await bench.connect("dispatch")
+    try:
+        rows = await connection.fetch(
+            "SELECT outcome, count(*) AS n FROM carrier_callback WHERE received_at >= $1 GROUP BY outcome", since
+        )
+        span = await connection.fetchval(
+            "SELECT extract(epoch FROM max(processed_at) - min(received_at)) FROM carrier_callback"
+            " WHERE received_at >= $1",
+            since,
+        )
+    finally:
+        await connection.close()
+    return {row["outcome"]: row["n"] for row in rows}, float(span or 0.0)
+
+
+def measure_callbacks(bench: Bench) -> dict[str, Any]:
+    offer = asyncio.run(_live_offer(bench))
+    creds = asyncio.run(_credentials(bench))
+    wire = WIRES[CARRIER]
+    base = int(datetime.now(UTC).timestamp()) - 3600
+
+    def request(worker: int, n: int) -> dict[str, Any]:
+        fields = {
+            "shop_order_id": offer["shop_order_id"],
+            "waybill_id": offer["waybill_id"],
+            "status": wire.emits["rider_assigned"],
+            "action_time": base + (worker * 7919 + n) % 3000,
+        }
+        message = wire.encode_callback(creds, fields, datetime.now(UTC))
+        return {
+            "method": "POST",
+            "url": f"/v1/carriers/{CARRIER}/callback",
+            "params": dict(message.params),
+            "content": message.body,
+            "headers": {"Content-Type": message.content_type},
+        }
+
+    since = datetime.now(UTC)
+    usage: dict[str, float] = {}
+    with bench.cpu(usage):
+        load = asyncio.run(closed_loop(bench.url("gateway"), request, CONCURRENCY, bench.seconds))
+        deadline = time.monotonic() + DRAIN_SECONDS
+        while True:
+            outcomes, span = asyncio.run(_outcomes(bench, since))
+            if not outcomes.get("pending") or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    processed = sum(n for outcome, n in outcomes.items() if outcome != "pending")
+    with reference_database(bench, "bench_callbacks", CALLBACK_TABLE) as database:
+        reference = pgbench(
+            bench.postgres_url,
+            database,
+            [],
+            CALLBACK_INSERT,
+            CONCURRENCY,
+            bench.seconds,
+            bench.workdir / "pgbench-callbacks",
+        )
+    return {
+        "measure": f"signed {CARRIER} callbacks through the gateway, {CONCURRENCY} concurrent",
+        "songda": {
+            "rate": load.rate,
+            "p50": load.percentile(0.5),
+            "p99": load.percentile(0.99),
+            "errors": load.errors,
+            "statuses": load.statuses,
+            "applied_rate": processed / span if span else 0.0,
+            "outcomes": outcomes,
+            "still_pending": outcomes.get("pending", 0),
+        },
+        "reference": {
+            "rate": reference.tps,
+            "p50": reference.p50,
+            "p99": reference.p99,
+            "errors": reference.errors,
+            "what": "pgbench, the same insert",
+        },
+        "ratio": load.rate / reference.tps if reference.tps else 0.0,
+        "cpu_ms_per_op": per_operation(usage, load.done),
+    }
