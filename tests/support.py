@@ -9,10 +9,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import jwt
 import uvicorn
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from cryptography.hazmat.primitives import serialization
+from fastapi import FastAPI, Request, Response
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -131,3 +133,24 @@ class EventFeed:
 
     async def close(self) -> None:
         await self.consumer.stop()
+
+
+def holding_relay(target: dict[str, str], held_path: str, arrived: asyncio.Event, release: asyncio.Event) -> FastAPI:
+    """Passes calls on to `target["url"]` unchanged (signatures intact), holding the one on `held_path` until
+    released: a carrier, or a service, that takes its time to answer."""
+    app = FastAPI()
+
+    @app.api_route("/{path:path}", methods=["GET", "POST"])
+    async def relay(path: str, request: Request) -> Response:
+        if f"/{path}" == held_path:
+            arrived.set()
+            await release.wait()
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
+        async with httpx.AsyncClient() as http:
+            answer = await http.request(
+                request.method, f"{target['url']}/{path}", params=request.query_params, content=await request.body(),
+                headers=headers,
+            )  # fmt: skip
+        return Response(answer.content, status_code=answer.status_code, media_type=answer.headers.get("content-type"))
+
+    return app

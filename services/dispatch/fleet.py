@@ -207,8 +207,12 @@ async def pass_on(dispatcher: Dispatcher, session: AsyncSession, delivery: Deliv
         await dispatcher.place(session, delivery)
 
 
-async def _task(session: AsyncSession, principal: Principal, delivery_id: uuid.UUID) -> Delivery:
-    delivery = await session.scalar(select(Delivery).where(Delivery.id == delivery_id).with_for_update())
+async def _task(session: AsyncSession, principal: Principal, delivery_id: uuid.UUID, *, lock: bool = True) -> Delivery:
+    query = select(Delivery).where(Delivery.id == delivery_id)
+    # Locked, it is read afresh: the row may have moved since an unlocked read in the same session.
+    delivery = await session.scalar(
+        query.with_for_update().execution_options(populate_existing=True) if lock else query
+    )
     if delivery is None or delivery.carrier != OWN_FLEET or (delivery.rider or {}).get("id") != principal.sub:
         raise NotYourTask("No such task for this rider")
     return delivery
@@ -246,12 +250,12 @@ async def hand_over(
     """Redeems the customer's finish code at the redemption service, vouching that this rider has picked up this
     delivery, then marks the delivery delivered. Each attempt has its own request number (the rider app's, under
     the delivery's), so a retried attempt gets its first answer and a new attempt (a fresh QR, the code typed
-    again) is a new request. The redemption service's refusal is passed back as is."""
-    delivery = await _task(session, principal, delivery_id)
+    again) is a new request. The redemption service's refusal is passed back as is. The delivery's row is locked
+    only after the redemption service answered: a slow answer holds up no callback or timer of this delivery."""
+    delivery = await _task(session, principal, delivery_id, lock=False)
     if delivery.status == S.delivered.value:
         return delivery, httpx.Response(200)
-    if delivery.status not in (S.picked_up.value, S.delivering.value):
-        raise WrongStep(f"The task is {delivery.status}; hand over needs picked_up")
+    _check_handover(delivery)
     voucher = Voucher(principal.sub, delivery.merchant_id, str(delivery.id), delivery.order_id)
     presented = attempt.model_dump(exclude_none=True, exclude={"request_no"})
     try:
@@ -264,8 +268,16 @@ async def hand_over(
         raise UpstreamUnavailable(f"The redemption service could not be reached: {error!r}") from error
     if answer.status_code >= 300:
         return delivery, answer
-    await mark_delivered(dispatcher, session, delivery, principal.sub, "finish code redeemed")
+    delivery = await _task(session, principal, delivery_id)
+    # Moved meanwhile (delivered by the redemption's own event, say): that event settles it, as it would anyway.
+    if delivery.status in (S.picked_up.value, S.delivering.value):
+        await mark_delivered(dispatcher, session, delivery, principal.sub, "finish code redeemed")
     return delivery, answer
+
+
+def _check_handover(delivery: Delivery) -> None:
+    if delivery.status not in (S.picked_up.value, S.delivering.value):
+        raise WrongStep(f"The task is {delivery.status}; hand over needs picked_up")
 
 
 async def mark_delivered(

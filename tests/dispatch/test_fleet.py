@@ -4,6 +4,7 @@ the finish code of the delivery the rider has picked up, each attempt under its 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -18,7 +19,7 @@ from shared.stack.ports import free_port
 from shared.timers import TimerWorker
 from tests.dispatch.conftest import CUSTOMER, STORE, DispatchHarness, dispatch_stack
 from tests.redemption.conftest import RedemptionHarness, redemption_settings
-from tests.support import HANDOVER_KEY, EventFeed, bearer, serve
+from tests.support import HANDOVER_KEY, EventFeed, bearer, holding_relay, serve
 
 NEAR = bearer("rider", "rider-near", "m-1")
 FAR = bearer("rider", "rider-far", "m-1")
@@ -159,3 +160,50 @@ async def test_the_handover_redeems_only_this_picked_up_deliverys_code_and_every
         ("SD-next-door", "active"), (order_id, "redeemed")
     ]  # fmt: skip
     assert (await dispatch.events(order_id))[-1] == "delivery.delivered.v1"
+
+
+async def test_a_slow_redemption_service_holds_no_lock_on_the_delivery(
+    dispatch_db_url: str, redemption_db_url: str, bootstrap: str
+) -> None:
+    target: dict[str, str] = {}
+    arrived, release = asyncio.Event(), asyncio.Event()
+    async with (
+        serve(holding_relay(target, "/v1/redemptions", arrived, release)) as relay_url,
+        dispatch_stack(dispatch_db_url, bootstrap, {"redemption_url": relay_url}) as dispatch,
+    ):
+        app = create_redemption(redemption_settings(redemption_db_url, bootstrap), clock=dispatch.clock)
+        async with serve(app) as redemption_url, httpx.AsyncClient(base_url=redemption_url) as client:
+            target["url"] = redemption_url
+            timers = TimerWorker(service="redemption", sessionmaker=app.state.sessionmaker, clock=dispatch.clock,
+                                 handlers={})  # fmt: skip
+            feed = EventFeed(app.state.sessionmaker, bootstrap, app.state.reactions.event_handlers())
+            redemption = RedemptionHarness(client, app.state.sessionmaker, dispatch.clock, timers, feed)
+            try:
+                await _online(dispatch, NEAR, STORE["lat"] + 0.001, "近")
+                order_id = await dispatch.order_ready(strategy=OWN_FLEET)
+                await dispatch.fire()
+                task = (await _tasks(dispatch, NEAR))[0]
+                path = f"/v1/riders/me/tasks/{task['delivery_id']}"
+                for step in ("accept", "arrive", "pickup"):
+                    assert (await dispatch.client.post(f"{path}/{step}", headers=NEAR)).status_code == 200
+                code = await redemption.order_paid(order_id, mode="delivery")
+                digits = str(code["code"]).replace(" ", "")
+                delivering = asyncio.create_task(
+                    dispatch.client.post(
+                        f"{path}/deliver", json={"request_no": "attempt-1", "code": digits}, headers=NEAR
+                    )
+                )
+                try:
+                    await asyncio.wait_for(arrived.wait(), 20)
+                    # While the redemption service thinks, the delivery's row is free for callbacks and timers.
+                    locked = await dispatch.sql(
+                        "SELECT id FROM delivery WHERE id = :id FOR UPDATE NOWAIT", id=uuid.UUID(task["delivery_id"])
+                    )
+                finally:
+                    release.set()
+                answer = await delivering
+            finally:
+                await feed.close()
+            assert len(locked) == 1
+            assert answer.status_code == 200, answer.text
+            assert (await dispatch.delivery(order_id))["status"] == "delivered"

@@ -8,16 +8,14 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import pytest
-from fastapi import FastAPI, Request, Response
 
 from services.dispatch.carriers import WIRES
 from services.dispatch.carriers.base import Op
 from services.dispatch.carriers.simulator import RIDERS
 from tests.dispatch.conftest import MERCHANT, DispatchHarness, dispatch_stack
 from tests.dispatch.test_carriers import _creds
-from tests.support import bearer, serve
+from tests.support import bearer, holding_relay, serve
 
 
 async def _report(
@@ -135,27 +133,6 @@ async def test_a_riders_tasks_are_those_of_the_merchant_their_token_names(dispat
     assert (await dispatch.client.get("/v1/riders/me/tasks", headers=same_sub)).json() == []
 
 
-def _relay(target: dict[str, str], held_path: str, arrived: asyncio.Event, release: asyncio.Event) -> FastAPI:
-    """Passes carrier calls to the simulator unchanged (signatures intact), holding the one on `held_path` until
-    released: a carrier that takes its time to answer."""
-    app = FastAPI()
-
-    @app.api_route("/{path:path}", methods=["GET", "POST"])
-    async def relay(path: str, request: Request) -> Response:
-        if f"/{path}" == held_path:
-            arrived.set()
-            await release.wait()
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
-        async with httpx.AsyncClient() as http:
-            answer = await http.request(
-                request.method, f"{target['url']}/{path}", params=request.query_params, content=await request.body(),
-                headers=headers,
-            )  # fmt: skip
-        return Response(answer.content, status_code=answer.status_code, media_type=answer.headers.get("content-type"))
-
-    return app
-
-
 @pytest.mark.parametrize(("route", "op"), [("track", Op.locate), ("cancel-preview", Op.preview_cancel)])
 async def test_reading_routes_hold_no_lock_while_the_carrier_answers(
     dispatch_db_url: str, bootstrap: str, route: str, op: Op
@@ -164,7 +141,7 @@ async def test_reading_routes_hold_no_lock_while_the_carrier_answers(
     arrived, release = asyncio.Event(), asyncio.Event()
     held = "/sf" + WIRES["sf"].paths[op]
     async with (
-        serve(_relay(target, held, arrived, release)) as relay_url,
+        serve(holding_relay(target, held, arrived, release)) as relay_url,
         dispatch_stack(dispatch_db_url, bootstrap, {"carrier_sandbox_url": relay_url}) as dispatch,
     ):
         target["url"] = str(dispatch.sim.base_url).rstrip("/")
