@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from gateway.auth import TokenIssuer, auth_router, load_signing_key
 from gateway.openapi import OpenApiAggregator
 from gateway.proxy import UpstreamProxy
-from gateway.ratelimit import TokenBucketLimiter
+from gateway.ratelimit import AdmissionLimits, TokenBucketLimiter
 from gateway.routes import CanonicalPathMiddleware, find_route, is_public
 from gateway.settings import GatewaySettings
 from gateway.wechat import Code2Session, SandboxCode2Session, WeChatCode2Session
@@ -38,13 +38,13 @@ UNLIMITED_PATHS = {"/healthz", "/readyz", "/metrics"}
 
 
 async def _admit_request(request: Request) -> None:
-    """Per-IP rate limit and body size limit, for every route of the gateway."""
+    """Per-IP (or, for callbacks, per-caller) rate limit and body size limit, for every route of the gateway."""
     if request.url.path in UNLIMITED_PATHS:
         return
-    limiter: TokenBucketLimiter = request.app.state.ip_limiter
-    wait = limiter.take(context.client_address.get() or "unknown")
+    limits: AdmissionLimits = request.app.state.admission_limits
+    wait, detail = limits.take(request.url.path, context.client_address.get() or "unknown")
     if wait is not None:
-        raise TooManyRequests(retry_after=wait, detail="Too many requests from this address")
+        raise TooManyRequests(retry_after=wait, detail=detail)
     max_body: int = request.app.state.settings.max_body_bytes
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > max_body:
@@ -108,7 +108,11 @@ def create_app(settings: GatewaySettings | None = None, clock: Clock | None = No
         public_keys=[VerificationKey(signing_key.public_key(), settings.signing_key_id)],
         public_keys_pem=settings.previous_public_keys,
     )
-    app.state.ip_limiter = TokenBucketLimiter(settings.rate_limit_ip_per_second, settings.rate_limit_ip_burst)
+    app.state.admission_limits = AdmissionLimits(
+        ip=TokenBucketLimiter(settings.rate_limit_ip_per_second, settings.rate_limit_ip_burst),
+        callback=TokenBucketLimiter(settings.rate_limit_callback_per_second, settings.rate_limit_callback_burst),
+        is_callback=is_public,
+    )
     app.state.principal_limiter = TokenBucketLimiter(
         settings.rate_limit_principal_per_second, settings.rate_limit_principal_burst
     )

@@ -37,6 +37,9 @@ class GatewaySettings(BaseSettings):
     rate_limit_principal_burst: int = 40
     rate_limit_ip_per_second: float = 50.0
     rate_limit_ip_burst: int = 100
+    # Carriers' callbacks and payment notifications, per callback path (one carrier or provider), whatever the address.
+    rate_limit_callback_per_second: float = 2000.0
+    rate_limit_callback_burst: int = 4000
     max_body_bytes: int = 1024 * 1024
 
     # Load balancers or proxies in front of the gateway (CIDRs) whose `X-Forwarded-For` entries are believed. Empty:

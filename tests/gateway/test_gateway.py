@@ -259,6 +259,32 @@ async def test_the_ip_rate_limit_covers_public_routes(upstream: str) -> None:
         assert statuses == [200, 200, 429]
 
 
+async def test_callbacks_are_limited_by_their_caller_not_by_address(upstream: str) -> None:
+    settings = _settings(
+        upstream,
+        rate_limit_ip_per_second=0.5,
+        rate_limit_ip_burst=2,
+        rate_limit_callback_per_second=0.5,
+        rate_limit_callback_burst=5,
+    )
+    async with serve(create_app(settings)) as url, httpx.AsyncClient(base_url=url) as client:
+        # One carrier's burst from one address goes beyond the per-address limit and is accepted.
+        statuses = [(await client.post("/v1/carriers/dada/callback", json={})).status_code for _ in range(5)]
+        assert statuses == [200] * 5
+        # A flood naming that carrier is limited, with the caller named in the problem.
+        limited = await client.post("/v1/carriers/dada/callback", json={})
+        assert limited.status_code == 429
+        assert "callbacks" in limited.json()["detail"]
+        assert int(limited.headers["retry-after"]) >= 1
+        # The address's own budget is untouched by the callbacks; another carrier has its own.
+        assert (await client.post("/v1/auth/wechat/login", json={"code": "abc"})).status_code == 200
+        other = await client.post("/v1/carriers/sf/callback", json={})
+        assert other.status_code != 429
+        # The payment provider's notifications too: a burst from one address beyond its limit passes the gateway.
+        notices = [(await client.post("/v1/payments/wechatpay/callback", json={})).status_code for _ in range(4)]
+        assert 429 not in notices
+
+
 async def test_a_body_over_the_limit_is_a_413(upstream: str) -> None:
     app = create_app(_settings(upstream, max_body_bytes=1000))
     async with serve(app) as url, httpx.AsyncClient(base_url=url) as client:
