@@ -7,6 +7,11 @@ attempt lands in the audit log; guesses (mistyped, unknown or forged codes) coun
 the device and the principal (the store and device only when the caller works at that store, so nobody can lock
 another merchant out).
 
+A redemption that nothing stands in the way of is one statement, `redeem_code` (a PL/pgSQL function, migration
+redemption_0005): the request_no's lock, the lockout check, the conditional update with the caller's tenancy as its
+terms, the ledger, audit, answer and outbox rows. Everything else (replays, lockouts, refusals and their precise
+reasons) takes the full path below, in the same transaction.
+
 A finish code is proof of delivery: a rider redeems one only with dispatch's handover voucher (shared/handover.py),
 and only the finish code of the order the voucher names, checked before the conditional update. QR secrets are
 sealed at rest (shared/vault.py).
@@ -437,6 +442,10 @@ async def verify(
         return Outcome(refusal.status, problem_body(refusal, instance="/v1/redemptions"))
     scope = principal.merchant_id or principal.sub
     request_hash = _request_hash(presented, count)
+    answer = await _redeem_at_once(session, principal, presented, voucher, scope, request_no, request_hash, count,
+                                   now, clock, vault)  # fmt: skip
+    if answer is not None:
+        return Outcome(201, answer)
     await session.execute(
         text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": f"redeem:{scope}:{request_no}"}
     )
@@ -509,6 +518,112 @@ async def verify(
         device_id=presented.device_id,
     )
     return Outcome(201, answer)
+
+
+def _terms(principal: Principal, presented: Presented, voucher: Voucher | None) -> dict[str, Any] | None:
+    """What `_authorise` asks of the code, as the conditions of the conditional update in `redeem_code`, and the
+    lockout scopes the caller counts towards if the code passes them; None when the caller's request needs the full
+    path to be answered (it can only be refused)."""
+    store_id = presented.store_id
+    if principal.role is Role.ops:
+        if store_id is None:
+            return None
+        merchant_id, finish, order_id = None, None, None
+    elif principal.role is Role.merchant:
+        if store_id is None or not covers_store(principal, principal.merchant_id, store_id):
+            return None
+        merchant_id, finish, order_id = principal.merchant_id, False, None
+    elif principal.role is Role.rider and voucher is not None:
+        merchant_id, finish, order_id = principal.merchant_id, True, voucher.order_id
+    else:
+        return None
+    if principal.role is not Role.ops and merchant_id is None:
+        return None
+    # As `_scopes` finds them: the store (known by the code, which is of this store) only for its staff.
+    scopes = [("principal", principal.sub)]
+    if store_id and covers_store(principal, merchant_id or "", store_id):
+        scopes.append(("store", store_id))
+        if presented.device_id:
+            scopes.append(("device", f"{store_id}:{presented.device_id}"))
+    return {
+        "merchant_id": merchant_id,
+        "store_id": store_id,
+        "finish": finish,
+        "order_id": order_id,
+        "lock_scopes": [s for s, _ in scopes],
+        "lock_keys": [k for _, k in scopes],
+    }
+
+
+REDEEM_CODE = text(
+    "SELECT redeem_code(:scope, :request_no, :request_hash, :number, :code_id, :count, :now, :redeemed_at,"
+    " :merchant_id, :store_id, :finish, :order_id, CAST(:lock_scopes AS text[]), CAST(:lock_keys AS text[]),"
+    " :redemption_id, :actor, :principal, :role, :device_id, :ip, :lat, :lng, :presented, :topic,"
+    " CAST(:envelope AS jsonb))"
+)
+
+
+async def _redeem_at_once(
+    session: AsyncSession,
+    principal: Principal,
+    presented: Presented,
+    voucher: Voucher | None,
+    scope: str,
+    request_no: str,
+    request_hash: str,
+    count: int,
+    now: datetime,
+    clock: Clock,
+    vault: Vault,
+) -> dict[str, Any] | None:
+    """The redemption in one statement (`redeem_code`, migration redemption_0005) when nothing stands in its way:
+    the answer, stored with the ledger, audit and outbox rows. None, with nothing written, when the request needs
+    the full path: a replay, a lockout, a code the caller may not redeem, or a refusal to explain. A QR token costs
+    one more statement: its code's secret, to check the token before."""
+    terms = _terms(principal, presented, voucher)
+    if terms is None:
+        return None
+    number: str | None = None
+    code_id: uuid.UUID | None = None
+    if presented.qr_token:
+        parsed = codes.parse_token(presented.qr_token)
+        if parsed is None:
+            return None
+        sealed = await session.scalar(select(Code.secret_sealed).where(Code.id == parsed[0]))
+        if sealed is None or not codes.token_valid(vault.open_bytes(sealed, str(parsed[0])), parsed[1], now):
+            return None
+        code_id = parsed[0]
+    else:
+        number = codes.normalise(presented.code or "")
+        if number is None or not codes.check_digit_ok(number):
+            return None
+    envelope = events.envelope(clock, events.REDEEMED)
+    answer: dict[str, Any] | None = await session.scalar(
+        REDEEM_CODE,
+        terms
+        | {
+            "scope": scope,
+            "request_no": request_no,
+            "request_hash": request_hash,
+            "number": number,
+            "code_id": code_id,
+            "count": count,
+            "now": now,
+            "redeemed_at": now.isoformat(),
+            "redemption_id": uuid.uuid4(),
+            "actor": actor_of(principal),
+            "principal": principal.sub,
+            "role": principal.role.value,
+            "device_id": presented.device_id,
+            "ip": presented.ip,
+            "lat": presented.lat,
+            "lng": presented.lng,
+            "presented": presented.shown(),
+            "topic": events.TOPIC,
+            "envelope": envelope.model_dump_json(),
+        },
+    )
+    return answer
 
 
 async def _remember(
