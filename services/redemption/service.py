@@ -137,14 +137,20 @@ async def issue_code(
 ORDER_CODE_KINDS = {"pickup": ("pickup", "order.accepted.v1"), "delivery": ("finish", "order.paid.v1")}
 
 
+def issues_code(event_type: str, order: dict[str, Any]) -> bool:
+    """Whether `event_type` is the order event that issues the code the order's fulfilment mode needs."""
+    _, issued_on = ORDER_CODE_KINDS.get(order.get("fulfilment_mode", ""), (None, None))
+    return issued_on == event_type
+
+
 async def issue_order_codes(
     session: AsyncSession, clock: Clock, settings: RedemptionSettings, vault: Vault, event_type: str,
     order: dict[str, Any],
 ) -> None:  # fmt: skip
     """The code the order's fulfilment mode needs, when `event_type` is the event that issues it."""
-    kind, issued_on = ORDER_CODE_KINDS.get(order.get("fulfilment_mode", ""), (None, None))
-    if kind is None or issued_on != event_type:
+    if not issues_code(event_type, order):
         return
+    kind, _ = ORDER_CODE_KINDS[order["fulfilment_mode"]]
     order_id = str(order["order_id"])
     live = await session.scalar(
         select(Code.id).where(Code.order_id == order_id, Code.kind == kind, Code.status.in_(LIVE))
