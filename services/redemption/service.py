@@ -10,7 +10,7 @@ another merchant out).
 A redemption that nothing stands in the way of is one statement, `redeem_code` (a PL/pgSQL function, migration
 redemption_0005): the request_no's lock, the lockout check, the conditional update with the caller's tenancy as its
 terms, the ledger, audit, answer and outbox rows. Everything else (replays, lockouts, refusals and their precise
-reasons) takes the full path below, in the same transaction.
+reasons) takes the full path below, which the function leaves to when it writes nothing.
 
 A finish code is proof of delivery: a rider redeems one only with dispatch's handover voucher (shared/handover.py),
 and only the finish code of the order the voucher names, checked before the conditional update. QR secrets are
