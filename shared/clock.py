@@ -38,7 +38,7 @@ class FrozenClock:
         self._now = moment
 
 
-def _request_clock(request: Request) -> Clock:
+async def _request_clock(request: Request) -> Clock:  # async: FastAPI runs a sync one in its thread pool
     clock: Clock = request.app.state.clock
     return clock
 

@@ -4,7 +4,7 @@
   (`on_accept` or `on_ready`; a `ready` order whose store dispatches on accept gets one too if it has none);
 - `order.cancelled.v1`, and `order.refunded.v1` once fully refunded: the live delivery is cancelled at its carrier
   (fee recorded); after pickup the carrier no longer takes a cancellation and it is left to finish or return;
-- `code.redeemed.v1` of a finish code: an own-fleet delivery is handed over.
+- `code.redeemed.v1` of a finish code: an own-fleet delivery is handed over (the consumer skips other codes').
 Timers: place, escalate, reconcile, cancel a losing offer, apply a callback, prune refused callbacks, expire a
 rider's offer.
 """
@@ -28,12 +28,17 @@ from services.dispatch.service import (
     RECONCILE_TIMER,
     Dispatcher,
 )
-from shared.events.consumer import EventHandler
+from shared.events.consumer import EventHandler, Selective
 from shared.events.envelope import Envelope
 from shared.events.models import Timer
 from shared.timers import TimerHandler
 
 log = logging.getLogger(__name__)
+
+
+def _of_a_finish_code(event: Envelope) -> bool:
+    """Only a finish code's redemption hands a delivery over; pickup codes and vouchers are not dispatch's."""
+    return event.data.get("kind") == "finish" and bool(event.data.get("order_id"))
 
 
 class DispatchReactions:
@@ -46,7 +51,7 @@ class DispatchReactions:
             "order.ready.v1": self.on_order_ready,
             "order.cancelled.v1": self.on_order_cancelled,
             "order.refunded.v1": self.on_order_refunded,
-            "code.redeemed.v1": self.on_code_redeemed,
+            "code.redeemed.v1": Selective(self.on_code_redeemed, concerns=_of_a_finish_code),
         }
 
     def timer_handlers(self) -> dict[str, TimerHandler]:
@@ -89,10 +94,9 @@ class DispatchReactions:
             log.warning("delivery not cancelled", extra={"order_id": order_id, "reason": str(refusal)})
 
     async def on_code_redeemed(self, session: AsyncSession, event: Envelope) -> None:
-        if event.data.get("kind") == "finish" and event.data.get("order_id"):
-            await fleet.on_finish_code(
-                self.dispatcher, session, event.data["order_id"], str(event.data.get("redeemed_by", ""))
-            )
+        await fleet.on_finish_code(
+            self.dispatcher, session, event.data["order_id"], str(event.data.get("redeemed_by", ""))
+        )
 
     # --- timers -----------------------------------------------------------------------------------------------
 

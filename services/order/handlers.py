@@ -13,7 +13,7 @@ Events consumed (subject = order id):
   never moves an order straight from `accepted`. One that arrives before dispatch's `picked_up` (another topic) is
   kept on the order, which completes when its delivery is delivered. `code.reversed.v1` of a pickup code reopens
   the order; a redemption the order cannot take is logged as an error with the order and code, never dropped
-  unseen;
+  unseen. Vouchers' redemptions and reversals are no order's: the consumer skips them (`Selective`);
 - `aftersales.requested.v1` opens a hold (blocks express shipping), `aftersales.closed/cancelled/refunded.v1` close
   it; `aftersales.approved.v1` (`refund_fen`) and `aftersales.compensation_granted.v1` (`amount_fen`) refund.
 """
@@ -35,7 +35,7 @@ from services.order.models import AftersalesHold, CustomerOrder
 from services.order.payment.wechatpay import WechatPayClient
 from services.order.settings import OrderSettings
 from shared.clock import Clock
-from shared.events.consumer import EventHandler
+from shared.events.consumer import EventHandler, Selective
 from shared.events.envelope import Envelope
 from shared.events.models import Timer
 from shared.timers import TimerHandler, schedule_timer
@@ -56,6 +56,15 @@ BEFORE_PICKUP = (OrderStatus.accepted.value, OrderStatus.ready.value, OrderStatu
 HOLD_CLOSERS = ("aftersales.closed.v1", "aftersales.cancelled.v1", "aftersales.refunded.v1")
 
 
+def _of_an_order_code(event: Envelope) -> bool:
+    """A redemption of an order's pickup or finish code; a voucher's is none of the order service's business."""
+    return bool(event.data.get("order_id")) and event.data.get("kind") in ("pickup", "finish")
+
+
+def _of_a_pickup_code(event: Envelope) -> bool:
+    return bool(event.data.get("order_id")) and event.data.get("kind") == "pickup"
+
+
 class OrderReactions:
     def __init__(self, *, settings: OrderSettings, clock: Clock, payment_client: WechatPayClient | None) -> None:
         self.settings = settings
@@ -66,8 +75,8 @@ class OrderReactions:
         handlers: dict[str, EventHandler] = {}
         for event_type in (*DELIVERY_MOVES, *DELIVERY_FACTS):
             handlers[event_type] = self.on_delivery_event
-        handlers["code.redeemed.v1"] = self.on_code_redeemed
-        handlers["code.reversed.v1"] = self.on_code_reversed
+        handlers["code.redeemed.v1"] = Selective(self.on_code_redeemed, concerns=_of_an_order_code)
+        handlers["code.reversed.v1"] = Selective(self.on_code_reversed, concerns=_of_a_pickup_code)
         handlers["aftersales.requested.v1"] = self.on_aftersales_requested
         for event_type in HOLD_CLOSERS:
             handlers[event_type] = self.on_aftersales_closed
@@ -153,7 +162,7 @@ class OrderReactions:
     # --- redemption -------------------------------------------------------------------------------------------
 
     async def on_code_redeemed(self, session: AsyncSession, event: Envelope) -> None:
-        order = await self._order(session, event.data.get("order_id") or event.subject)
+        order = await self._order(session, event.data["order_id"])
         if order is None:
             return
         kind = event.data.get("kind")
@@ -177,8 +186,8 @@ class OrderReactions:
             )
 
     async def on_code_reversed(self, session: AsyncSession, event: Envelope) -> None:
-        order = await self._order(session, event.data.get("order_id") or event.subject)
-        if order is None or event.data.get("kind") != "pickup":
+        order = await self._order(session, event.data["order_id"])
+        if order is None:
             return
         if await self._try(session, order, Action.pickup_reversed, "redemption:reversal", completed_at=None):
             await events.publish(session, self.clock, order, events.REOPENED, reason="pickup code reversed")

@@ -9,10 +9,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.redemption.models import Code
 from shared.clock import Clock
-from shared.events.envelope import new_event
+from shared.events.envelope import Envelope, new_event
 from shared.events.outbox import add_event
+from shared.events.topics import events_topic
 
 SOURCE = "redemption"
+TOPIC = events_topic(SOURCE)
 
 ISSUED = "code.issued.v1"
 REDEEMED = "code.redeemed.v1"
@@ -36,3 +38,8 @@ async def publish(session: AsyncSession, clock: Clock, code: Code, event_type: s
     }
     subject = code.order_id or str(code.id)
     await add_event(session, new_event(event_type, source=SOURCE, subject=subject, data=data, clock=clock))
+
+
+def envelope(clock: Clock, event_type: str) -> Envelope:
+    """An event of `event_type` whose subject and data the database fills in (`redeem_code`, as `publish` would)."""
+    return new_event(event_type, source=SOURCE, subject="", data={}, clock=clock)

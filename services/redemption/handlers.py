@@ -6,6 +6,7 @@
   refunded in full, so a pickup code redeemed earlier would hand over goods the customer gets their money back for);
 - `order.cancelled.v1`, and `order.refunded.v1` once the order is fully refunded: revokes the order's live codes;
 - `order.completed.v1`: a code still live is no longer needed and expires.
+The consumer skips (`Selective`) an order.paid or order.accepted that issues no code and a partial refund.
 """
 
 from __future__ import annotations
@@ -15,11 +16,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.redemption import service
 from services.redemption.settings import RedemptionSettings
 from shared.clock import Clock
-from shared.events.consumer import EventHandler
+from shared.events.consumer import EventHandler, Selective
 from shared.events.envelope import Envelope
 from shared.events.models import Timer
 from shared.timers import TimerHandler
 from shared.vault import Vault
+
+
+def _issues_a_code(event: Envelope) -> bool:
+    return service.issues_code(event.type, event.data)
+
+
+def _fully_refunded(event: Envelope) -> bool:
+    return event.data.get("status") == "refunded"
 
 
 class RedemptionReactions:
@@ -30,10 +39,10 @@ class RedemptionReactions:
 
     def event_handlers(self) -> dict[str, EventHandler]:
         return {
-            "order.paid.v1": self.on_paid_or_accepted,
-            "order.accepted.v1": self.on_paid_or_accepted,
+            "order.paid.v1": Selective(self.on_paid_or_accepted, concerns=_issues_a_code),
+            "order.accepted.v1": Selective(self.on_paid_or_accepted, concerns=_issues_a_code),
             "order.cancelled.v1": self.on_order_cancelled,
-            "order.refunded.v1": self.on_order_refunded,
+            "order.refunded.v1": Selective(self.on_order_refunded, concerns=_fully_refunded),
             "order.completed.v1": self.on_order_completed,
         }
 
@@ -49,8 +58,7 @@ class RedemptionReactions:
         await service.end_order_codes(session, self.clock, event.subject, revoke=True, reason=reason)
 
     async def on_order_refunded(self, session: AsyncSession, event: Envelope) -> None:
-        if event.data.get("status") == "refunded":
-            await service.end_order_codes(session, self.clock, event.subject, revoke=True, reason="order refunded")
+        await service.end_order_codes(session, self.clock, event.subject, revoke=True, reason="order refunded")
 
     async def on_order_completed(self, session: AsyncSession, event: Envelope) -> None:
         await service.end_order_codes(session, self.clock, event.subject, revoke=False, reason="order completed")

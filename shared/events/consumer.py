@@ -2,7 +2,8 @@
 
 For each record: insert the inbox row, run the handler (which may write outbox rows) and commit, all in one
 transaction; only then commit the Kafka offset. A duplicate or a redelivery after a crash hits the inbox key and
-does nothing.
+does nothing. An event of a type the service has no handler for, or that its `Selective` handler is not concerned
+with, is skipped before any of this.
 
 Failures are of two kinds (shared/events/failures.py). An unreachable database or broker, a serialization failure
 or a deadlock is retried without limit, backing off: the partition waits and nothing is dead-lettered. A handler
@@ -19,6 +20,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -42,6 +44,19 @@ T = TypeVar("T")
 
 DLQ_HEADER_PREFIX = "songda-"
 REPLAYED_HEADER = "songda-replayed-from"
+
+
+@dataclass(frozen=True)
+class Selective:
+    """A handler for only those events of its type that `concerns` accepts (a code.redeemed of an order's code,
+    say, not of a voucher). The consumer skips the others as it skips types it has no handler for: before opening
+    a transaction, without an inbox row (they have no effect to deduplicate) or a log line."""
+
+    handler: EventHandler
+    concerns: Callable[[Envelope], bool]
+
+    async def __call__(self, session: AsyncSession, event: Envelope) -> None:
+        await self.handler(session, event)
 
 
 class EventConsumer:
@@ -129,7 +144,7 @@ class EventConsumer:
             error = f"undecodable envelope: {exc.errors()[:3]}"
             await self._until_reachable(record.topic, lambda: self._publish_dead_letter(record, error))
             return
-        handler = self.handlers.get(event.type)
+        handler = self.handler_for(event)
         if handler is None:
             metrics.CONSUMER_HANDLED.labels(self.service, record.topic, "ignored").inc()
             return
@@ -148,6 +163,14 @@ class EventConsumer:
                 continue
             metrics.CONSUMER_HANDLED.labels(self.service, record.topic, outcome).inc()
             return
+
+    def handler_for(self, event: Envelope) -> EventHandler | None:
+        """The handler of the event, or None if this consumer has none for its type or its handler is `Selective`
+        and not concerned."""
+        handler = self.handlers.get(event.type)
+        if isinstance(handler, Selective) and not handler.concerns(event):
+            return None
+        return handler
 
     async def apply_released(self) -> None:
         """Applies, oldest first, the parked events of every subject no dead letter holds any more."""
@@ -254,7 +277,7 @@ class EventConsumer:
                 .on_conflict_do_nothing()
                 .returning(InboxEvent.event_id)
             )
-            handler = self.handlers.get(event.type)
+            handler = self.handler_for(event)
             if inserted is not None and handler is not None:
                 await self._run_handler(session, event, handler)
             await session.delete(head)
