@@ -380,19 +380,19 @@ async def _record_refusal(
         await _count_failure(session, scopes, now, settings)
 
 
-async def _scopes(session: AsyncSession, principal: Principal, presented: Presented) -> list[tuple[str, str]]:
-    """The lockout scopes an attempt counts towards: always the caller; the store it names and the device there
-    (keyed `<store>:<device>`) only when the caller works at that store, so naming another merchant's store or
-    scanner locks out nobody but the caller. A store is known by the codes issued for it."""
+def _scopes(principal: Principal, presented: Presented) -> list[tuple[str, str]]:
+    """The lockout scopes an attempt counts towards: always the caller; the store it names and the device there only
+    for the staff and riders of a merchant, keyed under the caller's own merchant (`<merchant>:<store>` and
+    `<merchant>:<store>:<device>`) and only for a store the caller's token covers. A store belongs to one merchant,
+    so its keys are reachable by that merchant's people alone: naming another merchant's store or scanner (or
+    issuing a voucher that names it) counts under the caller's merchant and locks out nobody else."""
     scopes = [("principal", principal.sub)]
-    if not presented.store_id:
+    tenant = principal.merchant_id
+    if not presented.store_id or tenant is None or not covers_store(principal, tenant, presented.store_id):
         return scopes
-    merchant_id = await session.scalar(select(Code.merchant_id).where(Code.store_id == presented.store_id).limit(1))
-    if merchant_id is None or not covers_store(principal, merchant_id, presented.store_id):
-        return scopes
-    scopes.append(("store", presented.store_id))
+    scopes.append(("store", f"{tenant}:{presented.store_id}"))
     if presented.device_id:
-        scopes.append(("device", f"{presented.store_id}:{presented.device_id}"))
+        scopes.append(("device", f"{tenant}:{presented.store_id}:{presented.device_id}"))
     return scopes
 
 
@@ -464,7 +464,7 @@ async def verify(
         await _audit(session, principal, presented, "verify", "replayed", False, now, None, request_no)
         return Outcome(earlier.status_code, earlier.answer, replayed=True)
 
-    scopes = await _scopes(session, principal, presented)
+    scopes = _scopes(principal, presented)
     code: Code | None = None
     try:
         await _refuse_if_locked(session, scopes, now, settings)
@@ -704,7 +704,7 @@ async def preview(
 ) -> Code:
     """What the code would redeem, without redeeming. Audited, and guesses count like a verification's."""
     now = clock.now()
-    scopes = await _scopes(session, principal, presented)
+    scopes = _scopes(principal, presented)
     code: Code | None = None
     try:
         _check_voucher(principal, voucher)

@@ -147,10 +147,10 @@ async def test_guessing_locks_out_and_ops_unlock(redemption: RedemptionHarness) 
     assert (locked.status_code, locked.json()["type"]) == (423, "/problems/locked-out")
     locks = (await r.client.get("/v1/redemptions/lockouts", headers=OPS)).json()
     assert {(x["scope"], x["key"]) for x in locks} == {
-        ("store", "s-1"), ("device", "s-1:pos-1"), ("principal", "staff-1")
+        ("store", "m-1:s-1"), ("device", "m-1:s-1:pos-1"), ("principal", "staff-1")
     }  # fmt: skip
-    assert (await r.client.post("/v1/redemptions/lockouts/store/s-1/unlock", headers=MERCHANT)).status_code == 403
-    for scope, key in (("store", "s-1"), ("device", "s-1:pos-1"), ("principal", "staff-1")):
+    assert (await r.client.post("/v1/redemptions/lockouts/store/m-1:s-1/unlock", headers=MERCHANT)).status_code == 403
+    for scope, key in (("store", "m-1:s-1"), ("device", "m-1:s-1:pos-1"), ("principal", "staff-1")):
         assert (await r.client.post(f"/v1/redemptions/lockouts/{scope}/{key}/unlock", headers=OPS)).status_code == 200
     r.clock.advance(timedelta(seconds=1))
     assert (await r.redeem(code=digits, device_id="pos-1")).status_code == 201

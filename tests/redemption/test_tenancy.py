@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from services.redemption import codes
-from tests.redemption.conftest import MERCHANT, OPS, OTHER_MERCHANT, OTHER_RIDER, RedemptionHarness
+from tests.redemption.conftest import CUSTOMER, MERCHANT, OPS, OTHER_MERCHANT, OTHER_RIDER, RedemptionHarness
 from tests.support import bearer
 
 MERCHANT_WIDE = bearer("merchant", "owner-1", "m-1")
@@ -46,6 +46,26 @@ async def test_guesses_naming_a_store_lock_it_only_when_the_caller_works_there(r
         for _ in range(5):
             await r.redeem(code=unknown, headers=outsider, device_id="pos-1")
     locks = (await r.client.get("/v1/redemptions/lockouts", headers=OPS)).json()
-    # Staff of another merchant or store lock only themselves; a rider without a handover voucher guesses nothing.
-    assert sorted((x["scope"], x["key"]) for x in locks) == [("principal", "staff-2"), ("principal", "staff-3")]
+    # Staff of another merchant or store lock only themselves (another merchant's keys are its own); a rider
+    # without a handover voucher guesses nothing.
+    assert sorted((x["scope"], x["key"]) for x in locks) == [
+        ("device", "m-2:s-1:pos-1"), ("principal", "staff-2"), ("principal", "staff-3"), ("store", "m-2:s-1")
+    ]  # fmt: skip
     assert (await r.redeem(code=_digits(code), device_id="pos-1")).status_code == 201  # s-1 and pos-1 still work
+
+
+async def test_a_voucher_naming_another_merchants_store_lends_no_lockout_over_it(redemption: RedemptionHarness) -> None:
+    """The attack: merchant 2 issues a voucher naming merchant 1's store (a new one, with no code yet), then guesses
+    there. Merchant 1's store and scanner keep working."""
+    r = redemption
+    voucher = {"store_id": "s-new", "customer_id": "openid-alice", "title": "次卡", "uses": 2,
+               "valid_until": "2026-12-31T00:00:00Z"}  # fmt: skip
+    assert (await r.client.post("/v1/codes/vouchers", json=voucher, headers=OTHER_MERCHANT)).status_code == 201
+    unknown = UNKNOWN + str(codes.damm_digit(UNKNOWN))
+    for _ in range(5):
+        await r.redeem(code=unknown, headers=OTHER_MERCHANT, store_id="s-new", device_id="pos-1")
+    mine = await r.client.post("/v1/codes/vouchers", json=voucher, headers=MERCHANT_WIDE)
+    assert mine.status_code == 201, mine.text
+    shown = (await r.client.get(f"/v1/codes/{mine.json()['id']}", headers=CUSTOMER)).json()
+    answer = await r.redeem(code=_digits(shown), headers=MERCHANT_WIDE, store_id="s-new", device_id="pos-1")
+    assert answer.status_code == 201, answer.text
