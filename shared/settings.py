@@ -32,7 +32,7 @@ class ServiceSettings(BaseSettings):
     jwt_public_keys: str = ""
     jwt_jwks_url: str = ""
 
-    outbox_batch_size: int = 200
+    outbox_batch_size: int = 1000
     outbox_poll_seconds: float = 0.1
     outbox_max_backoff_seconds: float = 10.0
     # Published events are kept this long, to republish them to a broker that lost them.
