@@ -33,7 +33,8 @@ class ServiceSettings(BaseSettings):
     jwt_jwks_url: str = ""
 
     outbox_batch_size: int = 1000
-    outbox_poll_seconds: float = 0.1
+    # The relay and the timer worker wake on NOTIFY; these polls are only their safety net when idle.
+    outbox_poll_seconds: float = 5.0
     outbox_max_backoff_seconds: float = 10.0
     # Published events are kept this long, to republish them to a broker that lost them.
     outbox_retention_hours: float = 168.0
@@ -45,7 +46,7 @@ class ServiceSettings(BaseSettings):
     consumer_max_backoff_seconds: float = 10.0
 
     timer_batch_size: int = 100
-    timer_poll_seconds: float = 0.5
+    timer_poll_seconds: float = 5.0
     timer_max_backoff_seconds: float = 300.0
 
     # Peers (CIDRs) whose `X-Forwarded-For` is believed: the gateway's addresses. Empty: the TCP peer is the client,

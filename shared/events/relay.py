@@ -27,6 +27,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared import metrics
+from shared.db import OUTBOX_CHANNEL, notifications, wait_for_ring
 from shared.events.epoch import BrokerEpoch
 from shared.events.models import OutboxEvent, OutboxRelayState
 
@@ -47,7 +48,7 @@ class OutboxRelay:
         producer: AIOKafkaProducer,
         broker_epoch: BrokerEpoch | None = None,
         batch_size: int = 1000,
-        poll_seconds: float = 0.1,
+        poll_seconds: float = 5.0,
         max_backoff_seconds: float = 10.0,
         retention: timedelta = timedelta(days=7),
         epoch_check_seconds: float = 5.0,
@@ -74,19 +75,22 @@ class OutboxRelay:
                 acquired = await lock_conn.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": self.lock_key})
                 await lock_conn.commit()
                 if not acquired:
-                    await asyncio.sleep(max(self.poll_seconds * 20, 1.0))
+                    await asyncio.sleep(max(self.poll_seconds, 1.0))
                     continue
                 self.is_leader = True
                 self.epoch_checked_at = None  # a new leader checks the broker before its first batch
                 try:
-                    await self._lead(lock_conn)
+                    async with notifications(lock_conn, OUTBOX_CHANNEL) as rung:
+                        await self._lead(lock_conn, rung)
                 finally:
                     self.is_leader = False
                     if self.broker_epoch:
                         await self.broker_epoch.stop()
 
-    async def _lead(self, lock_conn: AsyncConnection) -> None:
-        delay = self.poll_seconds
+    async def _lead(self, lock_conn: AsyncConnection, rung: asyncio.Event) -> None:
+        """Publishes while there is a backlog; idle, sleeps until a new outbox row is committed (NOTIFY) or
+        `poll_seconds` passed (a safety net, and the pace of the broker epoch checks)."""
+        delay = 0.0  # the backoff while publishing fails
         last_check = asyncio.get_running_loop().time()
         last_purge: float | None = None
         while True:
@@ -99,8 +103,8 @@ class OutboxRelay:
                 delay = min(max(delay * 2, 0.5), self.max_backoff)
                 await asyncio.sleep(delay)
             elif published == 0:
-                delay = self.poll_seconds
-                await asyncio.sleep(delay)
+                delay = 0.0
+                await wait_for_ring(rung, min(self.poll_seconds, self.epoch_check_seconds))
             now = asyncio.get_running_loop().time()
             if now - last_check > 5:
                 # The lock lives as long as its connection: make sure it still does.
