@@ -1,13 +1,22 @@
-"""Async engine, session factory, and the request-scoped session that commits once per request."""
+"""Async engine, session factory, the request-scoped session that commits once per request, and wake-ups by
+PostgreSQL NOTIFY for the background workers."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from typing import Annotated
+from contextlib import asynccontextmanager, suppress
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy import MetaData
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.orm import DeclarativeBase
 
 # Constraint names fixed by convention, so Alembic histories stay stable across services.
@@ -43,3 +52,40 @@ async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 DbSession = Annotated[AsyncSession, Depends(_request_session, scope="function")]
+
+
+# Channels the triggers of each service's `<service>_0005_notify` migration notify, in the inserting transaction (so
+# only once it commits): a new outbox row, a timer armed or moved.
+OUTBOX_CHANNEL = "songda_outbox"
+TIMER_CHANNEL = "songda_timer"
+
+
+@asynccontextmanager
+async def notifications(conn: AsyncConnection, channel: str) -> AsyncIterator[asyncio.Event]:
+    """An event set by every NOTIFY on `channel` while the block runs. `conn` must be dedicated to it and kept
+    outside transactions between uses: PostgreSQL delivers notifications only to an idle session."""
+    raw = await conn.get_raw_connection()
+    driver = raw.driver_connection
+    assert driver is not None
+    rung = asyncio.Event()
+
+    def ring(*_: Any) -> None:
+        rung.set()
+
+    await driver.add_listener(channel, ring)
+    try:
+        yield rung
+    finally:
+        with suppress(Exception):  # a broken connection listens no more anyway
+            await driver.remove_listener(channel, ring)
+
+
+async def wait_for_ring(rung: asyncio.Event, at_most_seconds: float) -> bool:
+    """Waits until notified (True) or `at_most_seconds` passed (False), and clears the event for the next round."""
+    try:
+        await asyncio.wait_for(rung.wait(), max(at_most_seconds, 0.0))
+    except TimeoutError:
+        return False
+    finally:
+        rung.clear()
+    return True

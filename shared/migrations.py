@@ -149,3 +149,30 @@ def drop_event_pipeline_tables() -> None:
 def drop_infra_tables() -> None:
     for table in ("timer", "inbox", "outbox"):
         op.drop_table(table)
+
+
+def create_notify_triggers() -> None:
+    """NOTIFY in the writing transaction (delivered once it commits) when outbox rows are inserted or timers armed
+    or moved: the relay and the timer worker sleep until then (shared/db.py `notifications`)."""
+    op.execute(
+        "CREATE FUNCTION songda_notify_outbox() RETURNS trigger LANGUAGE plpgsql AS"
+        " $$ BEGIN PERFORM pg_notify('songda_outbox', ''); RETURN NULL; END $$"
+    )
+    op.execute(
+        "CREATE TRIGGER outbox_notify AFTER INSERT ON outbox FOR EACH STATEMENT EXECUTE FUNCTION songda_notify_outbox()"
+    )
+    op.execute(
+        "CREATE FUNCTION songda_notify_timer() RETURNS trigger LANGUAGE plpgsql AS"
+        " $$ BEGIN PERFORM pg_notify('songda_timer', ''); RETURN NULL; END $$"
+    )
+    op.execute(
+        "CREATE TRIGGER timer_notify AFTER INSERT OR UPDATE OF due_at ON timer"
+        " FOR EACH STATEMENT EXECUTE FUNCTION songda_notify_timer()"
+    )
+
+
+def drop_notify_triggers() -> None:
+    op.execute("DROP TRIGGER timer_notify ON timer")
+    op.execute("DROP FUNCTION songda_notify_timer()")
+    op.execute("DROP TRIGGER outbox_notify ON outbox")
+    op.execute("DROP FUNCTION songda_notify_outbox()")

@@ -130,6 +130,7 @@ def build_service_app(
                 batch_size=settings.timer_batch_size,
                 poll_seconds=settings.timer_poll_seconds,
                 max_backoff_seconds=settings.timer_max_backoff_seconds,
+                engine=engine,
             )
             tasks.append(asyncio.create_task(supervise("timers", timers.run), name=f"{service}-timers"))
         try:

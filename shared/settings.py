@@ -32,8 +32,9 @@ class ServiceSettings(BaseSettings):
     jwt_public_keys: str = ""
     jwt_jwks_url: str = ""
 
-    outbox_batch_size: int = 200
-    outbox_poll_seconds: float = 0.1
+    outbox_batch_size: int = 1000
+    # The relay and the timer worker wake on NOTIFY; these polls are only their safety net when idle.
+    outbox_poll_seconds: float = 5.0
     # A JSON request body longer than this is refused with 413 before it is held in memory.
     max_body_bytes: int = 1024 * 1024
     outbox_max_backoff_seconds: float = 10.0
@@ -47,7 +48,7 @@ class ServiceSettings(BaseSettings):
     consumer_max_backoff_seconds: float = 10.0
 
     timer_batch_size: int = 100
-    timer_poll_seconds: float = 0.5
+    timer_poll_seconds: float = 5.0
     timer_max_backoff_seconds: float = 300.0
 
     # Peers (CIDRs) whose `X-Forwarded-For` is believed: the gateway's addresses. Empty: the TCP peer is the client,

@@ -4,6 +4,9 @@ A timer is a row with `due_at`. Workers claim due rows with `FOR UPDATE SKIP LOC
 row fired in the same transaction, so a deadline fires once however many workers race. A handler that fails is
 retried later with backoff; handlers must be idempotent all the same (a crash may land between effect and commit,
 which the rollback undoes, but an effect outside the database would be repeated).
+
+Idle, a worker sleeps until the next timer is due, or until a timer is armed or moved (the `timer` table's trigger
+notifies), or `poll_seconds` passed, whichever comes first.
 """
 
 from __future__ import annotations
@@ -14,12 +17,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared import metrics
 from shared.clock import Clock
+from shared.db import TIMER_CHANNEL, notifications, wait_for_ring
 from shared.events.models import Timer
 
 log = logging.getLogger(__name__)
@@ -74,10 +78,14 @@ class TimerWorker:
         clock: Clock,
         handlers: Mapping[str, TimerHandler],
         batch_size: int = 100,
-        poll_seconds: float = 0.5,
+        poll_seconds: float = 5.0,
         max_backoff_seconds: float = 300.0,
+        engine: AsyncEngine | None = None,
     ) -> None:
+        """`engine` gives `run` a connection of its own to listen for timers being armed; without it, `run` looks
+        for due timers every `poll_seconds`."""
         self.service = service
+        self.engine = engine
         self.sessionmaker = sessionmaker
         self.clock = clock
         self.handlers = handlers
@@ -86,10 +94,29 @@ class TimerWorker:
         self.max_backoff = max_backoff_seconds
 
     async def run(self) -> None:
-        while True:
-            fired = await self.fire_due()
-            if fired < self.batch_size:
-                await asyncio.sleep(self.poll_seconds)
+        if self.engine is None:
+            while True:
+                if await self.fire_due() < self.batch_size:
+                    await asyncio.sleep(self.poll_seconds)
+        async with self.engine.connect() as conn, notifications(conn, TIMER_CHANNEL) as rung:
+            while True:
+                if await self.fire_due() >= self.batch_size:
+                    continue
+                if not await wait_for_ring(rung, await self._idle_seconds()):
+                    # Quiet for a while: make sure the listening connection still lives (else the supervisor
+                    # restarts this worker on a new one).
+                    await conn.scalar(text("SELECT 1"))
+                    await conn.commit()
+
+    async def _idle_seconds(self) -> float:
+        """Until the next timer is due by the clock, at most `poll_seconds`."""
+        async with self.sessionmaker() as session:
+            next_due = await session.scalar(
+                select(func.min(Timer.due_at)).where(Timer.fired_at.is_(None), Timer.cancelled_at.is_(None))
+            )
+        if next_due is None:
+            return self.poll_seconds
+        return min(max((next_due - self.clock.now()).total_seconds(), 0.0), self.poll_seconds)
 
     async def fire_due(self) -> int:
         """Fires the timers due by the clock's now; returns how many were claimed."""

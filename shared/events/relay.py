@@ -1,10 +1,11 @@
 """The outbox relay: publishes committed outbox rows to Kafka, at least once, in order per key.
 
 One relay per service is active at a time (a PostgreSQL advisory lock elects it); rows are claimed with
-`FOR UPDATE SKIP LOCKED` all the same, so even two leaders could not publish one row concurrently. Within a batch,
-rows are grouped by (topic, key): each group is sent one row after another and stops at its first failure, so a
-later event of an order is never published before an earlier one. Failures keep the row (and everything after it
-for that key) in the backlog, and the relay backs off while the broker is away.
+`FOR UPDATE SKIP LOCKED` all the same, so even two leaders could not publish one row concurrently. A batch is one
+claiming SELECT (the envelope read as the bytes to send), the sends, and one UPDATE marking the sent rows. Within a
+batch, rows are grouped by (topic, key) and sent in waves (see `_send`): a later event of an order is never sent
+before an earlier one is acknowledged, and a chain stops at its first failure. Failures keep the row (and everything
+after it for that key) in the backlog, and the relay backs off while the broker is away.
 
 Published rows are kept for `retention` (then deleted): when the broker turns out to be a fresh one that never saw
 them (shared/events/epoch.py), they go back into the backlog and are published again, oldest first.
@@ -17,15 +18,16 @@ import hashlib
 import logging
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import Row, delete, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared import metrics
+from shared.db import OUTBOX_CHANNEL, notifications, wait_for_ring
 from shared.events.epoch import BrokerEpoch
 from shared.events.models import OutboxEvent, OutboxRelayState
 
@@ -45,8 +47,8 @@ class OutboxRelay:
         sessionmaker: async_sessionmaker[AsyncSession],
         producer: AIOKafkaProducer,
         broker_epoch: BrokerEpoch | None = None,
-        batch_size: int = 200,
-        poll_seconds: float = 0.1,
+        batch_size: int = 1000,
+        poll_seconds: float = 5.0,
         max_backoff_seconds: float = 10.0,
         retention: timedelta = timedelta(days=7),
         epoch_check_seconds: float = 5.0,
@@ -73,19 +75,22 @@ class OutboxRelay:
                 acquired = await lock_conn.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": self.lock_key})
                 await lock_conn.commit()
                 if not acquired:
-                    await asyncio.sleep(max(self.poll_seconds * 20, 1.0))
+                    await asyncio.sleep(max(self.poll_seconds, 1.0))
                     continue
                 self.is_leader = True
                 self.epoch_checked_at = None  # a new leader checks the broker before its first batch
                 try:
-                    await self._lead(lock_conn)
+                    async with notifications(lock_conn, OUTBOX_CHANNEL) as rung:
+                        await self._lead(lock_conn, rung)
                 finally:
                     self.is_leader = False
                     if self.broker_epoch:
                         await self.broker_epoch.stop()
 
-    async def _lead(self, lock_conn: AsyncConnection) -> None:
-        delay = self.poll_seconds
+    async def _lead(self, lock_conn: AsyncConnection, rung: asyncio.Event) -> None:
+        """Publishes while there is a backlog; idle, sleeps until a new outbox row is committed (NOTIFY) or
+        `poll_seconds` passed (a safety net, and the pace of the broker epoch checks)."""
+        delay = 0.0  # the backoff while publishing fails
         last_check = asyncio.get_running_loop().time()
         last_purge: float | None = None
         while True:
@@ -98,8 +103,8 @@ class OutboxRelay:
                 delay = min(max(delay * 2, 0.5), self.max_backoff)
                 await asyncio.sleep(delay)
             elif published == 0:
-                delay = self.poll_seconds
-                await asyncio.sleep(delay)
+                delay = 0.0
+                await wait_for_ring(rung, min(self.poll_seconds, self.epoch_check_seconds))
             now = asyncio.get_running_loop().time()
             if now - last_check > 5:
                 # The lock lives as long as its connection: make sure it still does.
@@ -134,19 +139,14 @@ class OutboxRelay:
                     rows = await self._claim(session)
             if not rows:
                 return 0, 0
-            chains: dict[tuple[str, str], list[OutboxEvent]] = defaultdict(list)
-            for row in rows:
-                chains[(row.topic, row.key)].append(row)
-            outcomes = await asyncio.gather(*(self._send_chain(chain) for chain in chains.values()))
-            published_ids = [row_id for sent, _ in outcomes for row_id in sent]
+            published_ids, failures = await self._send(rows)
             if published_ids:
+                await session.execute(_MARK_PUBLISHED, {"ids": published_ids})
+            if failures:
                 await session.execute(
-                    update(OutboxEvent).where(OutboxEvent.id.in_(published_ids)).values(published_at=datetime.now(UTC))
+                    _RECORD_FAILURES,
+                    {"ids": [row_id for row_id, _ in failures], "errors": [repr(e)[:1000] for _, e in failures]},
                 )
-            failures = [failure for _, failure in outcomes if failure is not None]
-            for row, error in failures:
-                row.attempts += 1
-                row.last_error = repr(error)[:1000]
         metrics.OUTBOX_PUBLISHED.labels(self.service).inc(len(published_ids))
         if failures:
             metrics.OUTBOX_PUBLISH_FAILURES.labels(self.service).inc(len(failures))
@@ -160,18 +160,9 @@ class OutboxRelay:
             )
         return len(published_ids), len(failures)
 
-    async def _claim(self, session: AsyncSession) -> list[OutboxEvent]:
-        return list(
-            (
-                await session.scalars(
-                    select(OutboxEvent)
-                    .where(OutboxEvent.published_at.is_(None))
-                    .order_by(OutboxEvent.id)
-                    .limit(self.batch_size)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
-        )
+    async def _claim(self, session: AsyncSession) -> list[Row[Any]]:
+        """The oldest unpublished rows, locked, with the envelope as the bytes to send (PostgreSQL's own JSON text)."""
+        return list((await session.execute(_CLAIM, {"limit": self.batch_size})).all())
 
     async def _follow_epoch(self, session: AsyncSession, epoch: str) -> bool:
         """Records the broker's epoch; when it changed, puts the retained rows back in the backlog (True)."""
@@ -197,21 +188,53 @@ class OutboxRelay:
         log.warning("fresh broker: republishing retained events", extra={"epoch": epoch, "requeued": requeued})
         return True
 
-    async def _send_chain(self, chain: list[OutboxEvent]) -> tuple[list[int], tuple[OutboxEvent, BaseException] | None]:
-        sent: list[int] = []
-        for row in chain:
-            try:
-                await self.producer.send_and_wait(
-                    row.topic,
-                    value=_envelope_bytes(row),
-                    key=row.key.encode(),
-                    headers=[("type", row.type.encode()), ("event_id", str(row.event_id).encode())],
-                )
-            except Exception as exc:  # any failure keeps this row and the rest of its chain in the backlog
-                return sent, (row, exc)
-            sent.append(row.id)
-        return sent, None
+    async def _send(self, rows: list[Row[Any]]) -> tuple[list[int], list[tuple[int, Exception]]]:
+        """Sends the rows in waves: the n-th row of every (topic, key) chain in wave n, all of a wave at once (the
+        producer batches them), each wave awaited before the next. A chain stops at its first failure, so no event
+        of an order is sent before an earlier one of the same order has been acknowledged."""
+        chains: dict[tuple[str, str], list[Row[Any]]] = defaultdict(list)
+        for row in rows:
+            chains[(row.topic, row.key)].append(row)
+        pending = [iter(chain) for chain in chains.values()]
+        published: list[int] = []
+        failures: list[tuple[int, Exception]] = []
+        while pending:
+            wave = [(chain, head) for chain in pending if (head := next(chain, None)) is not None]
+            # One send at a time into the producer's buffer (it waits only when a partition's buffer is full), then
+            # the whole wave's acknowledgements together.
+            deliveries = [await self._send_row(row) for _, row in wave]
+            pending = []
+            for (chain, row), delivery in zip(wave, deliveries, strict=True):
+                try:
+                    await delivery
+                except Exception as exc:  # this row and the rest of its chain stay in the backlog
+                    failures.append((row.id, exc))
+                    continue
+                published.append(row.id)
+                pending.append(chain)
+        return published, failures
+
+    async def _send_row(self, row: Row[Any]) -> asyncio.Future[Any]:
+        try:
+            delivery: asyncio.Future[Any] = await self.producer.send(
+                row.topic,
+                value=row.value,
+                key=row.key.encode(),
+                headers=[("type", row.type.encode()), ("event_id", str(row.event_id).encode())],
+            )
+        except Exception as exc:  # refused before it was buffered: this row's chain stops here
+            failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            failed.set_exception(exc)
+            return failed
+        return delivery
 
 
-def _envelope_bytes(row: OutboxEvent) -> bytes:
-    return orjson.dumps(row.envelope)
+_CLAIM = text(
+    "SELECT id, event_id, topic, key, type, convert_to(envelope::text, 'UTF8') AS value FROM outbox"
+    " WHERE published_at IS NULL ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED"
+)
+_MARK_PUBLISHED = text("UPDATE outbox SET published_at = now() WHERE id = ANY(:ids)")
+_RECORD_FAILURES = text(
+    "UPDATE outbox SET attempts = attempts + 1, last_error = f.error"
+    " FROM unnest(cast(:ids AS bigint[]), cast(:errors AS text[])) AS f(id, error) WHERE outbox.id = f.id"
+)

@@ -274,3 +274,25 @@ async def test_relay_deletes_published_events_after_the_retention_window(
         await producer.stop()
     async with sessionmaker() as session:
         assert (await session.scalars(select(OutboxEvent.key))).all() == ["order-new"]
+
+
+async def test_an_idle_relay_wakes_when_an_event_is_committed_not_at_its_next_poll(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession], bootstrap: str, topic: str
+) -> None:
+    await create_topics(bootstrap, [topic])
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    # Polling every 10 minutes: only the outbox trigger's NOTIFY can bring the event out within the wait below.
+    relay = OutboxRelay(service="order", engine=engine, sessionmaker=sessionmaker, producer=producer, poll_seconds=600)
+    relay_task = asyncio.create_task(relay.run())
+    try:
+        await _write_events(sessionmaker, topic, ["order-early"], per_key=1)
+        await eventually(lambda: _backlog_is(sessionmaker, 0))  # published, and the relay goes idle
+        await _write_events(sessionmaker, topic, ["order-late"], per_key=2)
+        await eventually(lambda: _backlog_is(sessionmaker, 0))
+    finally:
+        relay_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await relay_task
+        await producer.stop()
+    assert _sequences(await read_topic(bootstrap, topic, expected=3)) == {"order-early": [0], "order-late": [0, 1]}

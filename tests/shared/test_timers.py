@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,6 +14,7 @@ from shared.clock import FrozenClock
 from shared.db import create_engine, create_sessionmaker
 from shared.events.models import Timer
 from shared.timers import TimerWorker, cancel_timer, schedule_timer
+from tests.support import eventually
 
 START = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
@@ -132,3 +134,34 @@ async def test_a_failing_handler_is_retried_later_and_loses_nothing(
     clock.advance(timedelta(seconds=3))
     assert await worker.fire_due() == 1
     assert await _fired(sessionmaker) == ["d-1"]
+
+
+async def test_an_idle_worker_wakes_when_a_timer_is_armed_not_at_its_next_poll(
+    fired_table: None, engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    clock = FrozenClock(START)
+    # Polling every 10 minutes: only the timer trigger's NOTIFY can fire the timer within the wait below.
+    worker = TimerWorker(
+        service="order",
+        sessionmaker=sessionmaker,
+        clock=clock,
+        handlers={"order.unpaid": cancel_unpaid},
+        poll_seconds=600,
+        engine=engine,
+    )
+    task = asyncio.create_task(worker.run())
+    try:
+        async with sessionmaker() as session, session.begin():
+            await schedule_timer(session, kind="order.unpaid", key="o-0", due_at=START)
+        await eventually(lambda: _fired_are(sessionmaker, ["o-0"]))  # fired, and the worker goes idle
+        async with sessionmaker() as session, session.begin():
+            await schedule_timer(session, kind="order.unpaid", key="o-1", due_at=START)
+        await eventually(lambda: _fired_are(sessionmaker, ["o-0", "o-1"]))
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _fired_are(sessionmaker: async_sessionmaker[AsyncSession], keys: list[str]) -> bool:
+    return await _fired(sessionmaker) == keys

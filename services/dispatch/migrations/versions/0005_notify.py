@@ -1,0 +1,20 @@
+"""NOTIFY triggers of the dispatch service: new outbox rows wake its relay, armed timers its timer worker.
+
+Revision ID: dispatch_0005_notify
+Revises: dispatch_events_0001
+"""
+
+from shared.migrations import create_notify_triggers, drop_notify_triggers
+
+revision = "dispatch_0005_notify"
+down_revision = "dispatch_events_0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    create_notify_triggers()
+
+
+def downgrade() -> None:
+    drop_notify_triggers()
