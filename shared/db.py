@@ -54,7 +54,7 @@ async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
 DbSession = Annotated[AsyncSession, Depends(_request_session, scope="function")]
 
 
-# Channels the triggers of each service's `<service>_0005_notify` migration notify, in the inserting transaction (so
+# Channels the triggers of each service's `*_notify` migration notify, in the inserting transaction (so
 # only once it commits): a new outbox row, a timer armed or moved.
 OUTBOX_CHANNEL = "songda_outbox"
 TIMER_CHANNEL = "songda_timer"
