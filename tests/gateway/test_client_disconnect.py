@@ -38,7 +38,7 @@ def gateway_log() -> Iterator[io.StringIO]:
 async def test_a_client_that_disconnects_while_sending_its_body_is_logged_at_info(gateway_log: io.StringIO) -> None:
     async with serve(fake_upstream()) as upstream, serve(create_app(_settings(upstream))) as url:
         address = urlsplit(url)
-        reader, writer = await asyncio.open_connection(address.hostname, address.port)
+        _reader, writer = await asyncio.open_connection(address.hostname, address.port)
         writer.write(
             b"POST /v1/carriers/dada/callback HTTP/1.1\r\nHost: gateway\r\n"
             b"Content-Type: application/octet-stream\r\nContent-Length: 1000\r\n\r\n" + b"x" * 10
