@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from gateway.auth import TokenIssuer, auth_router, load_signing_key
 from gateway.openapi import OpenApiAggregator
-from gateway.proxy import UpstreamProxy
+from gateway.proxy import UpstreamProxy, upstream_session
 from gateway.ratelimit import AdmissionLimits, TokenBucketLimiter
 from gateway.routes import CanonicalPathMiddleware, find_route, is_public
 from gateway.settings import GatewaySettings
@@ -66,8 +66,14 @@ def create_app(settings: GatewaySettings | None = None, clock: Clock | None = No
         limits = httpx.Limits(
             max_connections=settings.upstream_pool_size, max_keepalive_connections=settings.upstream_pool_size
         )
-        async with httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False) as client:
-            app.state.proxy = UpstreamProxy(client, settings.max_body_bytes)
+        session = upstream_session(
+            pool_size=settings.upstream_pool_size,
+            timeout_seconds=settings.upstream_timeout_seconds,
+            connect_timeout_seconds=settings.upstream_connect_timeout_seconds,
+            keepalive_seconds=settings.upstream_keepalive_seconds,
+        )
+        async with session, httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False) as client:
+            app.state.proxy = UpstreamProxy(session, settings.max_body_bytes, settings.upstream_buffer_bytes)
             app.state.openapi = OpenApiAggregator(app, client, upstreams)
             code2session: Code2Session = (
                 WeChatCode2Session(

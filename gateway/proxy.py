@@ -1,20 +1,24 @@
-"""Forwarding a request to its upstream service through one pooled `httpx.AsyncClient`, bodies streamed both ways.
+"""Forwarding a request to its upstream service through one pooled `aiohttp.ClientSession`.
 
 Hop-by-hop headers are dropped (RFC 9110 §7.6.1), `X-Request-ID` and `traceparent` pass on. The client's address
 headers (`X-Forwarded-For`, `X-Real-IP`, `Forwarded`, ...) are the gateway's alone: whatever the client sent is
 dropped and the address the gateway decided (`context.client_address`) is set, so a service that believes its
 gateway believes nothing the client wrote. The path goes upstream as the raw bytes the route was matched on. An
 upstream that times out is a 504, one that is down a 503, both problem+json.
+
+The request body (at most `max_body_bytes`) is read before the upstream is called. A response whose length is
+known and at most `buffer_bytes` is read whole and answered as one message; longer or chunked ones are streamed.
+The session retries an idempotent request once when a kept-alive connection fails before any answer (RFC 9112
+§9.3.1), and drops idle connections before the upstream's own keep-alive timeout would.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import httpx
+import aiohttp
 from fastapi import Request
 from starlette.background import BackgroundTask
-from starlette.responses import StreamingResponse
+from starlette.responses import Response, StreamingResponse
+from yarl import URL
 
 from gateway.routes import raw_path
 from shared import context
@@ -59,12 +63,26 @@ def _forwardable(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return [(k, v) for k, v in headers if k.lower() not in HOP_BY_HOP and k.lower() not in listed]
 
 
-class UpstreamProxy:
-    def __init__(self, client: httpx.AsyncClient, max_body_bytes: int) -> None:
-        self.client = client
-        self.max_body_bytes = max_body_bytes
+def upstream_session(
+    *, pool_size: int, timeout_seconds: float, connect_timeout_seconds: float, keepalive_seconds: float
+) -> aiohttp.ClientSession:
+    """A session that sends what the proxy gives it: no default headers, no cookies, bodies as they are."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=pool_size, limit_per_host=0, keepalive_timeout=keepalive_seconds),
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_seconds, sock_read=timeout_seconds),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=False,
+        skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+    )
 
-    async def forward(self, request: Request, base_url: str) -> StreamingResponse:
+
+class UpstreamProxy:
+    def __init__(self, session: aiohttp.ClientSession, max_body_bytes: int, buffer_bytes: int) -> None:
+        self.session = session
+        self.max_body_bytes = max_body_bytes
+        self.buffer_bytes = buffer_bytes
+
+    async def forward(self, request: Request, base_url: str) -> Response:
         own = CLIENT_ADDRESS | {"x-request-id"}
         headers = [(k, v) for k, v in _forwardable(list(request.headers.items())) if k.lower() not in own]
         headers.append(("x-request-id", context.correlation_id.get() or ""))
@@ -77,34 +95,53 @@ class UpstreamProxy:
             ("x-forwarded-proto", scheme),
             ("forwarded", f"for={node};proto={scheme}"),
         ]
-
         has_body = "content-length" in request.headers or "transfer-encoding" in request.headers
-        query = request.url.query.encode()
-        url = httpx.URL(base_url).copy_with(raw_path=raw_path(request.scope) + (b"?" + query if query else b""))
-        upstream_request = self.client.build_request(
-            request.method, url, headers=headers, content=self._limited_body(request) if has_body else None
-        )
+        body = await self._limited_body(request) if has_body else None
+        if body is not None and "content-length" not in request.headers:
+            headers.append(("content-length", str(len(body))))  # read whole: no longer chunked upstream
+
+        query = request.url.query
+        target = raw_path(request.scope).decode("latin-1") + ("?" + query if query else "")
+        url = URL(base_url + target, encoded=True)
         try:
-            upstream = await self.client.send(upstream_request, stream=True)
-        except httpx.TimeoutException as exc:
+            upstream = await self.session.request(
+                request.method, url, headers=headers, data=body, allow_redirects=False, compress=None
+            )
+        except TimeoutError as exc:
             raise UpstreamTimeout() from exc
-        except httpx.TransportError as exc:
+        except aiohttp.ClientError as exc:
             raise UpstreamUnavailable() from exc
-        response = StreamingResponse(
-            upstream.aiter_raw(), status_code=upstream.status_code, background=BackgroundTask(upstream.aclose)
-        )
         # Raw headers, so repeated ones (Set-Cookie) stay repeated.
-        response.raw_headers = [
+        forwarded = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in upstream.raw_headers]
+        raw_headers = [
             (k.encode("latin-1"), v.encode("latin-1"))
-            for k, v in _forwardable(list(upstream.headers.multi_items()))
+            for k, v in _forwardable(forwarded)
             if k.lower() not in RESPONSE_OWN
         ]
+        length = upstream.content_length
+        if length is not None and length <= self.buffer_bytes:
+            try:
+                content = await upstream.read()
+            except TimeoutError as exc:
+                raise UpstreamTimeout() from exc
+            except aiohttp.ClientError as exc:
+                raise UpstreamUnavailable() from exc
+            finally:
+                upstream.release()
+            response = Response(content, status_code=upstream.status)
+        else:
+            response = StreamingResponse(
+                upstream.content.iter_any(), status_code=upstream.status, background=BackgroundTask(upstream.release)
+            )
+        response.raw_headers = raw_headers
         return response
 
-    async def _limited_body(self, request: Request) -> AsyncIterator[bytes]:
+    async def _limited_body(self, request: Request) -> bytes:
+        chunks: list[bytes] = []
         received = 0
         async for chunk in request.stream():
             received += len(chunk)
             if received > self.max_body_bytes:
                 raise PayloadTooLarge(f"The body exceeds {self.max_body_bytes} bytes")
-            yield chunk
+            chunks.append(chunk)
+        return b"".join(chunks)

@@ -19,6 +19,11 @@ class GatewaySettings(BaseSettings):
     upstream_timeout_seconds: float = 15.0
     upstream_connect_timeout_seconds: float = 2.0
     upstream_pool_size: int = 200
+    # Idle upstream connections are closed after this, before the services' own keep-alive timeout (uvicorn: 5 s)
+    # can close one just as the gateway reuses it.
+    upstream_keepalive_seconds: float = 4.0
+    # Upstream answers of known length up to this are read whole and sent as one message; longer ones are streamed.
+    upstream_buffer_bytes: int = 256 * 1024
 
     # Ed25519 (EdDSA) or RSA (RS256) private key in PEM, inline or from a file; its public half is served as JWKS.
     signing_key: str = ""

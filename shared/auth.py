@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -86,6 +87,8 @@ class TokenVerifier:
         jwks_url: str = "",
         jwks_ttl_seconds: float = 300.0,
         leeway_seconds: float = 30.0,
+        cache_size: int = 4096,
+        cache_seconds: float = 60.0,
     ) -> None:
         if not public_keys_pem and not public_keys and not jwks_url:
             raise ValueError("no JWT verification keys: set <SERVICE>_JWT_PUBLIC_KEYS (PEM) or <SERVICE>_JWT_JWKS_URL")
@@ -98,6 +101,11 @@ class TokenVerifier:
         self._jwks: list[VerificationKey] = []
         self._jwks_fetched_at = 0.0
         self._jwks_lock = asyncio.Lock()
+        # Tokens already verified, until their `exp` and for at most `cache_seconds` (so a key dropped from the JWKS
+        # stops admitting them soon): signature checks are most of a request's cost at the gateway.
+        self._verified: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+        self.cache_size = cache_size
+        self.cache_seconds = cache_seconds
 
     async def _jwks_keys(self, kid: str | None) -> list[VerificationKey]:
         async with self._jwks_lock:
@@ -113,6 +121,19 @@ class TokenVerifier:
         return list(self._jwks)
 
     async def verify(self, token: str) -> Principal:
+        cached = self._verified.get(token)
+        if cached is not None:
+            if time.time() < cached[1]:
+                self._verified.move_to_end(token)
+                return cached[0]
+            del self._verified[token]
+        principal, expires_at = await self._verify(token)
+        self._verified[token] = (principal, min(expires_at, time.time() + self.cache_seconds))
+        if len(self._verified) > self.cache_size:
+            self._verified.popitem(last=False)
+        return principal
+
+    async def _verify(self, token: str) -> tuple[Principal, float]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -150,7 +171,7 @@ class TokenVerifier:
             except jwt.PyJWTError as exc:
                 raise Unauthorized(f"Invalid token: {exc}") from exc
             try:
-                return Principal.model_validate(
+                principal = Principal.model_validate(
                     {
                         "sub": claims["sub"],
                         "role": claims.get("role"),
@@ -158,6 +179,7 @@ class TokenVerifier:
                         "store_ids": claims.get("store_ids") or [],
                     }
                 )
+                return principal, float(claims["exp"])
             except ValueError as exc:
                 raise Unauthorized("Token claims are not valid") from exc
         raise Unauthorized("Token signature not valid") from last_error

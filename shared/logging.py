@@ -8,8 +8,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from starlette.requests import ClientDisconnect
+from uvicorn.protocols.utils import ClientDisconnected
 
 from shared import context
+
+# What a client that goes away mid-request raises in the server or the app: routine, not a fault of ours.
+DISCONNECTS = (ClientDisconnect, ClientDisconnected, ConnectionResetError, BrokenPipeError)
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
@@ -38,10 +43,29 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
+def _is_disconnect(exc: BaseException | None) -> bool:
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_is_disconnect(inner) for inner in exc.exceptions)
+    return isinstance(exc, DISCONNECTS)
+
+
+class ClientDisconnects(logging.Filter):
+    """Turns an error logged for a client that disconnected into one info line without a traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and _is_disconnect(record.exc_info[1]):
+            record.error = type(record.exc_info[1]).__name__
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg, record.args = "client disconnected", ()
+            record.exc_info, record.exc_text = None, None
+        return record.levelno >= logging.getLogger().getEffectiveLevel()
+
+
 def configure_logging(service: str, level: str = "INFO") -> None:
     """Replaces the root handlers with one JSON handler on stderr (uvicorn's loggers included)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(service))
+    handler.addFilter(ClientDisconnects())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

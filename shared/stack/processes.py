@@ -34,6 +34,7 @@ class AppProcess:
                 [
                     *(sys.executable, "-m", "uvicorn", self.app, "--factory", "--host", "127.0.0.1"),
                     *("--port", str(self.port), "--timeout-graceful-shutdown", "10", "--no-server-header"),
+                    *("--loop", "uvloop", "--http", "httptools"),
                     # Our apps decide the client's address from their own trusted-proxy settings; uvicorn's
                     # rewriting (it believes X-Forwarded-For from 127.0.0.1) would decide it for them.
                     "--no-proxy-headers",
