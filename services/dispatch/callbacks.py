@@ -102,11 +102,25 @@ async def receive(
             )
         )  # fmt: skip
         return wire.reject_message(refusal.reason, refusal.status)
+    kept = body
+    if wire.confirm_by_query:
+        # Anyone can make such a callback: it only prompts a status query, so it is kept like a refusal (digest and
+        # prefix), and one still waiting for its query stands for every later one about the same offer (one being
+        # applied is locked, and skipped: its query may be older than this news).
+        kept = body[: settings.refused_prefix_bytes]
+        waiting = await session.scalar(
+            select(CarrierCallback.id)
+            .where(CarrierCallback.offer_id == offer.id, CarrierCallback.outcome == "pending")
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        )
+        if waiting is not None:
+            return wire.ack_message()
     # Two plain statements (no ORM object to build, flush and track): the callback and its apply trigger.
     kept_id = uuid.uuid4()
     await session.execute(
         insert(CarrierCallback).values(
-            id=kept_id, carrier=carrier, query=_kept(query, None), headers=_headers(headers, None), body=body,
+            id=kept_id, carrier=carrier, query=_kept(query, None), headers=_headers(headers, None), body=kept,
             body_sha256=digest, body_size=len(body), received_at=now, outcome="pending",
             delivery_id=offer.delivery_id, offer_id=offer.id,
         )
@@ -219,14 +233,20 @@ async def apply(session: AsyncSession, dispatcher: Dispatcher, callback_id: uuid
 
 
 async def prune(session: AsyncSession, dispatcher: Dispatcher) -> None:
-    """Deletes refused callbacks past their retention and push nonces past the freshness window; runs again after
-    `callback_prune_minutes`."""
+    """Deletes refused callbacks past their retention, every settled one past the longer retention of callbacks, and
+    push nonces past the freshness window; runs again after `callback_prune_minutes`."""
     settings = dispatcher.settings
     now = dispatcher.clock.now()
     await session.execute(
         delete(CarrierCallback).where(
             CarrierCallback.outcome.in_(REFUSED),
             CarrierCallback.received_at < now - timedelta(days=settings.refused_retention_days),
+        )
+    )
+    await session.execute(
+        delete(CarrierCallback).where(
+            CarrierCallback.outcome != "pending",
+            CarrierCallback.received_at < now - timedelta(days=settings.callback_retention_days),
         )
     )
     await session.execute(

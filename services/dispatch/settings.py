@@ -42,6 +42,8 @@ class DispatchSettings(ServiceSettings):
     callback_max_body_bytes: int = 64 * 1024
     refused_prefix_bytes: int = 2048
     refused_retention_days: float = 7.0
+    # Settled callbacks (applied, duplicate, stale, failed) are kept this long for ops, then deleted.
+    callback_retention_days: float = 30.0
     callback_clock_skew_seconds: float = 300.0
     push_max_age_seconds: float = 300.0
     callback_prune_minutes: float = 60.0

@@ -116,18 +116,27 @@ async def test_a_callback_without_proof_of_its_body_only_prompts_a_query(
     await dispatch.bind(carrier)
     order_id, offer = await _live_offer(dispatch)
     now = datetime.now(UTC)
-    if carrier == "dada":
-        body = {"client_id": offer["waybill_id"], "order_id": offer["shop_order_id"], "order_status": 4,
-                "update_time": int(now.timestamp()), "cancel_reason": "", "cancel_from": 0}  # fmt: skip
-        body["signature"] = hashlib.md5(  # Dada's scheme: no secret, as an attacker computes it
-            "".join(sorted([str(body["client_id"]), str(body["order_id"]), str(body["update_time"])])).encode()
-        ).hexdigest()
-        lie = Message(body=json.dumps(body).encode())
-    else:
-        lie = wire.encode_callback(
+
+    def lie() -> Message:
+        if carrier == "dada":
+            body = {"client_id": offer["waybill_id"], "order_id": offer["shop_order_id"], "order_status": 4,
+                    "update_time": int(now.timestamp()), "cancel_reason": "", "cancel_from": 0}  # fmt: skip
+            body["signature"] = hashlib.md5(  # Dada's scheme: no secret, as an attacker computes it
+                "".join(sorted([str(body["client_id"]), str(body["order_id"]), str(body["update_time"])])).encode()
+            ).hexdigest()
+            return Message(body=json.dumps(body).encode())
+        return wire.encode_callback(  # a fresh nonce each time
             _creds(dispatch.accounts[carrier]), _fields(carrier, offer, "delivered", now), dispatch.clock.now()
         )
-    assert (await _post(dispatch, carrier, lie)).status_code == 200
+
+    # A flood of them, padded to near the body limit, keeps one bounded row and prompts one query.
+    for pad in (0, *[60_000] * 20):
+        message = lie()
+        body = message.body[:-1] + b', "pad": "' + b"x" * pad + b'"}' if pad else message.body
+        assert (await _post(dispatch, carrier, Message(params=message.params, body=body))).status_code == 200
+    kept = await dispatch.sql("SELECT length(body), body_size FROM carrier_callback")
+    assert len(kept) == 1
+    assert kept[0][0] <= 2048
     await dispatch.fire()
     delivery = await dispatch.delivery(order_id)
     assert delivery["status"] == "created"
