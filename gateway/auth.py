@@ -22,8 +22,7 @@ from gateway.settings import GatewaySettings
 from gateway.wechat import Code2Session
 from shared.auth import Principal, Role
 from shared.clock import Clock
-
-SigningKey = ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
+from shared.keys import SigningKey
 
 
 def load_signing_key(settings: GatewaySettings) -> SigningKey:
@@ -34,23 +33,6 @@ def load_signing_key(settings: GatewaySettings) -> SigningKey:
     if not isinstance(key, ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey):
         raise ValueError("the signing key must be Ed25519 or RSA")
     return key
-
-
-def generate_signing_key() -> str:
-    """A new Ed25519 private key in PEM (used by the local stack on first start)."""
-    return (
-        ed25519.Ed25519PrivateKey.generate()
-        .private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-        .decode()
-    )
-
-
-def public_pem(key: SigningKey) -> str:
-    return (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
 
 
 class TokenIssuer:

@@ -18,9 +18,9 @@ from fastapi import FastAPI, Request, Response
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.auth import generate_signing_key
 from shared.events.consumer import EventConsumer
 from shared.events.envelope import Envelope
+from shared.keys import generate_signing_key
 from shared.stack.ports import free_port
 
 # Signs the test tokens; services under test verify with its public key.

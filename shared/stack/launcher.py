@@ -16,11 +16,14 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from shared import migrations
 from shared.auth import Principal, Role
 from shared.clock import SystemClock
 from shared.events.topics import SERVICES, all_topics
+from shared.keys import generate_signing_key, public_pem
 from shared.stack.broker import TansuBroker, ensure_topics
 from shared.stack.ports import free_port
 from shared.stack.postgres import EmbeddedPostgres
@@ -133,15 +136,19 @@ def prepare_databases(options: StackOptions, infra: Infra) -> dict[str, str]:
     return urls
 
 
-def ensure_signing_key(state_dir: Path) -> Path:
-    from gateway.auth import generate_signing_key
-
-    path = state_dir / "keys" / "jwt-signing.pem"
+def _ensure_private_key(path: Path) -> str:
+    """A private key kept at `path` (0600), made once."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(generate_signing_key())
+    return path.read_text()
+
+
+def ensure_signing_key(state_dir: Path) -> Path:
+    path = state_dir / "keys" / "jwt-signing.pem"
+    _ensure_private_key(path)
     return path
 
 
@@ -159,18 +166,7 @@ def ensure_vault_key(state_dir: Path, service: str) -> str:
 
 def ensure_handover_key(state_dir: Path) -> tuple[str, str]:
     """Dispatch's handover-voucher key pair for the local stack (private PEM, public PEM), made once and kept."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ed25519
-
-    from gateway.auth import generate_signing_key, public_pem
-
-    path = state_dir / "keys" / "dispatch-handover.pem"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(generate_signing_key())
-    private = path.read_text()
+    private = _ensure_private_key(state_dir / "keys" / "dispatch-handover.pem")
     key = serialization.load_pem_private_key(private.encode(), password=None)
     assert isinstance(key, ed25519.Ed25519PrivateKey)
     return private, public_pem(key)
@@ -200,7 +196,7 @@ class Stack:
         os.environ.setdefault("REDEMPTION_VAULT_KEY", redemption_vault_key)
         urls = prepare_databases(self.options, self.infra)
         key_file = ensure_signing_key(self.options.state_dir)
-        from gateway.auth import load_signing_key, public_pem
+        from gateway.auth import load_signing_key
         from gateway.settings import GatewaySettings
 
         public_key = public_pem(load_signing_key(GatewaySettings(signing_key_file=str(key_file))))

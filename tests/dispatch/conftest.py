@@ -14,13 +14,13 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.auth import public_pem
 from services.dispatch.app import create_app
 from services.dispatch.carriers.simulator import SimulatorSettings, credentials
 from services.dispatch.carriers.simulator import create_app as create_simulator
 from services.dispatch.settings import DispatchSettings
 from shared.clock import FrozenClock
 from shared.events.envelope import new_event
+from shared.keys import public_pem
 from shared.stack.ports import free_port
 from shared.timers import TimerWorker
 from shared.vault import new_key

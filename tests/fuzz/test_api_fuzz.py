@@ -11,13 +11,13 @@ from collections.abc import Mapping, Sequence
 import httpx
 
 from gateway.app import create_app as create_gateway
-from gateway.auth import generate_signing_key, public_pem
 from gateway.settings import GatewaySettings
 from services.aftersales.app import create_app as create_aftersales
 from services.aftersales.settings import AftersalesSettings
 from services.dispatch.carriers import WIRES
 from services.notify.app import create_app as create_notify
 from services.notify.settings import NotifySettings
+from shared.keys import generate_signing_key, public_pem
 from shared.stack.ports import free_port
 from tests.dispatch.conftest import dispatch_stack
 from tests.fuzz.runner import ROLES, fuzz

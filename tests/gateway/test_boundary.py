@@ -14,11 +14,11 @@ from cryptography.hazmat.primitives import serialization
 from pydantic import ValidationError
 
 from gateway.app import create_app
-from gateway.auth import generate_signing_key
 from gateway.settings import GatewaySettings
 from gateway.wechat import WeChatCode2Session
 from shared.auth import TokenVerifier
 from shared.errors import Unauthorized
+from shared.keys import generate_signing_key
 from tests.gateway.test_gateway import SIGNING_KEY, _bearer, _claims, _settings, _sign, fake_upstream
 from tests.support import serve
 

@@ -17,10 +17,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse
 
 from gateway.app import create_app
-from gateway.auth import generate_signing_key, public_pem
 from gateway.settings import GatewaySettings
 from shared.auth import TokenVerifier
 from shared.errors import Unauthorized
+from shared.keys import generate_signing_key, public_pem
 from shared.stack.ports import free_port
 from tests.support import serve
 

@@ -14,12 +14,12 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.auth import public_pem
 from services.redemption.app import create_app
 from services.redemption.settings import RedemptionSettings
 from shared.clock import FrozenClock
 from shared.events.envelope import new_event
 from shared.handover import HEADER, Voucher, VoucherSigner
+from shared.keys import public_pem
 from shared.timers import TimerWorker
 from shared.vault import new_key
 from tests.support import HANDOVER_KEY, JWT_KEY, EventFeed, bearer, run_sql, serve

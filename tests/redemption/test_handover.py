@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from gateway.auth import generate_signing_key
+from shared.keys import generate_signing_key
 from tests.redemption.conftest import MERCHANT, OPS, OTHER_RIDER, RIDER, RedemptionHarness
 from tests.support import bearer
 

@@ -10,9 +10,9 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from fastapi import APIRouter
 
-from gateway.auth import generate_signing_key, public_pem
 from services.order.settings import OrderSettings
 from shared.auth import Principal, Role, require_roles
+from shared.keys import generate_signing_key, public_pem
 from shared.service import build_service_app
 
 KEY = serialization.load_pem_private_key(generate_signing_key().encode(), password=None)
