@@ -1,9 +1,11 @@
-"""`songda`: the operator's command line (run the local stack, migrate, list, replay and discard dead letters)."""
+"""`songda`: the operator's command line (run the local stack, serve one process of the image, create topics,
+migrate, list, replay and discard dead letters)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 import time
@@ -13,6 +15,9 @@ from types import FrameType
 from typing import TYPE_CHECKING, TypeVar
 
 from shared.events.topics import SERVICES
+
+# What `songda serve` runs: the gateway and each service, by name, as uvicorn app factories.
+SERVED_APPS = {"gateway": "gateway.app:create_app", **{s: f"services.{s}.app:create_app" for s in SERVICES}}
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -79,6 +84,43 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"demo stopped: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Replaces this process with uvicorn (exec), so uvicorn is the container's PID 1 and gets SIGTERM itself."""
+    app = SERVED_APPS.get(args.process, args.process)
+    if ":" not in app:
+        print(f"songda serve: {args.process!r} is neither {', '.join(SERVED_APPS)} nor module:factory", file=sys.stderr)
+        return 2
+    argv = [
+        *(sys.executable, "-m", "uvicorn", app, "--factory", "--host", args.host, "--port", str(args.port)),
+        *("--loop", "uvloop", "--http", "httptools", "--no-server-header"),
+        *("--timeout-graceful-shutdown", str(args.graceful_seconds)),
+        # The apps decide the client's address from their own trusted-proxy settings (deploy/README.md).
+        "--no-proxy-headers",
+    ]
+    os.execv(sys.executable, argv)  # noqa: S606 (our own interpreter, an argument list, no shell)
+
+
+def cmd_topics_create(args: argparse.Namespace) -> int:
+    from shared.events.provision import create_missing_topics
+
+    created = asyncio.run(create_missing_topics(args.bootstrap_servers, args.partitions, args.replication_factor))
+    print(f"created {len(created)} topic(s): {', '.join(created) or 'none missing'}")
+    return 0
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    """GETs a URL and succeeds on 200: the chart's `helm test` pods run it (the image has no curl)."""
+    import httpx
+
+    try:
+        response = httpx.get(args.url, timeout=args.timeout)
+    except httpx.HTTPError as exc:
+        print(f"{args.url}: {exc!r}", file=sys.stderr)
+        return 1
+    print(f"{args.url}: {response.status_code} {response.text[:500]}")
+    return 0 if response.status_code == 200 else 1
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -160,6 +202,28 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="walk through the running stack (start it with `songda run` first)")
     demo.add_argument("--state-dir", default=".songda", help="the running stack's state dir (default: .songda)")
     demo.set_defaults(func=cmd_demo)
+
+    serve = sub.add_parser("serve", help="run one process of the platform in the foreground (the image's command)")
+    serve.add_argument(
+        "process", help=f"{', '.join(SERVED_APPS)}, or an app factory as module:function (a sandbox, say)"
+    )
+    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--graceful-seconds", type=int, default=20, help="time in-flight requests get on SIGTERM")
+    serve.set_defaults(func=cmd_serve)
+
+    topics = sub.add_parser("topics", help="the platform's Kafka topics")
+    topics_sub = topics.add_subparsers(dest="topics_command", required=True)
+    create = topics_sub.add_parser("create", help="create every topic the cluster lacks (safe to repeat)")
+    create.add_argument("--bootstrap-servers", required=True)
+    create.add_argument("--partitions", type=int, default=4, help="per events topic: the most consumers that work")
+    create.add_argument("--replication-factor", type=int, default=3)
+    create.set_defaults(func=cmd_topics_create)
+
+    probe = sub.add_parser("probe", help="GET a URL; exit 0 on 200 (health checks without curl)")
+    probe.add_argument("url")
+    probe.add_argument("--timeout", type=float, default=10.0)
+    probe.set_defaults(func=cmd_probe)
 
     migrate = sub.add_parser("migrate", help="run a service's Alembic migrations to head")
     migrate.add_argument("service", choices=[*SERVICES, "all"])
