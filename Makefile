@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Helm and checkov for the chart's offline checks (deploy/tools.py; not in the project's own environment).
+TOOLS := $(VENV)/tools
+HELM := $(TOOLS)/helm
 
-.PHONY: run demo test lint format typecheck bench clean help
+.PHONY: run demo test lint format typecheck bench clean help tools constraints
 
 help:
 	@echo "make run    - install what is missing, start the whole platform, print URLs and demo tokens"
@@ -12,13 +15,25 @@ help:
 	@echo "make test   - install what is missing, run the whole test suite"
 	@echo "make bench  - start a stack of its own and measure the hot paths beside references (a few minutes)"
 	@echo "make lint   - ruff (lint + format check) and mypy"
+	@echo "make tools  - helm and checkov for the chart's checks (make test installs them)"
+	@echo "make constraints - re-pin constraints.txt from the environment after changing dependencies"
 	@echo "make clean  - remove the virtualenv and local state (.songda)"
 
-$(STAMP): pyproject.toml
+# The same install as the image's (deploy/Dockerfile): every package pinned by constraints.txt.
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[local,dev]'
+	$(BIN)/python -m pip install --quiet --constraint constraints.txt -e '.[local,dev]'
 	touch $(STAMP)
+
+$(HELM): deploy/tools.py | $(STAMP)
+	$(BIN)/python -m deploy.tools $(TOOLS)
+
+tools: $(HELM)
+
+constraints: $(STAMP)
+	{ sed -n '1,2p' constraints.txt; $(BIN)/python -m pip freeze --exclude-editable | grep -v '^songda'; } > constraints.new
+	mv constraints.new constraints.txt
 
 run: $(STAMP)
 	$(BIN)/songda run
@@ -30,7 +45,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m deploy.bench $(BENCH_ARGS)
 
-test: lint
+test: lint $(HELM)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
