@@ -207,7 +207,8 @@ def test_network_policies_allow_services_only_from_their_callers(helm_env: dict[
 def test_monitoring_objects_follow_the_cluster_capabilities(helm_env: dict[str, str]) -> None:
     production = CHART / "ci" / "production-values.yaml"
     without = render(helm_env, production)
-    assert kinds(without, "ServiceMonitor") == [] and kinds(without, "PrometheusRule") == []
+    assert kinds(without, "ServiceMonitor") == []
+    assert kinds(without, "PrometheusRule") == []
     for deployment in kinds(without, "Deployment"):
         assert deployment["spec"]["template"]["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
     (rules,) = [c for c in kinds(without, "ConfigMap") if c["metadata"]["name"].endswith("prometheus-rules")]
