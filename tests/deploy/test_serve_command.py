@@ -1,0 +1,62 @@
+"""`songda serve`, the image's command: it becomes uvicorn (exec, so uvicorn is PID 1 in a container and gets
+SIGTERM itself), serves the named app, and exits cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from shared.cli import main
+from shared.events.topics import SERVICES
+from tests.gateway.test_gateway import SIGNING_KEY
+
+SONGDA = Path(sys.executable).parent / "songda"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_serve_execs_uvicorn_and_stops_on_sigterm(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {
+        "PATH": str(Path(sys.executable).parent),
+        "GATEWAY_SIGNING_KEY": SIGNING_KEY,
+        "GATEWAY_DEV_MODE": "true",
+        "GATEWAY_WECHAT_MODE": "sandbox",
+        **{f"GATEWAY_{service.upper()}_URL": "http://127.0.0.1:9" for service in SERVICES},
+    }
+    log = (tmp_path / "gateway.log").open("wb")
+    process = subprocess.Popen(
+        [str(SONGDA), "serve", "gateway", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while main(["probe", f"http://127.0.0.1:{port}/healthz", "--timeout", "1"]) != 0:
+            assert process.poll() is None, (tmp_path / "gateway.log").read_text()
+            assert time.monotonic() < deadline, (tmp_path / "gateway.log").read_text()
+            time.sleep(0.2)
+        cmdline = Path(f"/proc/{process.pid}/cmdline").read_bytes().split(b"\0")
+        assert cmdline[1:3] == [b"-m", b"uvicorn"]
+        assert b"--no-proxy-headers" in cmdline
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz").json()["service"] == "gateway"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        returncode = process.wait(30)
+        log.close()
+    assert returncode == 0
+
+
+def test_serve_refuses_an_unknown_process() -> None:
+    assert main(["serve", "warehouse"]) == 2
