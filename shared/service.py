@@ -114,6 +114,7 @@ def build_service_app(
                         retry_seconds=settings.consumer_retry_seconds,
                         max_backoff_seconds=settings.consumer_max_backoff_seconds,
                         session_timeout_ms=settings.kafka_session_timeout_ms,
+                        released_check_seconds=settings.consumer_released_check_seconds,
                     )
                     await consumer.run()
 

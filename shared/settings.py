@@ -46,6 +46,9 @@ class ServiceSettings(BaseSettings):
     consumer_retry_seconds: float = 0.2
     # An unreachable database or broker is retried without limit, backing off up to this.
     consumer_max_backoff_seconds: float = 10.0
+    # Parked events an operator released (`songda dlq replay`/`discard`) are looked for this often, not on every
+    # fetch: each look is a database round trip, the largest part of an idle service's CPU.
+    consumer_released_check_seconds: float = 5.0
 
     timer_batch_size: int = 100
     timer_poll_seconds: float = 5.0

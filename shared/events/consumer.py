@@ -74,7 +74,10 @@ class EventConsumer:
         max_backoff_seconds: float = 10.0,
         session_timeout_ms: int = 6_000,
         group_id: str | None = None,
+        released_check_seconds: float = 0.0,
     ) -> None:
+        """`released_check_seconds`: how often the parked events an operator released are looked for (0: before
+        every fetch); each look is a database round trip, so an idle consumer checks every few seconds."""
         self.service = service
         self.group_id = group_id or service
         self.sessionmaker = sessionmaker
@@ -84,6 +87,8 @@ class EventConsumer:
         self.max_attempts = max_attempts
         self.retry_seconds = retry_seconds
         self.max_backoff = max_backoff_seconds
+        self.released_check_seconds = released_check_seconds
+        self.released_checked_at: float | None = None
         self.consumer = AIOKafkaConsumer(
             *topics,
             bootstrap_servers=bootstrap_servers,
@@ -114,7 +119,10 @@ class EventConsumer:
     async def poll_and_handle(self, timeout_ms: int = 500) -> dict[TopicPartition, int]:
         """Applies the released parked events, then handles one fetched batch (each record committed to the
         database) and returns the offsets to commit."""
-        await self.apply_released()
+        now = asyncio.get_running_loop().time()
+        if self.released_checked_at is None or now - self.released_checked_at >= self.released_check_seconds:
+            await self.apply_released()
+            self.released_checked_at = now
         batch = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=500)
         offsets: dict[TopicPartition, int] = {}
         for tp, records in batch.items():

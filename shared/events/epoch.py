@@ -42,12 +42,18 @@ class BrokerEpoch:
                 raise
             consumer.assign([_EPOCH_PARTITION])
             self.consumer = consumer
+        # Paused between reads: an assigned partition is otherwise fetched in the background, a broker round trip
+        # every half second for a record that is read once every few seconds.
+        self.consumer.resume(_EPOCH_PARTITION)
         end = (await self.consumer.end_offsets([_EPOCH_PARTITION]))[_EPOCH_PARTITION]
         if end == 0:
             await self.producer.send_and_wait(EPOCH_TOPIC, uuid.uuid4().hex.encode(), partition=0)
         first = (await self.consumer.beginning_offsets([_EPOCH_PARTITION]))[_EPOCH_PARTITION]
         self.consumer.seek(_EPOCH_PARTITION, first)
-        record = await asyncio.wait_for(self.consumer.getone(_EPOCH_PARTITION), self.timeout)
+        try:
+            record = await asyncio.wait_for(self.consumer.getone(_EPOCH_PARTITION), self.timeout)
+        finally:
+            self.consumer.pause(_EPOCH_PARTITION)
         return (record.value or b"").decode()
 
     async def stop(self) -> None:
