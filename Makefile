@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo test lint format typecheck bench clean help
+.PHONY: run demo test lint format typecheck bench events-doc clean help
 
 help:
 	@echo "make run    - install what is missing, start the whole platform, print URLs and demo tokens"
@@ -12,6 +12,7 @@ help:
 	@echo "make test   - install what is missing, run the whole test suite"
 	@echo "make bench  - start a stack of its own and measure the hot paths beside references (a few minutes)"
 	@echo "make lint   - ruff (lint + format check) and mypy"
+	@echo "make events-doc - regenerate docs/events/asyncapi.json from the publishers' event models"
 	@echo "make clean  - remove the virtualenv and local state (.songda)"
 
 $(STAMP): pyproject.toml
@@ -32,6 +33,9 @@ bench: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest
+
+events-doc: $(STAMP)
+	$(BIN)/python -m services.event_catalogue
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
