@@ -17,6 +17,7 @@ from services.order.handlers import OrderReactions
 from services.redemption.consumed import OrderToCode
 from services.redemption.handlers import RedemptionReactions
 from shared.clock import SystemClock
+from shared.events.catalogue import asyncapi_document
 from shared.events.contracts import EventPayload, EventView, Handles
 from tests.contracts.compat import incompatibilities
 
@@ -124,7 +125,7 @@ def test_the_event_catalogue_is_current() -> None:
 
 
 def test_the_catalogue_lists_every_published_event_with_its_schema() -> None:
-    document = event_catalogue.asyncapi_document(event_catalogue.PUBLISHERS)
+    document = asyncapi_document(event_catalogue.PUBLISHERS)
     assert document["asyncapi"] == "3.0.0"
     assert set(document["channels"]) == {"order.events", "dispatch.events", "redemption.events"}
     assert set(document["components"]["messages"]) == set(published())
