@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.dispatch.models import Delivery
@@ -32,10 +33,10 @@ class DeliveryFacts(EventPayload):
     merchant_id: str
     store_id: str
     customer_id: str
-    status: str  # created | rider_assigned | ... | delivered | cancelled | failed | pickup_failed | returned
-    carrier: str | None  # none until a carrier took it
+    status: str = Field(description="The delivery's status: `created` ... `delivered`, or how it ended")
+    carrier: str | None = Field(description="None until a carrier took it")
     waybill_id: str | None
-    rider: dict[str, str] | None  # `id`, `name`, `phone`, as far as the carrier tells them
+    rider: dict[str, str] | None = Field(description="`id`, `name`, `phone`, as far as the carrier tells them")
     fee_fen: int | None
     tip_fen: int
     cancel_fee_fen: int

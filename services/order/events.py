@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -40,8 +41,8 @@ class OrderStore(EventPayload):
     name: str
     phone: str
     address: str
-    lat: float  # GCJ-02
-    lng: float
+    lat: float = Field(description="Latitude, GCJ-02")
+    lng: float = Field(description="Longitude, GCJ-02")
     prep_minutes: int
 
 
@@ -54,8 +55,8 @@ class StoreDispatch(EventPayload):
 
 class OrderAddress(EventPayload):
     text: str
-    lat: float  # GCJ-02
-    lng: float
+    lat: float = Field(description="Latitude, GCJ-02")
+    lng: float = Field(description="Longitude, GCJ-02")
 
 
 class OrderContact(EventPayload):
@@ -83,12 +84,12 @@ class OrderSnapshot(EventPayload):
 
     order_id: str
     status: str
-    fulfilment_mode: str  # delivery | pickup | express
+    fulfilment_mode: str = Field(description="`delivery`, `pickup` or `express`")
     customer_id: str
     merchant_id: str
     store: OrderStore
     dispatch: StoreDispatch
-    address: OrderAddress | None  # none for self-pickup
+    address: OrderAddress | None = Field(description="None for self-pickup")
     contact: OrderContact
     note: str
     distance_m: int | None
@@ -114,12 +115,16 @@ class OrderShipped(OrderSnapshot):
 
 class OrderCancelled(OrderSnapshot):
     reason: str | None
-    cancelled_by: str  # the action: customer_cancel, merchant_cancel, reject, accept_timeout, expire_unpaid ...
-    refund_fen: int  # the refund requested with the cancellation (0 if unpaid)
+    cancelled_by: str = Field(
+        description="The action: customer_cancel, merchant_cancel, reject, accept_timeout, expire_unpaid ..."
+    )
+    refund_fen: int = Field(description="The refund requested with the cancellation (0 if unpaid)")
 
 
 class OrderCompleted(OrderSnapshot):
-    completed_by: str  # the action: confirm_receipt, pickup_redeemed, finish_redeemed, auto_complete
+    completed_by: str = Field(
+        description="The action: confirm_receipt, pickup_redeemed, finish_redeemed, auto_complete"
+    )
 
 
 class RefundFacts(EventPayload):
@@ -141,7 +146,7 @@ class OrderReopened(OrderSnapshot):
 class OrderReviewed(OrderSnapshot):
     store_rating: int
     rider_rating: int | None
-    rider: dict[str, Any] | None  # the rider as the delivery reported them
+    rider: dict[str, Any] | None = Field(description="The rider as the delivery reported them")
 
 
 PUBLISHED: dict[str, type[EventPayload]] = {

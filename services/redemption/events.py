@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from pydantic import Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.redemption.models import Code
@@ -31,11 +32,11 @@ class CodeFacts(EventPayload):
 
     code_id: str
     kind: Literal["pickup", "finish", "voucher"]
-    order_id: str | None  # none for a voucher
+    order_id: str | None = Field(description="None for a voucher")
     merchant_id: str
     store_id: str
     customer_id: str
-    status: str  # active | redeemed | expired | revoked | frozen
+    status: str = Field(description="`active`, `redeemed`, `expired`, `revoked` or `frozen`")
     uses_total: int
     uses_left: int
     valid_until: Timestamp
@@ -44,7 +45,7 @@ class CodeFacts(EventPayload):
 class CodeRedeemed(CodeFacts):
     redemption_id: str
     count: int
-    redeemed_by: str  # the actor: `merchant:<staff>`, `rider:<id>`, `ops:<id>`
+    redeemed_by: str = Field(description="The actor: `merchant:<staff>`, `rider:<id>`, `ops:<id>`")
     device_id: str | None
 
 
