@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 TOOLS := $(VENV)/tools
 HELM := $(TOOLS)/helm
 
-.PHONY: run demo test lint format typecheck bench clean help tools constraints
+.PHONY: run demo test lint format typecheck bench events-doc clean help tools constraints
 
 help:
 	@echo "make run    - install what is missing, start the whole platform, print URLs and demo tokens"
@@ -17,6 +17,7 @@ help:
 	@echo "make lint   - ruff (lint + format check) and mypy"
 	@echo "make tools  - helm and checkov for the chart's checks (make test installs them)"
 	@echo "make constraints - re-pin constraints.txt from the environment after changing dependencies"
+	@echo "make events-doc - regenerate docs/events/asyncapi.json from the publishers' event models"
 	@echo "make clean  - remove the virtualenv and local state (.songda)"
 
 # The same install as the image's (deploy/Dockerfile): every package pinned by constraints.txt.
@@ -47,6 +48,9 @@ bench: $(STAMP)
 
 test: lint $(HELM)
 	$(BIN)/python -m pytest
+
+events-doc: $(STAMP)
+	$(BIN)/python -m services.event_catalogue
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

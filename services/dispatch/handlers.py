@@ -5,6 +5,7 @@
 - `order.cancelled.v1`, and `order.refunded.v1` once fully refunded: the live delivery is cancelled at its carrier
   (fee recorded); after pickup the carrier no longer takes a cancellation and it is left to finish or return;
 - `code.redeemed.v1` of a finish code: an own-fleet delivery is handed over (the consumer skips other codes').
+Each reads its event through its view (services/dispatch/consumed.py).
 Timers: place, escalate, reconcile, cancel a losing offer, apply a callback, prune refused callbacks, expire a
 rider's offer.
 """
@@ -18,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.dispatch import callbacks, fleet
+from services.dispatch.consumed import FinishCodeRedeemed, OrderRefunded, OrderToDeliver
 from services.dispatch.domain import TERMINAL
 from services.dispatch.errors import CarrierRefused, DeliveryEnded
 from services.dispatch.models import Delivery
@@ -28,7 +30,8 @@ from services.dispatch.service import (
     RECONCILE_TIMER,
     Dispatcher,
 )
-from shared.events.consumer import EventHandler, Selective
+from shared.events.consumer import EventHandler
+from shared.events.contracts import EventView, handles
 from shared.events.envelope import Envelope
 from shared.events.models import Timer
 from shared.timers import TimerHandler
@@ -36,9 +39,9 @@ from shared.timers import TimerHandler
 log = logging.getLogger(__name__)
 
 
-def _of_a_finish_code(event: Envelope) -> bool:
+def _of_a_finish_code(data: FinishCodeRedeemed) -> bool:
     """Only a finish code's redemption hands a delivery over; pickup codes and vouchers are not dispatch's."""
-    return event.data.get("kind") == "finish" and bool(event.data.get("order_id"))
+    return data.kind == "finish" and bool(data.order_id)
 
 
 class DispatchReactions:
@@ -47,11 +50,11 @@ class DispatchReactions:
 
     def event_handlers(self) -> dict[str, EventHandler]:
         return {
-            "order.accepted.v1": self.on_order_accepted,
-            "order.ready.v1": self.on_order_ready,
-            "order.cancelled.v1": self.on_order_cancelled,
-            "order.refunded.v1": self.on_order_refunded,
-            "code.redeemed.v1": Selective(self.on_code_redeemed, concerns=_of_a_finish_code),
+            "order.accepted.v1": handles(OrderToDeliver, self.on_order_accepted),
+            "order.ready.v1": handles(OrderToDeliver, self.on_order_ready),
+            "order.cancelled.v1": handles(EventView, self.on_order_cancelled),
+            "order.refunded.v1": handles(OrderRefunded, self.on_order_refunded),
+            "code.redeemed.v1": handles(FinishCodeRedeemed, self.on_code_redeemed, concerns=_of_a_finish_code),
         }
 
     def timer_handlers(self) -> dict[str, TimerHandler]:
@@ -67,18 +70,18 @@ class DispatchReactions:
 
     # --- events -----------------------------------------------------------------------------------------------
 
-    async def on_order_accepted(self, session: AsyncSession, event: Envelope) -> None:
-        if (event.data.get("dispatch") or {}).get("trigger") == "on_accept":
-            await self.dispatcher.start(session, event.data)
+    async def on_order_accepted(self, session: AsyncSession, event: Envelope, data: OrderToDeliver) -> None:
+        if data.dispatch is not None and data.dispatch.trigger == "on_accept":
+            await self.dispatcher.start(session, data)
 
-    async def on_order_ready(self, session: AsyncSession, event: Envelope) -> None:
-        await self.dispatcher.start(session, event.data)
+    async def on_order_ready(self, session: AsyncSession, event: Envelope, data: OrderToDeliver) -> None:
+        await self.dispatcher.start(session, data)
 
-    async def on_order_cancelled(self, session: AsyncSession, event: Envelope) -> None:
+    async def on_order_cancelled(self, session: AsyncSession, event: Envelope, data: EventView) -> None:
         await self._cancel(session, event.subject, "order cancelled")
 
-    async def on_order_refunded(self, session: AsyncSession, event: Envelope) -> None:
-        if event.data.get("status") == "refunded":
+    async def on_order_refunded(self, session: AsyncSession, event: Envelope, data: OrderRefunded) -> None:
+        if data.status == "refunded":
             await self._cancel(session, event.subject, "order refunded")
 
     async def _cancel(self, session: AsyncSession, order_id: str, reason: str) -> None:
@@ -93,10 +96,8 @@ class DispatchReactions:
         except (CarrierRefused, DeliveryEnded) as refusal:
             log.warning("delivery not cancelled", extra={"order_id": order_id, "reason": str(refusal)})
 
-    async def on_code_redeemed(self, session: AsyncSession, event: Envelope) -> None:
-        await fleet.on_finish_code(
-            self.dispatcher, session, event.data["order_id"], str(event.data.get("redeemed_by", ""))
-        )
+    async def on_code_redeemed(self, session: AsyncSession, event: Envelope, data: FinishCodeRedeemed) -> None:
+        await fleet.on_finish_code(self.dispatcher, session, data.order_id or event.subject, data.redeemed_by)
 
     # --- timers -----------------------------------------------------------------------------------------------
 

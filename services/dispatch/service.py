@@ -27,6 +27,7 @@ from services.dispatch import accounts, events, fleet
 from services.dispatch.carriers import OWN_FLEET, WIRES
 from services.dispatch.carriers.base import CarrierError, NotSupported, Op, Update
 from services.dispatch.carriers.client import CarrierClient
+from services.dispatch.consumed import DropoffContact, OrderToDeliver
 from services.dispatch.domain import BEFORE_PICKUP, EVENT_NAME, EXCEPTIONAL, TERMINAL, DeliveryStatus, Verdict, judge
 from services.dispatch.errors import (
     CarrierRefused,
@@ -95,32 +96,33 @@ class Dispatcher:
 
     # --- creating ---------------------------------------------------------------------------------------------
 
-    async def start(self, session: AsyncSession, order: dict[str, Any]) -> uuid.UUID | None:
+    async def start(self, session: AsyncSession, order: OrderToDeliver) -> uuid.UUID | None:
         """Creates the order's delivery unless it has a live one; placing happens on a timer, after commit."""
-        if order.get("fulfilment_mode") != "delivery" or not order.get("address"):
+        if order.fulfilment_mode != "delivery" or not order.address:
             return None
-        store, address, contact = order["store"], order["address"], order.get("contact") or {}
+        store, address = order.store, order.address
+        contact = order.contact or DropoffContact()
         now = self.clock.now()
         values = {
             "id": uuid.uuid4(),
-            "order_id": order["order_id"],
-            "merchant_id": order["merchant_id"],
-            "store_id": store["id"],
-            "customer_id": order.get("customer_id") or "",
+            "order_id": order.order_id,
+            "merchant_id": order.merchant_id,
+            "store_id": store.id,
+            "customer_id": order.customer_id,
             "status": S.created.value,
-            "strategy": (order.get("dispatch") or {}).get("strategy") or {"kind": "cheapest"},
+            "strategy": (order.dispatch.strategy if order.dispatch else None) or {"kind": "cheapest"},
             "candidates": [],
             "tried": 0,
-            "pickup": {key: store.get(key) for key in ("name", "phone", "address", "lat", "lng")},
+            "pickup": store.model_dump(include={"name", "phone", "address", "lat", "lng"}),
             "dropoff": {
-                "name": contact.get("name"),
-                "phone": contact.get("phone"),
-                "address": address.get("text"),
-                "lat": address.get("lat"),
-                "lng": address.get("lng"),
+                "name": contact.name,
+                "phone": contact.phone,
+                "address": address.text,
+                "lat": address.lat,
+                "lng": address.lng,
             },
-            "cargo_value_fen": int((order.get("amounts") or {}).get("items_fen") or 0),
-            "remark": order.get("note") or "",
+            "cargo_value_fen": order.amounts.items_fen if order.amounts else 0,
+            "remark": order.note,
             "tip_fen": 0,
             "cancel_fee_fen": 0,
             "created_at": now,
@@ -140,18 +142,20 @@ class Dispatcher:
         """A new delivery for the order of an ended one (the merchant's choice after a carrier cancelled)."""
         if previous.ended_at is None:
             raise NotWaiting("The order's delivery is still live")
-        order = {
-            "order_id": previous.order_id,
-            "merchant_id": previous.merchant_id,
-            "customer_id": previous.customer_id,
-            "fulfilment_mode": "delivery",
-            "store": {"id": previous.store_id, **previous.pickup},
-            "address": {"text": previous.dropoff.get("address"), **previous.dropoff},
-            "contact": previous.dropoff,
-            "dispatch": {"strategy": previous.strategy},
-            "amounts": {"items_fen": previous.cargo_value_fen},
-            "note": previous.remark,
-        }
+        order = OrderToDeliver.model_validate(
+            {
+                "order_id": previous.order_id,
+                "merchant_id": previous.merchant_id,
+                "customer_id": previous.customer_id,
+                "fulfilment_mode": "delivery",
+                "store": {"id": previous.store_id, **previous.pickup},
+                "address": {"text": previous.dropoff.get("address"), **previous.dropoff},
+                "contact": previous.dropoff,
+                "dispatch": {"strategy": previous.strategy},
+                "amounts": {"items_fen": previous.cargo_value_fen},
+                "note": previous.remark,
+            }
+        )
         created = await self.start(session, order)
         if created is None:
             raise NotWaiting("The order already has a live delivery")

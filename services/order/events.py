@@ -1,19 +1,23 @@
 """The events the order service publishes (topic `order.events`, key = order id) and what each carries.
 
-Every lifecycle event carries the whole order as consumers need it (store and its dispatch settings, mode,
-addresses, contact, items, amounts), so no consumer has to call back for details:
-`order.placed/paid/accepted/rejected/ready/shipped/cancelled/completed/refunded/reopened/reviewed.v1`.
+Every lifecycle event carries the whole order as consumers need it (`OrderSnapshot`: store and its dispatch
+settings, mode, addresses, contact, items, amounts), so no consumer has to call back for details:
+`order.placed/paid/accepted/rejected/ready/shipped/cancelled/completed/refunded/reopened/reviewed.v1`. Some add
+what only they know (the transaction, the cancellation's reason and refund, the review). `PUBLISHED` is the
+contract: `publish` builds the event's model, so no field outside it can be sent.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from pydantic import Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.order.models import CustomerOrder, OrderLine, Store
 from shared.clock import Clock
+from shared.events.contracts import EventPayload, Timestamp
 from shared.events.envelope import new_event
 from shared.events.outbox import add_event
 
@@ -32,8 +36,132 @@ REOPENED = "order.reopened.v1"
 REVIEWED = "order.reviewed.v1"
 
 
-def _iso(value: Any) -> str | None:
-    return value.isoformat() if value is not None else None
+class OrderStore(EventPayload):
+    id: str
+    name: str
+    phone: str
+    address: str
+    lat: float = Field(description="Latitude, GCJ-02")
+    lng: float = Field(description="Longitude, GCJ-02")
+    prep_minutes: int
+
+
+class StoreDispatch(EventPayload):
+    """How the store has its deliveries dispatched: when (`on_accept` | `on_ready`) and by which strategy."""
+
+    trigger: str
+    strategy: dict[str, Any]
+
+
+class OrderAddress(EventPayload):
+    text: str
+    lat: float = Field(description="Latitude, GCJ-02")
+    lng: float = Field(description="Longitude, GCJ-02")
+
+
+class OrderContact(EventPayload):
+    name: str
+    phone: str
+
+
+class OrderItem(EventPayload):
+    sku_id: str
+    product_id: str
+    name: str
+    price_fen: int
+    quantity: int
+
+
+class OrderAmounts(EventPayload):
+    items_fen: int
+    delivery_fee_fen: int
+    total_fen: int
+    refunded_fen: int
+
+
+class OrderSnapshot(EventPayload):
+    """The order as every lifecycle event carries it."""
+
+    order_id: str
+    status: str
+    fulfilment_mode: str = Field(description="`delivery`, `pickup` or `express`")
+    customer_id: str
+    merchant_id: str
+    store: OrderStore
+    dispatch: StoreDispatch
+    address: OrderAddress | None = Field(description="None for self-pickup")
+    contact: OrderContact
+    note: str
+    distance_m: int | None
+    items: list[OrderItem]
+    amounts: OrderAmounts
+    placed_at: Timestamp
+    paid_at: Timestamp | None
+    accepted_at: Timestamp | None
+
+
+class OrderPaid(OrderSnapshot):
+    transaction_id: str
+
+
+class OrderRejected(OrderSnapshot):
+    reason: str
+
+
+class OrderShipped(OrderSnapshot):
+    carrier: str
+    tracking_no: str
+
+
+class OrderCancelled(OrderSnapshot):
+    reason: str | None
+    cancelled_by: str = Field(
+        description="The action: customer_cancel, merchant_cancel, reject, accept_timeout, expire_unpaid ..."
+    )
+    refund_fen: int = Field(description="The refund requested with the cancellation (0 if unpaid)")
+
+
+class OrderCompleted(OrderSnapshot):
+    completed_by: str = Field(
+        description="The action: confirm_receipt, pickup_redeemed, finish_redeemed, auto_complete"
+    )
+
+
+class RefundFacts(EventPayload):
+    out_refund_no: str
+    cause: str
+    amount_fen: int
+
+
+class OrderRefunded(OrderSnapshot):
+    """A refund settled; `status` is `refunded` once the whole order is."""
+
+    refund: RefundFacts
+
+
+class OrderReopened(OrderSnapshot):
+    reason: str
+
+
+class OrderReviewed(OrderSnapshot):
+    store_rating: int
+    rider_rating: int | None
+    rider: dict[str, Any] | None = Field(description="The rider as the delivery reported them")
+
+
+PUBLISHED: dict[str, type[EventPayload]] = {
+    PLACED: OrderSnapshot,
+    PAID: OrderPaid,
+    ACCEPTED: OrderSnapshot,
+    REJECTED: OrderRejected,
+    READY: OrderSnapshot,
+    SHIPPED: OrderShipped,
+    CANCELLED: OrderCancelled,
+    COMPLETED: OrderCompleted,
+    REFUNDED: OrderRefunded,
+    REOPENED: OrderReopened,
+    REVIEWED: OrderReviewed,
+}
 
 
 async def order_snapshot(session: AsyncSession, order: CustomerOrder) -> dict[str, Any]:
@@ -77,13 +205,15 @@ async def order_snapshot(session: AsyncSession, order: CustomerOrder) -> dict[st
             "total_fen": order.total_fen,
             "refunded_fen": order.refunded_fen,
         },
-        "placed_at": _iso(order.placed_at),
-        "paid_at": _iso(order.paid_at),
-        "accepted_at": _iso(order.accepted_at),
+        "placed_at": order.placed_at,
+        "paid_at": order.paid_at,
+        "accepted_at": order.accepted_at,
     }
 
 
 async def publish(session: AsyncSession, clock: Clock, order: CustomerOrder, event_type: str, **extra: Any) -> None:
-    """Stages the event in the outbox of the caller's transaction."""
-    data = await order_snapshot(session, order) | extra
+    """Stages the event in the outbox of the caller's transaction: the order's snapshot and `extra`, as the event's
+    model (refusing a field it lacks)."""
+    payload = PUBLISHED[event_type].model_validate(await order_snapshot(session, order) | extra)
+    data = payload.model_dump(mode="json")
     await add_event(session, new_event(event_type, source=SOURCE, subject=order.id, data=data, clock=clock))

@@ -13,9 +13,11 @@ Events consumed (subject = order id):
   never moves an order straight from `accepted`. One that arrives before dispatch's `picked_up` (another topic) is
   kept on the order, which completes when its delivery is delivered. `code.reversed.v1` of a pickup code reopens
   the order; a redemption the order cannot take is logged as an error with the order and code, never dropped
-  unseen. Vouchers' redemptions and reversals are no order's: the consumer skips them (`Selective`);
+  unseen. Vouchers' redemptions and reversals are no order's: the consumer skips them (`concerns`);
 - `aftersales.requested.v1` opens a hold (blocks express shipping), `aftersales.closed/cancelled/refunded.v1` close
   it; `aftersales.approved.v1` (`refund_fen`) and `aftersales.compensation_granted.v1` (`amount_fen`) refund.
+
+Each handler reads its event through its view (services/order/consumed.py).
 """
 
 from __future__ import annotations
@@ -29,13 +31,22 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.order import events, notifications, payments, refunds, service
+from services.order.consumed import (
+    AftersalesApprovedView,
+    AftersalesCaseView,
+    CodeRedeemedView,
+    CodeReversedView,
+    CompensationGrantedView,
+    DeliveryView,
+)
 from services.order.domain import TERMINAL, Action, OrderStatus
 from services.order.errors import InvalidTransition
 from services.order.models import AftersalesHold, CustomerOrder
 from services.order.payment.wechatpay import WechatPayClient
 from services.order.settings import OrderSettings
 from shared.clock import Clock
-from shared.events.consumer import EventHandler, Selective
+from shared.events.consumer import EventHandler
+from shared.events.contracts import handles
 from shared.events.envelope import Envelope
 from shared.events.models import Timer
 from shared.timers import TimerHandler, schedule_timer
@@ -56,13 +67,13 @@ BEFORE_PICKUP = (OrderStatus.accepted.value, OrderStatus.ready.value, OrderStatu
 HOLD_CLOSERS = ("aftersales.closed.v1", "aftersales.cancelled.v1", "aftersales.refunded.v1")
 
 
-def _of_an_order_code(event: Envelope) -> bool:
+def _of_an_order_code(data: CodeRedeemedView) -> bool:
     """A redemption of an order's pickup or finish code; a voucher's is none of the order service's business."""
-    return bool(event.data.get("order_id")) and event.data.get("kind") in ("pickup", "finish")
+    return bool(data.order_id) and data.kind in ("pickup", "finish")
 
 
-def _of_a_pickup_code(event: Envelope) -> bool:
-    return bool(event.data.get("order_id")) and event.data.get("kind") == "pickup"
+def _of_a_pickup_code(data: CodeReversedView) -> bool:
+    return bool(data.order_id) and data.kind == "pickup"
 
 
 class OrderReactions:
@@ -74,14 +85,14 @@ class OrderReactions:
     def event_handlers(self) -> dict[str, EventHandler]:
         handlers: dict[str, EventHandler] = {}
         for event_type in (*DELIVERY_MOVES, *DELIVERY_FACTS):
-            handlers[event_type] = self.on_delivery_event
-        handlers["code.redeemed.v1"] = Selective(self.on_code_redeemed, concerns=_of_an_order_code)
-        handlers["code.reversed.v1"] = Selective(self.on_code_reversed, concerns=_of_a_pickup_code)
-        handlers["aftersales.requested.v1"] = self.on_aftersales_requested
+            handlers[event_type] = handles(DeliveryView, self.on_delivery_event)
+        handlers["code.redeemed.v1"] = handles(CodeRedeemedView, self.on_code_redeemed, concerns=_of_an_order_code)
+        handlers["code.reversed.v1"] = handles(CodeReversedView, self.on_code_reversed, concerns=_of_a_pickup_code)
+        handlers["aftersales.requested.v1"] = handles(AftersalesCaseView, self.on_aftersales_requested)
         for event_type in HOLD_CLOSERS:
-            handlers[event_type] = self.on_aftersales_closed
-        handlers["aftersales.approved.v1"] = self.on_aftersales_approved
-        handlers["aftersales.compensation_granted.v1"] = self.on_compensation_granted
+            handlers[event_type] = handles(AftersalesCaseView, self.on_aftersales_closed)
+        handlers["aftersales.approved.v1"] = handles(AftersalesApprovedView, self.on_aftersales_approved)
+        handlers["aftersales.compensation_granted.v1"] = handles(CompensationGrantedView, self.on_compensation_granted)
         return handlers
 
     def timer_handlers(self) -> dict[str, TimerHandler]:
@@ -118,18 +129,17 @@ class OrderReactions:
 
     # --- dispatch ---------------------------------------------------------------------------------------------
 
-    async def on_delivery_event(self, session: AsyncSession, event: Envelope) -> None:
+    async def on_delivery_event(self, session: AsyncSession, event: Envelope, data: DeliveryView) -> None:
         order = await self._order(session, event.subject)
         if order is None:
             return
-        data = event.data
         facts = {
-            "delivery_id": data.get("delivery_id"),
-            "carrier": data.get("carrier"),
-            "status": data.get("status") or event.type.split(".")[1],
-            "rider": data.get("rider"),
-            "reason": data.get("reason"),
-            "eta": data.get("eta"),
+            "delivery_id": data.delivery_id,
+            "carrier": data.carrier,
+            "status": data.status or event.type.split(".")[1],
+            "rider": data.rider,
+            "reason": data.reason,
+            "eta": data.eta,
             "updated_at": event.time.isoformat(),
         }
         if OrderStatus(order.status) not in TERMINAL:
@@ -138,7 +148,7 @@ class OrderReactions:
         if action is None:
             await session.flush()
             return
-        actor = f"dispatch:{data.get('carrier') or 'unknown'}"
+        actor = f"dispatch:{data.carrier or 'unknown'}"
         if action is Action.delivery_delivered:
             if not await self._try(session, order, action, actor, delivered_at=self.clock.now()):
                 return
@@ -161,12 +171,12 @@ class OrderReactions:
 
     # --- redemption -------------------------------------------------------------------------------------------
 
-    async def on_code_redeemed(self, session: AsyncSession, event: Envelope) -> None:
-        order = await self._order(session, event.data["order_id"])
+    async def on_code_redeemed(self, session: AsyncSession, event: Envelope, data: CodeRedeemedView) -> None:
+        order = await self._order(session, data.order_id or event.subject)
         if order is None:
             return
-        kind = event.data.get("kind")
-        actor = f"redemption:{event.data.get('code_id', '')}"
+        kind = data.kind
+        actor = f"redemption:{data.code_id}"
         if kind == "pickup" and order.status in (OrderStatus.ready_for_pickup.value, OrderStatus.accepted.value):
             await service.complete_order(session, order, Action.pickup_redeemed, actor=actor, clock=self.clock)
         elif kind == "finish" and order.status in (OrderStatus.in_delivery.value, OrderStatus.delivered.value):
@@ -177,16 +187,16 @@ class OrderReactions:
                 )  # fmt: skip
             await service.complete_order(session, order, Action.finish_redeemed, actor=actor, clock=self.clock)
         elif kind == "finish" and order.status in BEFORE_PICKUP:
-            order.delivery = {**(order.delivery or {}), "finish_code_id": event.data.get("code_id", "")}
+            order.delivery = {**(order.delivery or {}), "finish_code_id": data.code_id}
             await session.flush()
         elif order.status != OrderStatus.completed.value:
             log.error(
                 "a redemption the order cannot take",
-                extra={"order_id": order.id, "status": order.status, "kind": kind, "code": event.data.get("code_id")},
+                extra={"order_id": order.id, "status": order.status, "kind": kind, "code": data.code_id},
             )
 
-    async def on_code_reversed(self, session: AsyncSession, event: Envelope) -> None:
-        order = await self._order(session, event.data["order_id"])
+    async def on_code_reversed(self, session: AsyncSession, event: Envelope, data: CodeReversedView) -> None:
+        order = await self._order(session, data.order_id or event.subject)
         if order is None:
             return
         if await self._try(session, order, Action.pickup_reversed, "redemption:reversal", completed_at=None):
@@ -194,13 +204,13 @@ class OrderReactions:
 
     # --- after-sales ------------------------------------------------------------------------------------------
 
-    async def on_aftersales_requested(self, session: AsyncSession, event: Envelope) -> None:
-        order = await self._order(session, event.data.get("order_id") or event.subject)
+    async def on_aftersales_requested(self, session: AsyncSession, event: Envelope, data: AftersalesCaseView) -> None:
+        order = await self._order(session, data.order_id or event.subject)
         if order is None:
             return
         opened = await session.scalar(
             insert(AftersalesHold)
-            .values(case_id=str(event.data["case_id"]), order_id=order.id, opened_at=event.time)
+            .values(case_id=data.case_id, order_id=order.id, opened_at=event.time)
             .on_conflict_do_nothing()
             .returning(AftersalesHold.case_id)
         )
@@ -208,10 +218,10 @@ class OrderReactions:
             order.open_aftersales += 1
             await session.flush()
 
-    async def on_aftersales_closed(self, session: AsyncSession, event: Envelope) -> None:
+    async def on_aftersales_closed(self, session: AsyncSession, event: Envelope, data: AftersalesCaseView) -> None:
         closed = await session.scalar(
             update(AftersalesHold)
-            .where(AftersalesHold.case_id == str(event.data["case_id"]), AftersalesHold.closed_at.is_(None))
+            .where(AftersalesHold.case_id == data.case_id, AftersalesHold.closed_at.is_(None))
             .values(closed_at=event.time)
             .returning(AftersalesHold.order_id)
         )
@@ -222,18 +232,25 @@ class OrderReactions:
                 .values(open_aftersales=CustomerOrder.open_aftersales - 1)
             )
 
-    async def _refund(self, session: AsyncSession, event: Envelope, cause: str, amount: int) -> None:
-        order = await self._order(session, event.data.get("order_id") or event.subject)
+    async def _refund(
+        self, session: AsyncSession, event: Envelope, data: AftersalesCaseView, cause: str, amount: int, reason: str
+    ) -> None:
+        order = await self._order(session, data.order_id or event.subject)
         if order is None:
             return
-        reason = str(event.data.get("reason") or cause)
         await refunds.request_refund(session, self.clock, order, cause=cause, amount_fen=amount, reason=reason)
 
-    async def on_aftersales_approved(self, session: AsyncSession, event: Envelope) -> None:
-        await self._refund(session, event, f"aftersales:{event.data['case_id']}", int(event.data["refund_fen"]))
+    async def on_aftersales_approved(
+        self, session: AsyncSession, event: Envelope, data: AftersalesApprovedView
+    ) -> None:
+        cause = f"aftersales:{data.case_id}"
+        await self._refund(session, event, data, cause, data.refund_fen, data.reason or cause)
 
-    async def on_compensation_granted(self, session: AsyncSession, event: Envelope) -> None:
-        await self._refund(session, event, f"compensation:{event.data['case_id']}", int(event.data["amount_fen"]))
+    async def on_compensation_granted(
+        self, session: AsyncSession, event: Envelope, data: CompensationGrantedView
+    ) -> None:
+        cause = f"compensation:{data.case_id}"
+        await self._refund(session, event, data, cause, data.amount_fen, data.reason or cause)
 
     # --- deadlines --------------------------------------------------------------------------------------------
 

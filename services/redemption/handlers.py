@@ -6,29 +6,35 @@
   refunded in full, so a pickup code redeemed earlier would hand over goods the customer gets their money back for);
 - `order.cancelled.v1`, and `order.refunded.v1` once the order is fully refunded: revokes the order's live codes;
 - `order.completed.v1`: a code still live is no longer needed and expires.
-The consumer skips (`Selective`) an order.paid or order.accepted that issues no code and a partial refund.
+The consumer skips (`concerns`) an order.paid or order.accepted that issues no code and a partial refund. Each
+handler reads its event through its view (services/redemption/consumed.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.redemption import service
+from services.redemption.consumed import OrderCancelled, OrderRefunded, OrderToCode
 from services.redemption.settings import RedemptionSettings
 from shared.clock import Clock
-from shared.events.consumer import EventHandler, Selective
+from shared.events.consumer import EventHandler
+from shared.events.contracts import EventView, handles
 from shared.events.envelope import Envelope
 from shared.events.models import Timer
 from shared.timers import TimerHandler
 from shared.vault import Vault
 
 
-def _issues_a_code(event: Envelope) -> bool:
-    return service.issues_code(event.type, event.data)
+def _issues_on(event_type: str) -> Callable[[OrderToCode], bool]:
+    """Whether an order event of `event_type` issues the code its order's fulfilment mode needs."""
+    return lambda order: service.issues_code(event_type, order)
 
 
-def _fully_refunded(event: Envelope) -> bool:
-    return event.data.get("status") == "refunded"
+def _fully_refunded(data: OrderRefunded) -> bool:
+    return data.status == "refunded"
 
 
 class RedemptionReactions:
@@ -39,28 +45,30 @@ class RedemptionReactions:
 
     def event_handlers(self) -> dict[str, EventHandler]:
         return {
-            "order.paid.v1": Selective(self.on_paid_or_accepted, concerns=_issues_a_code),
-            "order.accepted.v1": Selective(self.on_paid_or_accepted, concerns=_issues_a_code),
-            "order.cancelled.v1": self.on_order_cancelled,
-            "order.refunded.v1": Selective(self.on_order_refunded, concerns=_fully_refunded),
-            "order.completed.v1": self.on_order_completed,
+            "order.paid.v1": handles(OrderToCode, self.on_paid_or_accepted, concerns=_issues_on("order.paid.v1")),
+            "order.accepted.v1": handles(
+                OrderToCode, self.on_paid_or_accepted, concerns=_issues_on("order.accepted.v1")
+            ),
+            "order.cancelled.v1": handles(OrderCancelled, self.on_order_cancelled),
+            "order.refunded.v1": handles(OrderRefunded, self.on_order_refunded, concerns=_fully_refunded),
+            "order.completed.v1": handles(EventView, self.on_order_completed),
         }
 
     def timer_handlers(self) -> dict[str, TimerHandler]:
         return {service.EXPIRE_TIMER: self.on_expiry}
 
-    async def on_paid_or_accepted(self, session: AsyncSession, event: Envelope) -> None:
+    async def on_paid_or_accepted(self, session: AsyncSession, event: Envelope, data: OrderToCode) -> None:
         """order.paid or order.accepted: the code this event issues for the order's mode, if any."""
-        await service.issue_order_codes(session, self.clock, self.settings, self.vault, event.type, event.data)
+        await service.issue_order_codes(session, self.clock, self.settings, self.vault, event.type, data)
 
-    async def on_order_cancelled(self, session: AsyncSession, event: Envelope) -> None:
-        reason = f"order cancelled: {event.data.get('reason') or ''}".strip(": ")
+    async def on_order_cancelled(self, session: AsyncSession, event: Envelope, data: OrderCancelled) -> None:
+        reason = f"order cancelled: {data.reason or ''}".strip(": ")
         await service.end_order_codes(session, self.clock, event.subject, revoke=True, reason=reason)
 
-    async def on_order_refunded(self, session: AsyncSession, event: Envelope) -> None:
+    async def on_order_refunded(self, session: AsyncSession, event: Envelope, data: OrderRefunded) -> None:
         await service.end_order_codes(session, self.clock, event.subject, revoke=True, reason="order refunded")
 
-    async def on_order_completed(self, session: AsyncSession, event: Envelope) -> None:
+    async def on_order_completed(self, session: AsyncSession, event: Envelope, data: EventView) -> None:
         await service.end_order_codes(session, self.clock, event.subject, revoke=False, reason="order completed")
 
     async def on_expiry(self, session: AsyncSession, timer: Timer) -> None:

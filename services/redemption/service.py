@@ -30,6 +30,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.redemption import codes, events
+from services.redemption.consumed import OrderToCode
 from services.redemption.errors import (
     AlreadyRedeemed,
     CheckDigitFailed,
@@ -137,42 +138,38 @@ async def issue_code(
 ORDER_CODE_KINDS = {"pickup": ("pickup", "order.accepted.v1"), "delivery": ("finish", "order.paid.v1")}
 
 
-def issues_code(event_type: str, order: dict[str, Any]) -> bool:
+def issues_code(event_type: str, order: OrderToCode) -> bool:
     """Whether `event_type` is the order event that issues the code the order's fulfilment mode needs."""
-    _, issued_on = ORDER_CODE_KINDS.get(order.get("fulfilment_mode", ""), (None, None))
+    _, issued_on = ORDER_CODE_KINDS.get(order.fulfilment_mode, (None, None))
     return issued_on == event_type
 
 
 async def issue_order_codes(
     session: AsyncSession, clock: Clock, settings: RedemptionSettings, vault: Vault, event_type: str,
-    order: dict[str, Any],
+    order: OrderToCode,
 ) -> None:  # fmt: skip
     """The code the order's fulfilment mode needs, when `event_type` is the event that issues it."""
     if not issues_code(event_type, order):
         return
-    kind, _ = ORDER_CODE_KINDS[order["fulfilment_mode"]]
-    order_id = str(order["order_id"])
+    kind, _ = ORDER_CODE_KINDS[order.fulfilment_mode]
+    order_id = order.order_id
     live = await session.scalar(
         select(Code.id).where(Code.order_id == order_id, Code.kind == kind, Code.status.in_(LIVE))
     )
     if live is not None:
         return
     now = clock.now()
-    store = order.get("store") or {}
+    store = order.store
     await issue_code(
         session,
         clock,
         vault,
         kind=kind,
-        merchant_id=str(order["merchant_id"]),
-        store_id=str(store.get("id")),
-        customer_id=str(order["customer_id"]),
-        title=f"{store.get('name', '')} {'取餐码' if kind == 'pickup' else '收货码'}".strip(),
-        summary={
-            "items": order.get("items", []),
-            "amounts": order.get("amounts", {}),
-            "mode": order["fulfilment_mode"],
-        },
+        merchant_id=order.merchant_id,
+        store_id=store.id,
+        customer_id=order.customer_id,
+        title=f"{store.name} {'取餐码' if kind == 'pickup' else '收货码'}".strip(),
+        summary={"items": order.items, "amounts": order.amounts, "mode": order.fulfilment_mode},
         uses=1,
         valid_from=now,
         valid_until=now + timedelta(hours=settings.order_code_valid_hours),

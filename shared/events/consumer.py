@@ -2,16 +2,17 @@
 
 For each record: insert the inbox row, run the handler (which may write outbox rows) and commit, all in one
 transaction; only then commit the Kafka offset. A duplicate or a redelivery after a crash hits the inbox key and
-does nothing. An event of a type the service has no handler for, or that its `Selective` handler is not concerned
-with, is skipped before any of this.
+does nothing. An event of a type the service has no handler for, or that its handler is not concerned with
+(`handles(..., concerns=...)`, shared/events/contracts.py), is skipped before any of this.
 
 Failures are of two kinds (shared/events/failures.py). An unreachable database or broker, a serialization failure
 or a deadlock is retried without limit, backing off: the partition waits and nothing is dead-lettered. A handler
 that keeps failing (a bug, a poison event) dead-letters its event after `max_attempts`: the event is parked, held,
 in `parked_event` and copied to `<topic>.dlq` with the error in its headers; every later event of its subject is
-parked behind it, and the partition moves on. Once an operator replays the dead letter (`songda dlq replay`, or the
-topic's records sent back by `songda dlq replay-topic`) or discards it, the subject's parked events are applied in
-order (shared/events/parking.py).
+parked behind it, and the partition moves on. An event whose data does not fit the handler's view
+(`EventContractError`) is dead-lettered at its first failure: retrying the same bytes cannot help. Once an operator
+replays the dead letter (`songda dlq replay`, or the topic's records sent back by `songda dlq replay-topic`) or
+discards it, the subject's parked events are applied in order (shared/events/parking.py).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from typing import TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -31,6 +31,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared import context, metrics
+from shared.events.contracts import EventContractError, EventHandler, Handles
 from shared.events.envelope import Envelope
 from shared.events.failures import is_infrastructure_failure
 from shared.events.models import InboxEvent, ParkedEvent
@@ -39,24 +40,12 @@ from shared.events.topics import dlq_topic
 
 log = logging.getLogger(__name__)
 
-EventHandler = Callable[[AsyncSession, Envelope], Awaitable[None]]
+__all__ = ["EventConsumer", "EventHandler"]
+
 T = TypeVar("T")
 
 DLQ_HEADER_PREFIX = "songda-"
 REPLAYED_HEADER = "songda-replayed-from"
-
-
-@dataclass(frozen=True)
-class Selective:
-    """A handler for only those events of its type that `concerns` accepts (a code.redeemed of an order's code,
-    say, not of a voucher). The consumer skips the others as it skips types it has no handler for: before opening
-    a transaction, without an inbox row (they have no effect to deduplicate) or a log line."""
-
-    handler: EventHandler
-    concerns: Callable[[Envelope], bool]
-
-    async def __call__(self, session: AsyncSession, event: Envelope) -> None:
-        await self.handler(session, event)
 
 
 class EventConsumer:
@@ -164,7 +153,7 @@ class EventConsumer:
                 )
             except Exception as exc:  # the handler's failure: retried, then dead-lettered
                 self._log_handler_failure(event, attempt, exc)
-                if attempt == self.max_attempts:
+                if attempt == self.max_attempts or isinstance(exc, EventContractError):
                     await self._dead_letter(record, event, repr(exc))
                     return
                 await asyncio.sleep(self.retry_seconds * 2 ** (attempt - 1))
@@ -173,10 +162,10 @@ class EventConsumer:
             return
 
     def handler_for(self, event: Envelope) -> EventHandler | None:
-        """The handler of the event, or None if this consumer has none for its type or its handler is `Selective`
-        and not concerned."""
+        """The handler of the event, or None if this consumer has none for its type or its handler is not concerned
+        with it."""
         handler = self.handlers.get(event.type)
-        if isinstance(handler, Selective) and not handler.concerns(event):
+        if isinstance(handler, Handles) and not handler.concerned(event):
             return None
         return handler
 
@@ -198,7 +187,7 @@ class EventConsumer:
                 if head is None:
                     return
                 self._log_handler_failure(Envelope.from_bytes(head.value), attempt, exc)
-                if attempt >= self.max_attempts:
+                if attempt >= self.max_attempts or isinstance(exc, EventContractError):
                     await self._dead_letter_parked(head, repr(exc))
                     return
                 await asyncio.sleep(self.retry_seconds * 2 ** (attempt - 1))

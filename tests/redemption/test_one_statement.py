@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import event
 
+from services.redemption import events as redemption_events
 from tests.redemption.conftest import CUSTOMER, RIDER, RedemptionHarness
 
 TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "")  # and the pool's ping, ";"
@@ -81,6 +82,9 @@ async def test_a_redemption_is_one_statement_and_a_qr_redemption_two(redemption:
         "valid_until": "2026-12-31T16:00:00+00:00", "redemption_id": first.json()["id"], "count": 1,
         "redeemed_by": "merchant:staff-1", "device_id": "pos-1",
     }  # fmt: skip
+    # The database writes the event the model describes: the one-statement path is held to the contract too.
+    redeemed = redemption_events.PUBLISHED[redemption_events.REDEEMED].model_validate(envelope["data"])
+    assert redeemed.model_dump(mode="json") == envelope["data"]
 
 
 async def test_whoever_may_not_redeem_the_code_gets_the_full_paths_answer(redemption: RedemptionHarness) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import uuid
 from urllib.parse import urlsplit, urlunsplit
 
@@ -16,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from shared import cli
 from shared.db import create_engine, create_sessionmaker
 from shared.events.consumer import EventConsumer
+from shared.events.contracts import EventView, handles
 from shared.events.dlq import replay_dlq
 from shared.events.envelope import Envelope, new_event
 from shared.events.outbox import add_event
@@ -359,3 +361,45 @@ async def test_a_poison_event_parks_its_subjects_later_events_until_replayed_or_
     assert await _applied(sessionmaker) == {"order-b": [0], "order-a": [0, 1, 2, 3], "order-c": [1]}
     assert await count(sessionmaker, "SELECT count(*) FROM parked_event") == 0
     assert len(await read_topic(bootstrap, dlq, expected=2)) == 2
+
+
+class PaidView(EventView):
+    amount: int
+
+
+async def test_an_event_that_does_not_fit_its_view_is_dead_lettered_at_once(
+    ledger: None,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    bootstrap: str,
+    topic: str,
+    producer: AIOKafkaProducer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Retrying the same bytes against the same view cannot help: one attempt, then the DLQ (not `max_attempts`).
+    An event the handler is not concerned with is skipped before any transaction, without an inbox row."""
+    dlq = dlq_topic(topic)
+    await create_topics(bootstrap, [topic, dlq])
+    seen: list[int] = []
+
+    async def on_paid_view(session: AsyncSession, event: Envelope, data: PaidView) -> None:
+        seen.append(data.amount)
+        await on_paid(session, event)
+
+    consumer = _consumer(sessionmaker, bootstrap, topic, producer, group=f"g-{uuid.uuid4().hex}")
+    consumer.handlers = {"order.paid.v1": handles(PaidView, on_paid_view, concerns=lambda data: data.amount > 0)}
+    for subject, data in (("order-5", {"amount": "twelve"}), ("order-6", {"amount": 0}), ("order-7", {"amount": 9})):
+        event = new_event("order.paid.v1", source="order", subject=subject, data=data)
+        await producer.send_and_wait(topic, event.to_bytes(), key=subject.encode())
+    await consumer.start()
+    try:
+        with caplog.at_level(logging.WARNING):
+            await _consume_until_quiet(consumer)
+    finally:
+        await consumer.stop()
+    dead = await read_topic(bootstrap, dlq, expected=1)
+    assert [record.key for record in dead] == [b"order-5"]
+    assert b"does not fit PaidView" in dict(dead[0].headers)["songda-error"]
+    assert [r.attempt for r in caplog.records if r.getMessage() == "event handler failed"] == [1]  # type: ignore[attr-defined]
+    assert seen == [9]
+    assert await count(sessionmaker, "SELECT count(*) FROM inbox") == 1
+    assert await count(sessionmaker, "SELECT count(*) FROM parked_event WHERE subject = 'order-5' AND held") == 1
