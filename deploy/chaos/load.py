@@ -85,8 +85,11 @@ class Driver:
         self.stats = stats
         self.sku = ""
 
-    async def send(self, role: str, method: str, path: str, **kwargs: object) -> httpx.Response | None:
-        """One request; a transport error or a 5xx is counted and answered with None (the caller retries)."""
+    async def send(
+        self, role: str, method: str, path: str, expected: tuple[int, ...] = (), **kwargs: object
+    ) -> httpx.Response | None:
+        """One request; a transport error or a 5xx is counted and answered with None (the caller retries). A 4xx is
+        counted as an error unless `expected` (a refusal the load asks for on purpose)."""
         headers = {**self.bench.auth(role), **kwargs.pop("headers", {})}  # type: ignore[dict-item]
         self.stats.requests += 1
         try:
@@ -94,7 +97,7 @@ class Driver:
         except httpx.HTTPError as exc:
             self.stats.error(f"{method} {_route(path)}: {type(exc).__name__}")
             return None
-        if response.status_code >= 400:
+        if response.status_code >= 400 and response.status_code not in expected:
             self.stats.error(f"{method} {_route(path)}: {response.status_code}")
             return None if response.status_code >= 500 or response.status_code == 429 else response
         return response
@@ -220,7 +223,7 @@ async def _vouchers(driver: Driver, stats: LoadStats, deadline: float) -> None:
     async def redeem(code: str, device: int) -> bool:
         body = {"code": code, "store_id": DEMO_STORE, "request_no": uuid.uuid4().hex, "device_id": f"chaos-{device}"}
         while time.monotonic() < deadline:
-            answer = await driver.send("merchant", "POST", "/v1/redemptions", json=body)
+            answer = await driver.send("merchant", "POST", "/v1/redemptions", expected=(409,), json=body)
             if answer is not None:
                 return answer.status_code == 201
             await asyncio.sleep(1)  # unknown outcome: the same request_no again
