@@ -238,12 +238,21 @@ async def _vouchers(driver: Driver, stats: LoadStats, deadline: float) -> None:
         await asyncio.sleep(max((deadline - time.monotonic()) / (2 * len(digits)), 0))
 
 
+async def _progress(stats: LoadStats, since: float, every: float = 30.0) -> None:
+    """A line every `every` seconds while the load runs, so a slow machine is seen to be slow, not hung."""
+    while True:
+        await asyncio.sleep(every)
+        print(f"  t+{time.monotonic() - since:5.0f} s  load: {stats.placed} placed, {stats.paid} paid, "
+              f"{sum(stats.final.values())} final, {sum(stats.errors.values())} client errors", flush=True)  # fmt: skip
+
+
 async def run_load(bench: Bench, orders: int, seconds: float, concurrency: int, stats: LoadStats) -> None:
     """Places `orders` orders spread over `seconds` (at most `concurrency` being driven at once), drives each to a
     final state, and redeems vouchers alongside; returns when every order is final or given up."""
     stop = asyncio.Event()
     board = StatusBoard(bench, stats)
     poller = asyncio.create_task(board.run(stop))
+    progress = asyncio.create_task(_progress(stats, time.monotonic()))
     limits = httpx.Limits(max_connections=concurrency + 20, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=bench.url("gateway"), limits=limits, timeout=30.0) as client:
         driver = Driver(bench, client, board, stats)
@@ -268,4 +277,5 @@ async def run_load(bench: Bench, orders: int, seconds: float, concurrency: int, 
             await asyncio.sleep(max(started + (number + 1) * interval - time.monotonic(), 0))
         await asyncio.gather(*tasks, vouchers)
     stop.set()
+    progress.cancel()
     await poller
