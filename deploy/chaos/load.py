@@ -25,6 +25,8 @@ FINAL = frozenset({"completed", "cancelled", "refunded"})
 # What each order does once paid, by its number: most are delivered, the rest refunded three different ways.
 PLANS = ("deliver",) * 7 + ("reject", "customer_cancel", "merchant_cancel")
 RESEND_AFTER = 20.0  # seconds an order may sit in one status before its command is sent again
+# On a slow machine the orders are placed late (every slot busy): they may still be placed this long after the window.
+PLACE_GRACE = 120.0
 ORDER_GIVE_UP = 300.0  # seconds after which the load stops driving an order (the drain and invariants judge it)
 VOUCHERS = 20
 VOUCHER_USES = 5
@@ -83,7 +85,7 @@ class Driver:
         self.client = client
         self.board = board
         self.stats = stats
-        self.sku = ""
+        self.lines: list[dict[str, object]] = []
 
     async def send(
         self, role: str, method: str, path: str, expected: tuple[int, ...] = (), **kwargs: object
@@ -102,28 +104,44 @@ class Driver:
             return None if response.status_code >= 500 or response.status_code == 429 else response
         return response
 
-    async def find_sku(self, deadline: float) -> None:
+    async def find_lines(self, deadline: float) -> None:
+        """Every SKU of the demo store, each with the quantity that reaches the store's minimum order: the load
+        moves on to the next one when a SKU sells out (refunds put stock back)."""
         while time.monotonic() < deadline:
-            answer = await self.send("customer", "GET", f"/v1/stores/{DEMO_STORE_ID}/products")
-            if answer is not None and answer.status_code == 200:
-                self.sku = str(answer.json()["items"][0]["skus"][0]["id"])
+            store = await self.send("customer", "GET", f"/v1/stores/{DEMO_STORE_ID}")
+            products = await self.send("customer", "GET", f"/v1/stores/{DEMO_STORE_ID}/products")
+            if store is not None and products is not None and store.status_code == products.status_code == 200:
+                minimum = int(store.json()["min_order_fen"])
+                self.lines = [
+                    {"sku_id": str(sku["id"]), "quantity": max(1, -(-minimum // int(sku["price_fen"])))}
+                    for product in products.json()["items"]
+                    for sku in product["skus"]
+                ]
                 return
             await asyncio.sleep(1)
         raise RuntimeError("the catalogue could not be read through the gateway")
 
     async def place(self, number: int, deadline: float) -> str | None:
-        body = {"store_id": DEMO_STORE_ID, "items": [{"sku_id": self.sku, "quantity": 1}],
-                "fulfilment_mode": "delivery", "contact": {"name": "混沌顾客", "phone": "13800000000"},
-                "note": f"sim:normal chaos #{number}",
-                "address": {"text": "东城区王府井大街 100 号", "lat": CUSTOMER_LAT, "lng": CUSTOMER_LNG}}  # fmt: skip
-        key = uuid.uuid4().hex  # the same key on every retry: one order however often the request is re-sent
-        while time.monotonic() < deadline:
-            answer = await self.send("customer", "POST", "/v1/orders", json=body, headers={"Idempotency-Key": key})
-            if answer is not None and answer.status_code in (200, 201):
-                return str(answer.json()["id"])
-            if answer is not None:  # a 4xx other than 429: the request itself is wrong, retrying will not help
-                return None
-            await asyncio.sleep(1)
+        """Places one order, retried with its Idempotency-Key until answered; another SKU when one is sold out."""
+        for offset in range(len(self.lines)):
+            line = self.lines[(number + offset) % len(self.lines)]
+            body = {"store_id": DEMO_STORE_ID, "items": [line], "fulfilment_mode": "delivery",
+                    "contact": {"name": "混沌顾客", "phone": "13800000000"}, "note": f"sim:normal chaos #{number}",
+                    "address": {"text": "王府井大街 100 号", "lat": CUSTOMER_LAT, "lng": CUSTOMER_LNG}}  # fmt: skip
+            key = uuid.uuid4().hex  # the same key on every retry: one order however often the request is re-sent
+            while time.monotonic() < deadline:
+                answer = await self.send(
+                    "customer", "POST", "/v1/orders", expected=(409,), json=body, headers={"Idempotency-Key": key}
+                )
+                if answer is not None and answer.status_code in (200, 201):
+                    return str(answer.json()["id"])
+                if answer is not None and answer.status_code == 409 and _problem(answer) == "out-of-stock":
+                    break  # the next SKU
+                if answer is not None:  # any other 4xx: the request itself is wrong, retrying will not help
+                    self.stats.error(f"POST /v1/orders: {answer.status_code} {_problem(answer)}")
+                    return None
+                await asyncio.sleep(1)
+        self.stats.error("POST /v1/orders: every SKU sold out")
         return None
 
     async def pay(self, order_id: str) -> None:
@@ -187,6 +205,14 @@ class Driver:
             stats.gave_up.append(order_id)
         finally:
             self.board.watched.discard(order_id)
+
+
+def _problem(response: httpx.Response) -> str:
+    """The problem+json type of a refusal ("out-of-stock" from "/problems/out-of-stock"), or its status."""
+    try:
+        return str(response.json().get("type") or response.status_code).rsplit("/", 1)[-1]
+    except (ValueError, AttributeError):
+        return str(response.status_code)
 
 
 def _route(path: str) -> str:
@@ -257,7 +283,7 @@ async def run_load(bench: Bench, orders: int, seconds: float, concurrency: int, 
     async with httpx.AsyncClient(base_url=bench.url("gateway"), limits=limits, timeout=30.0) as client:
         driver = Driver(bench, client, board, stats)
         started = time.monotonic()
-        await driver.find_sku(started + 60)
+        await driver.find_lines(started + 60)
         place_deadline = started + seconds
         vouchers = asyncio.create_task(_vouchers(driver, stats, place_deadline))
         slots = asyncio.Semaphore(concurrency)
@@ -265,7 +291,7 @@ async def run_load(bench: Bench, orders: int, seconds: float, concurrency: int, 
 
         async def one(number: int) -> None:
             try:
-                await driver.lifecycle(number, place_deadline + 60)
+                await driver.lifecycle(number, place_deadline + PLACE_GRACE)
             finally:
                 slots.release()
 
