@@ -87,6 +87,16 @@ class UpstreamUnavailable(ServiceError):
     status, code, title = 503, "upstream-unavailable", "A service behind the gateway is unavailable"
 
 
+class DatabaseUnavailable(ServiceError):
+    """The database connection was lost or refused (a restart, a failover): not the request's fault, so a 503 the
+    client retries (with its idempotency key), not a 500."""
+
+    status, code, title = 503, "database-unavailable", "The database is unavailable; retry shortly"
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "1"}
+
+
 class UpstreamTimeout(ServiceError):
     status, code, title = 504, "upstream-timeout", "A service behind the gateway did not answer in time"
 
@@ -170,6 +180,9 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DBAPIError)
+    if _is_connection_lost(exc):
+        log.warning("database unavailable", extra={"error": str(exc.orig), "path": request.url.path})
+        return render(request, DatabaseUnavailable())
     if not _is_data_error(exc):
         return await _unhandled(request, exc)
     log.warning("input refused by the database", extra={"error": str(exc.orig), "path": request.url.path})
@@ -182,6 +195,23 @@ def _is_data_error(exc: BaseException) -> bool:
     visited: set[int] = set()
     while seen is not None and id(seen) not in visited:
         if isinstance(seen, asyncpg.DataError):
+            return True
+        visited.add(id(seen))
+        seen = seen.__cause__ or getattr(seen, "orig", None)
+    return False
+
+
+def _is_connection_lost(exc: DBAPIError) -> bool:
+    """Whether the statement failed because the connection went away (class 08, an admin shutdown or a server
+    still starting, class 57P) rather than because of the statement."""
+    if exc.connection_invalidated:
+        return True
+    seen: BaseException | None = exc
+    visited: set[int] = set()
+    lost = (asyncpg.PostgresConnectionError, asyncpg.AdminShutdownError, asyncpg.CannotConnectNowError,
+            asyncpg.ConnectionDoesNotExistError, ConnectionError)  # fmt: skip
+    while seen is not None and id(seen) not in visited:
+        if isinstance(seen, lost):
             return True
         visited.add(id(seen))
         seen = seen.__cause__ or getattr(seen, "orig", None)
