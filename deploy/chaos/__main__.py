@@ -73,7 +73,7 @@ async def _run(bench: Bench, args: argparse.Namespace) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m deploy.chaos")
     parser.add_argument("--orders", type=int, default=1000, help="orders to place (fewer placed fails the run)")
-    parser.add_argument("--seconds", type=int, default=360, help="the window the orders and faults are spread over")
+    parser.add_argument("--seconds", type=int, default=420, help="the window the orders and faults are spread over")
     parser.add_argument("--concurrency", type=int, default=120, help="orders driven at once")
     parser.add_argument("--drain", type=int, default=180, help="seconds to wait for the system to settle")
     parser.add_argument("--out", type=Path, default=Path(".songda/chaos"), help="report, logs and the stack's state")
