@@ -180,9 +180,6 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DBAPIError)
-    if _is_connection_lost(exc):
-        log.warning("database unavailable", extra={"error": str(exc.orig), "path": request.url.path})
-        return render(request, DatabaseUnavailable())
     if not _is_data_error(exc):
         return await _unhandled(request, exc)
     log.warning("input refused by the database", extra={"error": str(exc.orig), "path": request.url.path})
@@ -201,10 +198,11 @@ def _is_data_error(exc: BaseException) -> bool:
     return False
 
 
-def _is_connection_lost(exc: DBAPIError) -> bool:
-    """Whether the statement failed because the connection went away (class 08, an admin shutdown or a server
-    still starting, class 57P) rather than because of the statement."""
-    if exc.connection_invalidated:
+def _is_connection_lost(exc: BaseException) -> bool:
+    """Whether the statement failed because the connection went away or could not be made (class 08, an admin
+    shutdown or a server still starting, class 57P, a refused socket: the pool re-raises that one unwrapped) rather
+    than because of the statement."""
+    if getattr(exc, "connection_invalidated", False):
         return True
     seen: BaseException | None = exc
     visited: set[int] = set()
@@ -219,6 +217,9 @@ def _is_connection_lost(exc: DBAPIError) -> bool:
 
 
 async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
+    if _is_connection_lost(exc):
+        log.warning("database unavailable", extra={"error": str(exc), "path": request.url.path})
+        return render(request, DatabaseUnavailable())
     log.exception("unhandled error", exc_info=exc)
     return problem_response(
         request, status=500, code=ServiceError.code, title=ServiceError.title, detail="Internal error"

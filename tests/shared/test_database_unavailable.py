@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shared.db import create_engine
 from shared.errors import install_error_handlers
 
 
@@ -26,10 +27,26 @@ def _app(engine: AsyncEngine) -> FastAPI:
     return app
 
 
-async def test_a_connection_lost_mid_request_is_a_503(engine: AsyncEngine) -> None:
+async def _post_cut(engine: AsyncEngine) -> httpx.Response:
     transport = httpx.ASGITransport(app=_app(engine), raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
-        answer = await client.post("/cut")
+        return await client.post("/cut")
+
+
+def _assert_unavailable(answer: httpx.Response) -> None:
     assert answer.status_code == 503, answer.text
     assert answer.json()["type"] == "/problems/database-unavailable"
     assert answer.headers["Retry-After"] == "1"
+
+
+async def test_a_connection_lost_mid_request_is_a_503(engine: AsyncEngine) -> None:
+    _assert_unavailable(await _post_cut(engine))
+
+
+async def test_a_database_refusing_connections_is_a_503() -> None:
+    # A privileged port nothing listens on, as while PostgreSQL restarts: the pool re-raises the refused socket.
+    refused = create_engine("postgresql+asyncpg://postgres@127.0.0.1:1/nothing")
+    try:
+        _assert_unavailable(await _post_cut(refused))
+    finally:
+        await refused.dispose()
