@@ -141,6 +141,9 @@ class Driver:
                     self.stats.error(f"POST /v1/orders: {answer.status_code} {_problem(answer)}")
                     return None
                 await asyncio.sleep(1)
+            else:
+                self.stats.error("POST /v1/orders: not placed before the window closed")
+                return None
         self.stats.error("POST /v1/orders: every SKU sold out")
         return None
 
