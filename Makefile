@@ -7,13 +7,14 @@ STAMP := $(VENV)/.installed
 TOOLS := $(VENV)/tools
 HELM := $(TOOLS)/helm
 
-.PHONY: run demo test lint format typecheck bench events-doc clean help tools constraints
+.PHONY: run demo test lint format typecheck bench chaos events-doc clean help tools constraints
 
 help:
 	@echo "make run    - install what is missing, start the whole platform, print URLs and demo tokens"
 	@echo "make demo   - walk through the running stack (start it with make run in another terminal)"
 	@echo "make test   - install what is missing, run the whole test suite"
 	@echo "make bench  - start a stack of its own and measure the hot paths beside references (a few minutes)"
+	@echo "make chaos  - steady load while every process is killed in turn, then check invariants (~10 minutes)"
 	@echo "make lint   - ruff (lint + format check) and mypy"
 	@echo "make tools  - helm and checkov for the chart's checks (make test installs them)"
 	@echo "make constraints - re-pin constraints.txt from the environment after changing dependencies"
@@ -50,6 +51,10 @@ bench: $(STAMP)
 test: $(STAMP)
 	$(MAKE) -j2 lint tools
 	$(BIN)/python -m pytest
+
+# CHAOS_ARGS: e.g. "--orders 200 --seconds 120" (see python -m deploy.chaos --help).
+chaos: $(STAMP)
+	$(BIN)/python -m deploy.chaos $(CHAOS_ARGS)
 
 events-doc: $(STAMP)
 	$(BIN)/python -m services.event_catalogue

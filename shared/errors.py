@@ -87,6 +87,16 @@ class UpstreamUnavailable(ServiceError):
     status, code, title = 503, "upstream-unavailable", "A service behind the gateway is unavailable"
 
 
+class DatabaseUnavailable(ServiceError):
+    """The database connection was lost or refused (a restart, a failover): not the request's fault, so a 503 the
+    client retries (with its idempotency key), not a 500."""
+
+    status, code, title = 503, "database-unavailable", "The database is unavailable; retry shortly"
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "1"}
+
+
 class UpstreamTimeout(ServiceError):
     status, code, title = 504, "upstream-timeout", "A service behind the gateway did not answer in time"
 
@@ -188,7 +198,28 @@ def _is_data_error(exc: BaseException) -> bool:
     return False
 
 
+def _is_connection_lost(exc: BaseException) -> bool:
+    """Whether the statement failed because the connection went away or could not be made (class 08, an admin
+    shutdown or a server still starting, class 57P, a refused socket: the pool re-raises that one unwrapped) rather
+    than because of the statement."""
+    if getattr(exc, "connection_invalidated", False):
+        return True
+    seen: BaseException | None = exc
+    visited: set[int] = set()
+    lost = (asyncpg.PostgresConnectionError, asyncpg.AdminShutdownError, asyncpg.CannotConnectNowError,
+            asyncpg.ConnectionDoesNotExistError, ConnectionError)  # fmt: skip
+    while seen is not None and id(seen) not in visited:
+        if isinstance(seen, lost):
+            return True
+        visited.add(id(seen))
+        seen = seen.__cause__ or getattr(seen, "orig", None)
+    return False
+
+
 async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
+    if _is_connection_lost(exc):
+        log.warning("database unavailable", extra={"error": str(exc), "path": request.url.path})
+        return render(request, DatabaseUnavailable())
     log.exception("unhandled error", exc_info=exc)
     return problem_response(
         request, status=500, code=ServiceError.code, title=ServiceError.title, detail="Internal error"

@@ -1,0 +1,52 @@
+"""A request whose database connection is cut mid-transaction (PostgreSQL restarting, as `make chaos` does) is
+answered 503 database-unavailable with Retry-After, never a 500; a statement the database refuses stays a 4xx."""
+
+from __future__ import annotations
+
+import httpx
+from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.db import create_engine
+from shared.errors import install_error_handlers
+
+
+def _app(engine: AsyncEngine) -> FastAPI:
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.post("/cut")
+    async def cut() -> dict[str, str]:
+        async with engine.begin() as connection:
+            # The backend serving this transaction is terminated by the server, as a crash or restart does.
+            await connection.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
+            await connection.execute(text("SELECT 1"))
+        return {"never": "reached"}
+
+    return app
+
+
+async def _post_cut(engine: AsyncEngine) -> httpx.Response:
+    transport = httpx.ASGITransport(app=_app(engine), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
+        return await client.post("/cut")
+
+
+def _assert_unavailable(answer: httpx.Response) -> None:
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["type"] == "/problems/database-unavailable"
+    assert answer.headers["Retry-After"] == "1"
+
+
+async def test_a_connection_lost_mid_request_is_a_503(engine: AsyncEngine) -> None:
+    _assert_unavailable(await _post_cut(engine))
+
+
+async def test_a_database_refusing_connections_is_a_503() -> None:
+    # A privileged port nothing listens on, as while PostgreSQL restarts: the pool re-raises the refused socket.
+    refused = create_engine("postgresql+asyncpg://postgres@127.0.0.1:1/nothing")
+    try:
+        _assert_unavailable(await _post_cut(refused))
+    finally:
+        await refused.dispose()
