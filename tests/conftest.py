@@ -12,9 +12,9 @@ import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from deploy.local.launcher import Infra, StackOptions, database_url, start_infra
 from shared import migrations
 from shared.db import create_engine, create_sessionmaker
-from shared.stack.launcher import Infra, StackOptions, database_url, start_infra
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_STATE = ROOT / ".songda" / "test"

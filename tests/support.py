@@ -18,10 +18,10 @@ from fastapi import FastAPI, Request, Response
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from deploy.local.ports import free_port
 from shared.events.consumer import EventConsumer
 from shared.events.envelope import Envelope
 from shared.keys import generate_signing_key
-from shared.stack.ports import free_port
 
 # Signs the test tokens; services under test verify with its public key.
 JWT_KEY = serialization.load_pem_private_key(generate_signing_key().encode(), password=None)

@@ -22,11 +22,12 @@ import asyncpg
 import httpx
 import pytest
 
-from shared.stack.demo import DEMO_STORE_ID, Walk, run_demo
-from shared.stack.launcher import database_url
-from shared.stack.ports import free_port
-from shared.stack.postgres import INSTALL, PACKAGE, _wheel_digest, fallback_data_dir
-from shared.stack.processes import process_cmdline
+from deploy.local.demo import Walk, run_demo
+from deploy.local.launcher import database_url
+from deploy.local.ports import free_port
+from deploy.local.postgres import INSTALL, PACKAGE, _wheel_digest, fallback_data_dir
+from deploy.local.processes import process_cmdline
+from deploy.local.seed import DEMO_STORE_ID
 
 pytestmark = pytest.mark.stack
 
@@ -36,7 +37,7 @@ def _launch(
 ) -> tuple[subprocess.Popen[str], dict[str, str]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SONGDA_")} | (extra_env or {})
     process = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "run", "--state-dir", str(state_dir), "--gateway-port", str(gateway_port)],
+        [sys.executable, "-m", "deploy.cli", "run", "--state-dir", str(state_dir), "--gateway-port", str(gateway_port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -15,9 +15,9 @@ from deploy.bench.load import closed_loop
 from deploy.bench.reference_db import reference_database
 from deploy.bench.tools import pgbench
 from deploy.bench.walk import WalkFailed, call, first_sku, place_paid_order
+from deploy.local.sandboxes.carriers.simulator import credentials
+from deploy.local.seed import DEMO_STORE, DEMO_STORE_ID
 from services.dispatch.carriers import WIRES
-from services.dispatch.carriers.simulator import credentials
-from shared.stack.demo import DEMO_STORE, DEMO_STORE_ID
 
 CONCURRENCY = 32
 CARRIER = "sf"

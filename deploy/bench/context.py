@@ -14,9 +14,9 @@ from typing import Any
 import asyncpg
 
 from deploy.bench.procs import Processes, delta
-from shared.stack.launcher import Stack, StackOptions, database_url
-from shared.stack.ports import free_port
-from shared.stack.postgres import fallback_data_dir
+from deploy.local.launcher import Stack, StackOptions, database_url
+from deploy.local.ports import free_port
+from deploy.local.postgres import fallback_data_dir
 
 # The gateway's per-IP and per-principal limits are meant for anonymous clients and people: the load comes from one
 # address and a handful of tokens, so the bench lifts them (the hot paths are measured, not the limiter).

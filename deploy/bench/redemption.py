@@ -15,7 +15,7 @@ from deploy.bench.context import Bench, per_operation
 from deploy.bench.load import LoadResult, closed_loop
 from deploy.bench.reference_db import reference_database
 from deploy.bench.tools import pgbench
-from shared.stack.launcher import DEMO_STORE
+from deploy.local.seed import DEMO_STORE_ID
 
 CONCURRENCY = (50, 200)
 VOUCHERS = 400  # 100 uses each: every worker redeems vouchers no other worker touches
@@ -42,7 +42,7 @@ UPDATE code SET uses_left = uses_left - 1, status = CASE WHEN uses_left = 1 THEN
 async def _issue_vouchers(bench: Bench) -> list[str]:
     until = (datetime.now(UTC) + timedelta(days=1)).isoformat()
     body = {
-        "store_id": DEMO_STORE,
+        "store_id": DEMO_STORE_ID,
         "customer_id": "bench-customer",
         "title": "bench",
         "uses": USES,
@@ -85,7 +85,7 @@ def measure_redemption(bench: Bench) -> list[dict[str, Any]]:
         def request(worker: int, n: int, mine: list[list[str]] = mine) -> dict[str, Any]:
             body = {
                 "code": mine[worker][n % len(mine[worker])],
-                "store_id": DEMO_STORE,
+                "store_id": DEMO_STORE_ID,
                 "request_no": uuid.uuid4().hex,
                 "device_id": f"bench-{worker}",
             }

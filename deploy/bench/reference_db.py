@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
-from shared.stack.launcher import database_url
+from deploy.local.launcher import database_url
 
 if TYPE_CHECKING:
     from deploy.bench.context import Bench

@@ -13,7 +13,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from deploy.bench.context import Bench, per_operation
-from shared.stack.broker import create_topics
+from deploy.local.broker import create_topics
 
 ROWS = 20_000
 TOPIC = "order.events"

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploy.bench.procs import children_of, cpu_seconds
-from shared.stack.ports import free_port, wait_for_port
+from deploy.local.ports import free_port, wait_for_port
 
 
 class Missing(RuntimeError):

@@ -12,8 +12,9 @@ import asyncpg
 import httpx
 
 from deploy.bench.context import Bench
-from shared.stack.demo import CUSTOMER_LAT, CUSTOMER_LNG, DEMO_STORE_ID
-from shared.stack.launcher import WECHATPAY_SANDBOX
+from deploy.local.demo import CUSTOMER_LAT, CUSTOMER_LNG
+from deploy.local.sandboxes.wechatpay import NAME as WECHATPAY_SANDBOX
+from deploy.local.seed import DEMO_STORE_ID
 
 
 class WalkFailed(RuntimeError):

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import httpx
 
-from deploy.chaos.stack import CUSTOMER_LAT, CUSTOMER_LNG, DEMO_STORE, DEMO_STORE_ID, WECHATPAY_SANDBOX, Bench
+from deploy.chaos.stack import CUSTOMER_LAT, CUSTOMER_LNG, DEMO_STORE_ID, WECHATPAY_SANDBOX, Bench
 
 FINAL = frozenset({"completed", "cancelled", "refunded"})
 # What each order does once paid, by its number: most are delivered, the rest refunded three different ways.
@@ -228,7 +228,7 @@ async def _vouchers(driver: Driver, stats: LoadStats, deadline: float) -> None:
     """Multi-use vouchers each asked for more uses than it has, concurrently, through the faults; a transport error
     is retried with the same request_no (the service answers a repeated request_no with its first answer)."""
     until = (datetime.now(UTC) + timedelta(days=1)).isoformat()
-    issue = {"store_id": DEMO_STORE, "customer_id": "chaos-customer", "title": "混沌次卡", "uses": VOUCHER_USES,
+    issue = {"store_id": DEMO_STORE_ID, "customer_id": "chaos-customer", "title": "混沌次卡", "uses": VOUCHER_USES,
              "valid_until": until}  # fmt: skip
     code_ids: list[str] = []
     while len(code_ids) < VOUCHERS and time.monotonic() < deadline:
@@ -250,7 +250,7 @@ async def _vouchers(driver: Driver, stats: LoadStats, deadline: float) -> None:
             await asyncio.sleep(1)
 
     async def redeem(code: str, device: int) -> bool:
-        body = {"code": code, "store_id": DEMO_STORE, "request_no": uuid.uuid4().hex, "device_id": f"chaos-{device}"}
+        body = {"code": code, "store_id": DEMO_STORE_ID, "request_no": uuid.uuid4().hex, "device_id": f"chaos-{device}"}
         while time.monotonic() < deadline:
             answer = await driver.send("merchant", "POST", "/v1/redemptions", expected=(409,), json=body)
             if answer is not None:

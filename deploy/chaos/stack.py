@@ -1,17 +1,17 @@
-"""Everything chaos takes from the local stack, in one place: the stack modules are moving, and only this file
-names them."""
+"""Everything chaos takes from the local stack (deploy/local), in one place."""
 
 from __future__ import annotations
 
 from deploy.bench.context import Bench, bench_stack
-from shared.stack.demo import CUSTOMER_LAT, CUSTOMER_LNG, DEMO_STORE_ID
-from shared.stack.launcher import DEMO_STORE, WECHATPAY_SANDBOX, Stack, database_url
-from shared.stack.processes import AppProcess
+from deploy.local.demo import CUSTOMER_LAT, CUSTOMER_LNG
+from deploy.local.launcher import Stack, database_url
+from deploy.local.processes import AppProcess
+from deploy.local.sandboxes.wechatpay import NAME as WECHATPAY_SANDBOX
+from deploy.local.seed import DEMO_STORE_ID
 
 __all__ = [
     "CUSTOMER_LAT",
     "CUSTOMER_LNG",
-    "DEMO_STORE",
     "DEMO_STORE_ID",
     "WECHATPAY_SANDBOX",
     "AppProcess",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from shared.cli import main
+from deploy.cli import main
 from shared.events.topics import SERVICES
 from tests.gateway.test_gateway import SIGNING_KEY
 

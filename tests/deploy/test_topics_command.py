@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from shared.cli import main
+from deploy.cli import main
 from shared.events.provision import create_missing_topics, wanted_topics
 from shared.events.topics import EPOCH_TOPIC, all_topics
 

@@ -14,14 +14,14 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from deploy.local.ports import free_port
+from deploy.local.sandboxes.carriers.simulator import SimulatorSettings, credentials
+from deploy.local.sandboxes.carriers.simulator import create_app as create_simulator
 from services.dispatch.app import create_app
-from services.dispatch.carriers.simulator import SimulatorSettings, credentials
-from services.dispatch.carriers.simulator import create_app as create_simulator
 from services.dispatch.settings import DispatchSettings
 from shared.clock import FrozenClock
 from shared.events.envelope import new_event
 from shared.keys import public_pem
-from shared.stack.ports import free_port
 from shared.timers import TimerWorker
 from shared.vault import new_key
 from tests.support import HANDOVER_KEY, JWT_KEY, EventFeed, bearer, eventually, run_sql, serve

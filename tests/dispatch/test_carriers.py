@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
+from deploy.local.sandboxes.carriers.simulator import ERRORS, credentials
 from services.dispatch.carriers import WIRES, dada, meituan, sf, shansong, uu, uu_v3, wechat
 from services.dispatch.carriers.base import CarrierError, Credentials, Message, Op
 from services.dispatch.carriers.client import CarrierClient
-from services.dispatch.carriers.simulator import ERRORS, credentials
 from services.dispatch.carriers.units import bd09_to_gcj02, gcj02_to_bd09, yuan_to_fen
 from shared.clock import SystemClock
 from shared.geo import distance_m

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from deploy.local.sandboxes.carriers.scenarios import CHAOS, expected_end
 from services.dispatch.carriers import WIRES
-from services.dispatch.carriers.scenarios import CHAOS, expected_end
 from shared.events.envelope import new_event
 from tests.dispatch.conftest import CUSTOMER, MERCHANT, OPS, OTHER_MERCHANT, DispatchHarness, dispatch_stack
 from tests.support import eventually

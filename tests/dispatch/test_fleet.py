@@ -12,10 +12,10 @@ from datetime import timedelta
 import httpx
 import pytest
 
+from deploy.local.ports import free_port
 from services.dispatch.fleet import handover_request_no
 from services.redemption.app import create_app as create_redemption
 from shared.handover import HEADER, Voucher, VoucherSigner
-from shared.stack.ports import free_port
 from shared.timers import TimerWorker
 from tests.dispatch.conftest import CUSTOMER, STORE, DispatchHarness, dispatch_stack
 from tests.redemption.conftest import RedemptionHarness, redemption_settings

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from deploy.local.sandboxes.carriers.simulator import RIDERS
 from services.dispatch.carriers import WIRES
 from services.dispatch.carriers.base import Op
-from services.dispatch.carriers.simulator import RIDERS
 from tests.dispatch.conftest import MERCHANT, DispatchHarness, dispatch_stack
 from tests.dispatch.test_carriers import _creds
 from tests.support import bearer, holding_relay, serve

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 
 import httpx
 
+from deploy.local.ports import free_port
 from gateway.app import create_app as create_gateway
 from gateway.settings import GatewaySettings
 from services.aftersales.app import create_app as create_aftersales
@@ -18,7 +19,6 @@ from services.dispatch.carriers import WIRES
 from services.notify.app import create_app as create_notify
 from services.notify.settings import NotifySettings
 from shared.keys import generate_signing_key, public_pem
-from shared.stack.ports import free_port
 from tests.dispatch.conftest import dispatch_stack
 from tests.fuzz.runner import ROLES, fuzz
 from tests.order.conftest import new_pay_keys, order_stack

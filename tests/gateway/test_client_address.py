@@ -16,12 +16,12 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from deploy.local.ports import free_port
+from deploy.local.processes import AppProcess
 from gateway.app import create_app
 from services.redemption.app import create_app as create_redemption
 from shared.events.topics import SERVICES
 from shared.middleware import client_address, networks
-from shared.stack.ports import free_port
-from shared.stack.processes import AppProcess
 from tests.gateway.test_gateway import SIGNING_KEY, _bearer, _claims, _settings, _sign, fake_upstream
 from tests.redemption.conftest import redemption_settings
 from tests.support import JWT_KEY, serve

@@ -16,12 +16,12 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse
 
+from deploy.local.ports import free_port
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from shared.auth import TokenVerifier
 from shared.errors import Unauthorized
 from shared.keys import generate_signing_key, public_pem
-from shared.stack.ports import free_port
 from tests.support import serve
 
 SIGNING_KEY = generate_signing_key()

@@ -17,14 +17,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from deploy.local.ports import free_port
+from deploy.local.sandboxes.wechatpay import SandboxSettings
+from deploy.local.sandboxes.wechatpay import create_app as create_sandbox
 from services.order.app import create_app
-from services.order.payment.sandbox import SandboxSettings
-from services.order.payment.sandbox import create_app as create_sandbox
 from services.order.settings import OrderSettings
 from shared.clock import FrozenClock
 from shared.events.envelope import Envelope, new_event
 from shared.keys import public_pem
-from shared.stack.ports import free_port
 from shared.timers import TimerWorker
 from tests.support import JWT_KEY, EventFeed, bearer, eventually, run_sql, serve
 

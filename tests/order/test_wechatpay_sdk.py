@@ -18,8 +18,8 @@ import pytest
 from fastapi import FastAPI, Request, Response
 from wechatpayv3 import WeChatPay, WeChatPayType
 
-from services.order.payment.sandbox import SandboxSettings
-from services.order.payment.sandbox import create_app as create_sandbox
+from deploy.local.sandboxes.wechatpay import SandboxSettings
+from deploy.local.sandboxes.wechatpay import create_app as create_sandbox
 from services.order.payment.wechatpay import encrypt_resource, load_private_key, signed_headers
 from tests.order.conftest import CUSTOMER, OrderHarness, PayKeys
 from tests.support import eventually, serve

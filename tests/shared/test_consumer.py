@@ -14,7 +14,8 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from shared import cli
+from deploy import cli
+from deploy.local.broker import create_topics
 from shared.db import create_engine, create_sessionmaker
 from shared.events.consumer import EventConsumer
 from shared.events.contracts import EventView, handles
@@ -22,7 +23,6 @@ from shared.events.dlq import replay_dlq
 from shared.events.envelope import Envelope, new_event
 from shared.events.outbox import add_event
 from shared.events.topics import dlq_topic
-from shared.stack.broker import create_topics
 from tests.shared.tcp_proxy import TcpProxy
 from tests.support import count, eventually, read_topic
 

@@ -9,9 +9,9 @@ import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
 
+from deploy.local.launcher import Infra, database_url
 from shared.events.topics import SERVICES
 from shared.migrations import alembic_config, upgrade
-from shared.stack.launcher import Infra, database_url
 from tests.conftest import _admin
 
 

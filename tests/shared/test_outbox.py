@@ -16,6 +16,8 @@ from fastapi import APIRouter
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from deploy.local.broker import TansuBroker, create_topics
+from deploy.local.ports import free_port
 from services.order.settings import OrderSettings
 from shared.db import DbSession
 from shared.errors import Conflict
@@ -26,8 +28,6 @@ from shared.events.outbox import add_event
 from shared.events.relay import OutboxRelay
 from shared.events.topics import EPOCH_TOPIC
 from shared.service import build_service_app
-from shared.stack.broker import TansuBroker, create_topics
-from shared.stack.ports import free_port
 from tests.conftest import TEST_STATE
 from tests.support import count, eventually, read_topic
 

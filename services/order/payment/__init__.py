@@ -1,4 +1,4 @@
-"""Payment providers: the WeChat Pay v3 client, and the local sandbox that plays WeChat Pay in development."""
+"""Payment providers: the WeChat Pay v3 client (the local stack plays WeChat Pay with `deploy/local/sandboxes`)."""
 
 from __future__ import annotations
 

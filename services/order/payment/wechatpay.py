@@ -9,7 +9,7 @@ The wire format is WeChat's own (https://pay.weixin.qq.com/doc/v3/merchant/40123
   `TIMESTAMP\\nNONCE\\nBODY\\n`; a signature of another type (`WECHATPAY2-SM2-WITH-SM3`) or of no stated type is
   refused, as WeChat's own SDKs refuse it; answers also carry a `Request-ID`, which WeChat's support asks for;
 - a notification's `resource` is AEAD_AES_256_GCM-encrypted with the merchant's APIv3 key.
-The same client talks to the real API or to our sandbox (`services.order.payment.sandbox`): only the base URL and
+The same client talks to the real API or to our sandbox (`deploy.local.sandboxes.wechatpay`): only the base URL and
 the keys differ.
 """
 

@@ -6,7 +6,8 @@ which the signed, encrypted `TRANSACTION.SUCCESS` notification goes to the trade
 non-2xx answer as WeChat does (on a shorter schedule). Refunds settle asynchronously with `REFUND.SUCCESS`.
 Answers and notifications carry WeChat's headers (`Wechatpay-Signature-Type`, `Request-ID`) and its times are
 Beijing time, `+08:00`, whatever the host's zone: WeChat Pay's own SDKs (`wechatpayv3` in our tests) accept them.
-Run it with `uvicorn --factory services.order.payment.sandbox:create_app`.
+Run it with `uvicorn --factory deploy.local.sandboxes.wechatpay:create_app`; the local stack starts it for the order
+service (`wire`).
 """
 
 from __future__ import annotations
@@ -15,12 +16,10 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
@@ -31,6 +30,8 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from deploy.local.keys import ensure_secret, key_dir
+from deploy.local.wiring import GATEWAY, Environments, Wiring
 from services.order.payment.wechatpay import (
     encrypt_resource,
     load_private_key,
@@ -41,6 +42,7 @@ from services.order.payment.wechatpay import (
 )
 from shared.logging import configure_logging
 
+NAME = "wechatpay-sandbox"
 log = logging.getLogger(__name__)
 
 # WeChat Pay states every time in Beijing time, RFC 3339 with `+08:00` (`2026-11-18T12:00:05+08:00`).
@@ -276,7 +278,7 @@ SignedBody = Annotated[dict[str, Any] | None, Depends(_signed_body)]
 def create_app(settings: SandboxSettings | None = None) -> FastAPI:
     if settings is None:
         settings = SandboxSettings()
-        configure_logging("wechatpay-sandbox", settings.log_level)
+        configure_logging(NAME, settings.log_level)
     sandbox = Sandbox(settings)
 
     @contextlib.asynccontextmanager
@@ -296,11 +298,11 @@ def create_app(settings: SandboxSettings | None = None) -> FastAPI:
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
-        return {"status": "ok", "service": "wechatpay-sandbox"}
+        return {"status": "ok", "service": NAME}
 
     @app.get("/readyz")
     async def readyz() -> dict[str, str]:
-        return {"status": "ready", "service": "wechatpay-sandbox"}
+        return {"status": "ready", "service": NAME}
 
     @app.post("/v3/pay/transactions/jsapi")
     async def jsapi(body: SignedBody) -> Response:
@@ -426,23 +428,16 @@ def create_app(settings: SandboxSettings | None = None) -> FastAPI:
     return app
 
 
-def local_environment(key_dir: Path, sandbox_url: str, notify_url: str) -> tuple[dict[str, str], dict[str, str]]:
-    """Keys for the local stack (made once, kept in `key_dir`) and the environments that wire the order service to
-    the sandbox: (sandbox env, order env)."""
-    key_dir.mkdir(parents=True, exist_ok=True)
+def wire(wiring: Wiring) -> Environments:
+    """The sandbox's keys (made once, kept with the stack's) and the order service's WeChat Pay settings pointing
+    at it; notifications go to the gateway's public callback, as WeChat's do."""
+    keys = key_dir(wiring.state_dir)
     pems = {}
     for name in ("wechatpay-merchant", "wechatpay-platform"):
-        path = key_dir / f"{name}.pem"
-        if not path.exists():
-            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-            _write_private(path, key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()).decode())
-        private = path.read_text()
+        private = ensure_secret(keys / f"{name}.pem", _rsa_private_key)
         public = load_private_key(private).public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
         pems[name] = (private, public.decode())
-    apiv3_path = key_dir / "wechatpay-apiv3.key"
-    if not apiv3_path.exists():
-        _write_private(apiv3_path, secrets.token_hex(16))
-    apiv3_key = apiv3_path.read_text().strip()
+    apiv3_key = ensure_secret(keys / "wechatpay-apiv3.key", lambda: secrets.token_hex(16)).strip()
     settings = SandboxSettings()
     sandbox_env = {
         "WECHATPAY_SANDBOX_MCHID": settings.mchid,
@@ -453,20 +448,19 @@ def local_environment(key_dir: Path, sandbox_url: str, notify_url: str) -> tuple
         "WECHATPAY_SANDBOX_APIV3_KEY": apiv3_key,
     }
     order_env = {
-        "ORDER_WECHATPAY_BASE_URL": sandbox_url,
+        "ORDER_WECHATPAY_BASE_URL": wiring.urls[NAME],
         "ORDER_WECHATPAY_MCHID": settings.mchid,
         "ORDER_WECHATPAY_APPID": "wx-sandbox-app",
         "ORDER_WECHATPAY_MERCHANT_SERIAL_NO": settings.merchant_serial_no,
-        "ORDER_WECHATPAY_MERCHANT_PRIVATE_KEY_FILE": str(key_dir / "wechatpay-merchant.pem"),
+        "ORDER_WECHATPAY_MERCHANT_PRIVATE_KEY_FILE": str(keys / "wechatpay-merchant.pem"),
         "ORDER_WECHATPAY_PLATFORM_PUBLIC_KEY_ID": settings.platform_public_key_id,
         "ORDER_WECHATPAY_PLATFORM_PUBLIC_KEY": pems["wechatpay-platform"][1],
         "ORDER_WECHATPAY_APIV3_KEY": apiv3_key,
-        "ORDER_WECHATPAY_NOTIFY_URL": notify_url,
+        "ORDER_WECHATPAY_NOTIFY_URL": f"{wiring.urls[GATEWAY]}/v1/payments/wechatpay/callback",
     }
-    return sandbox_env, order_env
+    return {NAME: sandbox_env, "order": order_env}
 
 
-def _write_private(path: Path, content: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(content)
+def _rsa_private_key() -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()).decode()

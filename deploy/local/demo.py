@@ -1,5 +1,5 @@
-"""The demo merchant (seeded by `songda run`) and `songda demo`: a scripted walk through the running stack, as a
-customer, the merchant's staff and the WeChat Pay sandbox, printing each step."""
+"""`songda demo`: a scripted walk through the running stack, as a customer, the merchant's staff, an own rider and the
+WeChat Pay sandbox, printing each step."""
 
 from __future__ import annotations
 
@@ -12,70 +12,11 @@ from typing import Any
 
 import httpx
 
-DEMO_STORE_ID = "demo-store"
-DEMO_LAT, DEMO_LNG = 39.9087, 116.3975  # GCJ-02, central Beijing
-CUSTOMER_LAT, CUSTOMER_LNG = 39.9150, 116.4039  # about 900 m away
+from deploy.local.sandboxes.wechatpay import NAME as WECHATPAY_SANDBOX
+from deploy.local.seed import DEMO_LAT, DEMO_LNG, DEMO_STORE, DEMO_STORE_ID, auth, seed_demo_store
+from deploy.local.tokens import demo_tokens
 
-DEMO_STORE = {
-    "id": DEMO_STORE_ID,
-    "name": "送达面馆 (demo)",
-    "phone": "010-88886666",
-    "address": "北京市东城区东长安街 1 号",
-    "lat": DEMO_LAT,
-    "lng": DEMO_LNG,
-    "timezone": "Asia/Shanghai",
-    "opening_hours": [],  # always open, so the demo works at any hour
-    "range_radius_m": 5000,
-    "min_order_fen": 2000,
-    "delivery_base_fen": 500,
-    "delivery_tiers": [{"above_m": 3000, "add_fen": 200}],
-    "free_delivery_above_fen": 6000,
-    "prep_minutes": 10,
-    "fulfilment_modes": ["delivery", "pickup", "express"],
-    "dispatch_trigger": "on_ready",
-    "dispatch_strategy": {"kind": "cheapest", "carriers": ["dada", "sf"]},
-    "auto_accept": False,
-    "accept_limit_minutes": 10,
-}
-DEMO_PRODUCTS = [
-    {
-        "name": "招牌牛肉面",
-        "description": "清汤, 手工拉面",
-        "skus": [{"name": "大碗", "price_fen": 2800, "stock": 500}, {"name": "小碗", "price_fen": 2200, "stock": 500}],
-    },
-    {"name": "卤蛋", "skus": [{"name": "一个", "price_fen": 300, "stock": 1000}]},
-]
-
-
-def _auth(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def seed_demo_store(gateway_url: str, merchant_token: str) -> bool:
-    """Creates the demo store and its catalogue unless the store exists; returns whether it created them."""
-    with httpx.Client(base_url=gateway_url, headers=_auth(merchant_token), timeout=10) as client:
-        if client.get(f"/v1/stores/{DEMO_STORE_ID}").status_code == 200:
-            return False
-        client.post("/v1/stores", json=DEMO_STORE).raise_for_status()
-        for product in DEMO_PRODUCTS:
-            client.post(f"/v1/stores/{DEMO_STORE_ID}/products", json=product).raise_for_status()
-    return True
-
-
-DEMO_CARRIERS = ("dada", "sf")
-
-
-def seed_demo_carriers(gateway_url: str, simulator_url: str, merchant_token: str) -> None:
-    """Binds the demo store's carrier accounts, issued by the carrier simulator's console, unless bound."""
-    with httpx.Client(base_url=gateway_url, headers=_auth(merchant_token), timeout=10) as client:
-        bound = {a["carrier"] for a in client.get(f"/v1/carriers/accounts?store_id={DEMO_STORE_ID}").json()}
-        for carrier in DEMO_CARRIERS:
-            if carrier in bound:
-                continue
-            account = httpx.post(f"{simulator_url}/_sim/accounts", json={"carrier": carrier}, timeout=10).json()
-            body = {"store_id": DEMO_STORE_ID, "carrier": carrier, **{key: account[key] for key in
-                    ("app_key", "app_secret", "shop_id", "merchant_no", "token")}}  # fmt: skip
-            client.post("/v1/carriers/accounts", json=body).raise_for_status()
+CUSTOMER_LAT, CUSTOMER_LNG = 39.9150, 116.4039  # about 900 m from the demo store
 
 
 class DemoFailed(RuntimeError):
@@ -99,7 +40,7 @@ class Walk:
         self.say(f"\n{self.step_no:>2}. {text}")
 
     def call(self, role: str, method: str, path: str, **kwargs: Any) -> Any:
-        headers = {**_auth(self.tokens[role]), **kwargs.pop("headers", {})}
+        headers = {**auth(self.tokens[role]), **kwargs.pop("headers", {})}
         response = self.gateway.request(method, path, headers=headers, **kwargs)
         if response.status_code >= 400:
             raise DemoFailed(f"{method} {path} as {role} → {response.status_code}: {response.text}")
@@ -109,7 +50,7 @@ class Walk:
     def wait_status(self, order_id: str, wanted: set[str], within: float = 10) -> dict[str, Any]:
         deadline = time.monotonic() + within
         while True:
-            order = self.gateway.get(f"/v1/orders/{order_id}", headers=_auth(self.tokens["customer"])).json()
+            order = self.gateway.get(f"/v1/orders/{order_id}", headers=auth(self.tokens["customer"])).json()
             if order["status"] in wanted or time.monotonic() > deadline:
                 return dict(order)
             time.sleep(0.2)
@@ -119,7 +60,7 @@ class Walk:
         (pickup code) over Kafka."""
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
-            page = self.gateway.get(f"/v1/codes?order_id={order_id}", headers=_auth(self.tokens["customer"])).json()
+            page = self.gateway.get(f"/v1/codes?order_id={order_id}", headers=auth(self.tokens["customer"])).json()
             if page.get("items"):
                 return dict(page["items"][0])
             time.sleep(0.3)
@@ -156,7 +97,7 @@ class Walk:
         seen: list[str] = []
         deadline = time.monotonic() + 40
         while time.monotonic() < deadline:
-            page = self.gateway.get(f"/v1/deliveries?order_id={order_id}", headers=_auth(self.tokens["merchant"]))
+            page = self.gateway.get(f"/v1/deliveries?order_id={order_id}", headers=auth(self.tokens["merchant"]))
             items = page.json().get("items") or []
             if items and (not seen or seen[-1] != items[0]["status"]):
                 delivery = items[0]
@@ -176,7 +117,7 @@ class Walk:
         deadline = time.monotonic() + 20
         task = None
         while task is None and time.monotonic() < deadline:
-            tasks = self.gateway.get("/v1/riders/me/tasks", headers=_auth(self.tokens["rider"])).json()
+            tasks = self.gateway.get("/v1/riders/me/tasks", headers=auth(self.tokens["rider"])).json()
             task = next((t for t in tasks if t["order_id"] == order["id"]), None)
             time.sleep(0.3)
         if task is None:
@@ -249,7 +190,7 @@ class Walk:
         self.say(f"    counter scan → {redeemed['status']} by {redeemed['redeemed_by']}")
         again = self.gateway.post(
             "/v1/redemptions",
-            headers=_auth(self.tokens["merchant"]),
+            headers=auth(self.tokens["merchant"]),
             json={"code": code["code"], "store_id": DEMO_STORE_ID, "request_no": uuid.uuid4().hex},
         )
         self.say(f"    a second scan is refused: {again.json()['type']} ({again.json()['detail']})")
@@ -277,8 +218,6 @@ class Walk:
 
 
 def run_demo(state_dir: Path, say: Callable[[str], None] = print) -> None:
-    from shared.stack.launcher import WECHATPAY_SANDBOX, Stack, StackOptions
-
     try:
         state = json.loads((state_dir / "run" / "stack.json").read_text())
     except FileNotFoundError as exc:
@@ -286,7 +225,7 @@ def run_demo(state_dir: Path, say: Callable[[str], None] = print) -> None:
     urls = state.get("urls") or {}
     if "gateway" not in urls or WECHATPAY_SANDBOX not in urls:
         raise DemoFailed("the stack's state file has no URLs: restart it with `make run`")
-    tokens = Stack(StackOptions(state_dir=state_dir)).demo_tokens(ttl_seconds=600)
+    tokens = demo_tokens(state_dir, ttl_seconds=600)
     seed_demo_store(urls["gateway"], tokens["merchant"])
     walk = Walk(urls["gateway"], urls[WECHATPAY_SANDBOX], tokens, say)
     try:

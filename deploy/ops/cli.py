@@ -1,89 +1,27 @@
-"""`songda`: the operator's command line (run the local stack, serve one process of the image, create topics,
-migrate, list, replay and discard dead letters)."""
+"""The operator's commands of `songda`: serve one process of the image, create topics, probe a URL, migrate, and
+list, replay and discard dead letters.
+
+They need only a service's database or the broker, so they run the same in production (a migration Job, an
+operator's shell in a pod) as against the local stack; nothing here imports `deploy.local`.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import os
-import signal
 import sys
-import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, TypeVar
 
 from shared.events.topics import SERVICES
 
-# What `songda serve` runs: the gateway and each service, by name, as uvicorn app factories.
 SERVED_APPS = {"gateway": "gateway.app:create_app", **{s: f"services.{s}.app:create_app" for s in SERVICES}}
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
 T = TypeVar("T")
-
-
-def _stop_on_sigterm() -> None:
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, handler)
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    from shared.stack.launcher import Stack, StackOptions
-
-    _stop_on_sigterm()
-    options = StackOptions.from_env(Path(args.state_dir).resolve())
-    if args.gateway_port:
-        options.gateway_port = args.gateway_port
-    stack = Stack(options)
-    started = time.monotonic()
-    try:
-        print("starting Songda: PostgreSQL, broker, services, gateway ...", flush=True)
-        stack.start()
-        assert stack.infra is not None
-        gateway = stack.gateway.url
-        print(f"gateway: {gateway}")
-        print(f"docs: {gateway}/docs")
-        print(f"ready: {gateway}/readyz")
-        print(f"postgres: {stack.infra.postgres_url}")
-        print(f"kafka: {stack.infra.bootstrap_servers}")
-        print(f"logs: {options.state_dir / 'logs'}")
-        print(f"started in {time.monotonic() - started:.1f}s")
-        print(f"wechatpay sandbox: {stack.app('wechatpay-sandbox').url}")
-        print(f"carrier simulator: {stack.app('carrier-simulator').url}  (demo store: Dada and SF accounts bound)")
-        print("demo merchant: merchant_id=demo-merchant store_ids=[demo-store] (store seeded; try `make demo`)")
-        for role, token in stack.demo_tokens().items():
-            print(f"token {role}: {token}")
-        print("Ctrl-C stops everything.", flush=True)
-        while True:
-            time.sleep(0.5)
-            dead = stack.dead_apps()
-            if dead:
-                for app in dead:
-                    print(f"{app.name} exited unexpectedly:\n{app.log_tail()}", file=sys.stderr)
-                return 1
-    except KeyboardInterrupt:
-        print("\nstopping ...", flush=True)
-        return 0
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        stack.stop()
-        print("stopped.", flush=True)
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from shared.stack.demo import DemoFailed, run_demo
-
-    try:
-        run_demo(Path(args.state_dir).resolve())
-    except DemoFailed as exc:
-        print(f"demo stopped: {exc}", file=sys.stderr)
-        return 1
-    return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -190,19 +128,7 @@ def cmd_dlq_discard(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="songda", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    run = sub.add_parser("run", help="start the whole platform locally; Ctrl-C stops it")
-    run.add_argument("--state-dir", default=".songda", help="data, logs and keys (default: .songda)")
-    run.add_argument("--gateway-port", type=int, default=0, help="default: $SONGDA_GATEWAY_PORT or 8000")
-    run.set_defaults(func=cmd_run)
-
-    demo = sub.add_parser("demo", help="walk through the running stack (start it with `songda run` first)")
-    demo.add_argument("--state-dir", default=".songda", help="the running stack's state dir (default: .songda)")
-    demo.set_defaults(func=cmd_demo)
-
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = sub.add_parser("serve", help="run one process of the platform in the foreground (the image's command)")
     serve.add_argument(
         "process", help=f"{', '.join(SERVED_APPS)}, or an app factory as module:function (a sandbox, say)"
@@ -258,10 +184,3 @@ def main(argv: list[str] | None = None) -> int:
     replay_topic.add_argument("topic", help="e.g. order.events.dlq")
     replay_topic.add_argument("--bootstrap-servers", required=True)
     replay_topic.set_defaults(func=cmd_dlq_replay_topic)
-
-    args = parser.parse_args(argv)
-    return int(args.func(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -12,7 +12,8 @@ pickup_failed, unreachable_return, carrier_cancel, force_majeure, create_fail, r
 `GET /_sim/orders/<carrier>/<shop_order_id>` shows what it did. A WeChat legacy account created with
 `"safe_mode": true` gets its pushes encrypted (安全模式) with its `encoding_aes_key` and the appid of the mini-program
 whose access token placed the order. Run it with
-`uvicorn --factory services.dispatch.carriers.simulator:create_app`.
+`uvicorn --factory deploy.local.sandboxes.carriers.simulator:create_app`; the local stack starts it for dispatch
+(`wire`).
 """
 
 from __future__ import annotations
@@ -36,12 +37,14 @@ from fastapi import FastAPI, Request, Response
 from pydantic import BaseModel
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from deploy.local.sandboxes.carriers.scenarios import SCRIPTS, Step, choose, steps
+from deploy.local.wiring import DEMO_WECHAT_APPID, GATEWAY, Environments, Wiring
 from services.dispatch.carriers import WIRES
 from services.dispatch.carriers.base import Credentials, Message, Op, SignatureInvalid, Wire
-from services.dispatch.carriers.scenarios import SCRIPTS, Step, choose, steps
 from shared.geo import distance_m
 from shared.logging import configure_logging
 
+NAME = "carrier-simulator"
 log = logging.getLogger(__name__)
 
 ERRORS = {  # per carrier: (duplicate order, carrier system error, bad signature, not found, not allowed now)
@@ -343,7 +346,7 @@ def _answer(message: Message) -> Response:
 def create_app(settings: SimulatorSettings | None = None) -> FastAPI:
     if settings is None:
         settings = SimulatorSettings()
-        configure_logging("carrier-simulator", settings.log_level)
+        configure_logging(NAME, settings.log_level)
     state: dict[str, Simulator] = {}
 
     @contextlib.asynccontextmanager
@@ -400,3 +403,17 @@ def create_app(settings: SimulatorSettings | None = None) -> FastAPI:
         return await state["sim"].handle(carrier, "/" + path, request)
 
     return app
+
+
+def wire(wiring: Wiring) -> Environments:
+    """Callbacks to the gateway's public carrier endpoints at a pace a person can follow; dispatch sends every
+    carrier here, and its WeChat mini-program account is the one the simulator's console issues."""
+    master_key = SimulatorSettings().master_key
+    return {
+        NAME: {"CARRIER_SIM_CALLBACK_URL": wiring.urls[GATEWAY], "CARRIER_SIM_STEP_SECONDS": "1.5"},
+        "dispatch": {
+            "DISPATCH_CARRIER_SANDBOX_URL": wiring.urls[NAME],
+            "DISPATCH_WECHAT_APPID": DEMO_WECHAT_APPID,
+            "DISPATCH_WECHAT_SECRET": credentials(master_key, "wechat", DEMO_WECHAT_APPID).app_secret,
+        },
+    }

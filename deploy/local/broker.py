@@ -18,7 +18,7 @@ from pathlib import Path
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from shared.stack.ports import wait_for_port
+from deploy.local.ports import wait_for_port
 
 
 def tansu_binary() -> Path:

@@ -1,0 +1,71 @@
+"""The demo merchant `songda run` seeds: its store, menu and carrier accounts (bound from the carrier simulator's
+console), each created only when missing so a restart keeps what the merchant changed."""
+
+from __future__ import annotations
+
+import httpx
+
+DEMO_MERCHANT_ID = "demo-merchant"
+DEMO_STORE_ID = "demo-store"
+DEMO_LAT, DEMO_LNG = 39.9087, 116.3975  # GCJ-02, central Beijing
+
+DEMO_STORE = {
+    "id": DEMO_STORE_ID,
+    "name": "送达面馆 (demo)",
+    "phone": "010-88886666",
+    "address": "北京市东城区东长安街 1 号",
+    "lat": DEMO_LAT,
+    "lng": DEMO_LNG,
+    "timezone": "Asia/Shanghai",
+    "opening_hours": [],  # always open, so the demo works at any hour
+    "range_radius_m": 5000,
+    "min_order_fen": 2000,
+    "delivery_base_fen": 500,
+    "delivery_tiers": [{"above_m": 3000, "add_fen": 200}],
+    "free_delivery_above_fen": 6000,
+    "prep_minutes": 10,
+    "fulfilment_modes": ["delivery", "pickup", "express"],
+    "dispatch_trigger": "on_ready",
+    "dispatch_strategy": {"kind": "cheapest", "carriers": ["dada", "sf"]},
+    "auto_accept": False,
+    "accept_limit_minutes": 10,
+}
+DEMO_PRODUCTS = [
+    {
+        "name": "招牌牛肉面",
+        "description": "清汤, 手工拉面",
+        "skus": [{"name": "大碗", "price_fen": 2800, "stock": 500}, {"name": "小碗", "price_fen": 2200, "stock": 500}],
+    },
+    {"name": "卤蛋", "skus": [{"name": "一个", "price_fen": 300, "stock": 1000}]},
+]
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def seed_demo_store(gateway_url: str, merchant_token: str) -> bool:
+    """Creates the demo store and its catalogue unless the store exists; returns whether it created them."""
+    with httpx.Client(base_url=gateway_url, headers=auth(merchant_token), timeout=10) as client:
+        if client.get(f"/v1/stores/{DEMO_STORE_ID}").status_code == 200:
+            return False
+        client.post("/v1/stores", json=DEMO_STORE).raise_for_status()
+        for product in DEMO_PRODUCTS:
+            client.post(f"/v1/stores/{DEMO_STORE_ID}/products", json=product).raise_for_status()
+    return True
+
+
+DEMO_CARRIERS = ("dada", "sf")
+
+
+def seed_demo_carriers(gateway_url: str, simulator_url: str, merchant_token: str) -> None:
+    """Binds the demo store's carrier accounts, issued by the carrier simulator's console, unless bound."""
+    with httpx.Client(base_url=gateway_url, headers=auth(merchant_token), timeout=10) as client:
+        bound = {a["carrier"] for a in client.get(f"/v1/carriers/accounts?store_id={DEMO_STORE_ID}").json()}
+        for carrier in DEMO_CARRIERS:
+            if carrier in bound:
+                continue
+            account = httpx.post(f"{simulator_url}/_sim/accounts", json={"carrier": carrier}, timeout=10).json()
+            body = {"store_id": DEMO_STORE_ID, "carrier": carrier, **{key: account[key] for key in
+                    ("app_key", "app_secret", "shop_id", "merchant_no", "token")}}  # fmt: skip
+            client.post("/v1/carriers/accounts", json=body).raise_for_status()

@@ -1,0 +1,1 @@
+"""What an operator runs against a deployment, local or production: the `songda migrate` and `songda dlq` commands."""
