@@ -19,6 +19,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase
 
+from shared.errors import Refused
+
 # Constraint names fixed by convention, so Alembic histories stay stable across services.
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -45,10 +47,18 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
 
 async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One transaction per request: committed after the route returns (before the response is sent, so a failed
-    commit is an error response, not a lost write), rolled back on any error."""
+    commit is an error response, not a lost write), rolled back on any error but a `Refused`, which is committed
+    (its audit rows kept) and then answered."""
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
-    async with sessionmaker() as session, session.begin():
-        yield session
+    refused: Refused | None = None
+    async with sessionmaker() as session:
+        async with session.begin():
+            try:
+                yield session
+            except Refused as exc:
+                refused = exc  # leaving the block normally commits
+        if refused is not None:
+            raise refused
 
 
 DbSession = Annotated[AsyncSession, Depends(_request_session, scope="function")]
