@@ -31,10 +31,16 @@ NAMING_CONVENTION = {
 }
 
 
+def service_metadata() -> MetaData:
+    """A fresh MetaData with the house constraint names, for one declarative base (`metadata = service_metadata()`):
+    each service's base holds its own, so its Alembic history sees its tables and no other service's."""
+    return MetaData(naming_convention=NAMING_CONVENTION)
+
+
 class InfraBase(DeclarativeBase):
     """Tables every service has (outbox, inbox, timer); each service's own tables use its own base."""
 
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    metadata = service_metadata()
 
 
 def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
