@@ -149,6 +149,9 @@ def build_service_app(
     app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     app.state.clock = clock
+    # What the workers run, kept for whoever drives them by hand (tests fire timers and deliver events themselves).
+    app.state.event_handlers = event_handlers
+    app.state.timer_handlers = timer_handlers
     app.state.token_verifier = TokenVerifier(
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,

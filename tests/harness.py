@@ -52,14 +52,11 @@ async def served(
     assert isinstance(clock, FrozenClock), "tests move the clock: build the app on a FrozenClock"
     async with serve(app, port=port) as url:
         sessionmaker = app.state.sessionmaker
-        reactions = app.state.reactions
+        settings = app.state.settings
         timers = TimerWorker(
-            service=app.state.settings.service_name,
-            sessionmaker=sessionmaker,
-            clock=clock,
-            handlers=reactions.timer_handlers(),
+            service=settings.service_name, sessionmaker=sessionmaker, clock=clock, handlers=app.state.timer_handlers
         )
-        feed = EventFeed(sessionmaker, app.state.settings.kafka_bootstrap_servers, reactions.event_handlers())
+        feed = EventFeed(sessionmaker, settings.kafka_bootstrap_servers, app.state.event_handlers)
         try:
             async with httpx.AsyncClient(base_url=url, timeout=client_timeout) as client:
                 yield harness(client=client, sessionmaker=sessionmaker, clock=clock, timers=timers, feed=feed, **own)
