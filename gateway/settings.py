@@ -3,12 +3,13 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from shared.events.topics import SERVICES
+from shared.settings import PrefixedSettings
 
 
-class GatewaySettings(BaseSettings):
+class GatewaySettings(PrefixedSettings):
     model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore")
 
     order_url: str = "http://127.0.0.1:8101"

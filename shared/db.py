@@ -19,6 +19,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase
 
+from shared.errors import Refused
+
 # Constraint names fixed by convention, so Alembic histories stay stable across services.
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -29,10 +31,16 @@ NAMING_CONVENTION = {
 }
 
 
+def service_metadata() -> MetaData:
+    """A fresh MetaData with the house constraint names, for one declarative base (`metadata = service_metadata()`):
+    each service's base holds its own, so its Alembic history sees its tables and no other service's."""
+    return MetaData(naming_convention=NAMING_CONVENTION)
+
+
 class InfraBase(DeclarativeBase):
     """Tables every service has (outbox, inbox, timer); each service's own tables use its own base."""
 
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    metadata = service_metadata()
 
 
 def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
@@ -45,10 +53,18 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
 
 async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One transaction per request: committed after the route returns (before the response is sent, so a failed
-    commit is an error response, not a lost write), rolled back on any error."""
+    commit is an error response, not a lost write), rolled back on any error but a `Refused`, which is committed
+    (its audit rows kept) and then answered."""
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
-    async with sessionmaker() as session, session.begin():
-        yield session
+    refused: Refused | None = None
+    async with sessionmaker() as session:
+        async with session.begin():
+            try:
+                yield session
+            except Refused as exc:
+                refused = exc  # leaving the block normally commits
+        if refused is not None:
+            raise refused
 
 
 DbSession = Annotated[AsyncSession, Depends(_request_session, scope="function")]

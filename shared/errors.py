@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -35,6 +35,17 @@ class ServiceError(Exception):
 
     def headers(self) -> dict[str, str]:
         return {}
+
+
+class Refused(Exception):
+    """A refusal whose transaction still commits: what the route wrote while refusing (the audit row, the answer
+    stored under a request number, the refused notification's record) is the point of the request, so the request
+    session (`shared.db.DbSession`) commits before re-raising this, where a `ServiceError` rolls back. The answer
+    is `answer`: a `ServiceError` rendered as problem+json, or a response of its own (a provider's format)."""
+
+    def __init__(self, answer: ServiceError | Response) -> None:
+        super().__init__(answer.detail if isinstance(answer, ServiceError) else f"refused: {answer.status_code}")
+        self.answer = answer
 
 
 class BadRequest(ServiceError):
@@ -152,6 +163,11 @@ async def _service_error(request: Request, exc: Exception) -> JSONResponse:
     return render(request, exc)
 
 
+async def _refused(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Refused)
+    return render(request, exc.answer) if isinstance(exc.answer, ServiceError) else exc.answer
+
+
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()]
@@ -228,6 +244,7 @@ async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(Refused, _refused)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(DBAPIError, _database_error)

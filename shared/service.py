@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager, suppress
+from contextlib import asynccontextmanager, suppress
 from datetime import datetime, timedelta
 
+import httpx
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import func, select, text
@@ -60,10 +61,11 @@ def build_service_app(
     event_handlers: Mapping[str, EventHandler] | None = None,
     timer_handlers: Mapping[str, TimerHandler] | None = None,
     clock: Clock | None = None,
-    resources: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
+    http_clients: Sequence[httpx.AsyncClient] = (),
 ) -> FastAPI:
-    """`resources`, if given, is entered after the engine exists and left before it is disposed: the place for a
-    service's own clients (an HTTP pool to a provider, say)."""
+    """`http_clients` are the service's own pools (to a provider, a peer service): built with the app, so its
+    routes and handlers can hold them, and closed on shutdown, after the workers stopped and before the engine is
+    disposed."""
     service = settings.service_name
     clock = clock or SystemClock()
     event_handlers = event_handlers or {}
@@ -79,10 +81,6 @@ def build_service_app(
         app.state.producer = producer
         app.state.producer_ready = False
         tasks: list[asyncio.Task[None]] = []
-        # Entered before any worker starts and left after they all stopped.
-        own_resources = AsyncExitStack()
-        if resources is not None:
-            await own_resources.enter_async_context(resources(app))
 
         async def start_and_run_workers() -> None:
             await start_producer(producer, max_backoff=settings.outbox_max_backoff_seconds)
@@ -142,7 +140,9 @@ def build_service_app(
             for task in tasks:
                 with suppress(asyncio.CancelledError):
                     await task
-            await own_resources.aclose()
+            for client in http_clients:
+                with suppress(Exception):  # one failing close must not keep the others (or the engine) open
+                    await client.aclose()
             with suppress(Exception):
                 await producer.stop()
             await engine.dispose()
@@ -150,6 +150,9 @@ def build_service_app(
     app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     app.state.clock = clock
+    # What the workers run, kept for whoever drives them by hand (tests fire timers and deliver events themselves).
+    app.state.event_handlers = event_handlers
+    app.state.timer_handlers = timer_handlers
     app.state.token_verifier = TokenVerifier(
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,

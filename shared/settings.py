@@ -5,14 +5,40 @@ There is no module-level instance: `create_app(settings)` takes one, and tests b
 
 from __future__ import annotations
 
-from typing import ClassVar
+import difflib
+import os
+from typing import Any, ClassVar
 
+from pydantic import model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-class ServiceSettings(BaseSettings):
+class UnknownSettingError(Exception):
+    """An environment variable under a component's prefix that names none of its settings: a misspelt setting
+    would otherwise be silently replaced by its default."""
+
+
+class PrefixedSettings(BaseSettings):
+    """Settings read from `<PREFIX>_*` variables, refusing any such variable that is not one of them."""
+
     model_config = SettingsConfigDict(extra="ignore")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_unknown_variables(cls, data: Any) -> Any:
+        prefix = cls.model_config.get("env_prefix", "").upper()
+        if prefix:
+            known = {f"{prefix}{name.upper()}" for name in cls.model_fields}
+            for variable in sorted(os.environ):
+                name = variable.upper()
+                if name.startswith(prefix) and name not in known:
+                    closest = difflib.get_close_matches(name, known, n=1)
+                    hint = f"; did you mean {closest[0]}?" if closest else f"; known: {', '.join(sorted(known))}"
+                    raise UnknownSettingError(f"Unknown setting {variable}{hint}")
+        return data
+
+
+class ServiceSettings(PrefixedSettings):
     service_name: ClassVar[str]
 
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/songda"

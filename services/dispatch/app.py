@@ -1,8 +1,5 @@
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
-
 import httpx
 from fastapi import FastAPI
 
@@ -39,13 +36,6 @@ def create_app(settings: DispatchSettings | None = None, clock: Clock | None = N
     reactions = DispatchReactions(dispatcher)
     vouchers = VoucherSigner(settings.handover_signing_key, settings.handover_voucher_seconds)
 
-    @contextlib.asynccontextmanager
-    async def resources(_: FastAPI) -> AsyncIterator[None]:
-        try:
-            yield
-        finally:
-            await http.aclose()
-
     app = build_service_app(
         settings,
         title="Songda dispatch",
@@ -54,7 +44,7 @@ def create_app(settings: DispatchSettings | None = None, clock: Clock | None = N
         event_handlers=reactions.event_handlers(),
         timer_handlers=reactions.timer_handlers(),
         clock=clock,
-        resources=resources,
+        http_clients=[http],
     )
     app.state.dispatcher = dispatcher
     app.state.reactions = reactions

@@ -32,7 +32,6 @@ class DeliveryStatus(StrEnum):
 
 S = DeliveryStatus
 TERMINAL = frozenset({S.delivered, S.pickup_failed, S.returned, S.cancelled, S.failed})
-WAITING = frozenset({S.created})
 BEFORE_PICKUP = frozenset({S.created, S.rider_assigned, S.rider_at_store})
 RANK = {
     S.created: 0,

@@ -1,8 +1,5 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 import httpx
 from fastapi import FastAPI
 
@@ -25,13 +22,6 @@ def create_app(settings: OrderSettings | None = None, clock: Clock | None = None
     payment_client = wechatpay_client(settings, http)
     reactions = OrderReactions(settings=settings, clock=clock, payment_client=payment_client)
 
-    @asynccontextmanager
-    async def provider_clients(app: FastAPI) -> AsyncIterator[None]:
-        try:
-            yield
-        finally:
-            await http.aclose()
-
     app = build_service_app(
         settings,
         title="Songda order",
@@ -40,7 +30,7 @@ def create_app(settings: OrderSettings | None = None, clock: Clock | None = None
         event_handlers=reactions.event_handlers(),
         timer_handlers=reactions.timer_handlers(),
         clock=clock,
-        resources=provider_clients,
+        http_clients=[http],
     )
     app.state.payment_client = payment_client
     app.state.reactions = reactions

@@ -33,7 +33,7 @@ from shared.auth import CurrentPrincipal, Principal, Role, require_roles
 from shared.clock import AppClock, Clock
 from shared.contract import Offset
 from shared.db import DbSession
-from shared.errors import PROBLEM_JSON, Forbidden, ValidationFailed, render
+from shared.errors import PROBLEM_JSON, Forbidden, Refused, ValidationFailed
 from shared.handover import HEADER, Voucher, VoucherVerifier
 from shared.tenancy import covers_store, store_conditions
 from shared.vault import Vault
@@ -140,27 +140,24 @@ async def redeem(
         vault=_vault(request),
     )
     headers = {"Idempotent-Replayed": "true"} if outcome.replayed else {}
-    media_type = "application/json" if outcome.status_code < 400 else PROBLEM_JSON
-    # The answer (success or refusal) is committed with its audit row; a JSONResponse keeps the transaction.
-    return JSONResponse(outcome.body, status_code=outcome.status_code, headers=headers, media_type=media_type)
+    if outcome.status_code >= 400:  # the refusal is the answer: committed with its audit row and stored answer
+        raise Refused(JSONResponse(outcome.body, outcome.status_code, headers, media_type=PROBLEM_JSON))
+    return JSONResponse(outcome.body, status_code=outcome.status_code, headers=headers)
 
 
 @router.post("/v1/redemptions/preview", summary="What a code would redeem, without redeeming (audited)")
 async def preview(
     request: Request, session: DbSession, clock: AppClock, principal: Redeemer, body: Presentation
 ) -> Response:
-    try:
-        code = await service.preview(
-            session,
-            principal,
-            _presented(request, body),
-            _voucher(request, clock),
-            clock,
-            _settings(request),
-            _vault(request),
-        )
-    except service.PreviewRefused as refused:
-        return render(request, refused.refusal)  # the audit row commits with the session
+    code = await service.preview(
+        session,
+        principal,
+        _presented(request, body),
+        _voucher(request, clock),
+        clock,
+        _settings(request),
+        _vault(request),
+    )
     return JSONResponse(code_read(code, principal, clock, _vault(request)).model_dump(mode="json"))
 
 

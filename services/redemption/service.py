@@ -53,7 +53,7 @@ from services.redemption.models import Attempt, Code, Lockout, Redemption, Redem
 from services.redemption.settings import RedemptionSettings
 from shared.auth import Principal, Role
 from shared.clock import Clock
-from shared.errors import Conflict, Forbidden, ServiceError, ValidationFailed, problem_body
+from shared.errors import Conflict, Forbidden, Refused, ServiceError, ValidationFailed, problem_body
 from shared.handover import Voucher
 from shared.tenancy import covers_merchant, covers_store
 from shared.timers import schedule_timer
@@ -699,7 +699,8 @@ async def preview(
     settings: RedemptionSettings,
     vault: Vault,
 ) -> Code:
-    """What the code would redeem, without redeeming. Audited, and guesses count like a verification's."""
+    """What the code would redeem, without redeeming. Audited, and guesses count like a verification's: a refusal is
+    raised as `Refused`, so the request session commits its audit row and lockout count before answering."""
     now = clock.now()
     scopes = _scopes(principal, presented)
     code: Code | None = None
@@ -710,17 +711,9 @@ async def preview(
         _authorise(principal, code, presented.store_id, voucher)
     except ServiceError as refusal:
         await _record_refusal(session, principal, presented, "preview", refusal, scopes, now, settings, code)
-        raise PreviewRefused(refusal) from refusal
+        raise Refused(refusal) from refusal
     await _audit(session, principal, presented, "preview", "previewed", False, now, code)
     return code
-
-
-class PreviewRefused(Exception):
-    """Carries a refusal out of the transaction that recorded it (the route commits, then renders it)."""
-
-    def __init__(self, refusal: ServiceError) -> None:
-        super().__init__(refusal.detail)
-        self.refusal = refusal
 
 
 async def reverse(

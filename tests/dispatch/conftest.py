@@ -12,7 +12,6 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from deploy.local.ports import free_port
 from deploy.local.sandboxes.carriers.simulator import SimulatorSettings, credentials
@@ -22,9 +21,9 @@ from services.dispatch.settings import DispatchSettings
 from shared.clock import FrozenClock
 from shared.events.envelope import new_event
 from shared.keys import public_pem
-from shared.timers import TimerWorker
 from shared.vault import new_key
-from tests.support import HANDOVER_KEY, JWT_KEY, EventFeed, bearer, eventually, run_sql, serve
+from tests.harness import ServiceHarness, served
+from tests.support import HANDOVER_KEY, JWT_KEY, bearer, eventually, serve
 
 MERCHANT = bearer("merchant", "staff-1", "m-1", store_ids=["s-1"])
 OTHER_MERCHANT = bearer("merchant", "staff-2", "m-2")
@@ -43,13 +42,8 @@ STORE = {
 
 
 @dataclass
-class DispatchHarness:
-    client: httpx.AsyncClient
+class DispatchHarness(ServiceHarness):
     sim: httpx.AsyncClient
-    sessionmaker: async_sessionmaker[AsyncSession]
-    clock: FrozenClock
-    timers: TimerWorker
-    feed: EventFeed
     orders: int = 0
     accounts: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -119,13 +113,6 @@ class DispatchHarness:
         await eventually(reached, within=within, interval=0.05)
         return seen
 
-    async def events(self, order_id: str) -> list[str]:
-        rows = await run_sql(self.sessionmaker, "SELECT type FROM outbox WHERE key = :key ORDER BY id", key=order_id)
-        return [row[0] for row in rows]
-
-    async def sql(self, statement: str, **params: Any) -> Any:
-        return await run_sql(self.sessionmaker, statement, **params)
-
 
 @contextlib.asynccontextmanager
 async def dispatch_stack(
@@ -159,22 +146,11 @@ async def dispatch_stack(
                 **(settings_overrides or {}),
             }
         )
-        app = create_app(settings, clock=clock)
-        async with serve(app, port=dispatch_port) as url:
-            sessionmaker = app.state.sessionmaker
-            reactions = app.state.reactions
-            timers = TimerWorker(
-                service="dispatch", sessionmaker=sessionmaker, clock=clock, handlers=reactions.timer_handlers()
-            )
-            feed = EventFeed(sessionmaker, bootstrap, reactions.event_handlers())
-            try:
-                async with (
-                    httpx.AsyncClient(base_url=url, timeout=60) as client,
-                    httpx.AsyncClient(base_url=sim_url, timeout=60) as sim,
-                ):
-                    yield DispatchHarness(client, sim, sessionmaker, clock, timers, feed)
-            finally:
-                await feed.close()
+        async with (
+            httpx.AsyncClient(base_url=sim_url, timeout=60) as sim,
+            served(create_app(settings, clock=clock), DispatchHarness, port=dispatch_port, sim=sim) as harness,
+        ):
+            yield harness
 
 
 @pytest.fixture

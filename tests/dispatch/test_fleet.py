@@ -9,17 +9,16 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
-import httpx
 import pytest
 
 from deploy.local.ports import free_port
 from services.dispatch.fleet import handover_request_no
 from services.redemption.app import create_app as create_redemption
 from shared.handover import HEADER, Voucher, VoucherSigner
-from shared.timers import TimerWorker
 from tests.dispatch.conftest import CUSTOMER, STORE, DispatchHarness, dispatch_stack
+from tests.harness import served
 from tests.redemption.conftest import RedemptionHarness, redemption_settings
-from tests.support import HANDOVER_KEY, EventFeed, bearer, holding_relay, serve
+from tests.support import HANDOVER_KEY, bearer, holding_relay, serve
 
 NEAR = bearer("rider", "rider-near", "m-1")
 FAR = bearer("rider", "rider-far", "m-1")
@@ -98,15 +97,8 @@ async def fleet_with_redemption(
     port = free_port()
     async with dispatch_stack(dispatch_db_url, bootstrap, {"redemption_url": f"http://127.0.0.1:{port}"}) as dispatch:
         app = create_redemption(redemption_settings(redemption_db_url, bootstrap), clock=dispatch.clock)
-        async with serve(app, port=port) as url:
-            sessionmaker = app.state.sessionmaker
-            timers = TimerWorker(service="redemption", sessionmaker=sessionmaker, clock=dispatch.clock, handlers={})
-            feed = EventFeed(sessionmaker, bootstrap, app.state.reactions.event_handlers())
-            try:
-                async with httpx.AsyncClient(base_url=url, timeout=60) as client:
-                    yield dispatch, RedemptionHarness(client, sessionmaker, dispatch.clock, timers, feed)
-            finally:
-                await feed.close()
+        async with served(app, RedemptionHarness, port=port) as redemption:
+            yield dispatch, redemption
 
 
 async def test_the_handover_redeems_only_this_picked_up_deliverys_code_and_every_attempt_is_its_own(
@@ -172,38 +164,29 @@ async def test_a_slow_redemption_service_holds_no_lock_on_the_delivery(
         dispatch_stack(dispatch_db_url, bootstrap, {"redemption_url": relay_url}) as dispatch,
     ):
         app = create_redemption(redemption_settings(redemption_db_url, bootstrap), clock=dispatch.clock)
-        async with serve(app) as redemption_url, httpx.AsyncClient(base_url=redemption_url) as client:
-            target["url"] = redemption_url
-            timers = TimerWorker(service="redemption", sessionmaker=app.state.sessionmaker, clock=dispatch.clock,
-                                 handlers={})  # fmt: skip
-            feed = EventFeed(app.state.sessionmaker, bootstrap, app.state.reactions.event_handlers())
-            redemption = RedemptionHarness(client, app.state.sessionmaker, dispatch.clock, timers, feed)
+        async with served(app, RedemptionHarness) as redemption:
+            target["url"] = str(redemption.client.base_url).rstrip("/")
+            await _online(dispatch, NEAR, STORE["lat"] + 0.001, "近")
+            order_id = await dispatch.order_ready(strategy=OWN_FLEET)
+            await dispatch.fire()
+            task = (await _tasks(dispatch, NEAR))[0]
+            path = f"/v1/riders/me/tasks/{task['delivery_id']}"
+            for step in ("accept", "arrive", "pickup"):
+                assert (await dispatch.client.post(f"{path}/{step}", headers=NEAR)).status_code == 200
+            code = await redemption.order_paid(order_id, mode="delivery")
+            digits = str(code["code"]).replace(" ", "")
+            delivering = asyncio.create_task(
+                dispatch.client.post(f"{path}/deliver", json={"request_no": "attempt-1", "code": digits}, headers=NEAR)
+            )
             try:
-                await _online(dispatch, NEAR, STORE["lat"] + 0.001, "近")
-                order_id = await dispatch.order_ready(strategy=OWN_FLEET)
-                await dispatch.fire()
-                task = (await _tasks(dispatch, NEAR))[0]
-                path = f"/v1/riders/me/tasks/{task['delivery_id']}"
-                for step in ("accept", "arrive", "pickup"):
-                    assert (await dispatch.client.post(f"{path}/{step}", headers=NEAR)).status_code == 200
-                code = await redemption.order_paid(order_id, mode="delivery")
-                digits = str(code["code"]).replace(" ", "")
-                delivering = asyncio.create_task(
-                    dispatch.client.post(
-                        f"{path}/deliver", json={"request_no": "attempt-1", "code": digits}, headers=NEAR
-                    )
+                await asyncio.wait_for(arrived.wait(), 20)
+                # While the redemption service thinks, the delivery's row is free for callbacks and timers.
+                locked = await dispatch.sql(
+                    "SELECT id FROM delivery WHERE id = :id FOR UPDATE NOWAIT", id=uuid.UUID(task["delivery_id"])
                 )
-                try:
-                    await asyncio.wait_for(arrived.wait(), 20)
-                    # While the redemption service thinks, the delivery's row is free for callbacks and timers.
-                    locked = await dispatch.sql(
-                        "SELECT id FROM delivery WHERE id = :id FOR UPDATE NOWAIT", id=uuid.UUID(task["delivery_id"])
-                    )
-                finally:
-                    release.set()
-                answer = await delivering
             finally:
-                await feed.close()
+                release.set()
+            answer = await delivering
             assert len(locked) == 1
             assert answer.status_code == 200, answer.text
             assert (await dispatch.delivery(order_id))["status"] == "delivered"

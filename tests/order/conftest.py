@@ -1,6 +1,5 @@
 """The order service on a real port, over a fresh migrated database, paying through the WeChat Pay sandbox on
-another real port. Workers are off: tests fire timers by moving the clock and deliver events through the real
-consumer path (inbox included), so nothing depends on sleeps."""
+another real port (see tests/harness.py for how timers and events are driven)."""
 
 from __future__ import annotations
 
@@ -15,7 +14,6 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from deploy.local.ports import free_port
 from deploy.local.sandboxes.wechatpay import SandboxSettings
@@ -25,8 +23,8 @@ from services.order.settings import OrderSettings
 from shared.clock import FrozenClock
 from shared.events.envelope import Envelope, new_event
 from shared.keys import public_pem
-from shared.timers import TimerWorker
-from tests.support import JWT_KEY, EventFeed, bearer, eventually, run_sql, serve
+from tests.harness import ServiceHarness, served
+from tests.support import JWT_KEY, bearer, eventually, serve
 
 # A Wednesday, 12:00 in Shanghai: the demo stores are open.
 NOON_SHANGHAI = datetime(2026, 11, 18, 4, 0, tzinfo=UTC)
@@ -76,13 +74,8 @@ OPS = bearer("ops", "ops-1")
 
 
 @dataclass
-class OrderHarness:
-    client: httpx.AsyncClient
+class OrderHarness(ServiceHarness):
     sandbox: httpx.AsyncClient
-    sessionmaker: async_sessionmaker[AsyncSession]
-    clock: FrozenClock
-    timers: TimerWorker
-    feed: EventFeed
 
     async def store(self, store_id: str = "s-1", headers: dict[str, str] = OWNER, **fields: Any) -> dict[str, Any]:
         body = {
@@ -178,13 +171,6 @@ class OrderHarness:
     async def redeliver(self, event: Envelope) -> None:
         await self.feed.deliver(event)
 
-    async def sql(self, statement: str, **params: Any) -> Any:
-        return await run_sql(self.sessionmaker, statement, **params)
-
-    async def events(self, order_id: str) -> list[str]:
-        rows = await self.sql("SELECT type FROM outbox WHERE key = :k ORDER BY id", k=order_id)
-        return [row[0] for row in rows]
-
 
 @contextlib.asynccontextmanager
 async def order_stack(db_url: str, bootstrap: str, pay_keys: PayKeys) -> AsyncIterator[OrderHarness]:
@@ -214,22 +200,13 @@ async def order_stack(db_url: str, bootstrap: str, pay_keys: PayKeys) -> AsyncIt
             wechatpay_apiv3_key=pay_keys.apiv3_key,
             wechatpay_notify_url=f"http://127.0.0.1:{order_port}/v1/payments/wechatpay/callback",
         )
-        app = create_app(settings, clock=clock)
-        async with serve(app, port=order_port) as order_url:
-            sessionmaker = app.state.sessionmaker
-            reactions = app.state.reactions
-            timers = TimerWorker(
-                service="order", sessionmaker=sessionmaker, clock=clock, handlers=reactions.timer_handlers()
-            )
-            feed = EventFeed(sessionmaker, bootstrap, reactions.event_handlers())
-            try:
-                async with (
-                    httpx.AsyncClient(base_url=order_url, timeout=30) as client,
-                    httpx.AsyncClient(base_url=sandbox_url, timeout=30) as sandbox,
-                ):
-                    yield OrderHarness(client, sandbox, sessionmaker, clock, timers, feed)
-            finally:
-                await feed.close()
+        async with (
+            httpx.AsyncClient(base_url=sandbox_url, timeout=30) as sandbox,
+            served(
+                create_app(settings, clock=clock), OrderHarness, port=order_port, client_timeout=30, sandbox=sandbox
+            ) as harness,
+        ):
+            yield harness
 
 
 @pytest.fixture

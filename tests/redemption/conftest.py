@@ -12,7 +12,6 @@ from typing import Any
 import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.redemption.app import create_app
 from services.redemption.settings import RedemptionSettings
@@ -20,9 +19,9 @@ from shared.clock import FrozenClock
 from shared.events.envelope import new_event
 from shared.handover import HEADER, Voucher, VoucherSigner
 from shared.keys import public_pem
-from shared.timers import TimerWorker
 from shared.vault import new_key
-from tests.support import HANDOVER_KEY, JWT_KEY, EventFeed, bearer, run_sql, serve
+from tests.harness import ServiceHarness, served
+from tests.support import HANDOVER_KEY, JWT_KEY, bearer
 
 START = datetime(2026, 11, 18, 4, 0, 7, tzinfo=UTC)
 CUSTOMER = bearer("customer", "openid-alice")
@@ -47,12 +46,7 @@ def redemption_settings(database_url: str, bootstrap: str, **overrides: Any) -> 
 
 
 @dataclass
-class RedemptionHarness:
-    client: httpx.AsyncClient
-    sessionmaker: async_sessionmaker[AsyncSession]
-    clock: FrozenClock
-    timers: TimerWorker
-    feed: EventFeed
+class RedemptionHarness(ServiceHarness):
     requests: int = 0
 
     async def order_paid(
@@ -127,27 +121,12 @@ class RedemptionHarness:
         mine = (await self.client.get(f"/v1/codes/{voucher['id']}", headers=CUSTOMER)).json()
         return dict(mine)
 
-    async def sql(self, statement: str, **params: Any) -> Any:
-        return await run_sql(self.sessionmaker, statement, **params)
-
 
 @contextlib.asynccontextmanager
 async def redemption_stack(db_url: str, bootstrap: str) -> AsyncIterator[RedemptionHarness]:
     clock = FrozenClock(START)
-    settings = redemption_settings(db_url, bootstrap)
-    app = create_app(settings, clock=clock)
-    async with serve(app) as url:
-        sessionmaker = app.state.sessionmaker
-        reactions = app.state.reactions
-        timers = TimerWorker(
-            service="redemption", sessionmaker=sessionmaker, clock=clock, handlers=reactions.timer_handlers()
-        )
-        feed = EventFeed(sessionmaker, bootstrap, reactions.event_handlers())
-        try:
-            async with httpx.AsyncClient(base_url=url, timeout=60) as client:
-                yield RedemptionHarness(client, sessionmaker, clock, timers, feed)
-        finally:
-            await feed.close()
+    async with served(create_app(redemption_settings(db_url, bootstrap), clock=clock), RedemptionHarness) as harness:
+        yield harness
 
 
 @pytest.fixture

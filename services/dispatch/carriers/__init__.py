@@ -15,4 +15,3 @@ OWN_FLEET = "own_fleet"
 WIRES: dict[str, Wire] = {
     wire.name: wire for wire in (Dada(), Shansong(), SF(), Meituan(), UU(), UUv3(), WechatLegacy(), WechatIntracity())
 }
-CARRIERS = (*WIRES, OWN_FLEET)
