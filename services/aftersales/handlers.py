@@ -1,0 +1,227 @@
+"""How the aftersales service learns of orders and deliveries, and settles refunds, from other services' events.
+
+Handlers run in the consumer's transaction next to the inbox row, so each event has one effect however often it
+is delivered. Each parses the narrow view it reads (a pydantic model per event type, the publisher's names); data
+that does not fit is a handler failure (dead-lettered), never a silent skip.
+
+Events consumed (subject = order id):
+- `order.*.v1` (each carries the whole order) build the service's own view of the order: customer, store, status,
+  lines, amounts and what was refunded; `order.completed.v1` starts the application window if nothing did before;
+- `order.refunded.v1` / `order.refund_failed.v1` with a cause `aftersales:<case>[#attempt]` settle that case's
+  refund (what the provider actually refunded is recorded apart from what was agreed);
+- `delivery.picked_up/delivering.v1` close the cancel-request window; `delivery.delivered.v1` is the carrier's
+  proof of delivery; `code.redeemed.v1` of a `finish` code is the own rider's handover (who, when, which device);
+- `delivery.cancelled.v1` (by the carrier, or no rider at all) and `delivery.returned.v1` open a non-delivery case
+  that grants compensation by the tier table, once per order (see `compensation`).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import delete, func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.aftersales import compensation
+from services.aftersales.cases import Cases
+from services.aftersales.models import OrderView, OrderViewLine
+from shared.clock import Clock
+from shared.events.consumer import EventHandler, Selective
+from shared.events.envelope import Envelope
+from shared.events.models import Timer
+from shared.timers import TimerHandler
+
+log = logging.getLogger(__name__)
+
+ORDER_EVENTS = tuple(
+    f"order.{name}.v1"
+    for name in ("placed", "paid", "accepted", "rejected", "ready", "shipped", "cancelled", "completed", "refunded",
+                 "reopened", "reviewed", "refund_failed")
+)  # fmt: skip
+PICKED_UP = ("delivery.picked_up.v1", "delivery.delivering.v1")
+NOT_DELIVERED = ("delivery.cancelled.v1", "delivery.returned.v1")
+
+
+class EventView(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class ItemView(EventView):
+    sku_id: str
+    name: str
+    price_fen: int
+    quantity: int
+
+
+class AmountsView(EventView):
+    items_fen: int
+    delivery_fee_fen: int
+    total_fen: int
+    refunded_fen: int
+
+
+class StoreView(EventView):
+    id: str
+
+
+class RefundView(EventView):
+    cause: str
+    amount_fen: int
+    error: str | None = None
+
+
+class OrderEventView(EventView):
+    order_id: str
+    status: str
+    fulfilment_mode: str
+    customer_id: str
+    merchant_id: str
+    store: StoreView
+    items: list[ItemView]
+    amounts: AmountsView
+    paid_at: datetime | None
+    refund: RefundView | None = None
+
+
+class DeliveryView(EventView):
+    order_id: str
+    delivery_id: str
+    status: str
+    carrier: str | None = None
+    waybill_id: str | None = None
+    rider: dict[str, Any] | None = None
+    reason: str | None = None
+    by: str | None = None
+
+
+class RedeemedView(EventView):
+    order_id: str
+    code_id: str
+    kind: str
+    redemption_id: str | None = None
+    redeemed_by: str | None = None
+    device_id: str | None = None
+    store_id: str | None = None
+
+
+def _finish_code(event: Envelope) -> bool:
+    return bool(event.data.get("order_id")) and event.data.get("kind") == "finish"
+
+
+class ViewNotReady(LookupError):
+    """A delivery or code event for an order the service has not heard of: retried, as the order's own events come
+    on another topic and may be behind."""
+
+
+class AftersalesReactions:
+    def __init__(self, cases: Cases, clock: Clock) -> None:
+        self.cases = cases
+        self.clock = clock
+
+    def event_handlers(self) -> dict[str, EventHandler]:
+        handlers: dict[str, EventHandler] = dict.fromkeys(ORDER_EVENTS, self.on_order_event)
+        for event_type in PICKED_UP:
+            handlers[event_type] = self.on_picked_up
+        handlers["delivery.delivered.v1"] = self.on_delivered
+        for event_type in NOT_DELIVERED:
+            handlers[event_type] = self.on_not_delivered
+        handlers["code.redeemed.v1"] = Selective(self.on_finish_code, concerns=_finish_code)
+        return handlers
+
+    def timer_handlers(self) -> dict[str, TimerHandler]:
+        return {"aftersales.deadline": self.on_deadline}
+
+    async def on_deadline(self, session: AsyncSession, timer: Timer) -> None:
+        await self.cases.on_deadline(session, timer)
+
+    # --- orders -----------------------------------------------------------------------------------------------
+
+    async def on_order_event(self, session: AsyncSession, event: Envelope) -> None:
+        data = OrderEventView.model_validate(event.data)
+        values = {
+            "customer_id": data.customer_id,
+            "merchant_id": data.merchant_id,
+            "store_id": data.store.id,
+            "status": data.status,
+            "fulfilment_mode": data.fulfilment_mode,
+            "items_fen": data.amounts.items_fen,
+            "delivery_fee_fen": data.amounts.delivery_fee_fen,
+            "total_fen": data.amounts.total_fen,
+            "refunded_fen": data.amounts.refunded_fen,
+            "paid_at": data.paid_at,
+            "updated_at": event.time,
+        }
+        stmt = insert(OrderView).values(order_id=data.order_id, proofs=[], **values)
+        excluded = stmt.excluded
+        await session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[OrderView.order_id],
+                set_={
+                    **{k: getattr(excluded, k) for k in values if k not in ("refunded_fen", "paid_at")},
+                    # Money refunded only grows; a payment time once known stays.
+                    "refunded_fen": func.greatest(OrderView.refunded_fen, excluded.refunded_fen),
+                    "paid_at": func.coalesce(OrderView.paid_at, excluded.paid_at),
+                },
+            )
+        )
+        if event.type == "order.completed.v1":
+            view = await session.get_one(OrderView, data.order_id, with_for_update=True)
+            view.received_at = view.received_at or event.time
+        await session.execute(delete(OrderViewLine).where(OrderViewLine.order_id == data.order_id))
+        for item in data.items:
+            session.add(OrderViewLine(order_id=data.order_id, sku_id=item.sku_id, name=item.name,
+                                      price_fen=item.price_fen, quantity=item.quantity))  # fmt: skip
+        await session.flush()
+        if data.refund is not None and event.type in ("order.refunded.v1", "order.refund_failed.v1"):
+            await self.cases.on_refund_outcome(
+                session, data.refund.cause, succeeded=event.type == "order.refunded.v1",
+                amount_fen=data.refund.amount_fen, error=data.refund.error or "",
+            )  # fmt: skip
+
+    async def _view(self, session: AsyncSession, order_id: str) -> OrderView:
+        view = await session.scalar(select(OrderView).where(OrderView.order_id == order_id).with_for_update())
+        if view is None:
+            raise ViewNotReady(f"no order {order_id} in the view yet")
+        return view
+
+    # --- deliveries and handovers -----------------------------------------------------------------------------
+
+    async def on_picked_up(self, session: AsyncSession, event: Envelope) -> None:
+        data = DeliveryView.model_validate(event.data)
+        view = await self._view(session, data.order_id)
+        view.picked_up_at = view.picked_up_at or event.time
+        view.carrier = data.carrier or view.carrier
+
+    async def on_delivered(self, session: AsyncSession, event: Envelope) -> None:
+        data = DeliveryView.model_validate(event.data)
+        view = await self._view(session, data.order_id)
+        view.received_at = view.received_at or event.time
+        view.carrier = data.carrier or view.carrier
+        proof = {"kind": "carrier_report", "delivery_id": data.delivery_id, "carrier": data.carrier,
+                 "waybill_id": data.waybill_id, "rider": data.rider, "at": event.time.isoformat(),
+                 "event_id": str(event.id)}  # fmt: skip
+        view.proofs = [*(view.proofs or []), proof]
+
+    async def on_finish_code(self, session: AsyncSession, event: Envelope) -> None:
+        data = RedeemedView.model_validate(event.data)
+        view = await self._view(session, data.order_id)
+        view.received_at = view.received_at or event.time
+        proof = {"kind": "handover", "code_id": data.code_id, "redemption_id": data.redemption_id,
+                 "redeemed_by": data.redeemed_by, "device_id": data.device_id, "at": event.time.isoformat(),
+                 "event_id": str(event.id)}  # fmt: skip
+        view.proofs = [*(view.proofs or []), proof]
+
+    async def on_not_delivered(self, session: AsyncSession, event: Envelope) -> None:
+        data = DeliveryView.model_validate(event.data)
+        if not compensation.is_non_delivery(event.type, data.status, data.by):
+            log.info("a delivery ended by our own decision: no compensation",
+                     extra={"order_id": data.order_id, "status": data.status, "by": data.by})  # fmt: skip
+            return
+        view = await self._view(session, data.order_id)
+        await compensation.open_non_delivery(
+            session, self.cases, view, carrier=data.carrier, delivery_status=data.status, reason=data.reason
+        )
