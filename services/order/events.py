@@ -2,7 +2,10 @@
 
 Every lifecycle event carries the whole order as consumers need it (store and its dispatch settings, mode,
 addresses, contact, items, amounts), so no consumer has to call back for details:
-`order.placed/paid/accepted/rejected/ready/shipped/cancelled/completed/refunded/reopened/reviewed.v1`.
+`order.placed/paid/accepted/rejected/ready/shipped/cancelled/completed/refunded/reopened/reviewed.v1`, and
+`order.refund_failed.v1` when a refund cannot be made (the provider refused it, or nothing is left to refund); both
+refund events carry `refund` (`out_refund_no`, `cause`, `amount_fen`, and `error` when it failed), so a service that
+asked for the refund (after-sales: cause `aftersales:<case>[#attempt]`) settles on its outcome.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ SHIPPED = "order.shipped.v1"
 CANCELLED = "order.cancelled.v1"
 COMPLETED = "order.completed.v1"
 REFUNDED = "order.refunded.v1"
+REFUND_FAILED = "order.refund_failed.v1"
 REOPENED = "order.reopened.v1"
 REVIEWED = "order.reviewed.v1"
 
