@@ -74,7 +74,7 @@ CARRIER_CLAIM = "carrier_claim"
 BEFORE_PICKUP = frozenset({"paid", "accepted", "ready", "ready_for_pickup", "dispatching"})
 # Order statuses in which the order service already refunds (or refunded) the whole order itself.
 REFUNDED_BY_ORDER = frozenset({"cancelled", "refunding", "refunded"})
-MIN_TEXT = 4
+MIN_TEXT = 2  # characters: "少了" says enough in Chinese
 # The state's event, published when a move lands there (approvals and rulings publish their own).
 LANDING_EVENTS = {
     State.refunded: events.REFUNDED,
@@ -636,7 +636,7 @@ class Cases:
                 await self.move(
                     session,
                     case,
-                    Action.escalate,
+                    Action.refer_to_ops,
                     side=Side.system,
                     actor=actor,
                     data={"proofs": case.delivery_proofs},
