@@ -40,7 +40,7 @@ async def test_an_idempotent_application_is_answered_once(aftersales: Aftersales
 
 async def test_refunds_never_exceed_what_was_paid_across_cases(aftersales: AftersalesHarness) -> None:
     h = aftersales
-    await h.order("o-3")  # bowls 2 × 1500, egg 300, delivery 500: 3800 paid
+    await h.order("o-3")  # two bowls at 1500, egg 300, delivery 500: 3800 paid
     too_much = await h.apply("o-3", amount_fen=1501, expect=409)  # one bowl is worth 1500
     assert too_much.json()["refundable_fen"] == 1500
     first = (await h.apply("o-3", amount_fen=1200, lines=[{"sku_id": "sku-bowl", "quantity": 2}])).json()
