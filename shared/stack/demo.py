@@ -12,6 +12,8 @@ from typing import Any
 
 import httpx
 
+from shared.stack.demo_aftersales import partial_refund
+
 DEMO_STORE_ID = "demo-store"
 DEMO_LAT, DEMO_LNG = 39.9087, 116.3975  # GCJ-02, central Beijing
 CUSTOMER_LAT, CUSTOMER_LNG = 39.9150, 116.4039  # about 900 m away
@@ -215,6 +217,7 @@ class Walk:
         ready = self.call("merchant", "POST", f"/v1/orders/{order['id']}/ready")
         self.say(f"    order is {ready['status']}; dispatch quotes Dada and SF and places it with the cheapest")
         self.follow_delivery(order["id"])
+        partial_refund(self, order["id"], skus["卤蛋 一个"])
 
         self.step("The merchant's own rider comes online next to the store; the store switches to own fleet first")
         self.call("rider", "PUT", "/v1/riders/me", json={"name": "王师傅", "phone": "13700000000"})

@@ -19,9 +19,7 @@ from services.aftersales.settings import AftersalesSettings
 from shared.clock import FrozenClock
 from shared.events.envelope import Envelope, new_event
 from shared.keys import public_pem
-from shared.stack.launcher import Infra, database_url
 from shared.timers import TimerWorker
-from tests.conftest import _admin, _clone, _migrated_template
 from tests.order.conftest import NOON_SHANGHAI
 from tests.support import JWT_KEY, EventFeed, bearer, run_sql, serve
 
@@ -34,20 +32,6 @@ OPS = bearer("ops", "ops-1")
 RIDER = bearer("rider", "rider-1", "m-1")
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 SOURCES = {"delivery": "dispatch", "code": "redemption"}
-
-
-@pytest.fixture(scope="session")
-async def aftersales_template(infra: Infra) -> AsyncIterator[str]:
-    name = await _migrated_template(infra, "aftersales")
-    yield name
-    await _admin(infra, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture
-async def aftersales_db_url(infra: Infra, aftersales_template: str) -> AsyncIterator[str]:
-    name = await _clone(infra, aftersales_template)
-    yield database_url(infra.postgres_url, name)
-    await _admin(infra, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def order_snapshot(order_id: str, **fields: Any) -> dict[str, Any]:
