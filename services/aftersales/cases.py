@@ -362,8 +362,12 @@ class Cases:
         )
         session.add(case)
         await session.flush()
+        # Compensation is about the whole order, not its lines: it holds none (a customer's open case on a line
+        # neither blocks it nor is blocked by it); its amount counts against what is refundable all the same.
+        holds_lines = case_type is not CaseType.non_delivery
         for sku_id, quantity in wanted.items():
-            session.add(CaseLine(case_id=case.id, sku_id=sku_id, order_id=view.order_id, quantity=quantity, open=True))
+            session.add(CaseLine(case_id=case.id, sku_id=sku_id, order_id=view.order_id, quantity=quantity,
+                                 open=holds_lines))  # fmt: skip
         session.add(CaseChange(case_id=case.id, action="apply", from_state=None, to_state=case.state, actor=actor,
                                side=Side.system.value if actor.startswith("system") else Side.customer.value,
                                note=description[:500], data={"asked_fen": asked_fen}, at=now))  # fmt: skip

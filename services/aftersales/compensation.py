@@ -67,7 +67,7 @@ async def open_non_delivery(
         line.sku_id: line.quantity
         for line in await session.scalars(select(OrderViewLine).where(OrderViewLine.order_id == view.order_id))
     }
-    # Compensation is about the whole order: it covers every line (and the fee) until its refund settles.
+    # Compensation is about the whole order: its lines are every line (and the fee), for the record.
     case = await cases._open(
         session, view, CaseType.non_delivery, lines | ({DELIVERY_FEE_LINE: 1} if view.delivery_fee_fen else {}),
         reason_code="delivery_failed", description=f"delivery {delivery_status}: {reason or ''}".strip(),

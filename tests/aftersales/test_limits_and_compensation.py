@@ -150,3 +150,15 @@ async def test_a_case_is_nobody_elses_business(aftersales: AftersalesHarness) ->
         assert (await h.client.get("/v1/aftersales/cases", headers=party)).json()["total"] == 1
     assert (await h.act(case["id"], "approve", headers=CUSTOMER, expect=409)).json()["state"] == "requested"
     assert (await h.act(case["id"], "fly", expect=404)).status_code == 404
+
+
+async def test_a_non_delivery_beside_an_open_case_compensates_what_is_left(aftersales: AftersalesHarness) -> None:
+    h = aftersales
+    await h.order("o-12")
+    mine = (await h.apply("o-12", amount_fen=1000)).json()
+    await h.deliver("delivery.cancelled.v1", "o-12", order_id="o-12", delivery_id="d-12", status="failed")
+    items = (await h.client.get("/v1/aftersales/cases?order_id=o-12", headers=OPS)).json()["items"]
+    [granted] = [c for c in items if c["type"] == "non_delivery"]
+    assert granted["agreed_fen"] == 1900  # 50 % of 3800: 2800 was left
+    assert (await h.case(mine["id"]))["state"] == "requested"
+    assert [c["kind"] for c in granted["compensations"]] == ["customer"]  # no carrier to claim from

@@ -160,3 +160,32 @@ async def test_a_refund_the_order_cannot_make_comes_back_failed_and_ops_retry(
     assert causes == ["goodwill"]
     [first, second] = await h.outbox("aftersales.refund_requested.v1")
     assert (first["data"]["attempt"], second["data"]["attempt"]) == (1, 2)
+
+
+async def test_an_approved_cancel_request_cancels_and_refunds_the_order(
+    both: tuple[OrderHarness, AftersalesHarness],
+) -> None:
+    order, h = both
+    to_aftersales = Pump(order.sessionmaker, h.feed, "order.")
+    to_order = Pump(h.sessionmaker, order.feed, "aftersales.")
+    await order.store()
+    sku = (await order.product())["skus"][0]["id"]
+    oid = (await order.paid_order(sku, quantity=2))["id"]
+    await order.act(oid, "accept")
+    await to_aftersales.run()
+    case = (await h.apply(oid, type="cancel_request", reason_code="too_slow", lines=[])).json()
+    total = (await order.order(oid))["total_fen"]
+    assert case["asked_fen"] == total
+    await h.act(case["id"], "approve")
+    await to_order.run()
+    assert (await order.order(oid))["status"] == "refunding"
+    await order.timers.fire_due()
+
+    async def refunded() -> bool:
+        return (await order.order(oid))["status"] == "refunded"
+
+    await eventually(refunded)
+    assert await order.sql("SELECT cause, amount_fen FROM refund") == [(f"aftersales:{case['id']}", total)]
+    await to_aftersales.run()
+    done = await h.case(case["id"])
+    assert (done["state"], done["refunded_fen"]) == ("refunded", total)
