@@ -589,11 +589,12 @@ class Cases:
         """Ops move the current deadline later (a holiday, a dispute that needs time); never earlier."""
         if case.deadline_at is None or case.deadline is None:
             raise InvalidTransition("The case has no running deadline")
-        limit = case.created_at + timedelta(minutes=self.settings.max_deadline_minutes) + timedelta(
-            minutes=self.settings.max_deadline_minutes)  # fmt: skip
+        limit = self.clock.now() + timedelta(minutes=self.settings.max_deadline_minutes)
         if until <= case.deadline_at or until > limit:
-            raise ValidationFailed("The new deadline must be later than the current one, and not absurdly far",
-                                   deadline_at=case.deadline_at.isoformat())  # fmt: skip
+            raise ValidationFailed(
+                "The new deadline must be later than the current one, and within the longest a deadline may run",
+                deadline_at=case.deadline_at.isoformat(), latest=limit.isoformat(),
+            )  # fmt: skip
         before = case.deadline_at
         case.deadline_at, case.updated_at = until, self.clock.now()
         await schedule_timer(

@@ -80,7 +80,14 @@ async def upload(
             if existing.sha256 != digest or existing.case_id != case_id:
                 raise IdempotencyKeyReused("This Idempotency-Key was used for another upload")
             return existing, True
-    if case_id is not None:
+    if case_id is None:
+        # Uploaded ahead of an application: as many as one case may hold, per uploader, until a case names them.
+        loose = await session.scalar(
+            select(func.count()).where(EvidenceFile.uploaded_by == principal.sub, EvidenceFile.case_id.is_(None))
+        )
+        if (loose or 0) >= cases.settings.evidence_per_case:
+            raise TooMuchEvidence("Name the images already uploaded in an application before uploading more")
+    else:
         case = await cases.visible(session, principal, case_id, lock=True)
         if State(case.state) in TERMINAL:
             raise InvalidTransition("The case is closed", state=case.state)

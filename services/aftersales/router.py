@@ -215,7 +215,7 @@ async def get_evidence(session: DbSession, principal: Caller, evidence_id: uuid.
 
 
 @router.get("/reasons", summary="The reasons a customer applies with, and a merchant rejects with, by case type")
-async def reasons(type: CaseType | None = None) -> dict[str, list[ReasonRead]]:
+async def reasons(principal: Caller, type: CaseType | None = None) -> dict[str, list[ReasonRead]]:
     def read(table: dict[str, object]) -> list[ReasonRead]:
         return [
             ReasonRead(code=code, title=r.title, types=sorted(t.value for t in r.types), evidence=r.evidence.value)  # type: ignore[attr-defined]
