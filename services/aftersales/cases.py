@@ -179,7 +179,9 @@ class Cases:
             raise OrderNotFound(f"No order {command.order_id}")
         case_type = CaseType(command.type.value)
         reason = self._reason(REASONS, command.reason_code, case_type)
-        await self._check_order(view, case_type, await policy.load(session, self.settings, view.merchant_id))
+        await self._check_order(
+            view, case_type, await policy.load(session, self.settings, view.merchant_id, view.store_id)
+        )
         wanted = await self._wanted_lines(session, view, case_type, command)
         await self._check_lines(session, view, wanted)
         asked = 0 if case_type is CaseType.exchange else command.amount_fen
@@ -339,7 +341,7 @@ class Cases:
         case_id: str | None = None,
     ) -> AftersalesCase:
         now = self.clock.now()
-        rules = await policy.load(session, self.settings, view.merchant_id)
+        rules = await policy.load(session, self.settings, view.merchant_id, view.store_id)
         case = AftersalesCase(
             id=case_id or f"as_{uuid.uuid4().hex[:20]}",
             order_id=view.order_id,
@@ -415,7 +417,7 @@ class Cases:
                 action=action.value, state=source.value,
             )  # fmt: skip
         now = self.clock.now()
-        rules = await policy.load(session, self.settings, case.merchant_id)
+        rules = await policy.load(session, self.settings, case.merchant_id, case.store_id)
         old_version = case.version
         moved = await session.scalar(
             update(AftersalesCase)

@@ -1,5 +1,5 @@
 """The aftersales service's tables: its own view of orders (built from order, delivery and code events), cases
-with their lines, history, evidence and compensations, merchants' deadline overrides, and idempotent creates."""
+with their lines, history, evidence and compensations, merchants' and stores' deadline overrides."""
 
 from __future__ import annotations
 
@@ -184,12 +184,14 @@ class Compensation(AftersalesBase):
     settled_at: Mapped[datetime | None] = mapped_column(TZ)
 
 
-class MerchantPolicy(AftersalesBase):
-    """A merchant's overrides of the deadline and window defaults (only the keys it set)."""
+class Policy(AftersalesBase):
+    """A merchant's overrides of the deadline and window defaults (only the keys it set): for all its stores
+    (`store_id` empty) or for one store, which wins over the merchant's."""
 
-    __tablename__ = "aftersales_merchant_policy"
+    __tablename__ = "aftersales_policy"
 
     merchant_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    store_id: Mapped[str] = mapped_column(Text, primary_key=True)
     overrides: Mapped[dict[str, Any]] = mapped_column(JSONB)
     updated_by: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(TZ)

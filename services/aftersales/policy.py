@@ -1,4 +1,5 @@
-"""Deadlines and application windows: the settings' defaults, a merchant's overrides within bounds.
+"""Deadlines and application windows: the settings' defaults, a merchant's overrides within bounds, and a store's
+over its merchant's (a bakery and a grocery of one merchant keep different windows).
 
 A merchant may shorten the time it gives itself (to answer, to confirm a receipt) and lengthen the time it gives
 the customer (to confirm a proposal, ship a return, escalate, apply), never the reverse: an override cannot be used
@@ -12,11 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.aftersales.domain import Deadline
-from services.aftersales.models import MerchantPolicy
+from services.aftersales.models import Policy as PolicyRow
 from services.aftersales.settings import AftersalesSettings
 from shared.errors import ValidationFailed
 
@@ -77,9 +79,23 @@ def validate(settings: AftersalesSettings, overrides: dict[str, Any]) -> dict[st
     return {k: v for k, v in overrides.items() if v is not None}
 
 
-async def load(session: AsyncSession, settings: AftersalesSettings, merchant_id: str) -> Policy:
-    row = await session.get(MerchantPolicy, merchant_id)
-    values = defaults(settings) | (row.overrides if row else {})
+async def overrides_of(session: AsyncSession, merchant_id: str, store_id: str = "") -> dict[str, Any]:
+    """The merchant's overrides, and the store's over them (a store of its own: `store_id` given)."""
+    rows = (
+        await session.scalars(
+            select(PolicyRow)
+            .where(PolicyRow.merchant_id == merchant_id, PolicyRow.store_id.in_(("", store_id)))
+            .order_by(PolicyRow.store_id)
+        )
+    ).all()
+    merged: dict[str, Any] = {}
+    for row in rows:  # the merchant-wide row ("") first, the store's over it
+        merged |= row.overrides
+    return merged
+
+
+async def load(session: AsyncSession, settings: AftersalesSettings, merchant_id: str, store_id: str = "") -> Policy:
+    values = defaults(settings) | await overrides_of(session, merchant_id, store_id)
     return Policy(
         minutes={d: int(values[f"{d.value}_minutes"]) for d in Deadline},
         perishable_window_hours=float(values["perishable_window_hours"]),
@@ -89,15 +105,18 @@ async def load(session: AsyncSession, settings: AftersalesSettings, merchant_id:
 
 
 async def save(
-    session: AsyncSession, settings: AftersalesSettings, merchant_id: str, overrides: dict[str, Any], *, by: str,
-    now: datetime,
+    session: AsyncSession, settings: AftersalesSettings, merchant_id: str, store_id: str, overrides: dict[str, Any],
+    *, by: str, now: datetime,
 ) -> dict[str, Any]:  # fmt: skip
+    """Replaces the overrides of the merchant (`store_id` empty) or of one store; answers what now applies."""
     kept = validate(settings, overrides)
-    stmt = insert(MerchantPolicy).values(merchant_id=merchant_id, overrides=kept, updated_by=by, updated_at=now)
+    stmt = insert(PolicyRow).values(merchant_id=merchant_id, store_id=store_id, overrides=kept, updated_by=by,
+                                    updated_at=now)  # fmt: skip
     await session.execute(
         stmt.on_conflict_do_update(
-            index_elements=[MerchantPolicy.merchant_id],
+            index_elements=[PolicyRow.merchant_id, PolicyRow.store_id],
             set_={"overrides": stmt.excluded.overrides, "updated_by": by, "updated_at": now},
         )
     )
-    return defaults(settings) | kept
+    await session.flush()
+    return defaults(settings) | await overrides_of(session, merchant_id, store_id)

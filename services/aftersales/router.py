@@ -34,7 +34,7 @@ from shared.clock import AppClock
 from shared.contract import INT4_MAX, Offset
 from shared.db import DbSession
 from shared.errors import Forbidden, NotFound, ValidationFailed
-from shared.tenancy import covers_merchant, require_tenant, store_conditions
+from shared.tenancy import covers_merchant, covers_store, require_tenant, store_conditions
 
 router = APIRouter(prefix="/v1/aftersales", tags=["aftersales"])
 
@@ -226,31 +226,40 @@ async def reasons(principal: Caller, type: CaseType | None = None) -> dict[str, 
     return {"apply": read(dict(REASONS)), "reject": read(dict(REJECT_REASONS))}
 
 
-@router.get("/policies/{merchant_id}", summary="A merchant's deadlines and windows (defaults with its overrides)")
-async def get_policy(request: Request, session: DbSession, principal: Caller, merchant_id: str) -> dict[str, object]:
-    if principal.role is Role.customer or not covers_merchant(principal, merchant_id):
+StoreQuery = Annotated[str | None, Query(min_length=1, max_length=64, description="One store's (default: all)")]
+
+
+def _policy_scope(principal: Principal, merchant_id: str, store_id: str | None) -> None:
+    """Merchant staff and ops of this merchant (and this store); anyone else finds nothing."""
+    require_tenant(principal)
+    allowed = covers_store(principal, merchant_id, store_id) if store_id else covers_merchant(principal, merchant_id)
+    if principal.role in (Role.customer, Role.rider) or not allowed:
         raise NotFound(f"No policy for {merchant_id}")
+
+
+@router.get("/policies/{merchant_id}", summary="The deadlines and windows that apply to a merchant (or one store)")
+async def get_policy(
+    request: Request, session: DbSession, principal: Caller, merchant_id: str, store_id: StoreQuery = None
+) -> dict[str, object]:
+    _policy_scope(principal, merchant_id, store_id)
     cases = _cases(request)
-    rules = await policy.load(session, cases.settings, merchant_id)
-    return {f"{d.value}_minutes": m for d, m in rules.minutes.items()} | {
-        "perishable_window_hours": rules.perishable_window_hours,
-        "standard_window_hours": rules.standard_window_hours,
-        "perishable": rules.perishable,
-    }
+    return policy.defaults(cases.settings) | await policy.overrides_of(session, merchant_id, store_id or "")
 
 
 @router.put("/policies/{merchant_id}", summary="A merchant shortens its own answers, lengthens the customer's")
 async def put_policy(
-    request: Request, session: DbSession, clock: AppClock, principal: Caller, merchant_id: str, body: PolicyUpdate
-) -> dict[str, object]:
-    if principal.role is Role.customer or not covers_merchant(principal, merchant_id):
-        raise NotFound(f"No policy for {merchant_id}")
-    if principal.role is Role.merchant and principal.store_ids:
-        raise Forbidden("Store-scoped staff cannot change the merchant's after-sales policy")
+    request: Request, session: DbSession, clock: AppClock, principal: Caller, merchant_id: str, body: PolicyUpdate,
+    store_id: StoreQuery = None,
+) -> dict[str, object]:  # fmt: skip
+    """Replaces the overrides of the merchant (all its stores), or with `store_id` of one store (over the
+    merchant's); store-scoped staff set only their stores'."""
+    _policy_scope(principal, merchant_id, store_id)
+    if store_id is None and principal.role is Role.merchant and principal.store_ids:
+        raise Forbidden("Store-scoped staff set their stores' after-sales policy, not the merchant's")
     cases = _cases(request)
-    overrides = body.model_dump(exclude_none=True)
     by = f"{principal.role.value}:{principal.sub}"
-    return await policy.save(session, cases.settings, merchant_id, overrides, by=by, now=clock.now())
+    return await policy.save(session, cases.settings, merchant_id, store_id or "", body.model_dump(exclude_none=True),
+                             by=by, now=clock.now())  # fmt: skip
 
 
 @router.post("/compensations/{compensation_id}/settlement", summary="Ops record what a carrier paid on a claim")

@@ -129,8 +129,14 @@ async def test_ops_extend_a_deadline_and_merchants_shorten_their_own(aftersales:
     assert (stall.status_code, stall.json()["field"]) == (422, "perishable_answer_minutes")
     shut = await h.client.put("/v1/aftersales/policies/m-1", headers=owner, json={"perishable_window_hours": 1})
     assert shut.status_code == 422
-    quick = await h.client.put("/v1/aftersales/policies/m-1", headers=owner, json={"perishable_answer_minutes": 60})
-    assert (quick.status_code, quick.json()["perishable_answer_minutes"]) == (200, 60)
+    quick = await h.client.put("/v1/aftersales/policies/m-1", headers=owner, json={"perishable_answer_minutes": 90})
+    assert (quick.status_code, quick.json()["perishable_answer_minutes"]) == (200, 90)
+    # The store's own setting wins over its merchant's.
+    store = await h.client.put("/v1/aftersales/policies/m-1?store_id=s-1", headers=MERCHANT,
+                               json={"perishable_answer_minutes": 60, "perishable_window_hours": 48})  # fmt: skip
+    assert (store.status_code, store.json()["perishable_answer_minutes"]) == (200, 60), store.text
+    seen = await h.client.get("/v1/aftersales/policies/m-1?store_id=s-1", headers=OPS)
+    assert (seen.json()["perishable_window_hours"], seen.json()["standard_answer_minutes"]) == (48, 48 * 60)
     await h.order("o-9")
     case = (await h.apply("o-9")).json()
     original = h.clock.now() + timedelta(minutes=60)

@@ -18,12 +18,13 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.create_table(
-        "aftersales_merchant_policy",
+        "aftersales_policy",
         sa.Column("merchant_id", sa.Text(), nullable=False),
+        sa.Column("store_id", sa.Text(), nullable=False),
         sa.Column("overrides", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
         sa.Column("updated_by", sa.Text(), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("merchant_id", name=op.f("pk_aftersales_merchant_policy")),
+        sa.PrimaryKeyConstraint("merchant_id", "store_id", name=op.f("pk_aftersales_policy")),
     )
     op.create_table(
         "order_view",
@@ -211,4 +212,4 @@ def downgrade() -> None:
     op.drop_table("aftersales_case")
     op.drop_index(op.f("ix_order_view_customer_id"), table_name="order_view")
     op.drop_table("order_view")
-    op.drop_table("aftersales_merchant_policy")
+    op.drop_table("aftersales_policy")
