@@ -51,6 +51,7 @@ class AftersalesSettings(ServiceSettings):
     # Non-delivery compensation, by the order's paid total.
     compensation_tiers: list[CompensationTier] = DEFAULT_TIERS
 
-    # Evidence: images only (JPEG, PNG, WebP, checked by their first bytes), each at most this large.
-    evidence_max_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
+    # Evidence: images only (JPEG, PNG, WebP, checked by their first bytes), each at most this large (the gateway
+    # refuses bodies above GATEWAY_MAX_BODY_BYTES, 1 MiB by default, before they get here).
+    evidence_max_bytes: int = Field(default=1024 * 1024, ge=1024)
     evidence_per_case: int = Field(default=20, ge=1)
