@@ -28,6 +28,7 @@ import logging
 from datetime import timedelta
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -67,6 +68,19 @@ CANCEL_ON_REQUEST = {
         Action.merchant_cancel,
     ),
 }  # fmt: skip
+
+
+class RefundRequestedView(BaseModel):
+    """What the order service reads of `aftersales.refund_requested.v1` (the publisher's names and types)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    case_id: str
+    order_id: str | None = None
+    type: str
+    amount_fen: int = Field(ge=0)
+    attempt: int = Field(ge=1)
+    reason: str | None = None
 
 
 def _of_an_order_code(event: Envelope) -> bool:
@@ -235,16 +249,16 @@ class OrderReactions:
             )
 
     async def on_aftersales_refund_requested(self, session: AsyncSession, event: Envelope) -> None:
-        data = event.data
-        order = await self._order(session, str(data.get("order_id") or event.subject))
+        data = RefundRequestedView.model_validate(event.data)
+        order = await self._order(session, data.order_id or event.subject)
         if order is None:
             return
-        case_id, attempt = str(data["case_id"]), int(data.get("attempt") or 1)
-        cause = refunds.aftersales_cause(case_id, attempt)
-        amount, reason = int(data["amount_fen"]), str(data.get("reason") or cause)
+        case_id = data.case_id
+        cause = refunds.aftersales_cause(case_id, data.attempt)
+        amount, reason = data.amount_fen, data.reason or cause
         if await session.scalar(select(Refund.id).where(Refund.order_id == order.id, Refund.cause == cause)):
             return  # this case's attempt was staged already (a replay under a new event id)
-        if data.get("type") == "cancel_request":
+        if data.type == "cancel_request":
             action = CANCEL_ON_REQUEST.get(order.status)
             if action is None:
                 await refunds.publish_not_refunded(
