@@ -147,11 +147,6 @@ class Cases:
             raise CaseNotFound(f"No case {case_id}")
         return case
 
-    async def lines(self, session: AsyncSession, case: AftersalesCase) -> list[CaseLine]:
-        return list(
-            await session.scalars(select(CaseLine).where(CaseLine.case_id == case.id).order_by(CaseLine.sku_id))
-        )
-
     # --- applying ---------------------------------------------------------------------------------------------
 
     async def apply(

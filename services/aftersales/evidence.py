@@ -125,12 +125,13 @@ async def visible(session: AsyncSession, principal: Principal, evidence_id: uuid
     return evidence
 
 
-async def of_case(session: AsyncSession, case_id: str) -> list[EvidenceFile]:
+async def of_cases(session: AsyncSession, case_ids: list[str]) -> list[EvidenceFile]:
+    """The evidence of these cases, without the images themselves."""
     return list(
         await session.scalars(
             select(EvidenceFile)
             .options(defer(EvidenceFile.content))
-            .where(EvidenceFile.case_id == case_id)
+            .where(EvidenceFile.case_id.in_(case_ids))
             .order_by(EvidenceFile.created_at)
         )
     )

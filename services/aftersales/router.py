@@ -4,6 +4,7 @@ the case, one per action; what each side may do next is part of every case read.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
@@ -13,7 +14,7 @@ from services.aftersales import compensation, evidence, policy
 from services.aftersales.cases import Cases, may_see
 from services.aftersales.domain import REASONS, REJECT_REASONS, Action, CaseType, State, next_actions
 from services.aftersales.errors import CaseNotFound
-from services.aftersales.models import AftersalesCase, CaseChange, Compensation
+from services.aftersales.models import AftersalesCase, CaseChange, CaseLine, Compensation, EvidenceFile
 from services.aftersales.schemas import (
     ActionCommand,
     ApplyCommand,
@@ -66,25 +67,43 @@ def _cases(request: Request) -> Cases:
     return cases
 
 
-async def case_read(session: DbSession, principal: Principal, case: AftersalesCase, cases: Cases) -> CaseRead:
-    lines = await cases.lines(session, case)
-    files = await evidence.of_case(session, case.id)
-    comps = (await session.scalars(select(Compensation).where(Compensation.case_id == case.id))).all()
-    if principal.role is Role.customer:  # the carrier claim is between the platform and the carrier
-        comps = [c for c in comps if c.kind == "customer"]
-    return CaseRead(
-        id=case.id, order_id=case.order_id, store_id=case.store_id, type=case.type, state=case.state,
-        reason_code=case.reason_code, description=case.description, asked_fen=case.asked_fen,
-        agreed_fen=case.agreed_fen, refunded_fen=case.refunded_fen, refund_attempt=case.refund_attempt,
-        proposal=case.proposal, reject_reason_code=case.reject_reason_code, return_shipment=case.return_shipment,
-        reship_shipment=case.reship_shipment, ruling=case.ruling, deadline=case.deadline,
-        deadline_at=case.deadline_at, next_actions=next_actions(State(case.state), CaseType(case.type)),
-        lines=[CaseLineRead(sku_id=line.sku_id, quantity=line.quantity) for line in lines],
-        evidence=[EvidenceRead.model_validate(f) for f in files],
-        compensations=[CompensationRead.model_validate(c) for c in comps],
-        delivery_proofs=case.delivery_proofs if principal.role is not Role.customer else [],
-        created_at=case.created_at, updated_at=case.updated_at, closed_at=case.closed_at,
-    )  # fmt: skip
+async def case_reads(session: DbSession, principal: Principal, rows: Sequence[AftersalesCase]) -> list[CaseRead]:
+    """The cases as the API shows them to this caller; their lines, evidence and compensations in three queries."""
+    ids = [case.id for case in rows]
+    lines: dict[str, list[CaseLine]] = {i: [] for i in ids}
+    files: dict[str, list[EvidenceFile]] = {i: [] for i in ids}
+    comps: dict[str, list[Compensation]] = {i: [] for i in ids}
+    for line in await session.scalars(select(CaseLine).where(CaseLine.case_id.in_(ids)).order_by(CaseLine.sku_id)):
+        lines[line.case_id].append(line)
+    for file in await evidence.of_cases(session, ids):
+        files[str(file.case_id)].append(file)
+    for comp in await session.scalars(
+        select(Compensation).where(Compensation.case_id.in_(ids)).order_by(Compensation.id)
+    ):
+        # The carrier claim is between the platform and the carrier.
+        if principal.role is not Role.customer or comp.kind == "customer":
+            comps[comp.case_id].append(comp)
+    return [
+        CaseRead(
+            id=case.id, order_id=case.order_id, store_id=case.store_id, type=case.type, state=case.state,
+            reason_code=case.reason_code, description=case.description, asked_fen=case.asked_fen,
+            agreed_fen=case.agreed_fen, refunded_fen=case.refunded_fen, refund_attempt=case.refund_attempt,
+            proposal=case.proposal, reject_reason_code=case.reject_reason_code,
+            return_shipment=case.return_shipment, reship_shipment=case.reship_shipment, ruling=case.ruling,
+            deadline=case.deadline, deadline_at=case.deadline_at,
+            next_actions=next_actions(State(case.state), CaseType(case.type)),
+            lines=[CaseLineRead(sku_id=line.sku_id, quantity=line.quantity) for line in lines[case.id]],
+            evidence=[EvidenceRead.model_validate(f) for f in files[case.id]],
+            compensations=[CompensationRead.model_validate(c) for c in comps[case.id]],
+            delivery_proofs=case.delivery_proofs if principal.role is not Role.customer else [],
+            created_at=case.created_at, updated_at=case.updated_at, closed_at=case.closed_at,
+        )
+        for case in rows
+    ]  # fmt: skip
+
+
+async def case_read(session: DbSession, principal: Principal, case: AftersalesCase) -> CaseRead:
+    return (await case_reads(session, principal, [case]))[0]
 
 
 @router.post("/cases", status_code=201, summary="The customer applies (refund, return, exchange, cancel request)")
@@ -98,12 +117,11 @@ async def apply(
         response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"
     response.headers["Location"] = f"/v1/aftersales/cases/{applied.case.id}"
-    return await case_read(session, principal, applied.case, cases)
+    return await case_read(session, principal, applied.case)
 
 
 @router.get("/cases", summary="Cases the caller may see, newest first")
 async def list_cases(
-    request: Request,
     session: DbSession,
     principal: Caller,
     state: State | None = None,
@@ -131,15 +149,13 @@ async def list_cases(
             .order_by(AftersalesCase.created_at.desc(), AftersalesCase.id).offset(offset).limit(limit)
         )
     ).all()  # fmt: skip
-    cases = _cases(request)
-    items = [await case_read(session, principal, case, cases) for case in rows]
+    items = await case_reads(session, principal, rows)
     return CasePage(items=items, total=int(total or 0), offset=offset, limit=limit)
 
 
 @router.get("/cases/{case_id}", summary="One case, its deadline and what each side may do next")
 async def get_case(request: Request, session: DbSession, principal: Caller, case_id: str) -> CaseRead:
-    cases = _cases(request)
-    return await case_read(session, principal, await cases.visible(session, principal, case_id), cases)
+    return await case_read(session, principal, await _cases(request).visible(session, principal, case_id))
 
 
 @router.get("/cases/{case_id}/history", summary="Every move of the case: who, when, why")
@@ -154,7 +170,7 @@ async def rule(request: Request, session: DbSession, principal: Ops, case_id: st
     cases = _cases(request)
     case = await cases.visible(session, principal, case_id, lock=True)
     await cases.rule(session, principal, case, body.outcome, body.amount_fen, body.note)
-    return await case_read(session, principal, case, cases)
+    return await case_read(session, principal, case)
 
 
 @router.post("/cases/{case_id}/deadline", summary="Ops extend the running deadline")
@@ -162,7 +178,7 @@ async def extend(request: Request, session: DbSession, principal: Ops, case_id: 
     cases = _cases(request)
     case = await cases.visible(session, principal, case_id, lock=True)
     await cases.extend(session, principal, case, body.deadline_at, body.note)
-    return await case_read(session, principal, case, cases)
+    return await case_read(session, principal, case)
 
 
 @router.post("/cases/{case_id}/{action}", summary="A party's action: " + ", ".join(ACTIONS))
@@ -182,7 +198,7 @@ async def act(
     if ACTIONS[action] is Action.negotiate and command.get("amount_fen") is None:
         raise ValidationFailed("A proposal names its amount_fen")
     await cases.act(session, principal, case, ACTIONS[action], command)
-    return await case_read(session, principal, case, cases)
+    return await case_read(session, principal, case)
 
 
 @router.post("/evidence", status_code=201, summary="Upload an image (JPEG, PNG, WebP) as the request body")
