@@ -12,6 +12,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from services.aftersales import events as aftersales_events
 from services.dispatch import events as dispatch_events
 from services.order import events as order_events
 from services.redemption import events as redemption_events
@@ -22,6 +23,7 @@ PUBLISHERS: Mapping[str, Mapping[str, type[EventPayload]]] = {
     order_events.SOURCE: order_events.PUBLISHED,
     dispatch_events.SOURCE: dispatch_events.PUBLISHED,
     redemption_events.SOURCE: redemption_events.PUBLISHED,
+    aftersales_events.SOURCE: aftersales_events.PUBLISHED,
 }
 DOCUMENT = Path(__file__).resolve().parent.parent / "docs" / "events" / "asyncapi.json"
 

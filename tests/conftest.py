@@ -87,6 +87,21 @@ async def dispatch_db_url(infra: Infra, dispatch_template: str) -> AsyncIterator
     await _admin(infra, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture(scope="session")
+async def aftersales_template(infra: Infra) -> AsyncIterator[str]:
+    name = await _migrated_template(infra, "aftersales")
+    yield name
+    await _admin(infra, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def aftersales_db_url(infra: Infra, aftersales_template: str) -> AsyncIterator[str]:
+    """A fresh aftersales-service database."""
+    name = await _clone(infra, aftersales_template)
+    yield database_url(infra.postgres_url, name)
+    await _admin(infra, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture
 async def db_url(infra: Infra, template_database: str) -> AsyncIterator[str]:
     """A fresh order-service database."""

@@ -118,6 +118,8 @@ def test_run_survives_a_crashed_run_and_stops_cleanly(state_dir: Path) -> None:
         assert "a second scan is refused: /problems/already-redeemed" in walk
         assert "order is completed" in walk  # and back: code.redeemed → order
         assert "order is refunded: " in walk
+        # After-sales through the gateway: a partial refund approved by the merchant, refunded by the order service.
+        assert re.search(r"case is refunded: agreed ¥3\.00, refunded ¥3\.00", walk), walk
         # Dispatch: a carrier (the simulator, calling back through the gateway, signed) and an own rider whose
         # handover is the customer's finish code, verified by the redemption service.
         assert re.search(r"(dada|sf) +delivered", walk), walk

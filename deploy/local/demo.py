@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from deploy.local.demo_aftersales import partial_refund
 from deploy.local.sandboxes.wechatpay import NAME as WECHATPAY_SANDBOX
 from deploy.local.seed import DEMO_LAT, DEMO_LNG, DEMO_STORE, DEMO_STORE_ID, auth, seed_demo_store
 from deploy.local.tokens import demo_tokens
@@ -156,6 +157,10 @@ class Walk:
         ready = self.call("merchant", "POST", f"/v1/orders/{order['id']}/ready")
         self.say(f"    order is {ready['status']}; dispatch quotes Dada and SF and places it with the cheapest")
         self.follow_delivery(order["id"])
+        try:
+            partial_refund(self, order["id"], skus["卤蛋 一个"])
+        except TimeoutError as exc:
+            raise DemoFailed(str(exc)) from exc
 
         self.step("The merchant's own rider comes online next to the store; the store switches to own fleet first")
         self.call("rider", "PUT", "/v1/riders/me", json={"name": "王师傅", "phone": "13700000000"})

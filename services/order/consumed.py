@@ -1,6 +1,7 @@
 """What the order service reads of the events it consumes: one narrow view per event, only the fields it uses,
-named and typed as the publisher's model has them (services/dispatch/events.py, services/redemption/events.py).
-The after-sales views are the contract this service wrote ahead of the after-sales publisher. tests/contracts/
+named and typed as the publisher's model has them (services/dispatch/events.py, services/redemption/events.py,
+services/aftersales/events.py).
+tests/contracts/
 checks each against the publisher's model."""
 
 from __future__ import annotations
@@ -37,11 +38,10 @@ class AftersalesCaseView(EventView):
     order_id: str | None = None
 
 
-class AftersalesApprovedView(AftersalesCaseView):
-    refund_fen: int
-    reason: str | None = None
+class RefundRequestedView(AftersalesCaseView):
+    """An after-sales case asking for its refund: once per case and attempt (ops may retry a failed one)."""
 
-
-class CompensationGrantedView(AftersalesCaseView):
+    type: str
     amount_fen: int
+    attempt: int
     reason: str | None = None

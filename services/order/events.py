@@ -2,8 +2,11 @@
 
 Every lifecycle event carries the whole order as consumers need it (`OrderSnapshot`: store and its dispatch
 settings, mode, addresses, contact, items, amounts), so no consumer has to call back for details:
-`order.placed/paid/accepted/rejected/ready/shipped/cancelled/completed/refunded/reopened/reviewed.v1`. Some add
-what only they know (the transaction, the cancellation's reason and refund, the review). `PUBLISHED` is the
+`order.placed/paid/accepted/rejected/ready/shipped/cancelled/completed/refunded/reopened/reviewed.v1`, and
+`order.refund_failed.v1` when a refund cannot be made (the provider refused it, or nothing is left to refund). Some
+add what only they know (the transaction, the cancellation's reason and refund, the review); both refund events
+carry `refund` (`out_refund_no`, `cause`, `amount_fen`, and `error` when it failed), so a service that asked for
+the refund (after-sales: cause `aftersales:<case>[#attempt]`) settles on its outcome. `PUBLISHED` is the
 contract: `publish` builds the event's model, so no field outside it can be sent.
 """
 
@@ -32,6 +35,8 @@ SHIPPED = "order.shipped.v1"
 CANCELLED = "order.cancelled.v1"
 COMPLETED = "order.completed.v1"
 REFUNDED = "order.refunded.v1"
+REFUND_FAILED = "order.refund_failed.v1"
+REFUND_FAILED = "order.refund_failed.v1"
 REOPENED = "order.reopened.v1"
 REVIEWED = "order.reviewed.v1"
 
@@ -139,6 +144,19 @@ class OrderRefunded(OrderSnapshot):
     refund: RefundFacts
 
 
+class RefundFailure(EventPayload):
+    out_refund_no: str | None = Field(description="None when no refund was staged (nothing was left to refund)")
+    cause: str
+    amount_fen: int
+    error: str
+
+
+class OrderRefundFailed(OrderSnapshot):
+    """A refund asked for (its `cause` names who asked) that was not made."""
+
+    refund: RefundFailure
+
+
 class OrderReopened(OrderSnapshot):
     reason: str
 
@@ -159,6 +177,7 @@ PUBLISHED: dict[str, type[EventPayload]] = {
     CANCELLED: OrderCancelled,
     COMPLETED: OrderCompleted,
     REFUNDED: OrderRefunded,
+    REFUND_FAILED: OrderRefundFailed,
     REOPENED: OrderReopened,
     REVIEWED: OrderReviewed,
 }

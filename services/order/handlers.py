@@ -15,7 +15,11 @@ Events consumed (subject = order id):
   the order; a redemption the order cannot take is logged as an error with the order and code, never dropped
   unseen. Vouchers' redemptions and reversals are no order's: the consumer skips them (`concerns`);
 - `aftersales.requested.v1` opens a hold (blocks express shipping), `aftersales.closed/cancelled/refunded.v1` close
-  it; `aftersales.approved.v1` (`refund_fen`) and `aftersales.compensation_granted.v1` (`amount_fen`) refund.
+  it; `aftersales.refund_requested.v1` (`case_id`, `attempt`, `amount_fen`, `type`) refunds, once per case and
+  attempt (cause `aftersales:<case>[#attempt]`), capped at what is left of the order; a `cancel_request` case's
+  refund cancels the order (if it was not picked up yet) and refunds it whole under the same cause. The outcome goes
+  back as `order.refunded.v1` or `order.refund_failed.v1` with that cause. (An approval no longer refunds by
+  itself: a return is refunded on receipt, so only the after-sales service knows when the money is due.)
 
 Each handler reads its event through its view (services/order/consumed.py).
 """
@@ -32,16 +36,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.order import events, notifications, payments, refunds, service
 from services.order.consumed import (
-    AftersalesApprovedView,
     AftersalesCaseView,
     CodeRedeemedView,
     CodeReversedView,
-    CompensationGrantedView,
     DeliveryView,
+    RefundRequestedView,
 )
 from services.order.domain import TERMINAL, Action, OrderStatus
 from services.order.errors import InvalidTransition
-from services.order.models import AftersalesHold, CustomerOrder
+from services.order.models import AftersalesHold, CustomerOrder, Refund
 from services.order.payment.wechatpay import WechatPayClient
 from services.order.settings import OrderSettings
 from shared.clock import Clock
@@ -65,6 +68,15 @@ DELIVERY_FACTS = ("delivery.rider_assigned.v1", "delivery.rider_at_store.v1", "d
 # A delivery order not yet picked up, as far as the order service has heard.
 BEFORE_PICKUP = (OrderStatus.accepted.value, OrderStatus.ready.value, OrderStatus.dispatching.value)
 HOLD_CLOSERS = ("aftersales.closed.v1", "aftersales.cancelled.v1", "aftersales.refunded.v1")
+# How an after-sales cancel request cancels the order, by where the order is (after pickup it cannot).
+CANCEL_ON_REQUEST = {
+    OrderStatus.paid.value: Action.customer_cancel,
+    **dict.fromkeys(
+        (OrderStatus.accepted.value, OrderStatus.ready.value, OrderStatus.ready_for_pickup.value,
+         OrderStatus.dispatching.value),
+        Action.merchant_cancel,
+    ),
+}  # fmt: skip
 
 
 def _of_an_order_code(data: CodeRedeemedView) -> bool:
@@ -91,8 +103,7 @@ class OrderReactions:
         handlers["aftersales.requested.v1"] = handles(AftersalesCaseView, self.on_aftersales_requested)
         for event_type in HOLD_CLOSERS:
             handlers[event_type] = handles(AftersalesCaseView, self.on_aftersales_closed)
-        handlers["aftersales.approved.v1"] = handles(AftersalesApprovedView, self.on_aftersales_approved)
-        handlers["aftersales.compensation_granted.v1"] = handles(CompensationGrantedView, self.on_compensation_granted)
+        handlers["aftersales.refund_requested.v1"] = handles(RefundRequestedView, self.on_aftersales_refund_requested)
         return handlers
 
     def timer_handlers(self) -> dict[str, TimerHandler]:
@@ -232,25 +243,33 @@ class OrderReactions:
                 .values(open_aftersales=CustomerOrder.open_aftersales - 1)
             )
 
-    async def _refund(
-        self, session: AsyncSession, event: Envelope, data: AftersalesCaseView, cause: str, amount: int, reason: str
+    async def on_aftersales_refund_requested(
+        self, session: AsyncSession, event: Envelope, data: RefundRequestedView
     ) -> None:
         order = await self._order(session, data.order_id or event.subject)
         if order is None:
             return
-        await refunds.request_refund(session, self.clock, order, cause=cause, amount_fen=amount, reason=reason)
-
-    async def on_aftersales_approved(
-        self, session: AsyncSession, event: Envelope, data: AftersalesApprovedView
-    ) -> None:
-        cause = f"aftersales:{data.case_id}"
-        await self._refund(session, event, data, cause, data.refund_fen, data.reason or cause)
-
-    async def on_compensation_granted(
-        self, session: AsyncSession, event: Envelope, data: CompensationGrantedView
-    ) -> None:
-        cause = f"compensation:{data.case_id}"
-        await self._refund(session, event, data, cause, data.amount_fen, data.reason or cause)
+        case_id = data.case_id
+        cause = refunds.aftersales_cause(case_id, data.attempt)
+        amount, reason = data.amount_fen, data.reason or cause
+        if await session.scalar(select(Refund.id).where(Refund.order_id == order.id, Refund.cause == cause)):
+            return  # this case's attempt was staged already (a replay under a new event id)
+        if data.type == "cancel_request":
+            action = CANCEL_ON_REQUEST.get(order.status)
+            if action is None:
+                await refunds.publish_not_refunded(
+                    session, self.clock, order, cause=cause, amount_fen=0,
+                    error=f"the order is {order.status}: too late to cancel",
+                )  # fmt: skip
+                return
+            await service.end_order(session, order, action, actor=f"aftersales:{case_id}", reason=reason,
+                                    clock=self.clock, refund_cause=cause)  # fmt: skip
+            return
+        if await refunds.request_refund(session, self.clock, order, cause=cause, amount_fen=amount, reason=reason):
+            return
+        await refunds.publish_not_refunded(
+            session, self.clock, order, cause=cause, amount_fen=0, error="nothing is left to refund"
+        )
 
     # --- deadlines --------------------------------------------------------------------------------------------
 
@@ -274,7 +293,7 @@ class OrderReactions:
             await service.complete_order(session, order, Action.auto_complete, actor="timer", clock=self.clock)
 
     async def on_refund_submit(self, session: AsyncSession, timer: Timer) -> None:
-        await payments.submit_refund(session, timer.key, self.payment_client)
+        await payments.submit_refund(session, timer.key, self.payment_client, self.clock)
 
     async def on_close_trade(self, session: AsyncSession, timer: Timer) -> None:
         await payments.close_trade(session, timer.key, self.payment_client)

@@ -151,6 +151,7 @@ async def apply_refund(session: AsyncSession, notification: Notification, clock:
         if refund.status in ("succeeded", "failed"):
             return "duplicate"
         refund.status, refund.last_error = "failed", f"{notification.event_type}: {resource.get('refund_status')}"
+        await refunds.publish_failed(session, clock, refund)
         return "refund-failed"
     settled = await session.scalar(
         update(Refund)
@@ -180,8 +181,11 @@ async def apply_refund(session: AsyncSession, notification: Notification, clock:
     return "applied"
 
 
-async def submit_refund(session: AsyncSession, out_refund_no: str, client: WechatPayClient | None) -> None:
-    """The `refund.submit` timer: sends a pending refund to the provider; raising makes the timer retry."""
+async def submit_refund(
+    session: AsyncSession, out_refund_no: str, client: WechatPayClient | None, clock: Clock
+) -> None:
+    """The `refund.submit` timer: sends a pending refund to the provider; raising makes the timer retry. A refund
+    that cannot be made is marked failed and published as such."""
     refund = await session.scalar(select(Refund).where(Refund.out_refund_no == out_refund_no).with_for_update())
     if refund is None or refund.status != "pending":
         return
@@ -190,6 +194,7 @@ async def submit_refund(session: AsyncSession, out_refund_no: str, client: Wecha
     payment = await session.scalar(select(Payment).where(Payment.order_id == refund.order_id))
     if payment is None or payment.status != "paid":
         refund.status, refund.last_error = "failed", "the order has no settled payment"
+        await refunds.publish_failed(session, clock, refund)
         return
     refund.attempts += 1
     try:
@@ -203,6 +208,7 @@ async def submit_refund(session: AsyncSession, out_refund_no: str, client: Wecha
     except PaymentProviderError as exc:
         if exc.extra.get("provider_code") in FINAL_REFUND_ERRORS:
             refund.status, refund.last_error = "failed", exc.detail
+            await refunds.publish_failed(session, clock, refund)
             return
         raise
     refund.status, refund.refund_id = "processing", answer.get("refund_id")

@@ -14,11 +14,17 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.order import events
 from services.order.models import CustomerOrder, Refund
 from shared.clock import Clock
 from shared.timers import schedule_timer
 
 SUBMIT_TIMER = "refund.submit"
+
+
+def aftersales_cause(case_id: str, attempt: int) -> str:
+    """The cause of an after-sales case's refund: once per case, and once more per retry ops ask for."""
+    return f"aftersales:{case_id}" if attempt <= 1 else f"aftersales:{case_id}#{attempt}"
 
 
 def out_refund_no(order_id: str, cause: str) -> str:
@@ -66,3 +72,22 @@ async def request_refund(
 
 async def refunds_of(session: AsyncSession, order_id: str) -> list[Refund]:
     return list(await session.scalars(select(Refund).where(Refund.order_id == order_id).order_by(Refund.id)))
+
+
+async def publish_failed(session: AsyncSession, clock: Clock, refund: Refund) -> None:
+    """Publishes `order.refund_failed.v1` for a refund that cannot be made, so whoever asked for it (its cause)
+    learns the outcome."""
+    order = await session.get_one(CustomerOrder, refund.order_id)
+    await publish_not_refunded(
+        session, clock, order, cause=refund.cause, amount_fen=refund.amount_fen,
+        error=refund.last_error or "failed", out_refund_no=refund.out_refund_no,
+    )  # fmt: skip
+
+
+async def publish_not_refunded(
+    session: AsyncSession, clock: Clock, order: CustomerOrder, *, cause: str, amount_fen: int, error: str,
+    out_refund_no: str | None = None,
+) -> None:  # fmt: skip
+    """`order.refund_failed.v1` for a refund asked for and not made (also one never staged: nothing left)."""
+    refund = {"out_refund_no": out_refund_no, "cause": cause, "amount_fen": amount_fen, "error": error}
+    await events.publish(session, clock, order, events.REFUND_FAILED, refund=refund)

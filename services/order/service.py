@@ -433,8 +433,10 @@ async def end_order(
     actor: str,
     reason: str,
     clock: Clock,
+    refund_cause: str | None = None,
 ) -> None:
-    """Cancels the order by `action`: stock goes back and, if the customer paid, a full refund is requested."""
+    """Cancels the order by `action`: stock goes back and, if the customer paid, a full refund is requested (under
+    `refund_cause` when another service asked for the cancellation and waits for its refund, else the action)."""
     was_paid = OrderStatus(order.status) in domain.PAID_STATUSES
     now = clock.now()
     await move(session, order, action, actor=actor, clock=clock, cancel_reason=reason or action.value, cancelled_at=now)
@@ -444,7 +446,12 @@ async def end_order(
     refund_fen = 0
     if was_paid:
         refund = await refunds.request_refund(
-            session, clock, order, cause=action.value, amount_fen=order.total_fen, reason=reason or action.value
+            session,
+            clock,
+            order,
+            cause=refund_cause or action.value,
+            amount_fen=order.total_fen,
+            reason=reason or action.value,
         )
         refund_fen = refund.amount_fen if refund else 0
     elif await session.scalar(select(Payment.id).where(Payment.order_id == order.id, Payment.status == "created")):

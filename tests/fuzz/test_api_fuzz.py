@@ -6,6 +6,7 @@ that half of the examples name things that exist."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Mapping, Sequence
 
 import httpx
@@ -13,12 +14,11 @@ import httpx
 from deploy.local.ports import free_port
 from gateway.app import create_app as create_gateway
 from gateway.settings import GatewaySettings
-from services.aftersales.app import create_app as create_aftersales
-from services.aftersales.settings import AftersalesSettings
 from services.dispatch.carriers import WIRES
 from services.notify.app import create_app as create_notify
 from services.notify.settings import NotifySettings
 from shared.keys import generate_signing_key, public_pem
+from tests.aftersales.conftest import aftersales_stack
 from tests.dispatch.conftest import dispatch_stack
 from tests.fuzz.runner import ROLES, fuzz
 from tests.order.conftest import new_pay_keys, order_stack
@@ -101,13 +101,20 @@ async def test_redemption_service(redemption_db_url: str, bootstrap: str) -> Non
         await _no_server_error(redemption.client, known)
 
 
-async def test_aftersales_and_notify_services(db_url: str, bootstrap: str) -> None:
+async def test_aftersales_service(aftersales_db_url: str, bootstrap: str) -> None:
+    async with aftersales_stack(aftersales_db_url, bootstrap) as aftersales:
+        await aftersales.order("o-1")
+        case = (await aftersales.apply("o-1")).json()
+        known = {"case_id": case["id"], "order_id": "o-1", "merchant_id": "m-1", "evidence_id": str(uuid.uuid4())}
+        await _no_server_error(aftersales.client, known)
+
+
+async def test_notify_service(db_url: str, bootstrap: str) -> None:
     common = {
         "database_url": db_url,
         "kafka_bootstrap_servers": bootstrap,
         "jwt_public_keys": public_pem(JWT_KEY),  # type: ignore[arg-type]
         "run_workers": False,
     }
-    for app in (create_aftersales(AftersalesSettings(**common)), create_notify(NotifySettings(**common))):
-        async with serve(app) as url, httpx.AsyncClient(base_url=url) as client:
-            await _no_server_error(client, {})
+    async with serve(create_notify(NotifySettings(**common))) as url, httpx.AsyncClient(base_url=url) as client:
+        await _no_server_error(client, {})

@@ -145,16 +145,21 @@ async def test_express_shipping_is_blocked_by_open_aftersales_and_changed_skus(h
     assert (await h.order(fine))["status"] == "completed"
 
 
-async def test_an_approved_aftersales_case_refunds_part_of_a_completed_order_once(harness: OrderHarness) -> None:
+async def test_an_aftersales_refund_request_refunds_part_of_a_completed_order_once(harness: OrderHarness) -> None:
     h = harness
     sku = await _sku(h)
     oid = (await h.paid_order(sku))["id"]
     await h.act(oid, "accept")
     await h.deliver("delivery.delivered.v1", oid, carrier="dada")
     await h.act(oid, "confirm-receipt", headers=CUSTOMER)
-    approved = await h.deliver("aftersales.approved.v1", oid, case_id="as-9", refund_fen=1000, reason="少了一份")
-    await h.redeliver(approved)
-    await h.deliver("aftersales.approved.v1", oid, case_id="as-9", refund_fen=1000)  # a new event, same case
+    await h.deliver("aftersales.approved.v1", oid, case_id="as-9", agreed_fen=1000)  # an approval refunds nothing
+    asked = await h.deliver(
+        "aftersales.refund_requested.v1", oid, case_id="as-9", amount_fen=1000, attempt=1, type="refund_only",
+        reason="少了一份",
+    )  # fmt: skip
+    await h.redeliver(asked)
+    await h.deliver("aftersales.refund_requested.v1", oid, case_id="as-9", amount_fen=1000, attempt=1,
+                    type="refund_only")  # fmt: skip  # a new event, the same case and attempt
     await h.timers.fire_due()
 
     async def partially_refunded() -> bool:
