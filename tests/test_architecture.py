@@ -68,9 +68,10 @@ def test_services_do_not_import_each_other() -> None:
 
 
 def test_the_local_stack_imports_in_one_direction() -> None:
+    sources = _sources("deploy")
     graph = {
-        module: {name for name in names if name in _sources("deploy")}
-        for module, names in _sources("deploy").items()
+        module: {name for name in names if name in sources}
+        for module, names in sources.items()
         if module.startswith("deploy.local")
     }
     for module in graph:  # a package's modules are not a dependency on the package's own __init__
