@@ -47,10 +47,11 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m deploy.bench $(BENCH_ARGS)
 
-# Lint (CPU) and the chart tools' first download (network) side by side, then the suite.
+# Lint (CPU) and the chart tools' first download (network) side by side, then the suite on two workers
+# (pytest-xdist: each runs its own PostgreSQL and broker under .songda/test/<worker>).
 test: $(STAMP)
 	$(MAKE) -j2 lint tools
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2
 
 # CHAOS_ARGS: e.g. "--orders 200 --seconds 120" (see python -m deploy.chaos --help).
 chaos: $(STAMP)

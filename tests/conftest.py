@@ -4,6 +4,7 @@ SONGDA_POSTGRES_URL / SONGDA_KAFKA_BOOTSTRAP_SERVERS), a fresh migrated database
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -17,7 +18,8 @@ from shared import migrations
 from shared.db import create_engine, create_sessionmaker
 
 ROOT = Path(__file__).resolve().parent.parent
-TEST_STATE = ROOT / ".songda" / "test"
+# One state directory per pytest-xdist worker (each runs its own PostgreSQL and broker); "test" without xdist.
+TEST_STATE = ROOT / ".songda" / "test" / os.environ.get("PYTEST_XDIST_WORKER", "main")
 
 
 @pytest.fixture(scope="session")
