@@ -192,6 +192,35 @@ async def no_event_dead_lettered(dbs: Databases) -> Finding:
     return _finding("no dead letter, no overdue timer", checked, bad, "left for an operator")
 
 
+async def aftersales_refunds_match(dbs: Databases) -> Finding:
+    """Each after-sales case's refund is exactly what the order service refunded for it, once: per case, the
+    succeeded refunds whose cause names the case (`aftersales:<case>`, or `aftersales:<case>#<attempt>` for a retry
+    ops asked for) add up to the case's `refunded_fen` (none for a case that recorded none), and the cases of one
+    order never refunded more than the order's total."""
+    if "aftersales" not in dbs or not await _has_table(dbs["aftersales"], "aftersales_case"):
+        return _finding("after-sales refunds match the order's", 0, [], "")
+    cases = {
+        row["id"]: row["refunded_fen"] or 0
+        for row in await dbs["aftersales"].fetch("SELECT id, refunded_fen FROM aftersales_case")
+    }
+    made = {
+        row["case_id"]: row["fen"]
+        for row in await dbs["order"].fetch(
+            """SELECT split_part(substr(cause, length('aftersales:') + 1), '#', 1) AS case_id, sum(amount_fen) AS fen
+               FROM refund WHERE status = 'succeeded' AND cause LIKE 'aftersales:%' GROUP BY 1"""
+        )
+    }
+    bad = [f"case {case}" for case in sorted(set(cases) | set(made)) if cases.get(case, 0) != made.get(case, 0)]
+    over = await dbs["aftersales"].fetch(
+        """SELECT 'order ' || c.order_id AS id FROM aftersales_case c JOIN order_view v ON v.order_id = c.order_id
+           GROUP BY c.order_id, v.total_fen HAVING sum(coalesce(c.refunded_fen, 0)) > v.total_fen"""
+    )
+    bad += [row["id"] for row in over]
+    return _finding(
+        "after-sales refunds match the order's", len(cases), bad, "a case's refund differs from what was refunded"
+    )
+
+
 Invariant = Callable[[Databases], Awaitable[Finding]]
 
 # The hook: the after-sales and notify services add their invariants here (no notice sent twice, ...).
@@ -202,6 +231,7 @@ INVARIANTS: list[Invariant] = [
     no_event_applied_twice,
     outboxes_drained,
     no_event_dead_lettered,
+    aftersales_refunds_match,
 ]
 
 

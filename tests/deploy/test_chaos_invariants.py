@@ -43,9 +43,17 @@ async def insert(connection: asyncpg.Connection, table: str, **values: Any) -> N
 
 
 @pytest.fixture
-async def dbs(db_url: str, redemption_db_url: str, dispatch_db_url: str) -> AsyncIterator[Databases]:
+async def dbs(
+    db_url: str, redemption_db_url: str, dispatch_db_url: str, aftersales_db_url: str
+) -> AsyncIterator[Databases]:
     opened: Databases = {}
-    for service, url in (("order", db_url), ("redemption", redemption_db_url), ("dispatch", dispatch_db_url)):
+    urls = {
+        "order": db_url,
+        "redemption": redemption_db_url,
+        "dispatch": dispatch_db_url,
+        "aftersales": aftersales_db_url,
+    }
+    for service, url in urls.items():
         opened[service] = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
         # Seeded rows skip foreign keys (no store, no code row needed for a ledger row).
         await opened[service].execute("SET session_replication_role = replica")
@@ -98,6 +106,14 @@ async def overdue_timer(dbs: Databases) -> None:
     await insert(dbs["redemption"], "timer", kind="expire", key="k", due_at=_now() - timedelta(hours=1))
 
 
+async def case_refunded_twice(dbs: Databases) -> None:
+    await paid_order(dbs, "o-case", "partially_refunded", refunded_fen=600)
+    await insert(dbs["aftersales"], "aftersales_case", id="as-1", order_id="o-case", refunded_fen=300)
+    for attempt, cause in enumerate(("aftersales:as-1", "aftersales:as-1#2"), start=1):
+        await insert(dbs["order"], "refund", order_id="o-case", out_refund_no=f"ra{attempt}", cause=cause,
+                     amount_fen=300, status="succeeded")  # fmt: skip
+
+
 SEEDS: dict[str, tuple[Callable[[Databases], Awaitable[None]], Callable[[Databases], Awaitable[Any]]]] = {
     "stuck order": (stuck_order, invariants.paid_orders_settle),
     "refund twice": (refund_twice, invariants.no_refund_paid_twice),
@@ -105,6 +121,7 @@ SEEDS: dict[str, tuple[Callable[[Databases], Awaitable[None]], Callable[[Databas
     "status move twice": (status_move_twice, invariants.no_event_applied_twice),
     "unpublished outbox row": (unpublished, invariants.outboxes_drained),
     "overdue timer": (overdue_timer, invariants.no_event_dead_lettered),
+    "after-sales case refunded twice": (case_refunded_twice, invariants.aftersales_refunds_match),
 }
 
 
