@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import httpx
 from sqlalchemy import exists, select, update
@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.dispatch.carriers import OWN_FLEET
 from services.dispatch.carriers.base import Update
 from services.dispatch.domain import DeliveryStatus as S
+from services.dispatch.domain import Verdict
 from services.dispatch.errors import NotYourTask, OfferNotOpen, WrongStep
 from services.dispatch.models import Delivery, Offer, Rider, RiderOffer
 from services.dispatch.schemas import HandOver
@@ -32,8 +33,21 @@ from shared.geo import distance_m
 from shared.handover import HEADER, Voucher, VoucherSigner
 from shared.timers import schedule_timer
 
-if TYPE_CHECKING:
-    from services.dispatch.service import Dispatcher
+
+class Dispatcher(Protocol):
+    """What the own fleet asks of the dispatcher (services/dispatch/service.py), which calls into this module: named
+    here, so the two do not import each other."""
+
+    settings: DispatchSettings
+    clock: Clock
+
+    async def locked(self, session: AsyncSession, delivery_id: uuid.UUID) -> Delivery: ...
+    async def offers(self, session: AsyncSession, delivery: Delivery, status: str | None = None) -> list[Offer]: ...
+    async def place(self, session: AsyncSession, delivery: Delivery) -> None: ...
+    async def apply(
+        self, session: AsyncSession, delivery: Delivery, offer: Offer, report: Update, source: str
+    ) -> Verdict: ...
+
 
 OFFER_TIMER = "rider_offer.expire"
 # The steps a rider takes, from the status each needs to the status it makes.
