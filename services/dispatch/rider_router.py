@@ -12,9 +12,9 @@ from sqlalchemy import select
 
 from services.dispatch import fleet
 from services.dispatch.models import Delivery, Rider, RiderOffer
-from services.dispatch.router import delivery_read
 from services.dispatch.schemas import DeliveryRead, HandOver, Location, RiderProfile, RiderRead, TaskRead
 from services.dispatch.service import app_dispatcher
+from services.dispatch.views import delivery_read
 from shared.auth import Principal, Role, require_roles
 from shared.clock import AppClock
 from shared.db import DbSession
