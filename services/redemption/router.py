@@ -9,11 +9,10 @@ from typing import Annotated, Literal
 import segno
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
-from sqlalchemy import func, select
 
-from services.redemption import codes, service
+from services.redemption import codes, service, views
 from services.redemption.errors import CodeNotFound
-from services.redemption.models import Attempt, Code, Lockout
+from services.redemption.models import Code
 from services.redemption.schemas import (
     AttemptPage,
     AttemptRead,
@@ -35,7 +34,7 @@ from shared.contract import Offset
 from shared.db import DbSession
 from shared.errors import PROBLEM_JSON, Forbidden, Refused, ValidationFailed
 from shared.handover import HEADER, Voucher, VoucherVerifier
-from shared.tenancy import covers_store, store_conditions
+from shared.tenancy import covers_store
 from shared.vault import Vault
 
 router = APIRouter(tags=["redemption"])
@@ -183,22 +182,13 @@ async def attempts(
     offset: Offset = 0,
     limit: Limit = 50,
 ) -> AttemptPage:
-    conditions = store_conditions(principal, Attempt.merchant_id, Attempt.store_id)
-    if store_id:
-        conditions.append(Attempt.store_id == store_id)
-    if failed is not None:
-        conditions.append(Attempt.failed.is_(failed))
-    total = int(await session.scalar(select(func.count()).select_from(Attempt).where(*conditions)) or 0)
-    rows = await session.scalars(
-        select(Attempt).where(*conditions).order_by(Attempt.id.desc()).offset(offset).limit(limit)
-    )
+    total, rows = await views.attempts(session, principal, store_id=store_id, failed=failed, offset=offset, limit=limit)
     return AttemptPage(items=[AttemptRead.model_validate(r) for r in rows], total=total, offset=offset, limit=limit)
 
 
 @router.get("/v1/redemptions/lockouts", summary="Scopes locked now (ops)")
 async def lockouts(session: DbSession, clock: AppClock, _: Ops) -> list[LockoutRead]:
-    rows = await session.scalars(select(Lockout).where(Lockout.locked_until > clock.now()))
-    return [LockoutRead.model_validate(r) for r in rows]
+    return [LockoutRead.model_validate(r) for r in await views.lockouts(session, clock.now())]
 
 
 @router.post("/v1/redemptions/lockouts/{scope}/{key}/unlock", summary="Lift a lockout; earlier failures stop counting")
@@ -224,18 +214,7 @@ async def list_codes(
 ) -> CodePage:
     if principal.role is Role.rider:
         raise Forbidden("Riders scan codes; they do not list them")
-    if principal.role is Role.customer:
-        conditions = [Code.customer_id == principal.sub]
-    else:
-        conditions = store_conditions(principal, Code.merchant_id, Code.store_id)
-    if order_id:
-        conditions.append(Code.order_id == order_id)
-    if status:
-        conditions.append(Code.status == status)
-    total = int(await session.scalar(select(func.count()).select_from(Code).where(*conditions)) or 0)
-    rows = await session.scalars(
-        select(Code).where(*conditions).order_by(Code.issued_at.desc()).offset(offset).limit(limit)
-    )
+    total, rows = await views.codes(session, principal, order_id=order_id, status=status, offset=offset, limit=limit)
     return CodePage(
         items=[code_read(c, principal, clock, vault) for c in rows], total=total, offset=offset, limit=limit
     )
