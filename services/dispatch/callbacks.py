@@ -23,9 +23,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
+from collections.abc import Sequence
 from datetime import timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -258,3 +259,26 @@ async def prune(session: AsyncSession, dispatcher: Dispatcher) -> None:
 
 def callback_id(timer_key: str) -> uuid.UUID:
     return uuid.UUID(timer_key.split("#", 1)[0])
+
+
+async def page(
+    session: AsyncSession, *, outcome: str | None, carrier: str | None, delivery_id: uuid.UUID | None, offset: int,
+    limit: int,
+) -> tuple[int, Sequence[CarrierCallback]]:  # fmt: skip
+    """Callbacks as received (ops), newest first, filtered as asked, and how many match in all."""
+    conditions = []
+    if outcome:
+        conditions.append(CarrierCallback.outcome == outcome)
+    if carrier:
+        conditions.append(CarrierCallback.carrier == carrier)
+    if delivery_id:
+        conditions.append(CarrierCallback.delivery_id == delivery_id)
+    total = await session.scalar(select(func.count()).select_from(CarrierCallback).where(*conditions))
+    rows = await session.scalars(
+        select(CarrierCallback)
+        .where(*conditions)
+        .order_by(CarrierCallback.received_at.desc())
+        .offset(offset)
+        .limit(limit)
+    )
+    return int(total or 0), rows.all()

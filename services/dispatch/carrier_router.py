@@ -7,7 +7,6 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
-from sqlalchemy import func, select
 
 from services.dispatch import accounts, callbacks
 from services.dispatch.carriers import WIRES
@@ -124,22 +123,10 @@ async def list_callbacks(
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> CallbackPage:
-    conditions = []
-    if outcome:
-        conditions.append(CarrierCallback.outcome == outcome)
-    if carrier:
-        conditions.append(CarrierCallback.carrier == carrier)
-    if delivery_id:
-        conditions.append(CarrierCallback.delivery_id == delivery_id)
-    total = await session.scalar(select(func.count()).select_from(CarrierCallback).where(*conditions))
-    rows = await session.scalars(
-        select(CarrierCallback)
-        .where(*conditions)
-        .order_by(CarrierCallback.received_at.desc())
-        .offset(offset)
-        .limit(limit)
+    total, rows = await callbacks.page(
+        session, outcome=outcome, carrier=carrier, delivery_id=delivery_id, offset=offset, limit=limit
     )
-    return CallbackPage(items=[_callback_read(c) for c in rows], total=int(total or 0))
+    return CallbackPage(items=[_callback_read(c) for c in rows], total=total)
 
 
 def _callback_read(callback: CarrierCallback) -> CallbackRead:

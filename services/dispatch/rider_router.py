@@ -8,10 +8,9 @@ from typing import Annotated
 
 import httpx
 from fastapi import APIRouter, Request, Response
-from sqlalchemy import select
 
-from services.dispatch import fleet
-from services.dispatch.models import Delivery, Rider, RiderOffer
+from services.dispatch import fleet, views
+from services.dispatch.models import Rider
 from services.dispatch.schemas import DeliveryRead, HandOver, Location, RiderProfile, RiderRead, TaskRead
 from services.dispatch.service import app_dispatcher
 from services.dispatch.views import delivery_read
@@ -19,7 +18,6 @@ from shared.auth import Principal, Role, require_roles
 from shared.clock import AppClock
 from shared.db import DbSession
 from shared.errors import PROBLEM_JSON, ValidationFailed
-from shared.tenancy import store_conditions
 
 router = APIRouter(tags=["riders"])
 RiderPrincipal = Annotated[Principal, require_roles(Role.rider)]
@@ -60,18 +58,7 @@ async def report_location(session: DbSession, clock: AppClock, principal: RiderP
 
 @router.get("/v1/riders/me/tasks", summary="Offers waiting for an answer and accepted tasks still under way")
 async def my_tasks(session: DbSession, clock: AppClock, principal: RiderPrincipal) -> list[TaskRead]:
-    rows = await session.execute(
-        select(RiderOffer, Delivery)
-        .join(Delivery, Delivery.id == RiderOffer.delivery_id)
-        .where(
-            RiderOffer.rider_id == principal.sub,
-            *store_conditions(principal, Delivery.merchant_id, Delivery.store_id),
-            Delivery.ended_at.is_(None),
-            ((RiderOffer.status == "offered") & (RiderOffer.expires_at > clock.now()))
-            | (RiderOffer.status == "accepted"),
-        )
-        .order_by(RiderOffer.offered_at)
-    )
+    rows = await views.rider_tasks(session, principal, clock.now())
     return [
         TaskRead(
             delivery_id=delivery.id,
@@ -149,5 +136,4 @@ async def deliver(
 @router.get("/v1/riders", summary="The merchant's riders")
 async def list_riders(session: DbSession, principal: Staff, merchant_id: str | None = None) -> list[RiderRead]:
     scope = principal.merchant_id if principal.role is Role.merchant else merchant_id
-    rows = await session.scalars(select(Rider).where(Rider.merchant_id == scope).order_by(Rider.id))
-    return [_rider_read(r) for r in rows]
+    return [_rider_read(r) for r in await views.riders(session, scope)]

@@ -1,17 +1,19 @@
-"""What a caller may see of deliveries, in one place: who sees which, finding one, a page of them, and the read
-model with its offers and reports for staff. The routers (router.py, rider_router.py) ask here and run no queries
-of their own."""
+"""What a caller may see of deliveries, in one place: who sees which, finding one, a page of them, the read
+model with its offers and reports for staff, a rider's tasks, a merchant's riders. The routers (router.py,
+rider_router.py) ask here and run no queries of their own."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.dispatch.carriers import OWN_FLEET
 from services.dispatch.errors import DeliveryNotFound
-from services.dispatch.models import Delivery, DeliveryChange, Offer
+from services.dispatch.models import Delivery, DeliveryChange, Offer, Rider, RiderOffer
 from services.dispatch.schemas import ChangeRead, DeliveryRead, OfferRead
 from shared.auth import Principal, Role
 from shared.tenancy import require_tenant, store_conditions
@@ -80,3 +82,26 @@ async def latest_of_order(session: AsyncSession, principal: Principal, order_id:
     if latest is None:
         raise DeliveryNotFound("No delivery for this order")
     return latest
+
+
+async def rider_tasks(
+    session: AsyncSession, principal: Principal, now: datetime
+) -> Sequence[tuple[RiderOffer, Delivery]]:
+    """A rider's offers still open at `now` and accepted tasks still under way, within their merchant's stores."""
+    rows = await session.execute(
+        select(RiderOffer, Delivery)
+        .join(Delivery, Delivery.id == RiderOffer.delivery_id)
+        .where(
+            RiderOffer.rider_id == principal.sub,
+            *store_conditions(principal, Delivery.merchant_id, Delivery.store_id),
+            Delivery.ended_at.is_(None),
+            ((RiderOffer.status == "offered") & (RiderOffer.expires_at > now)) | (RiderOffer.status == "accepted"),
+        )
+        .order_by(RiderOffer.offered_at)
+    )
+    return [(offer, delivery) for offer, delivery in rows.all()]
+
+
+async def riders(session: AsyncSession, merchant_id: str | None) -> Sequence[Rider]:
+    """A merchant's riders."""
+    return (await session.scalars(select(Rider).where(Rider.merchant_id == merchant_id).order_by(Rider.id))).all()
