@@ -48,6 +48,30 @@ def cmd_topics_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_topics_list(args: argparse.Namespace) -> int:
+    from shared.events.inspect import topic_offsets
+
+    print(f"{'topic':<32} {'partition':>9} {'low':>10} {'high':>10} {'records':>10}")
+    for row in asyncio.run(topic_offsets(args.bootstrap_servers)):
+        print(f"{row.topic:<32} {row.partition:>9} {row.low:>10} {row.high:>10} {row.high - row.low:>10}")
+    return 0
+
+
+def cmd_lag(args: argparse.Namespace) -> int:
+    from shared.events.inspect import group_lag
+
+    rows = asyncio.run(group_lag(args.bootstrap_servers, args.group))
+    if not rows:
+        print(f"group {args.group!r} has committed no offsets")
+        return 0
+    print(f"{'topic':<32} {'partition':>9} {'committed':>10} {'high':>10} {'lag':>10}")
+    for row in rows:
+        committed = "-" if row.committed is None else str(row.committed)
+        print(f"{row.topic:<32} {row.partition:>9} {committed:>10} {row.high:>10} {row.lag:>10}")
+    print(f"total lag: {sum(row.lag for row in rows)}")
+    return 0
+
+
 def cmd_probe(args: argparse.Namespace) -> int:
     """GETs a URL and succeeds on 200: the chart's `helm test` pods run it (the image has no curl)."""
     import httpx
@@ -145,6 +169,14 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     create.add_argument("--partitions", type=int, default=4, help="per events topic: the most consumers that work")
     create.add_argument("--replication-factor", type=int, default=3)
     create.set_defaults(func=cmd_topics_create)
+    listing = topics_sub.add_parser("list", help="every topic's partitions with their first and next offsets")
+    listing.add_argument("--bootstrap-servers", required=True)
+    listing.set_defaults(func=cmd_topics_list)
+
+    lag = sub.add_parser("lag", help="a consumer group's committed offsets and lag per partition")
+    lag.add_argument("--group", required=True, help="a service's consumer group: its name (order, dispatch, ...)")
+    lag.add_argument("--bootstrap-servers", required=True)
+    lag.set_defaults(func=cmd_lag)
 
     probe = sub.add_parser("probe", help="GET a URL; exit 0 on 200 (health checks without curl)")
     probe.add_argument("url")
