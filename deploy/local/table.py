@@ -69,7 +69,16 @@ def _gateway(wiring: Wiring) -> Environments:
     return {GATEWAY: env}
 
 
-EXTRA: dict[str, Callable[[Wiring], Environments]] = {"dispatch": _dispatch, "redemption": _redemption}
+def _notify(wiring: Wiring) -> Environments:
+    # Seals merchants' webhook signing secrets.
+    return {"notify": {"NOTIFY_VAULT_KEY": keys.vault_key(wiring.state_dir, "notify")}}
+
+
+EXTRA: dict[str, Callable[[Wiring], Environments]] = {
+    "dispatch": _dispatch,
+    "redemption": _redemption,
+    "notify": _notify,
+}
 
 PROCESSES: tuple[Entry, ...] = (
     Entry(
