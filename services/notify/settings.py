@@ -54,7 +54,6 @@ class NotifySettings(ServiceSettings):
     wechat_push_tolerance_seconds: float = Field(default=300.0, gt=0)
     # The page a notice opens in the mini-program when the merchant's template names none.
     default_page: str = "pages/track/index"
-    miniprogram_state: str = "formal"
 
     # --- merchant webhooks ---
     webhook_schedule_seconds: list[float] = WEBHOOK_SCHEDULE_SECONDS
@@ -80,4 +79,19 @@ class NotifySettings(ServiceSettings):
     # Stream events older than this are deleted (a reconnecting browser resumes within minutes).
     stream_retention_hours: float = Field(default=72.0, gt=0)
 
-    # --- notification channels (WeChat, Tencent Cloud SMS) ---
+    # --- outbound channels (services/notify/channels/) ---------------------------------------------------------
+    # WeChat's server API for the mini-program: access tokens and subscribeMessage.send.
+    wechat_api_url: str = "https://api.weixin.qq.com"
+    wechat_appid: str = ""
+    wechat_secret: str = ""
+    # The cached access token is fetched again this long before WeChat says it expires.
+    wechat_token_refresh_margin_seconds: float = 300.0
+    # Which version of the mini-program a card opens: developer | trial | formal.
+    wechat_miniprogram_state: str = "formal"
+    # Tencent Cloud SMS (SendSms, API 3.0), the fallback when no grant is left.
+    sms_url: str = "https://sms.tencentcloudapi.com/"
+    sms_secret_id: str = ""
+    sms_secret_key: str = ""
+    sms_sdk_app_id: str = ""
+    sms_sign_name: str = ""
+    sms_region: str = "ap-guangzhou"

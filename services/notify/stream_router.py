@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from sqlalchemy import select
 
@@ -33,28 +33,37 @@ LastEventId = Annotated[str | None, Header(alias="Last-Event-ID", max_length=20,
 After = Annotated[int | None, Query(ge=0, description="Resume after this entry (what `Last-Event-ID` says)")]
 
 
-@router.get("/orders/{order_id}", response_class=EventSourceResponse, summary="Follow one order live")
-async def order_stream(
-    order_id: Annotated[str, Path(max_length=64)], principal: Reader, request: Request,
-    last_event_id: LastEventId = None, after: After = None,
-) -> AsyncIterator[ServerSentEvent]:  # fmt: skip
+async def _watched_order(order_id: Annotated[str, Path(max_length=64)], principal: Reader, request: Request) -> str:
+    """The order, if the caller may watch it: checked before the stream's first byte."""
     async with request.app.state.sessionmaker() as session:
         order = await session.scalar(select(OrderView).where(OrderView.order_id == order_id))
     if order is None or not _may_watch_order(principal, order):
         raise OrderNotFound()
+    return order_id
+
+
+async def _watched_store(store_id: Annotated[str, Path(max_length=64)], principal: Reader, request: Request) -> str:
+    async with request.app.state.sessionmaker() as session:
+        merchant_id = await session.scalar(select(StoreStream.merchant_id).where(StoreStream.store_id == store_id))
+    if merchant_id is None or principal.role == Role.customer or not covers_store(principal, merchant_id, store_id):
+        raise StoreNotFound()
+    return store_id
+
+
+@router.get("/orders/{order_id}", response_class=EventSourceResponse, summary="Follow one order live")
+async def order_stream(
+    order_id: Annotated[str, Depends(_watched_order)], request: Request, last_event_id: LastEventId = None,
+    after: After = None,
+) -> AsyncIterator[ServerSentEvent]:  # fmt: skip
     async for item in _follow(request, "order", order_id, _resume_from(last_event_id, after)):
         yield item
 
 
 @router.get("/stores/{store_id}", response_class=EventSourceResponse, summary="Follow one store's orders live")
 async def store_stream(
-    store_id: Annotated[str, Path(max_length=64)], principal: Reader, request: Request,
-    last_event_id: LastEventId = None, after: After = None,
+    store_id: Annotated[str, Depends(_watched_store)], request: Request, last_event_id: LastEventId = None,
+    after: After = None,
 ) -> AsyncIterator[ServerSentEvent]:  # fmt: skip
-    async with request.app.state.sessionmaker() as session:
-        merchant_id = await session.scalar(select(StoreStream.merchant_id).where(StoreStream.store_id == store_id))
-    if merchant_id is None or principal.role == Role.customer or not covers_store(principal, merchant_id, store_id):
-        raise StoreNotFound()
     async for item in _follow(request, "store", store_id, _resume_from(last_event_id, after)):
         yield item
 

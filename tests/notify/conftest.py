@@ -96,7 +96,7 @@ class WebhookReceiver:
 
 @dataclass
 class NotifyHarness(ServiceHarness):
-    app: FastAPI = field(default=None)  # type: ignore[assignment]
+    service_app: FastAPI = field(default=None)  # type: ignore[assignment]
     wechat: httpx.AsyncClient = field(default=None)  # type: ignore[assignment]
     sms: httpx.AsyncClient = field(default=None)  # type: ignore[assignment]
     receiver: WebhookReceiver = field(default=None)  # type: ignore[assignment]
@@ -104,12 +104,12 @@ class NotifyHarness(ServiceHarness):
 
     @property
     def courier(self) -> Courier:
-        courier: Courier = self.app.state.courier(self.app)
+        courier: Courier = self.service_app.state.courier(self.service_app)
         return courier
 
     @property
     def webhook_sender(self) -> WebhookSender:
-        sender: WebhookSender = self.app.state.webhook_sender(self.app)
+        sender: WebhookSender = self.service_app.state.webhook_sender(self.service_app)
         return sender
 
     async def deliver(self, event_type: str, subject: str, **data: Any) -> Envelope:
@@ -172,19 +172,20 @@ async def notify_stack(db_url: str, bootstrap: str, **overrides: Any) -> AsyncIt
     wechat_app = wechat_api.create_app(wechat_api.SandboxSettings(appid=APPID, secret=WECHAT_SECRET))
     sms_app = tencent_sms.create_app(tencent_sms.SandboxSettings(secret_key=SMS_KEY))
     async with serve(wechat_app) as wechat_url, serve(sms_app) as sms_url, serve(receiver.app) as receiver_url:
-        settings = NotifySettings(
-            database_url=db_url, kafka_bootstrap_servers=bootstrap, jwt_public_keys=public_pem(JWT_KEY),  # type: ignore[arg-type]
-            run_workers=False, vault_key=new_key(), wechat_api_url=wechat_url, wechat_appid=APPID,
-            wechat_secret=WECHAT_SECRET, sms_url=f"{sms_url}/", sms_secret_id="AKIDsandbox", sms_secret_key=SMS_KEY,
-            sms_sdk_app_id="1400000000", sms_sign_name="送达", webhook_allow_private_targets=True,
-            **overrides,
-        )  # fmt: skip
+        values: dict[str, Any] = {
+            "database_url": db_url, "kafka_bootstrap_servers": bootstrap, "jwt_public_keys": public_pem(JWT_KEY),
+            "run_workers": False, "vault_key": new_key(), "wechat_api_url": wechat_url, "wechat_appid": APPID,
+            "wechat_secret": WECHAT_SECRET, "sms_url": f"{sms_url}/", "sms_secret_id": "AKIDsandbox",
+            "sms_secret_key": SMS_KEY, "sms_sdk_app_id": "1400000000", "sms_sign_name": "送达",
+            "webhook_allow_private_targets": True,
+        }  # fmt: skip
+        settings = NotifySettings(**(values | overrides))
         # Real time: receivers check `webhook-timestamp` against their own clock.
         app = create_app(settings, clock=FrozenClock(datetime.now(UTC)))
         async with (
             httpx.AsyncClient(base_url=wechat_url) as wechat,
             httpx.AsyncClient(base_url=sms_url) as sms,
-            served(app, NotifyHarness, app=app, wechat=wechat, sms=sms, receiver=receiver,
+            served(app, NotifyHarness, service_app=app, wechat=wechat, sms=sms, receiver=receiver,
                    receiver_url=f"{receiver_url}/hook") as harness,
         ):  # fmt: skip
             yield harness

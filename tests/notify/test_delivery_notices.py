@@ -31,7 +31,7 @@ async def test_each_of_the_four_notices_is_sent_once_on_its_grant(notify: Notify
     for template_id in TEMPLATES.values():
         await notify.grant(template_id, times=2)
     await walk_a_delivery(notify, "o-1001")
-    assert await notify.send() == 4
+    assert await notify.send() == 5  # the four, and `paid`, which this merchant has no template for
     assert await notify.send() == 0
 
     messages = await notify.wechat_messages()
@@ -44,10 +44,11 @@ async def test_each_of_the_four_notices_is_sent_once_on_its_grant(notify: Notify
     problem = by_template["tmpl-problem"]["data"]
     assert len(problem["thing5"]["value"]) <= 20  # the reason, fitted to `thing`
     assert await notify.sms_messages() == []
-    notices = await notify.notices("o-1001")
-    assert sorted(n["kind"] for n in notices) == sorted(FOUR)
-    assert {n["status"] for n in notices} == {"sent"}
-    assert {n["channel"] for n in notices} == {"wechat"}
+    notices = {n["kind"]: n for n in await notify.notices("o-1001")}
+    assert sorted(notices) == sorted([*FOUR, "paid"])
+    assert {notices[kind]["status"] for kind in FOUR} == {"sent"}
+    assert {notices[kind]["channel"] for kind in FOUR} == {"wechat"}
+    assert notices["paid"]["status"] == "suppressed"
     balances = (await notify.client.get("/v1/subscriptions", headers=CUSTOMER)).json()
     assert {b["template_id"]: b["open_grants"] for b in balances["balances"]} == dict.fromkeys(TEMPLATES.values(), 1)
 
@@ -55,14 +56,14 @@ async def test_each_of_the_four_notices_is_sent_once_on_its_grant(notify: Notify
 async def test_without_a_grant_the_sms_sandbox_gets_the_notice_signed(notify: NotifyHarness) -> None:
     await notify.use_templates()
     await walk_a_delivery(notify, "o-1002")
-    assert await notify.send() == 4
+    assert await notify.send() == 5
     assert await notify.wechat_messages() == []
     sent = await notify.sms_messages()
     # The sandbox verified each request's TC3-HMAC-SHA256 signature before accepting it.
     assert len(sent) == 4
     assert {m["phone_number"] for m in sent} == {"+8613800138000"}
     assert sorted(m["params"][0] for m in sent) == sorted(["骑手已接单", "配送中", "已送达", "配送异常"])
-    notices = await notify.notices("o-1002")
+    notices = [n for n in await notify.notices("o-1002") if n["kind"] != "paid"]
     assert {n["channel"] for n in notices} == {"sms"}
     attempts = [a for n in notices for a in n["attempts"]]
     assert {a["result"] for a in attempts if a["channel"] == "wechat"} == {"no_grant"}
@@ -77,7 +78,7 @@ async def test_wechat_refusing_a_grant_falls_back_to_sms(notify: NotifyHarness) 
     await notify.order("o-1003")
     await notify.delivery("o-1003", "delivered", "delivered")
     await notify.send()
-    notice = (await notify.notices("o-1003"))[0]
+    notice = next(n for n in await notify.notices("o-1003") if n["kind"] == "delivered")
     assert notice["status"] == "sent"
     assert notice["channel"] == "sms"
     assert [(a["channel"], a["result"], a["error_code"]) for a in notice["attempts"]] == [
@@ -95,12 +96,14 @@ async def test_fifty_concurrent_sends_spend_ten_grants_exactly(notify_db_url: st
             await notify.delivery(f"o-{n:04}", "delivered", "delivered")
         # Two couriers (two replicas) at once, each sending its claims concurrently.
         handled = await asyncio.gather(notify.courier.send_due(), notify.courier.send_due())
-        assert sum(handled) == 50
+        assert sum(handled) == 100  # 50 `paid` (no template) and 50 `delivered`
         assert len(await notify.wechat_messages()) == 10
         assert len(await notify.sms_messages()) == 40
         spent = await notify.sql("SELECT count(*) FROM subscribe_grant WHERE consumed_at IS NOT NULL")
         assert spent == [(10,)]
-        channels = await notify.sql("SELECT channel, count(*) FROM notice GROUP BY channel ORDER BY channel")
+        channels = await notify.sql(
+            "SELECT channel, count(*) FROM notice WHERE kind = 'delivered' GROUP BY channel ORDER BY channel"
+        )
         assert channels == [("sms", 40), ("wechat", 10)]
 
 
@@ -112,7 +115,9 @@ async def test_the_daily_sms_cap_holds(notify_db_url: str, bootstrap: str) -> No
             await notify.delivery(f"o-c{n}", "delivered", "delivered")
         await notify.send()
         assert len(await notify.sms_messages()) == 2
-        statuses = await notify.sql("SELECT status, count(*) FROM notice GROUP BY status ORDER BY status")
+        statuses = await notify.sql(
+            "SELECT status, count(*) FROM notice WHERE kind = 'delivered' GROUP BY status ORDER BY status"
+        )
         assert statuses == [("failed", 1), ("sent", 2)]
 
 
@@ -123,7 +128,7 @@ async def test_a_legacy_wechat_delivery_is_not_notified_twice(notify: NotifyHarn
     await notify.order("o-1004")
     await notify.delivery("o-1004", "rider_assigned", "rider_assigned", carrier="wechat_legacy")
     await notify.delivery("o-1004", "delivered", "delivered", carrier="wechat_legacy")
-    assert await notify.send() == 0
+    await notify.send()
     assert await notify.wechat_messages() == []
     assert {n["status"] for n in await notify.notices("o-1004")} == {"suppressed"}
 
@@ -134,7 +139,7 @@ async def test_a_merchant_without_templates_sends_nothing_but_the_inbox_has_it(n
     await notify.send()
     assert await notify.wechat_messages() == []
     assert await notify.sms_messages() == []
-    assert [n["status"] for n in await notify.notices("o-1005")] == ["suppressed"]
+    assert {n["status"] for n in await notify.notices("o-1005")} == {"suppressed"}
     inbox = (await notify.client.get("/v1/notifications", headers=CUSTOMER)).json()
-    assert inbox["unread"] == 1
+    assert inbox["unread"] == 2  # paid, delivered
     assert inbox["items"][0]["title"] == "已送达"

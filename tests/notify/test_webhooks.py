@@ -29,18 +29,23 @@ def verify_by_hand(secret: str, headers: dict[str, str], body: bytes) -> bool:
     return any(sig == f"v1,{expected}" for sig in headers["webhook-signature"].split(" "))
 
 
-async def test_a_failing_endpoint_gets_the_message_exactly_once_more(notify: NotifyHarness) -> None:
+async def test_a_failing_endpoint_gets_the_message_exactly_once_more(notify_db_url: str, bootstrap: str) -> None:
+    # A schedule of seconds, so the receiver checks the signature's timestamp against its own clock.
+    async with notify_stack(notify_db_url, bootstrap, webhook_schedule_seconds=[0, 1, 2, 3, 60]) as notify:
+        await fail_three_times_then_succeed(notify)
+
+
+async def fail_three_times_then_succeed(notify: NotifyHarness) -> None:
     endpoint = await register(notify, event_types=["order.paid"])
     notify.receiver.script = [500, 503, 502]
     await notify.order("o-2001")  # order.paid
     await notify.order("o-2001", event="order.accepted.v1")  # not asked for
     assert await notify.push_webhooks() == 1
     for _ in range(4):
-        notify.clock.advance(timedelta(hours=1))
+        notify.clock.advance(timedelta(seconds=4))
         await notify.push_webhooks()
-    for _ in range(3):
-        notify.clock.advance(timedelta(days=1))
-        assert await notify.push_webhooks() == 0  # done: nothing more is sent
+    notify.clock.advance(timedelta(days=3))
+    assert await notify.push_webhooks() == 0  # done: nothing more is sent
     assert [status for _, _, status in notify.receiver.received] == [500, 503, 502, 200]
     ids = {headers["webhook-id"] for headers, _, _ in notify.receiver.received}
     assert len(ids) == 1  # one message, one id, however often tried
@@ -145,7 +150,7 @@ async def test_an_endpoint_that_turns_private_later_is_not_called(notify_db_url:
     """The address is checked again on every call (a DNS answer may change after registration)."""
     async with notify_stack(notify_db_url, bootstrap) as notify:
         endpoint = await register(notify)
-        notify.app.state.settings.webhook_allow_private_targets = False
+        notify.service_app.state.settings.webhook_allow_private_targets = False
         await notify.order("o-2008")
         await notify.push_webhooks()
         assert notify.receiver.received == []
