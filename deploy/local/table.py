@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from deploy.local import keys
-from deploy.local.sandboxes import wechatpay
+from deploy.local.sandboxes import tencent_sms, wechat_api, wechatpay
 from deploy.local.sandboxes.carriers import simulator
 from deploy.local.wiring import DEMO_WECHAT_APPID, GATEWAY, Entry, Environments, Wiring
 from shared.events.topics import SERVICES
@@ -94,6 +94,20 @@ PROCESSES: tuple[Entry, ...] = (
         simulator.wire,
         serves=("dispatch",),
         title="carrier simulator",
+    ),
+    Entry(
+        wechat_api.NAME,
+        "deploy.local.sandboxes.wechat_api:create_app",
+        wechat_api.wire,
+        serves=("notify",),
+        title="wechat api sandbox",
+    ),
+    Entry(
+        tencent_sms.NAME,
+        "deploy.local.sandboxes.tencent_sms:create_app",
+        tencent_sms.wire,
+        serves=("notify",),
+        title="tencent sms sandbox",
     ),
     *(_service(service, EXTRA.get(service)) for service in SERVICES),
     Entry(GATEWAY, "gateway.app:create_app", _gateway, front=True),

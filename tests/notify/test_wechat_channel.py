@@ -118,10 +118,10 @@ async def test_the_token_is_kept_and_fetched_again_before_it_expires(wechat: WeC
     assert await wechat.api.send(DELIVERED) == Sent()
     assert await wechat.api.send(DELIVERED) == Sent()
     assert await wechat.token_requests() == 1
-    wechat.clock.now += 7200 - 300 - 1  # not yet within the margin
+    wechat.clock.now += 7200 - 300 - 10  # not yet within the margin
     assert await wechat.api.send(DELIVERED) == Sent()
     assert await wechat.token_requests() == 1
-    wechat.clock.now += 2  # within 300 s of the token's end: fetched again before sending
+    wechat.clock.now += 20  # within 300 s of the token's end: fetched again before sending
     assert await wechat.api.send(DELIVERED) == Sent()
     assert await wechat.token_requests() == 2
 

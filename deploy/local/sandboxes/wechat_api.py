@@ -88,6 +88,7 @@ class Sandbox:
             self.tokens.pop(self.current, None)  # a forced refresh ends the old token
             self.current = secrets.token_urlsafe(32)
             self.tokens[self.current] = now + self.settings.token_seconds
+            return self.current, self.settings.token_seconds
         return self.current, int(self.tokens[self.current] - now)
 
     def token_error(self, token: str) -> dict[str, Any] | None:
