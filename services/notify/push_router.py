@@ -108,7 +108,7 @@ async def _apply(session: DbSession, settings: NotifySettings, body: dict[str, A
     if not isinstance(openid, str) or not openid:
         raise BadRequest("FromUserName is missing")
     try:
-        create_time = int(body.get("CreateTime"))  # an int, though the documentation says a string
+        create_time = int(str(body.get("CreateTime")))  # an int, though the documentation says a string
     except (TypeError, ValueError) as exc:
         raise BadRequest("CreateTime is not a number") from exc
     first = await session.scalar(

@@ -137,14 +137,15 @@ EventType = Literal[WEBHOOK_EVENT_TYPES]  # type: ignore[valid-type]
 class WebhookCreate(Body):
     url: Annotated[str, Field(min_length=8, max_length=2000, examples=["https://pos.example.com/songda"])]
     description: Annotated[str, Field(max_length=200)] = ""
-    event_types: list[EventType] = Field(default_factory=list, max_length=len(WEBHOOK_EVENT_TYPES),  # type: ignore[valid-type]
-                                         description="The types to receive; empty: all")  # fmt: skip
+    event_types: list[EventType] = Field(
+        default_factory=list, max_length=len(WEBHOOK_EVENT_TYPES), description="The types to receive; empty: all"
+    )
 
 
 class WebhookUpdate(Body):
     url: Annotated[str, Field(min_length=8, max_length=2000)] | None = None
     description: Annotated[str, Field(max_length=200)] | None = None
-    event_types: list[EventType] | None = Field(default=None, max_length=len(WEBHOOK_EVENT_TYPES))  # type: ignore[valid-type]
+    event_types: list[EventType] | None = Field(default=None, max_length=len(WEBHOOK_EVENT_TYPES))
     enabled: bool | None = Field(default=None, description="true re-enables a disabled endpoint")
 
 

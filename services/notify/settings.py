@@ -10,7 +10,7 @@ from shared.settings import ServiceSettings
 
 # Standard Webhooks' example schedule (NOTIFY.md 2.3): immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h,
 # 24 h after the previous attempt (about 75 h in all), then the message is failed.
-WEBHOOK_SCHEDULE_SECONDS = [0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400]
+WEBHOOK_SCHEDULE_SECONDS = [0.0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400]
 
 
 class NotifySettings(ServiceSettings):

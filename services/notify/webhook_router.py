@@ -9,7 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import AwareDatetime
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
 from services.notify.access import MerchantQuery, Staff, merchant_of
 from services.notify.errors import DeliveryNotFound, EndpointRefused, TooManyEndpoints, WebhookNotFound
@@ -137,8 +137,8 @@ async def update_endpoint(
 async def delete_endpoint(endpoint_id: uuid.UUID, principal: Staff, session: DbSession) -> Response:
     endpoint = await _endpoint(session, principal, endpoint_id, lock=True)
     deliveries = select(WebhookDelivery.id).where(WebhookDelivery.endpoint_id == endpoint.id)
-    await session.execute(WebhookAttempt.__table__.delete().where(WebhookAttempt.delivery_id.in_(deliveries)))
-    await session.execute(WebhookDelivery.__table__.delete().where(WebhookDelivery.endpoint_id == endpoint.id))
+    await session.execute(delete(WebhookAttempt).where(WebhookAttempt.delivery_id.in_(deliveries)))
+    await session.execute(delete(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint.id))
     await session.delete(endpoint)
     return Response(status_code=204)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import timedelta
 
 from shared.wechat_push import encrypt_push, msg_signature, push_signature
 from tests.notify.conftest import (
@@ -27,6 +28,7 @@ AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 
 async def test_the_inbox_counts_unread_and_is_each_callers_own(notify: NotifyHarness) -> None:
     await notify.order("o-4001")  # paid: the customer's notice and the merchant's "new order"
+    notify.clock.advance(timedelta(seconds=30))
     await notify.order("o-4001", event="order.accepted.v1", status="accepted")
     mine = (await notify.client.get("/v1/notifications", headers=CUSTOMER)).json()
     assert mine["unread"] == 2

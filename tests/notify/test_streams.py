@@ -62,8 +62,8 @@ async def test_a_reconnecting_client_sees_every_status_once_and_in_order(notify:
     feeding = asyncio.create_task(later())
     rest = await read(notify.client, path, CUSTOMER, 5, last_event_id=first[-1][0])
     await feeding
-    assert [e[2].get("event", e[1]) for e in rest] == ["delivery.rider_assigned", "delivery.picked_up", "delivery.delivered",
-                                             "order.completed", "end"]  # fmt: skip
+    names = [e[2].get("event", e[1]) for e in rest]
+    assert names == ["delivery.rider_assigned", "delivery.picked_up", "delivery.delivered", "order.completed", "end"]
     assert rest[0][2]["rider_name"] == "张三"
     assert rest[0][2]["eta"].startswith("2026-12-07")
     assert rest[-1][1] == "end"  # the order is final: the stream says so and closes
