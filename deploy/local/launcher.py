@@ -195,12 +195,13 @@ class Stack:
         for app in self.apps:
             app.wait_ready(deadline)
         if self.options.seed_demo and "order" in self.options.services:
-            merchant = self.demo_tokens(ttl_seconds=300)["merchant"]
+            tokens = self.demo_tokens(ttl_seconds=300)
+            merchant = tokens["merchant"]
             seed_demo_store(self.gateway.url, merchant)
             if "dispatch" in self.options.services:
                 seed_demo_carriers(self.gateway.url, wiring.urls[CARRIER_SIMULATOR], merchant)
             if "notify" in self.options.services:
-                seed_demo_notices(self.gateway.url, merchant)
+                seed_demo_notices(self.gateway.url, tokens["ops"])
 
     def sandboxes(self) -> list[tuple[str, AppProcess]]:
         """The running sandboxes, each with the title `songda run` prints it by."""

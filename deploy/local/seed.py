@@ -55,10 +55,11 @@ def seed_demo_store(gateway_url: str, merchant_token: str) -> bool:
     return True
 
 
-# The demo merchant's notices: one subscribe-message template each (ids as its WeChat console would list them) and
-# an SMS stand-in when the customer left no grant.
+# The demo merchant's notices: one subscribe-message template each (ids as its WeChat console would list them), and
+# an SMS stand-in, when the customer left no grant, for those a customer must not miss.
 DEMO_NOTICES = ("paid", "accepted", "rejected", "ready_for_pickup", "refunded", "rider_accepted", "delivering",
                 "delivered", "delivery_problem", "aftersales_decision")  # fmt: skip
+DEMO_SMS_NOTICES = ("rider_accepted", "delivering", "delivered", "delivery_problem", "ready_for_pickup")
 DEMO_NOTICE_FIELDS = {"character_string1": "order_no", "thing2": "store_name", "phrase3": "status", "time4": "time",
                       "thing5": "remark"}  # fmt: skip
 
@@ -67,15 +68,20 @@ def demo_template_id(notice: str) -> str:
     return f"demo-tmpl-{notice.replace('_', '-')}"
 
 
-def seed_demo_notices(gateway_url: str, merchant_token: str) -> None:
-    """Sets the demo merchant's notice templates unless it has some."""
-    with httpx.Client(base_url=gateway_url, headers=auth(merchant_token), timeout=10) as client:
-        if client.get("/v1/notifications/templates").json():
+def seed_demo_notices(gateway_url: str, ops_token: str) -> None:
+    """Sets the demo merchant's notice templates unless it has some (as ops: the demo's staff token is scoped to its
+    store, and templates are the merchant's)."""
+    merchant = {"merchant_id": DEMO_MERCHANT_ID}
+    with httpx.Client(base_url=gateway_url, headers=auth(ops_token), timeout=10) as client:
+        existing = client.get("/v1/notifications/templates", params=merchant)
+        existing.raise_for_status()
+        if existing.json():
             return
         for notice in DEMO_NOTICES:
-            body = {"template_id": demo_template_id(notice), "fields": DEMO_NOTICE_FIELDS, "sms_fallback": True,
-                    "sms_template_id": "2000001", "sms_params": ["status", "order_no"]}  # fmt: skip
-            client.put(f"/v1/notifications/templates/{notice}", json=body).raise_for_status()
+            body = {"template_id": demo_template_id(notice), "fields": DEMO_NOTICE_FIELDS,
+                    "sms_fallback": notice in DEMO_SMS_NOTICES, "sms_template_id": "2000001",
+                    "sms_params": ["status", "order_no"]}  # fmt: skip
+            client.put(f"/v1/notifications/templates/{notice}", json=body, params=merchant).raise_for_status()
 
 
 DEMO_CARRIERS = ("dada", "sf")
