@@ -123,8 +123,8 @@ def start_infra(options: StackOptions) -> Infra:
 
 
 def create_databases(options: StackOptions, infra: Infra) -> dict[str, str]:
-    """Creates each service's database if missing; returns the service → URL map."""
-    names = {service: f"{options.database_prefix}{service}" for service in options.services}
+    """Creates each service's database, and the gateway's, if missing; returns the component → URL map."""
+    names = {name: f"{options.database_prefix}{name}" for name in (*options.services, GATEWAY)}
     asyncio.run(_create_databases(infra.postgres_url, list(names.values())))
     return {service: database_url(infra.postgres_url, name) for service, name in names.items()}
 
@@ -178,9 +178,9 @@ class Stack:
             kafka_enable_idempotence=self.infra.kafka_enable_idempotence,
         )
         environments = table.environments(entries, wiring)
-        for service, url in database_urls.items():
-            with _environment(environments[service]):
-                migrations.upgrade(service, url)
+        for component, url in database_urls.items():
+            with _environment(environments[component]):
+                migrations.upgrade(component, url)
         logs = self.options.state_dir / "logs"
         for entry in entries:
             self.apps.append(

@@ -88,7 +88,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
 def cmd_migrate(args: argparse.Namespace) -> int:
     from shared import migrations
 
-    services = SERVICES if args.service == "all" else (args.service,)
+    services = migrations.HISTORIES if args.service == "all" else (args.service,)
     for service in services:
         url = args.database_url.replace("{service}", service)
         migrations.upgrade(service, url)
@@ -183,8 +183,8 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     probe.add_argument("--timeout", type=float, default=10.0)
     probe.set_defaults(func=cmd_probe)
 
-    migrate = sub.add_parser("migrate", help="run a service's Alembic migrations to head")
-    migrate.add_argument("service", choices=[*SERVICES, "all"])
+    migrate = sub.add_parser("migrate", help="run a service's (or the gateway's) Alembic migrations to head")
+    migrate.add_argument("service", choices=[*SERVICES, "gateway", "all"])
     migrate.add_argument(
         "--database-url",
         required=True,
