@@ -108,6 +108,16 @@ def test_run_survives_a_crashed_run_and_stops_cleanly(state_dir: Path) -> None:
         assert set(ready.json()["upstreams"]) == {"order", "dispatch", "redemption", "aftersales", "notify"}
         merchant = {"Authorization": "Bearer " + printed["token merchant"]}
         assert httpx.get(printed["gateway"] + "/v1/stores/demo-store", headers=merchant, timeout=10).status_code == 200
+        # The demo admin, seeded once, signs in with the printed password after the restart too.
+        admin = re.match(r"login=(\S+) password=(\S+)", printed["demo admin"])
+        assert admin is not None, printed
+        login, password = admin.groups()
+        signed_in = httpx.post(
+            printed["gateway"] + "/v1/auth/sign-in", json={"login": login, "password": password}, timeout=10
+        )
+        assert (signed_in.status_code, signed_in.json()["merchant_id"]) == (200, "demo-merchant"), signed_in.text
+        admin_token = {"Authorization": "Bearer " + signed_in.json()["access_token"]}
+        assert httpx.get(printed["gateway"] + "/v1/orders", headers=admin_token, timeout=10).status_code == 200
         # The demo walk, end to end through the gateway: order, WeChat Pay sandbox and its signed notifications,
         # merchant workflow, codes issued and redeemed across services over Kafka, the refund timer.
         said: list[str] = []

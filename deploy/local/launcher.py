@@ -21,11 +21,12 @@ import asyncpg
 
 from deploy.local import table
 from deploy.local.broker import TansuBroker, ensure_topics
+from deploy.local.keys import demo_admin_password
 from deploy.local.ports import free_port
 from deploy.local.postgres import EmbeddedPostgres
 from deploy.local.processes import AppProcess, process_cmdline, terminate_group
 from deploy.local.sandboxes.carriers.simulator import NAME as CARRIER_SIMULATOR
-from deploy.local.seed import seed_demo_carriers, seed_demo_store
+from deploy.local.seed import seed_demo_admin, seed_demo_carriers, seed_demo_store
 from deploy.local.tokens import demo_tokens
 from deploy.local.wiring import GATEWAY, Wiring
 from shared import migrations
@@ -194,6 +195,9 @@ class Stack:
         deadline = time.monotonic() + ready_timeout
         for app in self.apps:
             app.wait_ready(deadline)
+        if self.options.seed_demo:
+            ops = self.demo_tokens(ttl_seconds=300)["ops"]
+            seed_demo_admin(self.gateway.url, ops, demo_admin_password(self.options.state_dir))
         if self.options.seed_demo and "order" in self.options.services:
             merchant = self.demo_tokens(ttl_seconds=300)["merchant"]
             seed_demo_store(self.gateway.url, merchant)

@@ -61,7 +61,7 @@ async def _manager(session: AsyncSession, principal: Principal) -> StaffAccount 
     return admin
 
 
-def _check_shape(role: str, merchant_id: str | None, admin: bool, store_ids: list[str]) -> None:
+def check_shape(role: str, merchant_id: str | None, admin: bool, store_ids: list[str]) -> None:
     if role == Role.ops and (merchant_id or admin or store_ids):
         raise ValidationFailed("An ops account belongs to no merchant")
     if role != Role.ops and not merchant_id:
@@ -81,7 +81,7 @@ async def invite(
         if merchant_id not in (None, manager.merchant_id):
             raise Forbidden("An admin invites into its own merchant only")
         merchant_id = manager.merchant_id
-    _check_shape(body.role, merchant_id, body.admin, body.store_ids)
+    check_shape(body.role, merchant_id, body.admin, body.store_ids)
     account = await create_account(
         session,
         login=body.login,
@@ -93,7 +93,7 @@ async def invite(
         created_by=f"{principal.role}:{principal.sub}",
         now=now,
     )
-    token, expires_at = _invitation(session, account, "invite", now, ttl)
+    token, expires_at = issue_invitation(session, account, "invite", now, ttl)
     return account, token, expires_at
 
 
@@ -132,7 +132,7 @@ async def create_account(
     return inserted
 
 
-def _invitation(
+def issue_invitation(
     session: AsyncSession, account: StaffAccount, purpose: str, now: datetime, ttl: timedelta
 ) -> tuple[str, datetime]:
     token = new_token()
@@ -209,7 +209,7 @@ async def reset_password(
     await session.execute(
         update(Invitation).where(Invitation.account_id == account.id, Invitation.used_at.is_(None)).values(used_at=now)
     )
-    token, expires_at = _invitation(session, account, "reset", now, ttl)
+    token, expires_at = issue_invitation(session, account, "reset", now, ttl)
     return account, token, expires_at
 
 

@@ -63,6 +63,10 @@ async def sign_in(
         raise Refused(SignInFailed("This account is disabled"))
     if stored and passwords.outdated(stored):
         account.password_hash = await passwords.hash(body.password)
+    # Expired refresh tokens of the account's earlier sign-ins are of no more use, not even to detect reuse.
+    await session.execute(
+        delete(RefreshToken).where(RefreshToken.account_id == account.id, RefreshToken.expires_at <= now)
+    )
     return _issue(session, issuer, policy, account, uuid.uuid4(), now)
 
 
