@@ -385,3 +385,20 @@ async def test_a_merchants_oidc_token_is_exchanged_with_its_claims_mapped() -> N
                 headers={"kid": "provider-1"},
             )
             assert (await exchange(forged)).status_code == 401
+
+
+def test_an_oidc_issuer_without_its_keys_audience_or_merchants_is_refused_at_startup() -> None:
+    with pytest.raises(ValueError, match="GATEWAY_OIDC_MERCHANT_IDS"):
+        GatewaySettings(signing_key=SIGNING_KEY, oidc_issuer=PROVIDER, oidc_jwks_url="http://idp/jwks")
+
+
+async def test_ops_manage_merchants_admins(identity: Identity) -> None:
+    admin = await identity.account(OPS, login="admin-m1", role="merchant", merchant_id="m-1", admin=True)
+    peer = await identity.account(OPS, login="admin-m1b", role="merchant", merchant_id="m-1", admin=True)
+    # One admin does not manage another; ops do.
+    assert (await identity.client.post(f"/v1/staff/{peer['sub']}/disable", headers=_bearer(admin))).status_code == 403
+    assert (await identity.client.post(f"/v1/staff/{admin['sub']}/disable", headers=OPS)).status_code == 200
+    # A disabled admin's access token, still unexpired, manages no one any more.
+    assert (await identity.client.get("/v1/staff", headers=_bearer(admin))).status_code == 403
+    scoped = await identity.client.put(f"/v1/staff/{peer['sub']}/stores", json={"store_ids": ["s-1"]}, headers=OPS)
+    assert scoped.status_code == 409  # an admin acts for every store
