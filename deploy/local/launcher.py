@@ -26,7 +26,7 @@ from deploy.local.ports import free_port
 from deploy.local.postgres import EmbeddedPostgres
 from deploy.local.processes import AppProcess, process_cmdline, terminate_group
 from deploy.local.sandboxes.carriers.simulator import NAME as CARRIER_SIMULATOR
-from deploy.local.seed import seed_demo_admin, seed_demo_carriers, seed_demo_store
+from deploy.local.seed import seed_demo_admin, seed_demo_carriers, seed_demo_notices, seed_demo_store
 from deploy.local.tokens import demo_tokens
 from deploy.local.wiring import GATEWAY, Wiring
 from shared import migrations
@@ -203,6 +203,8 @@ class Stack:
             seed_demo_store(self.gateway.url, merchant)
             if "dispatch" in self.options.services:
                 seed_demo_carriers(self.gateway.url, wiring.urls[CARRIER_SIMULATOR], merchant)
+            if "notify" in self.options.services:
+                seed_demo_notices(self.gateway.url, merchant)
 
     def sandboxes(self) -> list[tuple[str, AppProcess]]:
         """The running sandboxes, each with the title `songda run` prints it by."""
