@@ -124,10 +124,17 @@ def cmd_staff_invite(args: argparse.Namespace) -> int:
     merchant's first admin) of a production without dev tokens."""
     from datetime import UTC, datetime, timedelta
 
+    from pydantic import TypeAdapter, ValidationError
+
     from gateway.identity.accounts import check_shape, create_account, issue_invitation
+    from gateway.identity.schemas import Login
     from shared.errors import ServiceError
 
-    login = args.login.strip().lower()
+    try:
+        login = TypeAdapter(Login).validate_python(args.login)  # as the API takes it: trimmed, lower case
+    except ValidationError as exc:
+        print(f"songda staff invite: --login {exc.errors()[0]['msg']}", file=sys.stderr)
+        return 2
 
     async def work(session: AsyncSession) -> tuple[str, datetime]:
         now = datetime.now(UTC)

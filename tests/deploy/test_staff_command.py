@@ -19,6 +19,7 @@ async def test_the_first_ops_account_is_invited_from_the_command_line(
     assert await asyncio.to_thread(main, invite) == 1
     assert "login" in capsys.readouterr().err
     assert await asyncio.to_thread(main, [*invite[:4], "--login", "x@m", "--role", "merchant"]) == 1
+    assert await asyncio.to_thread(main, [*invite[:4], "--login", "two words"]) == 2
     async with identity_gateway(gateway_db_url) as identity:
         accepted = await identity.client.post("/v1/auth/password", json={"token": token, "password": PASSWORD})
         assert accepted.status_code == 200, accepted.text
