@@ -105,6 +105,21 @@ async def aftersales_db_url(infra: Infra, aftersales_template: str) -> AsyncIter
 
 
 @pytest.fixture(scope="session")
+async def gateway_template(infra: Infra) -> AsyncIterator[str]:
+    name = await _migrated_template(infra, "gateway")
+    yield name
+    await _admin(infra, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def gateway_db_url(infra: Infra, gateway_template: str) -> AsyncIterator[str]:
+    """A fresh identity database of the gateway."""
+    name = await _clone(infra, gateway_template)
+    yield database_url(infra.postgres_url, name)
+    await _admin(infra, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
 async def notify_template(infra: Infra) -> AsyncIterator[str]:
     name = await _migrated_template(infra, "notify")
     yield name

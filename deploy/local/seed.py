@@ -1,11 +1,13 @@
 """The demo merchant `songda run` seeds: its store, menu and carrier accounts (bound from the carrier simulator's
-console), each created only when missing so a restart keeps what the merchant changed."""
+console), and its admin's staff account, each created only when missing so a restart keeps what the merchant
+changed."""
 
 from __future__ import annotations
 
 import httpx
 
 DEMO_MERCHANT_ID = "demo-merchant"
+DEMO_ADMIN_LOGIN = "admin@demo-merchant"
 DEMO_STORE_ID = "demo-store"
 DEMO_LAT, DEMO_LNG = 39.9087, 116.3975  # GCJ-02, central Beijing
 
@@ -98,3 +100,23 @@ def seed_demo_carriers(gateway_url: str, simulator_url: str, merchant_token: str
             body = {"store_id": DEMO_STORE_ID, "carrier": carrier, **{key: account[key] for key in
                     ("app_key", "app_secret", "shop_id", "merchant_no", "token")}}  # fmt: skip
             client.post("/v1/carriers/accounts", json=body).raise_for_status()
+
+
+def seed_demo_admin(gateway_url: str, ops_token: str, password: str) -> None:
+    """Invites the demo merchant's admin (as ops) and sets its password, unless it has one; an account left without
+    one (a start stopped halfway) gets a reset."""
+    with httpx.Client(base_url=gateway_url, headers=auth(ops_token), timeout=30) as client:
+        staff = client.get("/v1/staff", params={"merchant_id": DEMO_MERCHANT_ID})
+        staff.raise_for_status()
+        admin = next((account for account in staff.json() if account["login"] == DEMO_ADMIN_LOGIN), None)
+        if admin is not None and admin["has_password"]:
+            return
+        if admin is None:
+            body = {"login": DEMO_ADMIN_LOGIN, "display_name": "Demo admin", "role": "merchant",
+                    "merchant_id": DEMO_MERCHANT_ID, "admin": True}  # fmt: skip
+            invitation = client.post("/v1/staff", json=body)
+        else:
+            invitation = client.post(f"/v1/staff/{admin['id']}/password-reset")
+        invitation.raise_for_status()
+        token = invitation.json()["token"]
+        client.post("/v1/auth/password", json={"token": token, "password": password}).raise_for_status()

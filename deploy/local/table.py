@@ -57,6 +57,7 @@ def _redemption(wiring: Wiring) -> Environments:
 def _gateway(wiring: Wiring) -> Environments:
     env = {
         "GATEWAY_SIGNING_KEY_FILE": str(keys.signing_key_file(wiring.state_dir)),
+        "GATEWAY_DATABASE_URL": wiring.database_urls[GATEWAY],
         "GATEWAY_DEV_MODE": str(wiring.dev_mode).lower(),
     }
     if wiring.dev_mode:
