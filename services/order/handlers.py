@@ -34,7 +34,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.order import events, service
+from services.order import events, refunds, service
 from services.order.consumed import (
     AftersalesCaseView,
     CodeRedeemedView,
@@ -45,7 +45,7 @@ from services.order.consumed import (
 from services.order.domain import TERMINAL, Action, OrderStatus
 from services.order.errors import InvalidTransition
 from services.order.models import AftersalesHold, CustomerOrder, Refund
-from services.order.payment import notifications, paying, refund_requests, refunding
+from services.order.payment import notifications, paying, refunding
 from services.order.payment.wechatpay import WechatPayClient
 from services.order.settings import OrderSettings
 from shared.clock import Clock
@@ -112,7 +112,7 @@ class OrderReactions:
             service.UNPAID_TIMER: self.on_unpaid_deadline,
             service.ACCEPT_TIMER: self.on_accept_deadline,
             service.AUTO_COMPLETE_TIMER: self.on_auto_complete,
-            refund_requests.SUBMIT_TIMER: self.on_refund_submit,
+            refunds.SUBMIT_TIMER: self.on_refund_submit,
             service.CLOSE_TRADE_TIMER: self.on_close_trade,
             notifications.PRUNE_TIMER: self.on_notification_prune,
         }
@@ -251,14 +251,14 @@ class OrderReactions:
         if order is None:
             return
         case_id = data.case_id
-        cause = refund_requests.aftersales_cause(case_id, data.attempt)
+        cause = refunds.aftersales_cause(case_id, data.attempt)
         amount, reason = data.amount_fen, data.reason or cause
         if await session.scalar(select(Refund.id).where(Refund.order_id == order.id, Refund.cause == cause)):
             return  # this case's attempt was staged already (a replay under a new event id)
         if data.type == "cancel_request":
             action = CANCEL_ON_REQUEST.get(order.status)
             if action is None:
-                await refund_requests.publish_not_refunded(
+                await refunds.publish_not_refunded(
                     session, self.clock, order, cause=cause, amount_fen=0,
                     error=f"the order is {order.status}: too late to cancel",
                 )  # fmt: skip
@@ -266,11 +266,9 @@ class OrderReactions:
             await service.end_order(session, order, action, actor=f"aftersales:{case_id}", reason=reason,
                                     clock=self.clock, refund_cause=cause)  # fmt: skip
             return
-        if await refund_requests.request_refund(
-            session, self.clock, order, cause=cause, amount_fen=amount, reason=reason
-        ):
+        if await refunds.request_refund(session, self.clock, order, cause=cause, amount_fen=amount, reason=reason):
             return
-        await refund_requests.publish_not_refunded(
+        await refunds.publish_not_refunded(
             session, self.clock, order, cause=cause, amount_fen=0, error="nothing is left to refund"
         )
 

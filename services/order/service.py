@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.order import domain, events
+from services.order import domain, events, refunds
 from services.order.catalogue import store_rules
 from services.order.domain import Action, FulfilmentMode, OrderStatus
 from services.order.domain import next_status as domain_next_status
@@ -28,7 +28,6 @@ from services.order.errors import (
     StoreNotFound,
 )
 from services.order.models import CustomerOrder, OrderLine, OrderStatusChange, Payment, Product, Sku, Store
-from services.order.payment import refund_requests
 from services.order.schemas import OrderCreate, OrderLineRead, OrderRead, ShipCommand
 from services.order.settings import OrderSettings
 from shared.auth import Principal, Role
@@ -446,7 +445,7 @@ async def end_order(
         await cancel_timer(session, kind=kind, key=order.id, now=now)
     refund_fen = 0
     if was_paid:
-        refund = await refund_requests.request_refund(
+        refund = await refunds.request_refund(
             session,
             clock,
             order,

@@ -10,7 +10,7 @@ from services.aftersales.consumed import OrderRefundedView, RefundView
 from services.aftersales.events import PUBLISHED, REFUND_REQUESTED, CaseLinePayload
 from services.order.consumed import RefundRequestedView
 from services.order.handlers import HOLD_CLOSERS
-from services.order.payment.refund_requests import aftersales_cause
+from services.order.refunds import aftersales_cause
 
 
 def _case(**extra: object) -> dict[str, object]:

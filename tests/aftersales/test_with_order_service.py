@@ -18,8 +18,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.order import refunds
 from services.order.models import CustomerOrder
-from services.order.payment import refund_requests
 from shared.events.envelope import Envelope
 from tests.aftersales.conftest import CUSTOMER, MERCHANT, OPS, AftersalesHarness, aftersales_stack
 from tests.order.conftest import OrderHarness, new_pay_keys, order_stack
@@ -144,9 +144,8 @@ async def test_a_refund_the_order_cannot_make_comes_back_failed_and_ops_retry(
     # another cause): nothing is left for the case.
     async with order.sessionmaker() as session, session.begin():
         row = await session.get_one(CustomerOrder, oid)
-        await refund_requests.request_refund(
-            session, order.clock, row, cause="goodwill", amount_fen=row.total_fen, reason="整单退"
-        )
+        await refunds.request_refund(session, order.clock, row, cause="goodwill", amount_fen=row.total_fen,
+                                     reason="整单退")  # fmt: skip
     await h.act(case["id"], "approve")
     await to_order.run()
     await to_aftersales.run()

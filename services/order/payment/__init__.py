@@ -1,4 +1,5 @@
-"""Payment, the order service's one home for money: the WeChat Pay v3 client (`wechatpay.py`) as this deployment
-configures it (`provider.py`), paying an order (`paying.py`), refund requests staged in the caller's transaction
-(`refund_requests.py`) and refunding them at WeChat Pay (`refunding.py`), the notifications kept (`notifications.py`),
-and the routes (`router.py`)."""
+"""Payment, the order service's one home for what passes through WeChat Pay: the v3 client (`wechatpay.py`) as this
+deployment configures it (`provider.py`), paying an order (`paying.py`), refunding at WeChat Pay what the order
+service asked for (`refunding.py`; the requests themselves are the order's records, staged in the deciding
+transaction by services/order/refunds.py, below its use cases), the notifications kept (`notifications.py`), and
+the routes (`router.py`). The package stands above the order's use cases and nothing below imports it."""

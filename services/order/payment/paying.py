@@ -14,11 +14,10 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.order import events, service
+from services.order import events, refunds, service
 from services.order.domain import Action, OrderStatus
 from services.order.errors import InvalidTransition, PaymentNotConfigured, PaymentProviderError, PaymentRejected
 from services.order.models import CustomerOrder, Payment, Store
-from services.order.payment import refund_requests
 from services.order.payment.provider import PAYMENT_ACTOR
 from services.order.payment.wechatpay import WechatPayClient
 from services.order.schemas import PaymentRead
@@ -112,7 +111,7 @@ async def apply_transaction(
     assert order is not None
     if order.status != OrderStatus.pending_payment.value:
         # Paid after the order was cancelled (a stale prepay): the money goes back.
-        await refund_requests.request_refund(
+        await refunds.request_refund(
             session, clock, order, cause="late_payment", amount_fen=payment.amount_fen, reason="订单已取消,自动退款"
         )
         return "refunded:late-payment"

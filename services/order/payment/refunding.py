@@ -1,4 +1,4 @@
-"""Refunding at WeChat Pay: a staged refund request (services/order/payment/refund_requests.py) is submitted by
+"""Refunding at WeChat Pay: a staged refund request (services/order/payment/refunds.py) is submitted by
 the `refund.submit` timer (raising makes it retry; an answer retrying cannot fix marks it failed), and settled by
 WeChat Pay's REFUND.* notification: the refunded amount moves the order (partly or fully refunded) and
 `order.refunded.v1` is published, or the failure is published as `order.refund_failed.v1`.
@@ -9,11 +9,10 @@ from __future__ import annotations
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.order import events, service
+from services.order import events, refunds, service
 from services.order.domain import OrderStatus, refund_action
 from services.order.errors import PaymentNotConfigured, PaymentProviderError, PaymentRejected
 from services.order.models import CustomerOrder, Payment, Refund
-from services.order.payment import refund_requests
 from services.order.payment.provider import PAYMENT_ACTOR
 from services.order.payment.wechatpay import Notification, WechatPayClient
 from shared.clock import Clock
@@ -35,7 +34,7 @@ async def submit_refund(
     payment = await session.scalar(select(Payment).where(Payment.order_id == refund.order_id))
     if payment is None or payment.status != "paid":
         refund.status, refund.last_error = "failed", "the order has no settled payment"
-        await refund_requests.publish_failed(session, clock, refund)
+        await refunds.publish_failed(session, clock, refund)
         return
     refund.attempts += 1
     try:
@@ -49,7 +48,7 @@ async def submit_refund(
     except PaymentProviderError as exc:
         if exc.extra.get("provider_code") in FINAL_REFUND_ERRORS:
             refund.status, refund.last_error = "failed", exc.detail
-            await refund_requests.publish_failed(session, clock, refund)
+            await refunds.publish_failed(session, clock, refund)
             return
         raise
     refund.status, refund.refund_id = "processing", answer.get("refund_id")
@@ -68,7 +67,7 @@ async def apply_refund(session: AsyncSession, notification: Notification, clock:
         if refund.status in ("succeeded", "failed"):
             return "duplicate"
         refund.status, refund.last_error = "failed", f"{notification.event_type}: {resource.get('refund_status')}"
-        await refund_requests.publish_failed(session, clock, refund)
+        await refunds.publish_failed(session, clock, refund)
         return "refund-failed"
     settled = await session.scalar(
         update(Refund)

@@ -15,9 +15,9 @@ import logging
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from services.order import service
+from services.order import refunds, service
 from services.order.errors import PaymentNotConfigured, PaymentRejected
-from services.order.payment import notifications, paying, refund_requests, refunding
+from services.order.payment import notifications, paying, refunding
 from services.order.payment.wechatpay import WechatPayClient
 from services.order.router import OrderCaller
 from services.order.schemas import OrderRead, PaymentRead, RefundRead
@@ -68,7 +68,7 @@ async def query_payment(
 @router.get("/v1/orders/{order_id}/refunds", summary="The order's refunds and their state")
 async def list_refunds(session: DbSession, principal: OrderCaller, order_id: str) -> list[RefundRead]:
     order = await service.visible_order(session, principal, order_id)
-    return [RefundRead.model_validate(r) for r in await refund_requests.refunds_of(session, order.id)]
+    return [RefundRead.model_validate(r) for r in await refunds.refunds_of(session, order.id)]
 
 
 @router.post(
