@@ -33,6 +33,7 @@ from shared.input_guard import InputGuardMiddleware
 from shared.middleware import RequestContextMiddleware, networks
 from shared.settings import ServiceSettings
 from shared.timers import TimerHandler, TimerWorker, timer_backlog
+from shared.tracing import configure_tracing, trace_app, trace_client
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ def build_service_app(
     routes and handlers can hold them, and closed on shutdown, after the workers stopped and before the engine is
     disposed."""
     service = settings.service_name
+    configure_tracing(service)
     clock = clock or SystemClock()
     event_handlers = event_handlers or {}
     timer_handlers = timer_handlers or {}
@@ -160,6 +162,9 @@ def build_service_app(
         jwks_url=settings.jwt_jwks_url,
     )
     install_error_handlers(app)
+    trace_app(app)
+    for client in http_clients:
+        trace_client(client)
     app.add_middleware(InputGuardMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, service=service, trusted_proxies=networks(settings.trusted_gateways))
     for router in routers:

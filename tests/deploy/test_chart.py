@@ -204,6 +204,20 @@ def test_network_policies_allow_services_only_from_their_callers(helm_env: dict[
     assert {"port": 53, "protocol": "UDP"} in order_egress[0]["ports"]
 
 
+def test_tracing_reaches_every_component_and_its_collector(helm_env: dict[str, str]) -> None:
+    endpoint = "http://otel-collector.observability:4318"
+    off = render(helm_env, CHART / "ci" / "production-values.yaml")
+    assert not any("OTEL_EXPORTER_OTLP_ENDPOINT" in c["data"] for c in kinds(off, "ConfigMap") if "data" in c)
+    on = render(helm_env, CHART / "ci" / "production-values.yaml", "--set", f"tracing.otlpEndpoint={endpoint}")
+    configs = {c["metadata"]["name"]: c["data"] for c in kinds(on, "ConfigMap") if "data" in c}
+    for component in COMPONENTS:
+        assert configs[f"r-songda-{component}"]["OTEL_EXPORTER_OTLP_ENDPOINT"] == endpoint
+    policies = {p["metadata"]["name"]: p["spec"] for p in kinds(on, "NetworkPolicy")}
+    for component in COMPONENTS:
+        ports = [port["port"] for rule in policies[f"r-songda-{component}"]["egress"] for port in rule.get("ports", [])]
+        assert 4318 in ports, component
+
+
 def test_monitoring_objects_follow_the_cluster_capabilities(helm_env: dict[str, str]) -> None:
     production = CHART / "ci" / "production-values.yaml"
     without = render(helm_env, production)

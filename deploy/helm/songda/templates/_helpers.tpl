@@ -85,6 +85,9 @@ own `env`, which wins. Rendered into the ConfigMap and, inline, into hook Jobs (
 {{- $_ := set $env (printf "%sKAFKA_BOOTSTRAP_SERVERS" $prefix) $root.Values.kafka.bootstrapServers }}
 {{- $_ := set $env (printf "%sKAFKA_ENABLE_IDEMPOTENCE" $prefix) (toString $root.Values.kafka.enableIdempotence) }}
 {{- end }}
+{{- with $root.Values.tracing.otlpEndpoint }}
+{{- $_ := set $env "OTEL_EXPORTER_OTLP_ENDPOINT" . }}
+{{- end }}
 {{- if eq $name "dispatch" }}
 {{- $_ := set $env "DISPATCH_REDEMPTION_URL" (include "songda.url" (dict "root" $root "name" "redemption")) }}
 {{- end }}
