@@ -92,7 +92,9 @@ def build_service_app(
                 engine=engine,
                 sessionmaker=sessionmaker,
                 producer=producer,
-                broker_epoch=BrokerEpoch(settings.kafka_bootstrap_servers, producer),
+                broker_epoch=BrokerEpoch(
+                    settings.kafka_bootstrap_servers, producer, security=settings.kafka_security()
+                ),
                 batch_size=settings.outbox_batch_size,
                 poll_seconds=settings.outbox_poll_seconds,
                 max_backoff_seconds=settings.outbox_max_backoff_seconds,
@@ -115,6 +117,7 @@ def build_service_app(
                         max_backoff_seconds=settings.consumer_max_backoff_seconds,
                         session_timeout_ms=settings.kafka_session_timeout_ms,
                         released_check_seconds=settings.consumer_released_check_seconds,
+                        security=settings.kafka_security(),
                     )
                     await consumer.run()
 

@@ -21,7 +21,16 @@ SERVED_APPS = {"gateway": "gateway.app:create_app", **{s: f"services.{s}.app:cre
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
+    from shared.events.kafka_security import KafkaSecurity
+
 T = TypeVar("T")
+
+
+def _kafka_security() -> KafkaSecurity:
+    """The broker commands' SASL and TLS, from `SONGDA_KAFKA_*` variables (shared/events/kafka_security.py)."""
+    from shared.events.kafka_security import KafkaSecurity
+
+    return KafkaSecurity.from_environ("SONGDA_")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -43,7 +52,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_topics_create(args: argparse.Namespace) -> int:
     from shared.events.provision import create_missing_topics
 
-    created = asyncio.run(create_missing_topics(args.bootstrap_servers, args.partitions, args.replication_factor))
+    created = asyncio.run(
+        create_missing_topics(
+            args.bootstrap_servers, args.partitions, args.replication_factor, security=_kafka_security()
+        )
+    )
     print(f"created {len(created)} topic(s): {', '.join(created) or 'none missing'}")
     return 0
 
@@ -52,7 +65,7 @@ def cmd_topics_list(args: argparse.Namespace) -> int:
     from shared.events.inspect import topic_offsets
 
     print(f"{'topic':<32} {'partition':>9} {'low':>10} {'high':>10} {'records':>10}")
-    for row in asyncio.run(topic_offsets(args.bootstrap_servers)):
+    for row in asyncio.run(topic_offsets(args.bootstrap_servers, security=_kafka_security())):
         print(f"{row.topic:<32} {row.partition:>9} {row.low:>10} {row.high:>10} {row.high - row.low:>10}")
     return 0
 
@@ -60,7 +73,7 @@ def cmd_topics_list(args: argparse.Namespace) -> int:
 def cmd_lag(args: argparse.Namespace) -> int:
     from shared.events.inspect import group_lag
 
-    rows = asyncio.run(group_lag(args.bootstrap_servers, args.group))
+    rows = asyncio.run(group_lag(args.bootstrap_servers, args.group, security=_kafka_security()))
     if not rows:
         print(f"group {args.group!r} has committed no offsets")
         return 0
@@ -99,7 +112,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_dlq_replay_topic(args: argparse.Namespace) -> int:
     from shared.events.dlq import replay_dlq
 
-    report = asyncio.run(replay_dlq(args.bootstrap_servers, args.topic))
+    report = asyncio.run(replay_dlq(args.bootstrap_servers, args.topic, security=_kafka_security()))
     print(f"{args.topic}: replayed {report.replayed}, skipped {report.skipped}")
     return 0
 

@@ -35,6 +35,7 @@ from shared import context, metrics
 from shared.events.contracts import EventContractError, EventHandler, Handles
 from shared.events.envelope import Envelope
 from shared.events.failures import is_infrastructure_failure
+from shared.events.kafka_security import PLAINTEXT, KafkaSecurity
 from shared.events.models import InboxEvent, ParkedEvent
 from shared.events.parking import released_subjects, subject_lock_key
 from shared.events.topics import dlq_topic
@@ -66,6 +67,7 @@ class EventConsumer:
         session_timeout_ms: int = 6_000,
         group_id: str | None = None,
         released_check_seconds: float = 0.0,
+        security: KafkaSecurity = PLAINTEXT,
     ) -> None:
         """`released_check_seconds`: how often the parked events an operator released are looked for (0: before
         every fetch); each look is a database round trip, so an idle consumer checks every few seconds."""
@@ -89,6 +91,7 @@ class EventConsumer:
             auto_offset_reset="earliest",  # a new group, or a fresh broker: from the first record
             session_timeout_ms=session_timeout_ms,
             heartbeat_interval_ms=max(session_timeout_ms // 3, 500),
+            **security.client_kwargs(),
         )
 
     async def start(self) -> None:
