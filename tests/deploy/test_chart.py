@@ -218,6 +218,29 @@ def test_tracing_reaches_every_component_and_its_collector(helm_env: dict[str, s
         assert 4318 in ports, component
 
 
+def test_kafka_sasl_and_tls_reach_every_kafka_client_and_the_tls_secrets_are_mounted(helm_env: dict[str, str]) -> None:
+    objects = render(helm_env, CHART / "ci" / "all-features-values.yaml")
+    configs = {c["metadata"]["name"]: c["data"] for c in kinds(objects, "ConfigMap") if "data" in c}
+    for component in COMPONENTS - {"gateway", "aftersales"}:  # aftersales is off in these values
+        prefix = component.upper()
+        env = configs[f"r-songda-{component}"]
+        assert env[f"{prefix}_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+        assert env[f"{prefix}_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+        assert env[f"{prefix}_KAFKA_SSL_CAFILE"] == "/etc/songda/kafka-tls/ca.crt"
+        assert env[f"{prefix}_KAFKA_SSL_KEYFILE"] == "/etc/songda/kafka-tls/tls.key"
+    assert not any("KAFKA" in key for key in configs["r-songda-gateway"])
+    (topics,) = [j for j in kinds(objects, "Job") if "topics" in j["metadata"]["name"]]
+    topics_env = {e["name"]: e["value"] for e in topics["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert topics_env["SONGDA_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert topics_env["SONGDA_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    for name, pod in pods(objects):
+        volumes = {v["name"]: v.get("secret", {}).get("secretName") for v in pod["volumes"]}
+        assert volumes.get("kafka-tls") == "songda-kafka-tls", name
+        assert volumes.get("postgres-tls") == "songda-postgres-tls", name
+        mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+        assert mounts["postgres-tls"] == "/etc/songda/postgres-tls", name
+
+
 def test_monitoring_objects_follow_the_cluster_capabilities(helm_env: dict[str, str]) -> None:
     production = CHART / "ci" / "production-values.yaml"
     without = render(helm_env, production)
