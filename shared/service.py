@@ -38,10 +38,13 @@ from shared.tracing import configure_tracing, trace_app, trace_client
 log = logging.getLogger(__name__)
 
 
-async def supervise(name: str, work: Callable[[], Awaitable[None]], max_backoff: float = 30.0) -> None:
-    """Runs `work` forever, restarting it with backoff when it fails; stops only when cancelled."""
+async def supervise(
+    name: str, work: Callable[[], Awaitable[None]], max_backoff: float = 30.0, until: asyncio.Event | None = None
+) -> None:
+    """Runs `work` until cancelled (or, when it returns, once `until` is set), restarting it with backoff when it
+    fails."""
     delay = 0.5
-    while True:
+    while until is None or not until.is_set():
         try:
             await work()
             delay = 0.5
@@ -83,6 +86,9 @@ def build_service_app(
         app.state.producer = producer
         app.state.producer_ready = False
         tasks: list[asyncio.Task[None]] = []
+        # Set on shutdown: the consumer finishes its record in hand and commits (shutdown_grace_seconds at most).
+        stopping = asyncio.Event()
+        consuming: list[asyncio.Task[None]] = []
 
         async def start_and_run_workers() -> None:
             await start_producer(producer, max_backoff=settings.outbox_max_backoff_seconds)
@@ -118,11 +124,12 @@ def build_service_app(
                         session_timeout_ms=settings.kafka_session_timeout_ms,
                         released_check_seconds=settings.consumer_released_check_seconds,
                         security=settings.kafka_security(),
+                        stopping=stopping,
                     )
                     await consumer.run()
 
-                workers.append(supervise("consumer", consume))
-            await asyncio.gather(*workers)
+                consuming.append(asyncio.create_task(supervise("consumer", consume, until=stopping)))
+            await asyncio.gather(*workers, *consuming)
 
         if settings.run_workers:
             tasks.append(asyncio.create_task(start_and_run_workers(), name=f"{service}-workers"))
@@ -140,9 +147,12 @@ def build_service_app(
         try:
             yield
         finally:
-            for task in tasks:
+            stopping.set()
+            if consuming:
+                await asyncio.wait(consuming, timeout=settings.shutdown_grace_seconds)
+            for task in [*tasks, *consuming]:
                 task.cancel()
-            for task in tasks:
+            for task in [*tasks, *consuming]:
                 with suppress(asyncio.CancelledError):
                     await task
             for client in http_clients:

@@ -95,6 +95,10 @@ class ServiceSettings(PrefixedSettings):
     # so a client that reaches a service directly cannot pass for another address.
     trusted_gateways: list[str] = []
 
+    # On SIGTERM (after uvicorn's own wait for in-flight requests) the consumer gets this long to finish the event
+    # in hand and commit; keep both within the pod's terminationGracePeriodSeconds.
+    shutdown_grace_seconds: float = 8.0
+
     log_level: str = "INFO"
     # Background workers (relay, consumer, timers) can be switched off, e.g. for a read-only replica.
     run_workers: bool = True

@@ -68,9 +68,12 @@ class EventConsumer:
         group_id: str | None = None,
         released_check_seconds: float = 0.0,
         security: KafkaSecurity = PLAINTEXT,
+        stopping: asyncio.Event | None = None,
     ) -> None:
         """`released_check_seconds`: how often the parked events an operator released are looked for (0: before
-        every fetch); each look is a database round trip, so an idle consumer checks every few seconds."""
+        every fetch); each look is a database round trip, so an idle consumer checks every few seconds.
+        `stopping`: once set, the consumer finishes the record in hand, commits what it handled and returns."""
+        self.stopping = stopping or asyncio.Event()
         self.service = service
         self.group_id = group_id or service
         self.sessionmaker = sessionmaker
@@ -101,10 +104,11 @@ class EventConsumer:
         await self.consumer.stop()
 
     async def run(self) -> None:
-        """Consumes until cancelled."""
+        """Consumes until `stopping` is set (or cancelled): a shutdown lets the handler in hand finish and commits
+        the offsets of every record handled, so nothing is half-applied and nothing handled is read again."""
         await self.start()
         try:
-            while True:
+            while not self.stopping.is_set():
                 offsets = await self.poll_and_handle()
                 await self.commit(offsets)
         finally:
@@ -121,10 +125,12 @@ class EventConsumer:
         offsets: dict[TopicPartition, int] = {}
         for tp, records in batch.items():
             for record in records:
+                if self.stopping.is_set():  # the rest of the batch is read again by whoever consumes next
+                    return offsets
                 await self.handle_record(record)
                 offsets[tp] = record.offset + 1
             highwater = self.consumer.highwater(tp)
-            if highwater is not None:
+            if highwater is not None and tp in offsets:
                 metrics.CONSUMER_LAG.labels(self.service, tp.topic, str(tp.partition)).set(
                     max(highwater - offsets[tp], 0)
                 )
