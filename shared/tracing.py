@@ -104,7 +104,7 @@ def tracing_on() -> bool:
 def trace_app(app: FastAPI) -> None:
     """Server spans for the app's requests, when tracing is on."""
     if tracing_on():
-        FastAPIInstrumentor.instrument_app(app, excluded_urls=UNTRACED_PATHS)
+        FastAPIInstrumentor.instrument_app(app, excluded_urls=UNTRACED_PATHS, exclude_spans=["receive", "send"])
 
 
 def trace_client(client: httpx.AsyncClient) -> None:
