@@ -140,14 +140,15 @@ helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
 {{- toYaml $env }}
 {{- end }}
 
-{{/* The mounts of the Kafka and PostgreSQL TLS Secrets, and their volumes (next to /tmp's). */}}
+{{/* The mounts of the Kafka and PostgreSQL TLS Secrets, and their volumes (next to /tmp's), for the pods that
+talk to them: (dict "root" $ "kafka" bool "postgres" bool). */}}
 {{- define "songda.tlsMounts" -}}
-{{- if .Values.kafka.tlsSecret }}
+{{- if and .kafka .root.Values.kafka.tlsSecret }}
 - name: kafka-tls
   mountPath: /etc/songda/kafka-tls
   readOnly: true
 {{- end }}
-{{- if .Values.postgres.tlsSecret }}
+{{- if and .postgres .root.Values.postgres.tlsSecret }}
 - name: postgres-tls
   mountPath: /etc/songda/postgres-tls
   readOnly: true
@@ -155,16 +156,16 @@ helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
 {{- end }}
 
 {{- define "songda.tlsVolumes" -}}
-{{- if .Values.kafka.tlsSecret }}
+{{- if and .kafka .root.Values.kafka.tlsSecret }}
 - name: kafka-tls
   secret:
-    secretName: {{ .Values.kafka.tlsSecret }}
+    secretName: {{ .root.Values.kafka.tlsSecret }}
     defaultMode: 0440
 {{- end }}
-{{- if .Values.postgres.tlsSecret }}
+{{- if and .postgres .root.Values.postgres.tlsSecret }}
 - name: postgres-tls
   secret:
-    secretName: {{ .Values.postgres.tlsSecret }}
+    secretName: {{ .root.Values.postgres.tlsSecret }}
     defaultMode: 0440
 {{- end }}
 {{- end }}
