@@ -33,6 +33,7 @@ from shared.errors import (
 from shared.input_guard import InputGuardMiddleware
 from shared.logging import configure_logging
 from shared.middleware import RequestContextMiddleware, networks
+from shared.tracing import configure_tracing, trace_app
 
 PROXY_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 UNLIMITED_PATHS = {"/healthz", "/readyz", "/metrics"}
@@ -57,6 +58,7 @@ def create_app(settings: GatewaySettings | None = None, clock: Clock | None = No
     if settings is None:
         settings = GatewaySettings()
         configure_logging("gateway", settings.log_level)
+    configure_tracing("gateway")
     clock = clock or SystemClock()
     signing_key = load_signing_key(settings)
     upstreams = settings.upstreams()
@@ -124,6 +126,7 @@ def create_app(settings: GatewaySettings | None = None, clock: Clock | None = No
         settings.rate_limit_principal_per_second, settings.rate_limit_principal_burst
     )
     install_error_handlers(app)
+    trace_app(app)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,

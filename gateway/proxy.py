@@ -1,6 +1,7 @@
 """Forwarding a request to its upstream service through one pooled `aiohttp.ClientSession`.
 
-Hop-by-hop headers are dropped (RFC 9110 §7.6.1), `X-Request-ID` and `traceparent` pass on. The client's address
+Hop-by-hop headers are dropped (RFC 9110 §7.6.1), `X-Request-ID` and `traceparent` pass on (with tracing on, the
+`traceparent` names the gateway's span instead, child of the client's). The client's address
 headers (`X-Forwarded-For`, `X-Real-IP`, `Forwarded`, ...) are the gateway's alone: whatever the client sent is
 dropped and the address the gateway decided (`context.client_address`) is set, so a service that believes its
 gateway believes nothing the client wrote. The path goes upstream as the raw bytes the route was matched on. An
@@ -23,6 +24,7 @@ from yarl import URL
 from gateway.routes import raw_path
 from shared import context
 from shared.errors import PayloadTooLarge, UpstreamTimeout, UpstreamUnavailable
+from shared.tracing import trace_headers
 
 HOP_BY_HOP = frozenset(
     {
@@ -89,6 +91,9 @@ class UpstreamProxy:
         client = context.client_address.get() or ""
         scheme = request.url.scheme
         node = f'"[{client}]"' if ":" in client else client
+        traced = trace_headers()
+        if traced:  # tracing on: the upstream's parent is the gateway's span, not the client's
+            headers = [(k, v) for k, v in headers if k.lower() not in traced] + list(traced.items())
         headers += [
             ("x-forwarded-for", client),
             ("x-real-ip", client),

@@ -18,6 +18,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+from shared.database_tls import split_tls
 from shared.events.topics import SERVICES
 
 # Every component with a database of its own, so a migration history: the services, and the gateway (identity).
@@ -55,7 +56,8 @@ def run_env(target_metadata: Any) -> None:
             context.run_migrations()
 
     async def run() -> None:
-        engine = create_async_engine(url, poolclass=NullPool)
+        plain_url, connect_args = split_tls(url)
+        engine = create_async_engine(plain_url, poolclass=NullPool, connect_args=connect_args)
         try:
             async with engine.connect() as connection:
                 await connection.run_sync(migrate)

@@ -1,5 +1,6 @@
-"""The operator's commands of `songda`: serve one process of the image, create topics, probe a URL, migrate, and
-list, replay and discard dead letters.
+"""The operator's commands of `songda`: serve one process of the image, create and list topics, a group's lag, probe
+a URL, migrate, list, replay and discard dead letters (a service's database), count, read and replay dead-letter
+topics (the broker), and publish a service's retained events again.
 
 They need only a service's database or the broker, so they run the same in production (a migration Job, an
 operator's shell in a pod) as against the local stack; nothing here imports `deploy.local`.
@@ -21,7 +22,16 @@ SERVED_APPS = {"gateway": "gateway.app:create_app", **{s: f"services.{s}.app:cre
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
+    from shared.events.kafka_security import KafkaSecurity
+
 T = TypeVar("T")
+
+
+def _kafka_security() -> KafkaSecurity:
+    """The broker commands' SASL and TLS, from `SONGDA_KAFKA_*` variables (shared/events/kafka_security.py)."""
+    from shared.events.kafka_security import KafkaSecurity
+
+    return KafkaSecurity.from_environ("SONGDA_")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -43,7 +53,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_topics_create(args: argparse.Namespace) -> int:
     from shared.events.provision import create_missing_topics
 
-    created = asyncio.run(create_missing_topics(args.bootstrap_servers, args.partitions, args.replication_factor))
+    created = asyncio.run(
+        create_missing_topics(
+            args.bootstrap_servers, args.partitions, args.replication_factor, security=_kafka_security()
+        )
+    )
     print(f"created {len(created)} topic(s): {', '.join(created) or 'none missing'}")
     return 0
 
@@ -52,7 +66,7 @@ def cmd_topics_list(args: argparse.Namespace) -> int:
     from shared.events.inspect import topic_offsets
 
     print(f"{'topic':<32} {'partition':>9} {'low':>10} {'high':>10} {'records':>10}")
-    for row in asyncio.run(topic_offsets(args.bootstrap_servers)):
+    for row in asyncio.run(topic_offsets(args.bootstrap_servers, security=_kafka_security())):
         print(f"{row.topic:<32} {row.partition:>9} {row.low:>10} {row.high:>10} {row.high - row.low:>10}")
     return 0
 
@@ -60,7 +74,7 @@ def cmd_topics_list(args: argparse.Namespace) -> int:
 def cmd_lag(args: argparse.Namespace) -> int:
     from shared.events.inspect import group_lag
 
-    rows = asyncio.run(group_lag(args.bootstrap_servers, args.group))
+    rows = asyncio.run(group_lag(args.bootstrap_servers, args.group, security=_kafka_security()))
     if not rows:
         print(f"group {args.group!r} has committed no offsets")
         return 0
@@ -99,8 +113,57 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_dlq_replay_topic(args: argparse.Namespace) -> int:
     from shared.events.dlq import replay_dlq
 
-    report = asyncio.run(replay_dlq(args.bootstrap_servers, args.topic))
+    report = asyncio.run(replay_dlq(args.bootstrap_servers, args.topic, security=_kafka_security()))
     print(f"{args.topic}: replayed {report.replayed}, skipped {report.skipped}")
+    return 0
+
+
+def cmd_dlq_count(args: argparse.Namespace) -> int:
+    from shared.events.dead_letters import dead_letter_counts
+
+    counts = asyncio.run(dead_letter_counts(args.bootstrap_servers, args.topics or None, security=_kafka_security()))
+    print(f"{'topic':<32} {'held':>8} {'not replayed':>13}")
+    for row in counts:
+        print(f"{row.topic:<32} {row.held:>8} {row.not_replayed:>13}")
+    print(f"total: {sum(r.held for r in counts)} held, {sum(r.not_replayed for r in counts)} not replayed")
+    return 0
+
+
+def cmd_dlq_read(args: argparse.Namespace) -> int:
+    from shared.events.dead_letters import read_dead_letters
+
+    records = asyncio.run(
+        read_dead_letters(args.bootstrap_servers, args.topic, limit=args.limit, security=_kafka_security())
+    )
+    for record in records:
+        h = record.headers
+        print(
+            f"{record.partition}:{record.offset}\tkey {record.key}\t{h.get('type', '?')}"
+            f"\tevent {h.get('event_id', '?')}\tfrom {record.origin}"
+            f"\tconsumer {h.get('songda-consumer', '?')}\t{record.error}"
+        )
+        if args.values:
+            print(f"  {record.value.decode(errors='replace')}")
+    print(f"{len(records)} record(s) read from {args.topic}")
+    return 0
+
+
+def cmd_events_republish(args: argparse.Namespace) -> int:
+    import uuid
+
+    from shared.events.republish import republish
+
+    if not (args.subject or args.event_id or args.from_id is not None or args.to_id is not None):
+        print("name --subject, --event-id or an outbox id range (--from-id/--to-id)", file=sys.stderr)
+        return 2
+    event_id = uuid.UUID(args.event_id) if args.event_id else None
+    count = _in_session(
+        args.database_url,
+        lambda session: republish(
+            session, subject=args.subject, event_id=event_id, from_id=args.from_id, to_id=args.to_id
+        ),
+    )
+    print(f"{count} event(s) back in the outbox backlog; the service's relay publishes them again, oldest first")
     return 0
 
 
@@ -265,3 +328,25 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     replay_topic.add_argument("topic", help="e.g. order.events.dlq")
     replay_topic.add_argument("--bootstrap-servers", required=True)
     replay_topic.set_defaults(func=cmd_dlq_replay_topic)
+    count = dlq_sub.add_parser("count", help="records held per .dlq topic, and how many were not replayed yet")
+    count.add_argument("topics", nargs="*", help="the .dlq topics (default: every one of the platform)")
+    count.add_argument("--bootstrap-servers", required=True)
+    count.set_defaults(func=cmd_dlq_count)
+    read = dlq_sub.add_parser("read", help="print a .dlq topic's records: event, origin, consumer and error")
+    read.add_argument("topic", help="e.g. order.events.dlq")
+    read.add_argument("--bootstrap-servers", required=True)
+    read.add_argument("--limit", type=int, default=100, help="at most this many records, oldest first")
+    read.add_argument("--values", action="store_true", help="print each record's envelope too")
+    read.set_defaults(func=cmd_dlq_read)
+
+    events = sub.add_parser("events", help="a service's published events (its outbox)")
+    events_sub = events.add_subparsers(dest="events_command", required=True)
+    again = events_sub.add_parser(
+        "republish", help="publish retained outbox events again (an order's, one by id, or an id range)"
+    )
+    again.add_argument("--database-url", required=True, help="the publishing service's postgresql+asyncpg URL")
+    again.add_argument("--subject", help="every retained event of this subject (an order id)")
+    again.add_argument("--event-id", help="the event with this id")
+    again.add_argument("--from-id", type=int, help="outbox rows from this id (inclusive)")
+    again.add_argument("--to-id", type=int, help="outbox rows up to this id (inclusive)")
+    again.set_defaults(func=cmd_events_republish)

@@ -14,14 +14,22 @@ import uuid
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from shared.events.kafka_security import PLAINTEXT, KafkaSecurity
 from shared.events.topics import EPOCH_TOPIC
 
 _EPOCH_PARTITION = TopicPartition(EPOCH_TOPIC, 0)
 
 
 class BrokerEpoch:
-    def __init__(self, bootstrap_servers: str, producer: AIOKafkaProducer, timeout_seconds: float = 10.0) -> None:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        producer: AIOKafkaProducer,
+        timeout_seconds: float = 10.0,
+        security: KafkaSecurity = PLAINTEXT,
+    ) -> None:
         self.bootstrap_servers = bootstrap_servers
+        self.security = security
         self.producer = producer
         self.timeout = timeout_seconds
         self.consumer: AIOKafkaConsumer | None = None
@@ -34,6 +42,7 @@ class BrokerEpoch:
                 group_id=None,
                 enable_auto_commit=False,
                 client_id="songda-epoch",
+                **self.security.client_kwargs(),
             )
             try:
                 await consumer.start()
