@@ -33,9 +33,17 @@ class ServiceHarness:
     async def sql(self, statement: str, **params: Any) -> Any:
         return await run_sql(self.sessionmaker, statement, **params)
 
+    async def outbox(self, event_type: str) -> list[dict[str, Any]]:
+        """The envelopes of the events of this type the service published, oldest first."""
+        rows = await self.sql("SELECT envelope FROM outbox WHERE type = :t ORDER BY id", t=event_type)
+        return [row[0] for row in rows]
+
     async def events(self, key: str) -> list[str]:
-        """The types of the events the service published about `key` (its outbox), oldest first."""
-        rows = await self.sql("SELECT type FROM outbox WHERE key = :key ORDER BY id", key=key)
+        """The types of the lifecycle events the service published about `key` (its outbox), oldest first: rider
+        positions (`delivery.location.v1`, a tracking feed beside the lifecycle) are left out; `outbox` reads them."""
+        rows = await self.sql(
+            "SELECT type FROM outbox WHERE key = :key AND type <> 'delivery.location.v1' ORDER BY id", key=key
+        )
         return [row[0] for row in rows]
 
 

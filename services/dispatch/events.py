@@ -1,6 +1,8 @@
 """Events the dispatch service publishes on `dispatch.events`, keyed by the order id:
 `delivery.created/rider_assigned/rider_at_store/picked_up/delivering/delivered/exception/cancelled/returned.v1`,
-and `delivery.rider_unassigned.v1` when a rider withdraws. Each carries the delivery, its carrier and waybill, the
+`delivery.rider_unassigned.v1` when a rider withdraws, and `delivery.location.v1` when the rider's position is
+known anew (the own rider's report, a carrier's answer or callback; at most every DISPATCH_LOCATION_EVENT_SECONDS for
+an own rider). Each carries the delivery, its carrier and waybill, the
 rider, the fees (quote, tip, cancel fees) and the reason (`DeliveryFacts`); `status` tells a pickup failure or a
 failed dispatch apart from a cancellation in `delivery.cancelled.v1`. `PUBLISHED` is the contract: `publish` builds
 the event's model, so no field outside it can be sent."""
@@ -61,6 +63,14 @@ class RiderUnassigned(DeliveryFacts):
     previous_rider: dict[str, str] | None
 
 
+class RiderLocated(DeliveryFacts):
+    """Where the rider is (GCJ-02) and when that was known; `eta` is refreshed from it."""
+
+    lat: float = Field(description="Latitude, GCJ-02")
+    lng: float = Field(description="Longitude, GCJ-02")
+    located_at: Timestamp
+
+
 PUBLISHED: dict[str, type[EventPayload]] = {
     event_type("created"): DeliveryFacts,
     **{
@@ -77,7 +87,16 @@ PUBLISHED: dict[str, type[EventPayload]] = {
     },
     event_type("cancelled"): DeliveryEnded,
     event_type("rider_unassigned"): RiderUnassigned,
+    event_type("location"): RiderLocated,
 }
+
+
+async def publish_location(session: AsyncSession, clock: Clock, delivery: Delivery) -> None:
+    """Stages `delivery.location.v1` when the delivery knows where its rider is."""
+    if delivery.rider_lat is None or delivery.rider_lng is None or delivery.rider_located_at is None:
+        return
+    await publish(session, clock, delivery, "location", lat=delivery.rider_lat, lng=delivery.rider_lng,
+                  located_at=delivery.rider_located_at)  # fmt: skip
 
 
 async def publish(session: AsyncSession, clock: Clock, delivery: Delivery, name: str, **extra: Any) -> None:

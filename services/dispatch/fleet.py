@@ -18,6 +18,7 @@ from sqlalchemy import exists, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.dispatch import events
 from services.dispatch.carriers import OWN_FLEET
 from services.dispatch.carriers.base import Update
 from services.dispatch.domain import DeliveryStatus as S
@@ -318,6 +319,26 @@ async def on_finish_code(dispatcher: Dispatcher, session: AsyncSession, order_id
         return
     rider_id = (delivery.rider or {}).get("id", "")
     await mark_delivered(dispatcher, session, delivery, rider_id, f"finish code redeemed by {principal}")
+
+
+LIVE_TASK = (S.rider_assigned.value, S.rider_at_store.value, S.picked_up.value, S.delivering.value)
+
+
+async def located(session: AsyncSession, settings: DispatchSettings, clock: Clock, rider: Rider) -> None:
+    """The rider reported where they are: each delivery they carry learns it (position and ETA) and tells it
+    (`delivery.location.v1`), unless it did so less than `location_event_seconds` ago."""
+    now = clock.now()
+    quiet = now - timedelta(seconds=settings.location_event_seconds)
+    deliveries = await session.scalars(
+        select(Delivery)
+        .where(Delivery.carrier == OWN_FLEET, Delivery.rider["id"].astext == rider.id, Delivery.ended_at.is_(None),
+               Delivery.status.in_(LIVE_TASK), Delivery.merchant_id == rider.merchant_id,
+               (Delivery.rider_located_at.is_(None)) | (Delivery.rider_located_at <= quiet))
+        .with_for_update(skip_locked=True)
+    )  # fmt: skip
+    for delivery in deliveries:
+        await track(session, settings, delivery, now)
+        await events.publish_location(session, clock, delivery)
 
 
 async def track(session: AsyncSession, settings: DispatchSettings, delivery: Delivery, now: datetime) -> None:

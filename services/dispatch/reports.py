@@ -10,6 +10,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.dispatch import deadlines, endings, events, placing
+from services.dispatch.carriers import OWN_FLEET
 from services.dispatch.carriers.base import Update
 from services.dispatch.desk import LIVE, Desk
 from services.dispatch.domain import EVENT_NAME, EXCEPTIONAL, TERMINAL, DeliveryStatus, Verdict, judge
@@ -106,7 +107,8 @@ async def _move(session: AsyncSession, desk: Desk, delivery: Delivery, report: U
     delivery.waybill_id = delivery.waybill_id or report.waybill_id or None
     if report.rider:
         delivery.rider = report.rider
-    if report.rider_lat is not None and report.rider_lng is not None:
+    located = report.rider_lat is not None and report.rider_lng is not None
+    if located:
         delivery.rider_lat, delivery.rider_lng, delivery.rider_located_at = report.rider_lat, report.rider_lng, now
     if status is S.rider_assigned:
         delivery.accepted_at, delivery.arrived_at = report.action_time, None
@@ -131,6 +133,9 @@ async def _move(session: AsyncSession, desk: Desk, delivery: Delivery, report: U
     else:
         await deadlines.watch(session, desk, delivery)
     await events.publish(session, desk.clock, delivery, EVENT_NAME[status], carrier_code=report.code)
+    if located and status not in TERMINAL and delivery.carrier != OWN_FLEET:
+        # A carrier's callback placed the rider (an own rider's position comes with their location reports).
+        await events.publish_location(session, desk.clock, delivery)
 
 
 async def _offer_ended(session: AsyncSession, desk: Desk, delivery: Delivery, offer: Offer, report: Update) -> Verdict:

@@ -50,9 +50,12 @@ async def go_offline(session: DbSession, clock: AppClock, principal: RiderPrinci
 
 
 @router.post("/v1/riders/me/location", summary="Report where the rider is (GCJ-02)")
-async def report_location(session: DbSession, clock: AppClock, principal: RiderPrincipal, body: Location) -> RiderRead:
+async def report_location(
+    session: DbSession, clock: AppClock, principal: RiderPrincipal, body: Location, request: Request
+) -> RiderRead:
     rider = await fleet.rider_for_update(session, clock, principal)
     rider.lat, rider.lng, rider.located_at = body.lat, body.lng, clock.now()
+    await fleet.located(session, request.app.state.settings, clock, rider)
     return _rider_read(rider)
 
 

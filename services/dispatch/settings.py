@@ -59,6 +59,8 @@ class DispatchSettings(ServiceSettings):
     own_fleet_base_fen: int = 300
     own_fleet_per_km_fen: int = 100
     own_fleet_speed_mps: float = 4.0
+    # An own rider's location reports become `delivery.location.v1` events (the live tracking) at most this often.
+    location_event_seconds: float = 10.0
     # The redemption service, which verifies the customer's finish code when an own rider hands over (the same
     # default as the gateway's GATEWAY_REDEMPTION_URL).
     redemption_url: str = "http://127.0.0.1:8103"

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.dispatch import deadlines, fleet, reports
+from services.dispatch import deadlines, events, fleet, reports
 from services.dispatch.carriers import OWN_FLEET, WIRES
 from services.dispatch.carriers.base import NotSupported, Op, Update
 from services.dispatch.desk import LIVE, Desk, offer_ref
@@ -104,3 +104,5 @@ async def locate(session: AsyncSession, desk: Desk, delivery: Delivery, offer: O
         if recorded.first() is not None:
             for name, value in position.items():
                 setattr(delivery, name, value)
+            if "rider_lat" in position:
+                await events.publish_location(session, desk.clock, delivery)

@@ -87,6 +87,14 @@ class DeliveryView(EventView):
     eta: Timestamp | None
 
 
+class RiderLocatedView(DeliveryView):
+    """`delivery.location.v1`: the live streams' rider position (not a webhook type: too many for merchants')."""
+
+    lat: float
+    lng: float
+    located_at: Timestamp
+
+
 class DeliveryCancelledView(DeliveryView):
     by: str | None = None
 

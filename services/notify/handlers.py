@@ -33,6 +33,7 @@ from services.notify.consumed import (
     OrderEventView,
     OrderRefundedView,
     OrderRejectedView,
+    RiderLocatedView,
     event_name,
 )
 from services.notify.models import OrderView
@@ -83,6 +84,7 @@ class NotifyReactions:
         for event_type in DELIVERY_EVENTS:
             handlers[event_type] = handles(DeliveryView, self.on_delivery)
         handlers["delivery.cancelled.v1"] = handles(DeliveryCancelledView, self.on_delivery)
+        handlers["delivery.location.v1"] = handles(RiderLocatedView, self.on_location)
         for event_type in CODE_EVENTS:
             handlers[event_type] = handles(CodeView, self.on_code)
         for event_type in CASE_EVENTS:
@@ -159,6 +161,15 @@ class NotifyReactions:
         if occasion is not None:
             notifies_itself = data.carrier if data.carrier in SELF_NOTIFYING_CARRIERS else None
             await self._notice(session, order, event, occasion, suppressed_by=notifies_itself)
+
+    async def on_location(self, session: AsyncSession, event: Envelope, data: RiderLocatedView) -> None:
+        """The rider's position and ETA, for the live streams only (no notice, no inbox item, no webhook)."""
+        order = await self._view(session, data.order_id)
+        await streams.append(
+            session, order, event, "position",
+            {"order_id": data.order_id, "delivery_id": data.delivery_id, "lat": data.lat, "lng": data.lng,
+             "located_at": data.located_at.isoformat(), "eta": data.eta.isoformat() if data.eta else None},
+        )  # fmt: skip
 
     # --- codes ------------------------------------------------------------------------------------------------
 

@@ -190,3 +190,28 @@ async def test_a_slow_redemption_service_holds_no_lock_on_the_delivery(
             assert len(locked) == 1
             assert answer.status_code == 200, answer.text
             assert (await dispatch.delivery(order_id))["status"] == "delivered"
+
+
+async def test_a_carrying_riders_location_is_told_at_most_every_few_seconds(dispatch: DispatchHarness) -> None:
+    await _online(dispatch, NEAR, STORE["lat"] + 0.001, "近")
+    order_id = await dispatch.order_ready(strategy=OWN_FLEET)
+    await dispatch.fire()
+    task = (await _tasks(dispatch, NEAR))[0]
+    await dispatch.client.post(f"/v1/riders/me/tasks/{task['delivery_id']}/accept", headers=NEAR)
+
+    async def report(lat: float) -> None:
+        response = await dispatch.client.post("/v1/riders/me/location", json={"lat": lat, "lng": STORE["lng"]},
+                                              headers=NEAR)  # fmt: skip
+        assert response.status_code == 200, response.text
+
+    dispatch.clock.advance(timedelta(seconds=11))
+    await report(STORE["lat"] + 0.0005)
+    await report(STORE["lat"] + 0.0004)  # a second later: not told again
+    dispatch.clock.advance(timedelta(seconds=11))
+    await report(STORE["lat"] + 0.0003)
+    located = await dispatch.outbox("delivery.location.v1")
+    assert len(located) == 2
+    assert [e["data"]["lat"] for e in located] == [STORE["lat"] + 0.0005, STORE["lat"] + 0.0003]
+    assert all(e["subject"] == order_id and e["data"]["eta"] for e in located)
+    await _online(dispatch, FAR, STORE["lat"] + 0.02, "远")  # a rider carrying nothing tells nothing
+    assert len(await dispatch.outbox("delivery.location.v1")) == 2

@@ -95,3 +95,16 @@ async def test_streams_are_authorised_when_they_open(notify: NotifyHarness) -> N
     assert (await notify.client.get(order_path)).status_code == 401
     bad = await notify.client.get(order_path, headers=CUSTOMER | {"Last-Event-ID": "abc"})
     assert bad.status_code == 422
+
+
+async def test_the_riders_position_reaches_the_stream(notify: NotifyHarness) -> None:
+    await notify.order("o-3005")
+    await notify.delivery("o-3005", "location", "delivering", lat=39.91, lng=116.40,
+                          located_at="2026-12-07T05:00:00+00:00", eta="2026-12-07T05:10:00+00:00")  # fmt: skip
+    events = await read(notify.client, "/v1/notifications/streams/orders/o-3005", CUSTOMER, 2)
+    assert events[1][1] == "position"
+    assert events[1][2] | {"at": None} == {"order_id": "o-3005", "delivery_id": "d-o-3005", "lat": 39.91,
+                                          "lng": 116.40, "located_at": "2026-12-07T05:00:00+00:00",
+                                          "eta": "2026-12-07T05:10:00+00:00", "at": None}  # fmt: skip
+    assert await notify.notices("o-3005") != []  # only `paid`: a position is no notice
+    assert [n["kind"] for n in await notify.notices("o-3005")] == ["paid"]
