@@ -56,6 +56,10 @@ CLIENT_ADDRESS = frozenset(
 )
 
 
+# Set by the gateway alone on the way upstream.
+OWN = CLIENT_ADDRESS | {"x-request-id"}
+
+
 def _forwardable(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
     listed = {
         token.strip().lower() for name, value in headers if name.lower() == "connection" for token in value.split(",")
@@ -83,11 +87,12 @@ class UpstreamProxy:
         self.buffer_bytes = buffer_bytes
 
     async def forward(self, request: Request, base_url: str) -> Response:
-        own = CLIENT_ADDRESS | {"x-request-id"}
-        headers = [(k, v) for k, v in _forwardable(list(request.headers.items())) if k.lower() not in own]
+        scope = request.scope
+        received = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"]]
+        headers = [(k, v) for k, v in _forwardable(received) if k not in OWN]
         headers.append(("x-request-id", context.correlation_id.get() or ""))
         client = context.client_address.get() or ""
-        scheme = request.url.scheme
+        scheme: str = scope.get("scheme", "http")
         node = f'"[{client}]"' if ":" in client else client
         headers += [
             ("x-forwarded-for", client),
@@ -95,14 +100,15 @@ class UpstreamProxy:
             ("x-forwarded-proto", scheme),
             ("forwarded", f"for={node};proto={scheme}"),
         ]
-        has_body = "content-length" in request.headers or "transfer-encoding" in request.headers
+        length = request.headers.get("content-length")
+        has_body = length is not None or "transfer-encoding" in request.headers
         body = await self._limited_body(request) if has_body else None
-        if body is not None and "content-length" not in request.headers:
+        if body is not None and length is None:
             headers.append(("content-length", str(len(body))))  # read whole: no longer chunked upstream
 
-        query = request.url.query
-        target = raw_path(request.scope).decode("latin-1") + ("?" + query if query else "")
-        url = URL(base_url + target, encoded=True)
+        query: bytes = scope["query_string"]
+        target = raw_path(scope) + (b"?" + query if query else b"")
+        url = URL(base_url + target.decode("latin-1"), encoded=True)
         try:
             upstream = await self.session.request(
                 request.method, url, headers=headers, data=body, allow_redirects=False, compress=None

@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from shared.auth import Role
 from shared.errors import BadRequest, render
 
+PROXY_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 EVERYONE = frozenset(Role)
 STAFF = frozenset({Role.merchant, Role.ops, Role.service})
 
@@ -30,6 +31,11 @@ class Route:
     prefix: str
     service: str
     roles: frozenset[Role]
+
+    @property
+    def path(self) -> str:
+        """The label of the route in the request metrics (as a FastAPI route's template is)."""
+        return self.prefix + "/..."
 
     def matches(self, path: str) -> bool:
         return path == self.prefix or path.startswith(self.prefix + "/")
