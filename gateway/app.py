@@ -15,10 +15,11 @@ from gateway.admission import admit
 from gateway.auth import TokenIssuer, auth_router, load_signing_key
 from gateway.openapi import OpenApiAggregator
 from gateway.proxied import ProxiedRoutes
-from gateway.proxy import UpstreamProxy, upstream_session
+from gateway.proxy import UpstreamProxy
 from gateway.ratelimit import AdmissionLimits, TokenBucketLimiter
 from gateway.routes import PROXY_METHODS, CanonicalPathMiddleware, is_public
 from gateway.settings import GatewaySettings
+from gateway.upstream import UpstreamClient
 from gateway.wechat import Code2Session, SandboxCode2Session, WeChatCode2Session
 from shared import metrics
 from shared.auth import TokenVerifier, VerificationKey
@@ -49,14 +50,14 @@ def create_app(settings: GatewaySettings | None = None, clock: Clock | None = No
         limits = httpx.Limits(
             max_connections=settings.upstream_pool_size, max_keepalive_connections=settings.upstream_pool_size
         )
-        session = upstream_session(
+        upstream = UpstreamClient(
             pool_size=settings.upstream_pool_size,
             timeout_seconds=settings.upstream_timeout_seconds,
             connect_timeout_seconds=settings.upstream_connect_timeout_seconds,
             keepalive_seconds=settings.upstream_keepalive_seconds,
         )
-        async with session, httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False) as client:
-            app.state.proxy = UpstreamProxy(session, settings.max_body_bytes, settings.upstream_buffer_bytes)
+        async with httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False) as client:
+            app.state.proxy = UpstreamProxy(upstream, settings.max_body_bytes, settings.upstream_buffer_bytes)
             app.state.openapi = OpenApiAggregator(app, client, upstreams)
             code2session: Code2Session = (
                 WeChatCode2Session(
@@ -70,7 +71,10 @@ def create_app(settings: GatewaySettings | None = None, clock: Clock | None = No
             )
             app.state.code2session = code2session
             app.state.http = client
-            yield
+            try:
+                yield
+            finally:
+                await upstream.close()
 
     app = FastAPI(
         title="Songda gateway",
