@@ -90,7 +90,11 @@ def build_service_app(
                 engine=engine,
                 sessionmaker=sessionmaker,
                 producer=producer,
-                broker_epoch=BrokerEpoch(settings.kafka_bootstrap_servers, producer),
+                broker_epoch=BrokerEpoch(
+                    settings.kafka_bootstrap_servers,
+                    producer,
+                    consumer_timeout_ms=settings.kafka_consumer_timeout_ms,
+                ),
                 batch_size=settings.outbox_batch_size,
                 poll_seconds=settings.outbox_poll_seconds,
                 max_backoff_seconds=settings.outbox_max_backoff_seconds,
@@ -112,6 +116,7 @@ def build_service_app(
                         retry_seconds=settings.consumer_retry_seconds,
                         max_backoff_seconds=settings.consumer_max_backoff_seconds,
                         session_timeout_ms=settings.kafka_session_timeout_ms,
+                        consumer_timeout_ms=settings.kafka_consumer_timeout_ms,
                         released_check_seconds=settings.consumer_released_check_seconds,
                     )
                     await consumer.run()

@@ -20,8 +20,15 @@ _EPOCH_PARTITION = TopicPartition(EPOCH_TOPIC, 0)
 
 
 class BrokerEpoch:
-    def __init__(self, bootstrap_servers: str, producer: AIOKafkaProducer, timeout_seconds: float = 10.0) -> None:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        producer: AIOKafkaProducer,
+        timeout_seconds: float = 10.0,
+        consumer_timeout_ms: int = 200,
+    ) -> None:
         self.bootstrap_servers = bootstrap_servers
+        self.consumer_timeout_ms = consumer_timeout_ms
         self.producer = producer
         self.timeout = timeout_seconds
         self.consumer: AIOKafkaConsumer | None = None
@@ -34,6 +41,7 @@ class BrokerEpoch:
                 group_id=None,
                 enable_auto_commit=False,
                 client_id="songda-epoch",
+                consumer_timeout_ms=self.consumer_timeout_ms,
             )
             try:
                 await consumer.start()
