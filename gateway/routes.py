@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import quote, unquote_to_bytes
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -85,9 +86,10 @@ def raw_path(scope: Scope) -> bytes:
     return raw.partition(b"?")[0]
 
 
-def canonical_path(scope: Scope) -> str:
-    """The path decoded once; 400 for one that could be read differently upstream or step out of its prefix."""
-    raw = raw_path(scope)
+@lru_cache(maxsize=4096)  # a refusal raises, so only canonical paths are kept
+def canonical_path(raw: bytes) -> str:
+    """The path (as sent) decoded once; 400 for one that could be read differently upstream or step out of its
+    prefix."""
     if not _RAW_PATH.match(raw) or b"\\" in raw:
         raise BadRequest("The path must be printable ASCII, starting with /, without backslashes")
     segments = raw[1:].split(b"/")
@@ -116,7 +118,7 @@ class CanonicalPathMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             try:
-                canonical_path(scope)
+                canonical_path(raw_path(scope))
             except BadRequest as refusal:
                 await render(None, refusal)(scope, receive, send)
                 return
