@@ -255,16 +255,15 @@ class UpstreamClient:
         self.pool_size = pool_size
         self.idle: dict[tuple[str, int, bool], deque[_Connection]] = {}
         self._tls: ssl.SSLContext | None = None
+        self.addresses: dict[str, tuple[tuple[str, int, bool], bytes]] = {}
 
     async def request(
         self, method: str, base_url: str, target: bytes, headers: Headers, body: bytes | None
     ) -> UpstreamAnswer:
         """Sends a request to the upstream at `base_url` (`target`: the raw path and query); 503 or 504 on failure.
         The answer must be released (reading its stream to the end releases it)."""
-        parts = urlsplit(base_url)
-        tls = parts.scheme == "https"
-        key = (parts.hostname or "127.0.0.1", parts.port or (443 if tls else 80), tls)
-        lines = [method.encode("ascii"), b" ", target, b" HTTP/1.1\r\nhost: ", parts.netloc.encode("ascii"), b"\r\n"]
+        key, host = self._address(base_url)
+        lines = [method.encode("ascii"), b" ", target, b" HTTP/1.1\r\nhost: ", host, b"\r\n"]
         for name, value in headers:
             lines += (name, b": ", value, b"\r\n")
         lines.append(b"\r\n")
@@ -277,6 +276,16 @@ class UpstreamClient:
         except BaseException:
             self.slots.release()
             raise
+
+    def _address(self, base_url: str) -> tuple[tuple[str, int, bool], bytes]:
+        """Where to connect for an upstream (host, port, TLS), and its Host header."""
+        address = self.addresses.get(base_url)
+        if address is None:
+            parts = urlsplit(base_url)
+            tls = parts.scheme == "https"
+            key = (parts.hostname or "127.0.0.1", parts.port or (443 if tls else 80), tls)
+            address = self.addresses[base_url] = (key, parts.netloc.encode("ascii"))
+        return address
 
     async def _send(self, key: tuple[str, int, bool], method: str, request: bytes) -> UpstreamAnswer:
         while True:
