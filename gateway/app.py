@@ -84,6 +84,9 @@ def create_app(settings: GatewaySettings | None = None, clock: Clock | None = No
         redoc_url=None,
         openapi_url=None,
         dependencies=[Depends(_admit_request)],
+        # No OpenTelemetry here (metrics are Prometheus'): without this, FastAPI looks the global providers up on
+        # every request to find them unconfigured.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.upstreams = upstreams

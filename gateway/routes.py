@@ -38,9 +38,6 @@ class Route:
         """The label of the route in the request metrics (as a FastAPI route's template is)."""
         return self.prefix + "/..."
 
-    def matches(self, path: str) -> bool:
-        return path == self.prefix or path.startswith(self.prefix + "/")
-
 
 ROUTES: tuple[Route, ...] = (
     Route("/v1/stores", "order", EVERYONE),
@@ -66,8 +63,17 @@ PUBLIC_PATHS: tuple[re.Pattern[str], ...] = (
 )
 
 
+_BY_PREFIX = {route.prefix: route for route in ROUTES}
+_DEPTHS = sorted({route.prefix.count("/") for route in ROUTES}, reverse=True)
+
+
 def find_route(path: str) -> Route | None:
-    return next((route for route in ROUTES if route.matches(path)), None)
+    """The route whose prefix is the path or a leading run of its segments (the longest, should two match)."""
+    for depth in _DEPTHS:
+        route = _BY_PREFIX.get("/".join(path.split("/", depth + 1)[: depth + 1]))
+        if route is not None:
+            return route
+    return None
 
 
 def is_public(path: str) -> bool:
