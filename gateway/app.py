@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from gateway.admission import admit
 from gateway.auth import TokenIssuer, auth_router, load_signing_key
+from gateway.identity.setup import install_identity
 from gateway.openapi import OpenApiAggregator
 from gateway.proxied import ProxiedRoutes
 from gateway.proxy import UpstreamProxy
@@ -28,6 +29,7 @@ from shared.errors import NotFound, install_error_handlers, problem_response
 from shared.input_guard import InputGuardMiddleware
 from shared.logging import configure_logging
 from shared.middleware import RequestContextMiddleware, networks
+from shared.tracing import configure_tracing, trace_app
 
 
 async def _admit_request(request: Request) -> None:
@@ -40,6 +42,7 @@ def create_app(settings: GatewaySettings | None = None, clock: Clock | None = No
     if settings is None:
         settings = GatewaySettings()
         configure_logging("gateway", settings.log_level, access_log=settings.access_log)
+    configure_tracing("gateway")
     clock = clock or SystemClock()
     signing_key = load_signing_key(settings)
     upstreams = settings.upstreams()
@@ -84,8 +87,8 @@ def create_app(settings: GatewaySettings | None = None, clock: Clock | None = No
         redoc_url=None,
         openapi_url=None,
         dependencies=[Depends(_admit_request)],
-        # No OpenTelemetry here (metrics are Prometheus'): without this, FastAPI looks the global providers up on
-        # every request to find them unconfigured.
+        # FastAPI's own OpenTelemetry hooks off: the gateway's server spans are shared.tracing's (trace_app), when
+        # tracing is on; on, these looked the global providers up on every request, even to find them unconfigured.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
@@ -113,6 +116,7 @@ def create_app(settings: GatewaySettings | None = None, clock: Clock | None = No
         settings.rate_limit_principal_per_second, settings.rate_limit_principal_burst
     )
     install_error_handlers(app)
+    trace_app(app)
     app.add_middleware(ProxiedRoutes, state=app.state)
     app.add_middleware(
         CORSMiddleware,
@@ -126,6 +130,7 @@ def create_app(settings: GatewaySettings | None = None, clock: Clock | None = No
     app.add_middleware(InputGuardMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, service="gateway", trusted_proxies=networks(settings.trusted_proxies))
     app.include_router(auth_router(settings))
+    install_identity(app, settings, clock)
     _add_operational_routes(app)
     _add_unrouted(app)
     return app

@@ -1,6 +1,7 @@
 """Forwarding a request to its upstream service through the gateway's own pooled client (`gateway.upstream`).
 
-Hop-by-hop headers are dropped (RFC 9110 §7.6.1), `X-Request-ID` and `traceparent` pass on. The client's address
+Hop-by-hop headers are dropped (RFC 9110 §7.6.1), `X-Request-ID` and `traceparent` pass on (with tracing on, the
+`traceparent` names the gateway's span instead, child of the client's). The client's address
 headers (`X-Forwarded-For`, `X-Real-IP`, `Forwarded`, ...) are the gateway's alone: whatever the client sent is
 dropped and the address the gateway decided (`context.client_address`) is set, so a service that believes its
 gateway believes nothing the client wrote. The path goes upstream as the raw bytes the route was matched on. An
@@ -20,6 +21,7 @@ from gateway.routes import raw_path
 from gateway.upstream import Headers, UpstreamClient
 from shared import context
 from shared.errors import PayloadTooLarge
+from shared.tracing import trace_headers
 
 HOP_BY_HOP = frozenset(
     {
@@ -76,6 +78,11 @@ class UpstreamProxy:
         client = (context.client_address.get() or "").encode("latin-1")
         scheme = scope.get("scheme", "http").encode("latin-1")
         node = b'"[' + client + b']"' if b":" in client else client
+        traced = trace_headers()
+        if traced:  # tracing on: the upstream's parent is the gateway's span, not the client's
+            names = {name.lower().encode("latin-1") for name in traced}
+            headers = [(name, value) for name, value in headers if name not in names]
+            headers += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in traced.items()]
         headers += [
             (b"x-request-id", (context.correlation_id.get() or "").encode("latin-1")),
             (b"x-forwarded-for", client),

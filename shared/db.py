@@ -10,15 +10,11 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy import MetaData
-from sqlalchemy.ext.asyncio import (
-    AsyncConnection,
-    AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
-    create_async_engine,
-)
+from sqlalchemy.ext import asyncio as sqlalchemy_asyncio
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase
 
+from shared.database_tls import split_tls
 from shared.errors import Refused
 
 # Constraint names fixed by convention, so Alembic histories stay stable across services.
@@ -44,7 +40,13 @@ class InfraBase(DeclarativeBase):
 
 
 def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    """A pool of `pool_size` connections (and as many again at peaks); TLS as the URL's `sslmode` and friends say
+    (shared/database_tls.py)."""
+    plain_url, connect_args = split_tls(url)
+    # Looked up on the module when called: with tracing on, the SQLAlchemy instrumentor wraps it there.
+    return sqlalchemy_asyncio.create_async_engine(
+        plain_url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, connect_args=connect_args
+    )
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

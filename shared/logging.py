@@ -1,4 +1,5 @@
-"""JSON logs, one object per line, carrying the service name and the correlation id of the request or event."""
+"""JSON logs, one object per line, carrying the service name, the correlation id of the request or event, and the
+trace and span ids when tracing is on."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from starlette.requests import ClientDisconnect
 from uvicorn.protocols.utils import ClientDisconnected
 
 from shared import context
+from shared.tracing import trace_ids
 
 # What a client that goes away mid-request raises in the server or the app: routine, not a fault of ours.
 DISCONNECTS = (ClientDisconnect, ClientDisconnected, ConnectionResetError, BrokenPipeError)
@@ -35,6 +37,7 @@ class JsonFormatter(logging.Formatter):
         cid = context.correlation_id.get()
         if cid:
             entry["correlation_id"] = cid
+        entry.update(trace_ids())
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
                 entry[key] = value

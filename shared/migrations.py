@@ -1,4 +1,5 @@
-"""Alembic plumbing shared by every service's own migration history (`services/<name>/migrations`).
+"""Alembic plumbing shared by every service's own migration history (`services/<name>/migrations`, and the gateway's
+`gateway/migrations`).
 
 `upgrade(service, url)` runs a service's history programmatically (the launcher, tests, `songda migrate`);
 `run_env(metadata)` is what each history's env.py calls; `create_infra_tables()` is the first revision of every
@@ -17,10 +18,18 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+from shared.database_tls import split_tls
+from shared.events.topics import SERVICES
+
+# Every component with a database of its own, so a migration history: the services, and the gateway (identity).
+HISTORIES: tuple[str, ...] = (*SERVICES, "gateway")
+
 
 def alembic_config(service: str, database_url: str) -> Config:
+    """`service` is a service's name, or `gateway` for the gateway's own history (its identity tables)."""
+    package = "gateway" if service == "gateway" else f"services.{service}"
     config = Config()
-    config.set_main_option("script_location", f"services.{service}:migrations")
+    config.set_main_option("script_location", f"{package}:migrations")
     config.attributes["database_url"] = database_url
     return config
 
@@ -47,7 +56,8 @@ def run_env(target_metadata: Any) -> None:
             context.run_migrations()
 
     async def run() -> None:
-        engine = create_async_engine(url, poolclass=NullPool)
+        plain_url, connect_args = split_tls(url)
+        engine = create_async_engine(plain_url, poolclass=NullPool, connect_args=connect_args)
         try:
             async with engine.connect() as connection:
                 await connection.run_sync(migrate)

@@ -12,6 +12,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from datetime import datetime, timedelta
+from functools import partial
 
 import httpx
 from fastapi import APIRouter, FastAPI, Request
@@ -33,14 +34,18 @@ from shared.input_guard import InputGuardMiddleware
 from shared.middleware import RequestContextMiddleware, networks
 from shared.settings import ServiceSettings
 from shared.timers import TimerHandler, TimerWorker, timer_backlog
+from shared.tracing import configure_tracing, trace_app, trace_client
 
 log = logging.getLogger(__name__)
 
 
-async def supervise(name: str, work: Callable[[], Awaitable[None]], max_backoff: float = 30.0) -> None:
-    """Runs `work` forever, restarting it with backoff when it fails; stops only when cancelled."""
+async def supervise(
+    name: str, work: Callable[[], Awaitable[None]], max_backoff: float = 30.0, until: asyncio.Event | None = None
+) -> None:
+    """Runs `work` until cancelled (or, when it returns, once `until` is set), restarting it with backoff when it
+    fails."""
     delay = 0.5
-    while True:
+    while until is None or not until.is_set():
         try:
             await work()
             delay = 0.5
@@ -62,11 +67,15 @@ def build_service_app(
     timer_handlers: Mapping[str, TimerHandler] | None = None,
     clock: Clock | None = None,
     http_clients: Sequence[httpx.AsyncClient] = (),
+    workers: Mapping[str, Callable[[FastAPI], Awaitable[None]]] | None = None,
+    closing: Sequence[Callable[[], Awaitable[None]]] = (),
 ) -> FastAPI:
     """`http_clients` are the service's own pools (to a provider, a peer service): built with the app, so its
     routes and handlers can hold them, and closed on shutdown, after the workers stopped and before the engine is
-    disposed."""
+    disposed. `workers` are the service's own background loops (given the app, once its engine is up), supervised
+    like the relay; `closing` runs on shutdown beside the clients (what holds a database connection of its own)."""
     service = settings.service_name
+    configure_tracing(service)
     clock = clock or SystemClock()
     event_handlers = event_handlers or {}
     timer_handlers = timer_handlers or {}
@@ -81,6 +90,9 @@ def build_service_app(
         app.state.producer = producer
         app.state.producer_ready = False
         tasks: list[asyncio.Task[None]] = []
+        # Set on shutdown: the consumer finishes its record in hand and commits (shutdown_grace_seconds at most).
+        stopping = asyncio.Event()
+        consuming: list[asyncio.Task[None]] = []
 
         async def start_and_run_workers() -> None:
             await start_producer(producer, max_backoff=settings.outbox_max_backoff_seconds)
@@ -93,6 +105,7 @@ def build_service_app(
                 broker_epoch=BrokerEpoch(
                     settings.kafka_bootstrap_servers,
                     producer,
+                    security=settings.kafka_security(),
                     consumer_timeout_ms=settings.kafka_consumer_timeout_ms,
                 ),
                 batch_size=settings.outbox_batch_size,
@@ -118,11 +131,13 @@ def build_service_app(
                         session_timeout_ms=settings.kafka_session_timeout_ms,
                         consumer_timeout_ms=settings.kafka_consumer_timeout_ms,
                         released_check_seconds=settings.consumer_released_check_seconds,
+                        security=settings.kafka_security(),
+                        stopping=stopping,
                     )
                     await consumer.run()
 
-                workers.append(supervise("consumer", consume))
-            await asyncio.gather(*workers)
+                consuming.append(asyncio.create_task(supervise("consumer", consume, until=stopping)))
+            await asyncio.gather(*workers, *consuming)
 
         if settings.run_workers:
             tasks.append(asyncio.create_task(start_and_run_workers(), name=f"{service}-workers"))
@@ -137,17 +152,22 @@ def build_service_app(
                 engine=engine,
             )
             tasks.append(asyncio.create_task(supervise("timers", timers.run), name=f"{service}-timers"))
+            for name, work in (workers or {}).items():
+                tasks.append(asyncio.create_task(supervise(name, partial(work, app)), name=f"{service}-{name}"))
         try:
             yield
         finally:
-            for task in tasks:
+            stopping.set()
+            if consuming:
+                await asyncio.wait(consuming, timeout=settings.shutdown_grace_seconds)
+            for task in [*tasks, *consuming]:
                 task.cancel()
-            for task in tasks:
+            for task in [*tasks, *consuming]:
                 with suppress(asyncio.CancelledError):
                     await task
-            for client in http_clients:
+            for close in (*closing, *(client.aclose for client in http_clients)):
                 with suppress(Exception):  # one failing close must not keep the others (or the engine) open
-                    await client.aclose()
+                    await close()
             with suppress(Exception):
                 await producer.stop()
             await engine.dispose()
@@ -165,6 +185,9 @@ def build_service_app(
         jwks_url=settings.jwt_jwks_url,
     )
     install_error_handlers(app)
+    trace_app(app)
+    for client in http_clients:
+        trace_client(client)
     app.add_middleware(InputGuardMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, service=service, trusted_proxies=networks(settings.trusted_gateways))
     for router in routers:

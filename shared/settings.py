@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import difflib
 import os
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from pydantic import model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.events.kafka_security import KafkaSecurity, SaslMechanism, SecurityProtocol
 
 
 class UnknownSettingError(Exception):
@@ -53,6 +55,15 @@ class ServiceSettings(PrefixedSettings):
     # partition resumed or reassigned) before it looks again anyway. aiokafka's default, 200 ms, wakes each idle
     # consumer five times a second for nothing.
     kafka_consumer_timeout_ms: int = 2_000
+    # Managed Kafka: SASL (PLAIN, SCRAM-SHA-256/512) and TLS (shared/events/kafka_security.py).
+    kafka_security_protocol: SecurityProtocol = "PLAINTEXT"
+    kafka_sasl_mechanism: SaslMechanism = "PLAIN"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = ""
+    kafka_ssl_cafile: str = ""
+    kafka_ssl_certfile: str = ""
+    kafka_ssl_keyfile: str = ""
+    kafka_ssl_key_password: str = ""
     # Topics this service consumes; the consumer group is the service name.
     consumes: list[str] = []
 
@@ -88,6 +99,27 @@ class ServiceSettings(PrefixedSettings):
     # so a client that reaches a service directly cannot pass for another address.
     trusted_gateways: list[str] = []
 
+    # On SIGTERM (after uvicorn's own wait for in-flight requests) the consumer gets this long to finish the event
+    # in hand and commit; keep both within the pod's terminationGracePeriodSeconds.
+    shutdown_grace_seconds: float = 8.0
+
     log_level: str = "INFO"
     # Background workers (relay, consumer, timers) can be switched off, e.g. for a read-only replica.
     run_workers: bool = True
+
+    @model_validator(mode="after")
+    def _kafka_connects(self) -> Self:
+        self.kafka_security()  # SASL without credentials, or a key without its certificate, stops the start
+        return self
+
+    def kafka_security(self) -> KafkaSecurity:
+        return KafkaSecurity(
+            protocol=self.kafka_security_protocol,
+            sasl_mechanism=self.kafka_sasl_mechanism,
+            sasl_username=self.kafka_sasl_username,
+            sasl_password=self.kafka_sasl_password,
+            ssl_cafile=self.kafka_ssl_cafile,
+            ssl_certfile=self.kafka_ssl_certfile,
+            ssl_keyfile=self.kafka_ssl_keyfile,
+            ssl_key_password=self.kafka_ssl_key_password,
+        )

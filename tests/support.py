@@ -91,7 +91,7 @@ def bearer(role: str, sub: str | None = None, merchant_id: str | None = None, **
         "iss": "songda",
         "aud": "songda",
         "iat": now,
-        "exp": now.timestamp() + 600,
+        "exp": now.timestamp() + 3600,  # a loaded machine runs a module for more than 10 minutes
         **({"merchant_id": merchant_id} if merchant_id else {}),
         **claims,
     }

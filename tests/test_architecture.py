@@ -11,6 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PRODUCTION = ("gateway", "services", "shared")
+SERVICES = sorted(p.name for p in (ROOT / "services").iterdir() if (p / "__init__.py").exists())
 
 
 def _module(path: Path) -> str:
@@ -59,20 +60,20 @@ def test_production_code_never_imports_deploy(top: str) -> None:
 
 
 def test_services_do_not_import_each_other() -> None:
-    services = sorted(p.name for p in (ROOT / "services").iterdir() if (p / "__init__.py").exists())
     offences = []
-    for service in services:
-        others = tuple(f"services.{other}" for other in services if other != service)
+    for service in SERVICES:
+        others = tuple(f"services.{other}" for other in SERVICES if other != service)
         offences += _offences(f"services/{service}", others)
     assert offences == []
 
 
-def test_the_local_stack_imports_in_one_direction() -> None:
-    sources = _sources("deploy")
+def _circles(top: str, package: str) -> list[str]:
+    """Every import circle among the modules of `package` (read under `top`), as `a -> b -> a`."""
+    sources = _sources(top)
     graph = {
         module: {name for name in names if name in sources}
         for module, names in sources.items()
-        if module.startswith("deploy.local")
+        if module == package or module.startswith(package + ".")
     }
     for module in graph:  # a package's modules are not a dependency on the package's own __init__
         graph[module] = {name for name in graph[module] if not module.startswith(name + ".")}
@@ -91,7 +92,29 @@ def test_the_local_stack_imports_in_one_direction() -> None:
     for module in sorted(graph):
         if module not in state:
             visit(module, [module])
-    assert cycles == []
+    return cycles
+
+
+def test_the_local_stack_imports_in_one_direction() -> None:
+    assert _circles("deploy", "deploy.local") == []
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_a_service_s_rooms_import_in_one_direction(service: str) -> None:
+    """The rooms a service's use cases are split into (dispatch's placing, reports, cancelling, ...) import one
+    another from the ground up, never round in a circle."""
+    assert _circles(f"services/{service}", f"services.{service}") == []
+
+
+def test_the_circle_finder_finds_a_circle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A circle planted in a package is reported, or the tests above prove nothing."""
+    package = tmp_path / "house"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "placing.py").write_text("from house import reports\n")
+    (package / "reports.py").write_text("def f():\n    from house.placing import place\n")
+    monkeypatch.setattr(f"{__name__}.ROOT", tmp_path)
+    assert _circles("house", "house") == ["house.placing -> house.reports -> house.placing"]
 
 
 def test_the_scanner_sees_every_form_of_import(tmp_path: Path) -> None:

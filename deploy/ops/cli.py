@@ -1,5 +1,6 @@
-"""The operator's commands of `songda`: serve one process of the image, create topics, probe a URL, migrate, and
-list, replay and discard dead letters.
+"""The operator's commands of `songda`: serve one process of the image, create and list topics, a group's lag, probe
+a URL, migrate, list, replay and discard dead letters (a service's database), count, read and replay dead-letter
+topics (the broker), and publish a service's retained events again.
 
 They need only a service's database or the broker, so they run the same in production (a migration Job, an
 operator's shell in a pod) as against the local stack; nothing here imports `deploy.local`.
@@ -21,7 +22,16 @@ SERVED_APPS = {"gateway": "gateway.app:create_app", **{s: f"services.{s}.app:cre
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
+    from shared.events.kafka_security import KafkaSecurity
+
 T = TypeVar("T")
+
+
+def _kafka_security() -> KafkaSecurity:
+    """The broker commands' SASL and TLS, from `SONGDA_KAFKA_*` variables (shared/events/kafka_security.py)."""
+    from shared.events.kafka_security import KafkaSecurity
+
+    return KafkaSecurity.from_environ("SONGDA_")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -43,7 +53,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_topics_create(args: argparse.Namespace) -> int:
     from shared.events.provision import create_missing_topics
 
-    created = asyncio.run(create_missing_topics(args.bootstrap_servers, args.partitions, args.replication_factor))
+    created = asyncio.run(
+        create_missing_topics(
+            args.bootstrap_servers, args.partitions, args.replication_factor, security=_kafka_security()
+        )
+    )
     print(f"created {len(created)} topic(s): {', '.join(created) or 'none missing'}")
     return 0
 
@@ -52,7 +66,7 @@ def cmd_topics_list(args: argparse.Namespace) -> int:
     from shared.events.inspect import topic_offsets
 
     print(f"{'topic':<32} {'partition':>9} {'low':>10} {'high':>10} {'records':>10}")
-    for row in asyncio.run(topic_offsets(args.bootstrap_servers)):
+    for row in asyncio.run(topic_offsets(args.bootstrap_servers, security=_kafka_security())):
         print(f"{row.topic:<32} {row.partition:>9} {row.low:>10} {row.high:>10} {row.high - row.low:>10}")
     return 0
 
@@ -60,7 +74,7 @@ def cmd_topics_list(args: argparse.Namespace) -> int:
 def cmd_lag(args: argparse.Namespace) -> int:
     from shared.events.inspect import group_lag
 
-    rows = asyncio.run(group_lag(args.bootstrap_servers, args.group))
+    rows = asyncio.run(group_lag(args.bootstrap_servers, args.group, security=_kafka_security()))
     if not rows:
         print(f"group {args.group!r} has committed no offsets")
         return 0
@@ -88,7 +102,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
 def cmd_migrate(args: argparse.Namespace) -> int:
     from shared import migrations
 
-    services = SERVICES if args.service == "all" else (args.service,)
+    services = migrations.HISTORIES if args.service == "all" else (args.service,)
     for service in services:
         url = args.database_url.replace("{service}", service)
         migrations.upgrade(service, url)
@@ -99,8 +113,57 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_dlq_replay_topic(args: argparse.Namespace) -> int:
     from shared.events.dlq import replay_dlq
 
-    report = asyncio.run(replay_dlq(args.bootstrap_servers, args.topic))
+    report = asyncio.run(replay_dlq(args.bootstrap_servers, args.topic, security=_kafka_security()))
     print(f"{args.topic}: replayed {report.replayed}, skipped {report.skipped}")
+    return 0
+
+
+def cmd_dlq_count(args: argparse.Namespace) -> int:
+    from shared.events.dead_letters import dead_letter_counts
+
+    counts = asyncio.run(dead_letter_counts(args.bootstrap_servers, args.topics or None, security=_kafka_security()))
+    print(f"{'topic':<32} {'held':>8} {'not replayed':>13}")
+    for row in counts:
+        print(f"{row.topic:<32} {row.held:>8} {row.not_replayed:>13}")
+    print(f"total: {sum(r.held for r in counts)} held, {sum(r.not_replayed for r in counts)} not replayed")
+    return 0
+
+
+def cmd_dlq_read(args: argparse.Namespace) -> int:
+    from shared.events.dead_letters import read_dead_letters
+
+    records = asyncio.run(
+        read_dead_letters(args.bootstrap_servers, args.topic, limit=args.limit, security=_kafka_security())
+    )
+    for record in records:
+        h = record.headers
+        print(
+            f"{record.partition}:{record.offset}\tkey {record.key}\t{h.get('type', '?')}"
+            f"\tevent {h.get('event_id', '?')}\tfrom {record.origin}"
+            f"\tconsumer {h.get('songda-consumer', '?')}\t{record.error}"
+        )
+        if args.values:
+            print(f"  {record.value.decode(errors='replace')}")
+    print(f"{len(records)} record(s) read from {args.topic}")
+    return 0
+
+
+def cmd_events_republish(args: argparse.Namespace) -> int:
+    import uuid
+
+    from shared.events.republish import republish
+
+    if not (args.subject or args.event_id or args.from_id is not None or args.to_id is not None):
+        print("name --subject, --event-id or an outbox id range (--from-id/--to-id)", file=sys.stderr)
+        return 2
+    event_id = uuid.UUID(args.event_id) if args.event_id else None
+    count = _in_session(
+        args.database_url,
+        lambda session: republish(
+            session, subject=args.subject, event_id=event_id, from_id=args.from_id, to_id=args.to_id
+        ),
+    )
+    print(f"{count} event(s) back in the outbox backlog; the service's relay publishes them again, oldest first")
     return 0
 
 
@@ -117,6 +180,43 @@ def _in_session(database_url: str, work: Callable[[AsyncSession], Awaitable[T]])
             await engine.dispose()
 
     return asyncio.run(run())
+
+
+def cmd_staff_invite(args: argparse.Namespace) -> int:
+    """An account straight in the gateway's database, with no one signed in yet: the first ops account (or a
+    merchant's first admin) of a production without dev tokens."""
+    from datetime import UTC, datetime, timedelta
+
+    from pydantic import TypeAdapter, ValidationError
+
+    from gateway.identity.accounts import check_shape, create_account, issue_invitation
+    from gateway.identity.schemas import Login
+    from shared.errors import ServiceError
+
+    try:
+        login = TypeAdapter(Login).validate_python(args.login)  # as the API takes it: trimmed, lower case
+    except ValidationError as exc:
+        print(f"songda staff invite: --login {exc.errors()[0]['msg']}", file=sys.stderr)
+        return 2
+
+    async def work(session: AsyncSession) -> tuple[str, datetime]:
+        now = datetime.now(UTC)
+        check_shape(args.role, args.merchant_id, args.admin, [])
+        account = await create_account(
+            session, login=login, display_name=args.display_name or login, role=args.role,
+            merchant_id=args.merchant_id, admin=args.admin, store_ids=[], created_by="songda staff invite", now=now,
+        )  # fmt: skip
+        return issue_invitation(session, account, "invite", now, timedelta(hours=args.valid_hours))
+
+    try:
+        token, expires_at = _in_session(args.database_url, work)
+    except ServiceError as exc:
+        print(f"songda staff invite: {exc.detail}", file=sys.stderr)
+        return 1
+    print(f"invited {login} ({args.role}); until {expires_at:%Y-%m-%d %H:%M} UTC the token below sets its password")
+    print('once, with POST /v1/auth/password {"token": ..., "password": ...}:')
+    print(token)
+    return 0
 
 
 def cmd_dlq_list(args: argparse.Namespace) -> int:
@@ -183,14 +283,26 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     probe.add_argument("--timeout", type=float, default=10.0)
     probe.set_defaults(func=cmd_probe)
 
-    migrate = sub.add_parser("migrate", help="run a service's Alembic migrations to head")
-    migrate.add_argument("service", choices=[*SERVICES, "all"])
+    migrate = sub.add_parser("migrate", help="run a service's (or the gateway's) Alembic migrations to head")
+    migrate.add_argument("service", choices=[*SERVICES, "gateway", "all"])
     migrate.add_argument(
         "--database-url",
         required=True,
         help="postgresql+asyncpg URL; '{service}' is replaced by the service name",
     )
     migrate.set_defaults(func=cmd_migrate)
+
+    staff = sub.add_parser("staff", help="staff accounts in the gateway's identity database")
+    staff_sub = staff.add_subparsers(dest="staff_command", required=True)
+    invite = staff_sub.add_parser("invite", help="create an account and print its one-time password token")
+    invite.add_argument("--database-url", required=True, help="the gateway's postgresql+asyncpg URL")
+    invite.add_argument("--login", required=True)
+    invite.add_argument("--role", choices=["ops", "merchant", "rider"], default="ops")
+    invite.add_argument("--merchant-id", help="for a merchant's staff or rider")
+    invite.add_argument("--admin", action="store_true", help="the merchant's admin (with --role merchant)")
+    invite.add_argument("--display-name")
+    invite.add_argument("--valid-hours", type=int, default=72)
+    invite.set_defaults(func=cmd_staff_invite)
 
     dlq = sub.add_parser("dlq", help="dead letters: events a consumer's handler failed on, holding their subject")
     dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True)
@@ -216,3 +328,25 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     replay_topic.add_argument("topic", help="e.g. order.events.dlq")
     replay_topic.add_argument("--bootstrap-servers", required=True)
     replay_topic.set_defaults(func=cmd_dlq_replay_topic)
+    count = dlq_sub.add_parser("count", help="records held per .dlq topic, and how many were not replayed yet")
+    count.add_argument("topics", nargs="*", help="the .dlq topics (default: every one of the platform)")
+    count.add_argument("--bootstrap-servers", required=True)
+    count.set_defaults(func=cmd_dlq_count)
+    read = dlq_sub.add_parser("read", help="print a .dlq topic's records: event, origin, consumer and error")
+    read.add_argument("topic", help="e.g. order.events.dlq")
+    read.add_argument("--bootstrap-servers", required=True)
+    read.add_argument("--limit", type=int, default=100, help="at most this many records, oldest first")
+    read.add_argument("--values", action="store_true", help="print each record's envelope too")
+    read.set_defaults(func=cmd_dlq_read)
+
+    events = sub.add_parser("events", help="a service's published events (its outbox)")
+    events_sub = events.add_subparsers(dest="events_command", required=True)
+    again = events_sub.add_parser(
+        "republish", help="publish retained outbox events again (an order's, one by id, or an id range)"
+    )
+    again.add_argument("--database-url", required=True, help="the publishing service's postgresql+asyncpg URL")
+    again.add_argument("--subject", help="every retained event of this subject (an order id)")
+    again.add_argument("--event-id", help="the event with this id")
+    again.add_argument("--from-id", type=int, help="outbox rows from this id (inclusive)")
+    again.add_argument("--to-id", type=int, help="outbox rows up to this id (inclusive)")
+    again.set_defaults(func=cmd_events_republish)

@@ -35,8 +35,8 @@ from shared.timers import schedule_timer
 
 
 class Dispatcher(Protocol):
-    """What the own fleet asks of the dispatcher (services/dispatch/service.py), which calls into this module: named
-    here, so the two do not import each other."""
+    """What the own fleet asks of the dispatcher (services/dispatch/service.py), whose rooms (placing, endings,
+    cancelling, tracking) call into this module: named here, so they do not import each other."""
 
     settings: DispatchSettings
     clock: Clock

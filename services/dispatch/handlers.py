@@ -20,16 +20,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.dispatch import callbacks, fleet
 from services.dispatch.consumed import FinishCodeRedeemed, OrderRefunded, OrderToDeliver
+from services.dispatch.deadlines import CANCEL_OFFER_TIMER, ESCALATE_TIMER, PLACE_TIMER, RECONCILE_TIMER
 from services.dispatch.domain import TERMINAL
 from services.dispatch.errors import CarrierRefused, DeliveryEnded
 from services.dispatch.models import Delivery
-from services.dispatch.service import (
-    CANCEL_OFFER_TIMER,
-    ESCALATE_TIMER,
-    PLACE_TIMER,
-    RECONCILE_TIMER,
-    Dispatcher,
-)
+from services.dispatch.service import Dispatcher
 from shared.events.consumer import EventHandler
 from shared.events.contracts import EventView, handles
 from shared.events.envelope import Envelope

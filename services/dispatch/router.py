@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.dispatch import views
+from services.dispatch.desk import LIVE
 from services.dispatch.models import Delivery, Offer
 from services.dispatch.schemas import (
     CancelCommand,
@@ -20,7 +21,7 @@ from services.dispatch.schemas import (
     TipCommand,
     Tracking,
 )
-from services.dispatch.service import LIVE, app_dispatcher
+from services.dispatch.service import app_dispatcher
 from shared.auth import CurrentPrincipal, Principal, Role, require_roles
 from shared.contract import Offset
 from shared.db import DbSession

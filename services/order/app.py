@@ -3,9 +3,10 @@ from __future__ import annotations
 import httpx
 from fastapi import FastAPI
 
-from services.order import catalogue_router, payment_router, router
+from services.order import catalogue_router, router
 from services.order.handlers import OrderReactions
-from services.order.payment import wechatpay_client
+from services.order.payment import router as payment_router
+from services.order.payment.provider import wechatpay_client
 from services.order.settings import OrderSettings
 from shared.clock import Clock, SystemClock
 from shared.logging import configure_logging

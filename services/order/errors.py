@@ -55,3 +55,7 @@ class PaymentRejected(BadRequest):
 
 class PaymentProviderError(ServiceError):
     status, code, title = 502, "payment-provider-error", "The payment provider refused or failed"
+
+
+class PaymentNotConfigured(ServiceError):
+    status, code, title = 503, "payment-not-configured", "Payment is not configured on this deployment"

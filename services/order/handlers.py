@@ -34,7 +34,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.order import events, notifications, payments, refunds, service
+from services.order import events, refunds, service
 from services.order.consumed import (
     AftersalesCaseView,
     CodeRedeemedView,
@@ -45,6 +45,7 @@ from services.order.consumed import (
 from services.order.domain import TERMINAL, Action, OrderStatus
 from services.order.errors import InvalidTransition
 from services.order.models import AftersalesHold, CustomerOrder, Refund
+from services.order.payment import notifications, paying, refunding
 from services.order.payment.wechatpay import WechatPayClient
 from services.order.settings import OrderSettings
 from shared.clock import Clock
@@ -293,7 +294,7 @@ class OrderReactions:
             await service.complete_order(session, order, Action.auto_complete, actor="timer", clock=self.clock)
 
     async def on_refund_submit(self, session: AsyncSession, timer: Timer) -> None:
-        await payments.submit_refund(session, timer.key, self.payment_client, self.clock)
+        await refunding.submit_refund(session, timer.key, self.payment_client, self.clock)
 
     async def on_close_trade(self, session: AsyncSession, timer: Timer) -> None:
-        await payments.close_trade(session, timer.key, self.payment_client)
+        await paying.close_trade(session, timer.key, self.payment_client)

@@ -1,4 +1,5 @@
-"""Routes for orders, their payment and their review. State changes are POST sub-resources."""
+"""Routes for orders and their review (their payment has its own: services/order/payment/router.py). State changes
+are POST sub-resources."""
 
 from __future__ import annotations
 
@@ -6,16 +7,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
 
-from services.order import payments, refunds, reviews, service
+from services.order import reviews, service
 from services.order.domain import Action
-from services.order.payment.wechatpay import WechatPayClient
 from services.order.schemas import (
     CancelCommand,
     OrderCreate,
     OrderPage,
     OrderRead,
-    PaymentRead,
-    RefundRead,
     RejectCommand,
     ReviewCreate,
     ReviewRead,
@@ -46,11 +44,6 @@ IdempotencyKey = Annotated[
 def _settings(request: Request) -> OrderSettings:
     settings: OrderSettings = request.app.state.settings
     return settings
-
-
-def _payment_client(request: Request) -> WechatPayClient | None:
-    client: WechatPayClient | None = request.app.state.payment_client
-    return client
 
 
 @router.post("/v1/orders", status_code=201, summary="Place an order (priced by the server, stock reserved)")
@@ -157,42 +150,3 @@ async def review(
 ) -> ReviewRead:
     order = await service.visible_order(session, principal, order_id, lock=True)
     return ReviewRead.model_validate(await reviews.review_order(session, principal, order, body, clock))
-
-
-# --- payment ----------------------------------------------------------------------------------------------------
-
-
-@router.post(
-    "/v1/orders/{order_id}/payment",
-    tags=["payments"],
-    summary="Start paying: the WeChat Pay prepay and the parameters for wx.requestPayment",
-)
-async def start_payment(
-    request: Request, session: DbSession, clock: AppClock, principal: OrderCaller, order_id: str
-) -> PaymentRead:
-    order = await service.visible_order(session, principal, order_id, lock=True)
-    return await payments.start_payment(session, principal, order, _payment_client(request), clock)
-
-
-@router.post(
-    "/v1/orders/{order_id}/payment/query",
-    tags=["payments"],
-    summary="Ask WeChat Pay about the order's payment now (when the notification is late) and apply it",
-)
-async def query_payment(
-    request: Request, session: DbSession, clock: AppClock, principal: OrderCaller, order_id: str
-) -> OrderRead:
-    order = await service.visible_order(session, principal, order_id)
-    client = _payment_client(request)
-    if client is None:
-        raise payments.PaymentNotConfigured("Set ORDER_WECHATPAY_*")
-    transaction = await client.query(order.id)
-    await payments.apply_transaction(session, transaction, client=client, clock=clock)
-    await session.refresh(order)
-    return await service.order_read(session, order)
-
-
-@router.get("/v1/orders/{order_id}/refunds", tags=["payments"], summary="The order's refunds and their state")
-async def list_refunds(session: DbSession, principal: OrderCaller, order_id: str) -> list[RefundRead]:
-    order = await service.visible_order(session, principal, order_id)
-    return [RefundRead.model_validate(r) for r in await refunds.refunds_of(session, order.id)]

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.redemption import service
+from services.redemption import issuing
 from services.redemption.consumed import OrderCancelled, OrderRefunded, OrderToCode
 from services.redemption.settings import RedemptionSettings
 from shared.clock import Clock
@@ -30,7 +30,7 @@ from shared.vault import Vault
 
 def _issues_on(event_type: str) -> Callable[[OrderToCode], bool]:
     """Whether an order event of `event_type` issues the code its order's fulfilment mode needs."""
-    return lambda order: service.issues_code(event_type, order)
+    return lambda order: issuing.issues_code(event_type, order)
 
 
 def _fully_refunded(data: OrderRefunded) -> bool:
@@ -55,21 +55,21 @@ class RedemptionReactions:
         }
 
     def timer_handlers(self) -> dict[str, TimerHandler]:
-        return {service.EXPIRE_TIMER: self.on_expiry}
+        return {issuing.EXPIRE_TIMER: self.on_expiry}
 
     async def on_paid_or_accepted(self, session: AsyncSession, event: Envelope, data: OrderToCode) -> None:
         """order.paid or order.accepted: the code this event issues for the order's mode, if any."""
-        await service.issue_order_codes(session, self.clock, self.settings, self.vault, event.type, data)
+        await issuing.issue_order_codes(session, self.clock, self.settings, self.vault, event.type, data)
 
     async def on_order_cancelled(self, session: AsyncSession, event: Envelope, data: OrderCancelled) -> None:
         reason = f"order cancelled: {data.reason or ''}".strip(": ")
-        await service.end_order_codes(session, self.clock, event.subject, revoke=True, reason=reason)
+        await issuing.end_order_codes(session, self.clock, event.subject, revoke=True, reason=reason)
 
     async def on_order_refunded(self, session: AsyncSession, event: Envelope, data: OrderRefunded) -> None:
-        await service.end_order_codes(session, self.clock, event.subject, revoke=True, reason="order refunded")
+        await issuing.end_order_codes(session, self.clock, event.subject, revoke=True, reason="order refunded")
 
     async def on_order_completed(self, session: AsyncSession, event: Envelope, data: EventView) -> None:
-        await service.end_order_codes(session, self.clock, event.subject, revoke=False, reason="order completed")
+        await issuing.end_order_codes(session, self.clock, event.subject, revoke=False, reason="order completed")
 
     async def on_expiry(self, session: AsyncSession, timer: Timer) -> None:
-        await service.expire_code(session, self.clock, timer.key)
+        await issuing.expire_code(session, self.clock, timer.key)

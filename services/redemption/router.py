@@ -10,8 +10,9 @@ import segno
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from services.redemption import codes, service, views
+from services.redemption import codes, issuing, ledger, managing, scanning, views
 from services.redemption.errors import CodeNotFound
+from services.redemption.lockouts import unlock as unlock_scope  # the route below is `unlock`
 from services.redemption.models import Code
 from services.redemption.schemas import (
     AttemptPage,
@@ -67,10 +68,10 @@ def _voucher(request: Request, clock: Clock) -> Voucher | None:
     return verifier.verify(token, clock.now())
 
 
-def _presented(request: Request, body: Presentation) -> service.Presented:
+def _presented(request: Request, body: Presentation) -> scanning.Presented:
     # The address the middleware decided: the gateway's word only when the peer is a trusted gateway.
     ip = context.client_address.get()
-    return service.Presented(body.code, body.qr_token, body.store_id, body.device_id, ip, body.lat, body.lng)
+    return scanning.Presented(body.code, body.qr_token, body.store_id, body.device_id, ip, body.lat, body.lng)
 
 
 def code_read(code: Code, principal: Principal, clock: Clock, vault: Vault) -> CodeRead:
@@ -91,7 +92,7 @@ def code_read(code: Code, principal: Principal, clock: Clock, vault: Vault) -> C
         valid_until=code.valid_until,
         summary=code.summary,
         code=codes.grouped(code.code) if owner else None,
-        qr_token=codes.qr_token(code.id, service.qr_secret(vault, code), now) if live else None,
+        qr_token=codes.qr_token(code.id, issuing.qr_secret(vault, code), now) if live else None,
         qr_expires_in=codes.seconds_left(now) if live else None,
         replaces=code.replaces,
     )
@@ -127,7 +128,7 @@ async def redeem(
     settings = _settings(request)
     if body.count > settings.max_count_per_request:
         raise ValidationFailed(f"At most {settings.max_count_per_request} uses per request")
-    outcome = await service.verify(
+    outcome = await ledger.verify(
         session,
         principal,
         _presented(request, body),
@@ -148,7 +149,7 @@ async def redeem(
 async def preview(
     request: Request, session: DbSession, clock: AppClock, principal: Redeemer, body: Presentation
 ) -> Response:
-    code = await service.preview(
+    code = await ledger.preview(
         session,
         principal,
         _presented(request, body),
@@ -169,8 +170,8 @@ async def reverse(
     redemption_id: uuid.UUID,
     body: ReverseCommand,
 ) -> RedemptionRead:
-    redemption, code = await service.reverse(session, principal, redemption_id, body.reason, clock, _settings(request))
-    return RedemptionRead.model_validate(service.redemption_view(redemption, code))
+    redemption, code = await ledger.reverse(session, principal, redemption_id, body.reason, clock, _settings(request))
+    return RedemptionRead.model_validate(ledger.redemption_view(redemption, code))
 
 
 @router.get("/v1/redemptions/attempts", summary="The audit log: every attempt, successful or not, newest first")
@@ -195,7 +196,7 @@ async def lockouts(session: DbSession, clock: AppClock, _: Ops) -> list[LockoutR
 async def unlock(
     session: DbSession, clock: AppClock, principal: Ops, scope: Literal["store", "device", "principal"], key: str
 ) -> LockoutRead:
-    return LockoutRead.model_validate(await service.unlock(session, scope, key, principal, clock))
+    return LockoutRead.model_validate(await unlock_scope(session, scope, key, principal, clock))
 
 
 # --- codes ------------------------------------------------------------------------------------------------------
@@ -237,7 +238,7 @@ async def issue_voucher(
     valid_from = body.valid_from or clock.now()
     if body.valid_until <= valid_from:
         raise ValidationFailed("valid_until must be after valid_from")
-    code = await service.issue_code(
+    code = await issuing.issue_code(
         session,
         clock,
         vault,
@@ -258,7 +259,7 @@ async def issue_voucher(
 async def get_code(
     session: DbSession, clock: AppClock, principal: CurrentPrincipal, vault: CodeVault, code_id: uuid.UUID
 ) -> CodeRead:
-    return code_read(await service.visible_code(session, principal, code_id), principal, clock, vault)
+    return code_read(await managing.visible_code(session, principal, code_id), principal, clock, vault)
 
 
 @router.get(
@@ -274,11 +275,11 @@ async def qr_image(
     code_id: uuid.UUID,
     kind: Literal["svg", "png"],
 ) -> Response:
-    code = await service.visible_code(session, principal, code_id)
+    code = await managing.visible_code(session, principal, code_id)
     if principal.role is not Role.customer or code.customer_id != principal.sub or code.status != "active":
         raise CodeNotFound("Only the owner of an active code gets its QR")
     buffer = io.BytesIO()
-    token = codes.qr_token(code.id, service.qr_secret(vault, code), clock.now())
+    token = codes.qr_token(code.id, issuing.qr_secret(vault, code), clock.now())
     segno.make(token, error="m").save(buffer, kind=kind, scale=6, border=2)
     media = "image/svg+xml" if kind == "svg" else "image/png"
     return Response(buffer.getvalue(), media_type=media, headers={"Cache-Control": "no-store"})
@@ -293,14 +294,14 @@ async def freeze(
     code_id: uuid.UUID,
     body: StatusCommand,
 ) -> CodeRead:
-    return code_read(await service.freeze(session, principal, code_id, body.reason, clock), principal, clock, vault)
+    return code_read(await managing.freeze(session, principal, code_id, body.reason, clock), principal, clock, vault)
 
 
 @router.post("/v1/codes/{code_id}/unfreeze", summary="Lift a freeze")
 async def unfreeze(
     session: DbSession, clock: AppClock, principal: CurrentPrincipal, vault: CodeVault, code_id: uuid.UUID
 ) -> CodeRead:
-    return code_read(await service.unfreeze(session, principal, code_id, clock), principal, clock, vault)
+    return code_read(await managing.unfreeze(session, principal, code_id, clock), principal, clock, vault)
 
 
 @router.post("/v1/codes/{code_id}/revoke", summary="Void a code for good (merchant, ops)")
@@ -312,7 +313,7 @@ async def revoke(
     code_id: uuid.UUID,
     body: StatusCommand,
 ) -> CodeRead:
-    return code_read(await service.revoke(session, principal, code_id, body.reason, clock), principal, clock, vault)
+    return code_read(await managing.revoke(session, principal, code_id, body.reason, clock), principal, clock, vault)
 
 
 @router.post(
@@ -323,4 +324,4 @@ async def revoke(
 async def reissue(
     session: DbSession, clock: AppClock, principal: CurrentPrincipal, vault: CodeVault, code_id: uuid.UUID
 ) -> CodeRead:
-    return code_read(await service.reissue(session, principal, code_id, clock, vault), principal, clock, vault)
+    return code_read(await managing.reissue(session, principal, code_id, clock, vault), principal, clock, vault)

@@ -21,6 +21,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractContextManager
 from typing import TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -34,9 +35,11 @@ from shared import context, metrics
 from shared.events.contracts import EventContractError, EventHandler, Handles
 from shared.events.envelope import Envelope
 from shared.events.failures import is_infrastructure_failure
+from shared.events.kafka_security import PLAINTEXT, KafkaSecurity
 from shared.events.models import InboxEvent, ParkedEvent
 from shared.events.parking import released_subjects, subject_lock_key
 from shared.events.topics import dlq_topic
+from shared.tracing import TRACEPARENT, consuming
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +68,13 @@ class EventConsumer:
         consumer_timeout_ms: int = 200,
         group_id: str | None = None,
         released_check_seconds: float = 0.0,
+        security: KafkaSecurity = PLAINTEXT,
+        stopping: asyncio.Event | None = None,
     ) -> None:
         """`released_check_seconds`: how often the parked events an operator released are looked for (0: before
-        every fetch); each look is a database round trip, so an idle consumer checks every few seconds."""
+        every fetch); each look is a database round trip, so an idle consumer checks every few seconds.
+        `stopping`: once set, the consumer finishes the record in hand, commits what it handled and returns."""
+        self.stopping = stopping or asyncio.Event()
         self.service = service
         self.group_id = group_id or service
         self.sessionmaker = sessionmaker
@@ -89,6 +96,7 @@ class EventConsumer:
             session_timeout_ms=session_timeout_ms,
             heartbeat_interval_ms=max(session_timeout_ms // 3, 500),
             consumer_timeout_ms=consumer_timeout_ms,
+            **security.client_kwargs(),
         )
 
     async def start(self) -> None:
@@ -98,10 +106,11 @@ class EventConsumer:
         await self.consumer.stop()
 
     async def run(self) -> None:
-        """Consumes until cancelled."""
+        """Consumes until `stopping` is set (or cancelled): a shutdown lets the handler in hand finish and commits
+        the offsets of every record handled, so nothing is half-applied and nothing handled is read again."""
         await self.start()
         try:
-            while True:
+            while not self.stopping.is_set():
                 offsets = await self.poll_and_handle()
                 await self.commit(offsets)
         finally:
@@ -118,10 +127,12 @@ class EventConsumer:
         offsets: dict[TopicPartition, int] = {}
         for tp, records in batch.items():
             for record in records:
+                if self.stopping.is_set():  # the rest of the batch is read again by whoever consumes next
+                    return offsets
                 await self.handle_record(record)
                 offsets[tp] = record.offset + 1
             highwater = self.consumer.highwater(tp)
-            if highwater is not None:
+            if highwater is not None and tp in offsets:
                 metrics.CONSUMER_LAG.labels(self.service, tp.topic, str(tp.partition)).set(
                     max(highwater - offsets[tp], 0)
                 )
@@ -147,21 +158,36 @@ class EventConsumer:
         if handler is None:
             metrics.CONSUMER_HANDLED.labels(self.service, record.topic, "ignored").inc()
             return
-        replayed = any(key == REPLAYED_HEADER for key, _ in record.headers or ())
-        for attempt in range(1, self.max_attempts + 1):
-            try:
-                outcome = await self._until_reachable(
-                    record.topic, lambda: self._apply(record, event, handler, replayed)
-                )
-            except Exception as exc:  # the handler's failure: retried, then dead-lettered
-                self._log_handler_failure(event, attempt, exc)
-                if attempt == self.max_attempts or isinstance(exc, EventContractError):
-                    await self._dead_letter(record, event, repr(exc))
-                    return
-                await asyncio.sleep(self.retry_seconds * 2 ** (attempt - 1))
-                continue
-            metrics.CONSUMER_HANDLED.labels(self.service, record.topic, outcome).inc()
-            return
+        headers = dict(record.headers or ())
+        replayed = REPLAYED_HEADER in headers
+        traceparent = headers[TRACEPARENT].decode("latin-1") if TRACEPARENT in headers else event.traceparent
+        with self._span(record.topic, event, traceparent):
+            for attempt in range(1, self.max_attempts + 1):
+                try:
+                    outcome = await self._until_reachable(
+                        record.topic, lambda: self._apply(record, event, handler, replayed)
+                    )
+                except Exception as exc:  # the handler's failure: retried, then dead-lettered
+                    self._log_handler_failure(event, attempt, exc)
+                    if attempt == self.max_attempts or isinstance(exc, EventContractError):
+                        await self._dead_letter(record, event, repr(exc))
+                        return
+                    await asyncio.sleep(self.retry_seconds * 2 ** (attempt - 1))
+                    continue
+                metrics.CONSUMER_HANDLED.labels(self.service, record.topic, outcome).inc()
+                return
+
+    def _span(self, topic: str, event: Envelope, traceparent: str | None) -> AbstractContextManager[None]:
+        """The consumer span of the event's handling, in the trace it was published in."""
+        attributes = {
+            "messaging.system": "kafka",
+            "messaging.destination.name": topic,
+            "messaging.consumer.group.name": self.group_id,
+            "messaging.message.id": str(event.id),
+            "songda.event.type": event.type,
+            "songda.correlation_id": event.correlation_id or "",
+        }
+        return consuming(traceparent, f"{event.type} process", attributes)
 
     def handler_for(self, event: Envelope) -> EventHandler | None:
         """The handler of the event, or None if this consumer has none for its type or its handler is not concerned
@@ -263,25 +289,29 @@ class EventConsumer:
             if head is None or head.held:
                 return False
             event = Envelope.from_bytes(head.value)
-            inserted = await session.scalar(
-                insert(InboxEvent)
-                .values(
-                    consumer=self.group_id,
-                    event_id=head.event_id,
-                    type=head.type,
-                    topic=head.topic,
-                    partition=head.partition,
-                    offset=head.offset,
-                )
-                .on_conflict_do_nothing()
-                .returning(InboxEvent.event_id)
-            )
-            handler = self.handler_for(event)
-            if inserted is not None and handler is not None:
-                await self._run_handler(session, event, handler)
+            with self._span(head.topic, event, event.traceparent):
+                await self._apply_head(session, head, event)
             await session.delete(head)
         metrics.CONSUMER_HANDLED.labels(self.service, head.topic, "unparked").inc()
         return True
+
+    async def _apply_head(self, session: AsyncSession, head: ParkedEvent, event: Envelope) -> None:
+        inserted = await session.scalar(
+            insert(InboxEvent)
+            .values(
+                consumer=self.group_id,
+                event_id=head.event_id,
+                type=head.type,
+                topic=head.topic,
+                partition=head.partition,
+                offset=head.offset,
+            )
+            .on_conflict_do_nothing()
+            .returning(InboxEvent.event_id)
+        )
+        handler = self.handler_for(event)
+        if inserted is not None and handler is not None:
+            await self._run_handler(session, event, handler)
 
     async def _parked_head(self, subject: str) -> ParkedEvent | None:
         async with self.sessionmaker() as session:

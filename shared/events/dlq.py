@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from shared.events.consumer import DLQ_HEADER_PREFIX
+from shared.events.kafka_security import PLAINTEXT, KafkaSecurity
 
 REPLAY_GROUP = "songda-dlq-replay"
 
@@ -23,7 +24,9 @@ class ReplayReport:
     skipped: int
 
 
-async def replay_dlq(bootstrap_servers: str, topic: str, *, idle_polls: int = 3) -> ReplayReport:
+async def replay_dlq(
+    bootstrap_servers: str, topic: str, *, idle_polls: int = 3, security: KafkaSecurity = PLAINTEXT
+) -> ReplayReport:
     """Replays everything in `topic` (a `.dlq` topic) not replayed before; returns when the topic is drained."""
     if not topic.endswith(".dlq"):
         raise ValueError(f"{topic} is not a dead-letter topic")
@@ -35,8 +38,9 @@ async def replay_dlq(bootstrap_servers: str, topic: str, *, idle_polls: int = 3)
         auto_offset_reset="earliest",
         session_timeout_ms=6_000,
         heartbeat_interval_ms=2_000,
+        **security.client_kwargs(),
     )
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all")
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all", **security.client_kwargs())
     await consumer.start()
     await producer.start()
     report = ReplayReport(replayed=0, skipped=0)

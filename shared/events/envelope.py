@@ -1,4 +1,6 @@
-"""The event envelope every service publishes: `id type source subject time correlation_id causation_id data`."""
+"""The event envelope every service publishes: `id type source subject time correlation_id causation_id traceparent
+data`. `traceparent` is the W3C trace context the event was written in (CloudEvents' distributed-tracing extension),
+so a consumer's span joins the trace of the request or event that caused it (shared/tracing.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from shared import context
 from shared.clock import Clock, SystemClock
+from shared.tracing import current_traceparent
 
 _SYSTEM_CLOCK = SystemClock()
 
@@ -23,6 +26,7 @@ class Envelope(BaseModel):
     time: datetime
     correlation_id: str | None = None
     causation_id: str | None = None
+    traceparent: str | None = Field(default=None, description="W3C trace context of the publishing span, if traced")
     data: dict[str, Any] = Field(default_factory=dict)
 
     def to_bytes(self) -> bytes:
@@ -43,5 +47,6 @@ def new_event(type: str, *, source: str, subject: str, data: dict[str, Any], clo
         time=clock.now(),
         correlation_id=context.correlation_id.get(),
         causation_id=context.causation_id.get(),
+        traceparent=current_traceparent(),
         data=data,
     )

@@ -14,6 +14,7 @@ import uuid
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from shared.events.kafka_security import PLAINTEXT, KafkaSecurity
 from shared.events.topics import EPOCH_TOPIC
 
 _EPOCH_PARTITION = TopicPartition(EPOCH_TOPIC, 0)
@@ -25,9 +26,11 @@ class BrokerEpoch:
         bootstrap_servers: str,
         producer: AIOKafkaProducer,
         timeout_seconds: float = 10.0,
+        security: KafkaSecurity = PLAINTEXT,
         consumer_timeout_ms: int = 200,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
+        self.security = security
         self.consumer_timeout_ms = consumer_timeout_ms
         self.producer = producer
         self.timeout = timeout_seconds
@@ -42,6 +45,7 @@ class BrokerEpoch:
                 enable_auto_commit=False,
                 client_id="songda-epoch",
                 consumer_timeout_ms=self.consumer_timeout_ms,
+                **self.security.client_kwargs(),
             )
             try:
                 await consumer.start()

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from shared.events.kafka_security import PLAINTEXT, KafkaSecurity
 from shared.events.topics import all_topics
 
 
@@ -30,9 +31,11 @@ class PartitionLag:
         return self.high - (self.committed or 0)
 
 
-async def topic_offsets(bootstrap_servers: str) -> list[PartitionOffsets]:
+async def topic_offsets(bootstrap_servers: str, *, security: KafkaSecurity = PLAINTEXT) -> list[PartitionOffsets]:
     """Every topic's partitions with their low and high watermarks, by topic and partition."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers, enable_auto_commit=False, **security.client_kwargs()
+    )
     await consumer.start()
     try:
         partitions = [
@@ -47,11 +50,15 @@ async def topic_offsets(bootstrap_servers: str) -> list[PartitionOffsets]:
     return [PartitionOffsets(tp.topic, tp.partition, low[tp], high[tp]) for tp in partitions]
 
 
-async def group_lag(bootstrap_servers: str, group: str, topics: list[str] | None = None) -> list[PartitionLag]:
+async def group_lag(
+    bootstrap_servers: str, group: str, topics: list[str] | None = None, *, security: KafkaSecurity = PLAINTEXT
+) -> list[PartitionLag]:
     """For each partition of the topics the group has committed on (among `topics`, default every topic of the
     platform): its committed offset, the high watermark and the difference, by topic and partition. Reads the
     committed offsets without joining the group, so a running consumer is not disturbed."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=group, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers, group_id=group, enable_auto_commit=False, **security.client_kwargs()
+    )
     await consumer.start()
     try:
         existing = await consumer.topics()

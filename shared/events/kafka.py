@@ -23,6 +23,7 @@ def make_producer(settings: ServiceSettings) -> AIOKafkaProducer:
         request_timeout_ms=settings.kafka_request_timeout_ms,
         linger_ms=2,
         max_request_size=4 * 1024 * 1024,
+        **settings.kafka_security().client_kwargs(),
     )
 
 

@@ -12,6 +12,7 @@ import contextlib
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from shared.events.kafka_security import PLAINTEXT, KafkaSecurity
 from shared.events.topics import EPOCH_TOPIC, all_topics
 
 
@@ -26,9 +27,11 @@ def wanted_topics(partitions: int, replication_factor: int) -> list[NewTopic]:
     return topics
 
 
-async def create_missing_topics(bootstrap_servers: str, partitions: int, replication_factor: int) -> list[str]:
+async def create_missing_topics(
+    bootstrap_servers: str, partitions: int, replication_factor: int, *, security: KafkaSecurity = PLAINTEXT
+) -> list[str]:
     """Creates the topics the cluster lacks and returns their names."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **security.client_kwargs())
     await admin.start()
     try:
         existing = set(await admin.list_topics())

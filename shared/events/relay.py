@@ -30,6 +30,7 @@ from shared import metrics
 from shared.db import OUTBOX_CHANNEL, notifications, wait_for_ring
 from shared.events.epoch import BrokerEpoch
 from shared.events.models import OutboxEvent, OutboxRelayState
+from shared.tracing import TRACEPARENT
 
 log = logging.getLogger(__name__)
 
@@ -215,12 +216,12 @@ class OutboxRelay:
         return published, failures
 
     async def _send_row(self, row: Row[Any]) -> asyncio.Future[Any]:
+        headers = [("type", row.type.encode()), ("event_id", str(row.event_id).encode())]
+        if row.traceparent:  # the trace the event was written in, for consumers that read headers only
+            headers.append((TRACEPARENT, row.traceparent.encode()))
         try:
             delivery: asyncio.Future[Any] = await self.producer.send(
-                row.topic,
-                value=row.value,
-                key=row.key.encode(),
-                headers=[("type", row.type.encode()), ("event_id", str(row.event_id).encode())],
+                row.topic, value=row.value, key=row.key.encode(), headers=headers
             )
         except Exception as exc:  # refused before it was buffered: this row's chain stops here
             failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -230,7 +231,8 @@ class OutboxRelay:
 
 
 _CLAIM = text(
-    "SELECT id, event_id, topic, key, type, convert_to(envelope::text, 'UTF8') AS value FROM outbox"
+    "SELECT id, event_id, topic, key, type, convert_to(envelope::text, 'UTF8') AS value,"
+    " envelope->>'traceparent' AS traceparent FROM outbox"
     " WHERE published_at IS NULL ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED"
 )
 _MARK_PUBLISHED = text("UPDATE outbox SET published_at = now() WHERE id = ANY(:ids)")

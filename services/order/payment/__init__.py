@@ -1,28 +1,5 @@
-"""Payment providers: the WeChat Pay v3 client (the local stack plays WeChat Pay with `deploy/local/sandboxes`)."""
-
-from __future__ import annotations
-
-import httpx
-
-from services.order.payment.wechatpay import WechatPayClient, WechatPayConfig
-from services.order.settings import OrderSettings
-
-
-def wechatpay_client(settings: OrderSettings, http: httpx.AsyncClient) -> WechatPayClient | None:
-    """The configured client, or None when WeChat Pay is not set up (paying then answers 503)."""
-    if not settings.wechatpay_mchid:
-        return None
-    return WechatPayClient(
-        WechatPayConfig(
-            base_url=settings.wechatpay_base_url,
-            mchid=settings.wechatpay_mchid,
-            appid=settings.wechatpay_appid,
-            merchant_serial_no=settings.wechatpay_merchant_serial_no,
-            merchant_private_key_pem=settings.merchant_private_key_pem(),
-            platform_public_key_id=settings.wechatpay_platform_public_key_id,
-            platform_public_key_pem=settings.wechatpay_platform_public_key,
-            apiv3_key=settings.wechatpay_apiv3_key,
-            notify_url=settings.wechatpay_notify_url,
-        ),
-        http,
-    )
+"""Payment, the order service's one home for what passes through WeChat Pay: the v3 client (`wechatpay.py`) as this
+deployment configures it (`provider.py`), paying an order (`paying.py`), refunding at WeChat Pay what the order
+service asked for (`refunding.py`; the requests themselves are the order's records, staged in the deciding
+transaction by services/order/refunds.py, below its use cases), the notifications kept (`notifications.py`), and
+the routes (`router.py`). The package stands above the order's use cases and nothing below imports it."""

@@ -84,6 +84,10 @@ own `env`, which wins. Rendered into the ConfigMap and, inline, into hook Jobs (
 {{- else }}
 {{- $_ := set $env (printf "%sKAFKA_BOOTSTRAP_SERVERS" $prefix) $root.Values.kafka.bootstrapServers }}
 {{- $_ := set $env (printf "%sKAFKA_ENABLE_IDEMPOTENCE" $prefix) (toString $root.Values.kafka.enableIdempotence) }}
+{{- $env = merge $env (include "songda.kafkaSecurityEnv" (dict "root" $root "prefix" $prefix) | fromYaml) }}
+{{- end }}
+{{- with $root.Values.tracing.otlpEndpoint }}
+{{- $_ := set $env "OTEL_EXPORTER_OTLP_ENDPOINT" . }}
 {{- end }}
 {{- if eq $name "dispatch" }}
 {{- $_ := set $env "DISPATCH_REDEMPTION_URL" (include "songda.url" (dict "root" $root "name" "redemption")) }}
@@ -117,4 +121,51 @@ own `env`, which wins. Rendered into the ConfigMap and, inline, into hook Jobs (
 helm.sh/hook: pre-install,pre-upgrade
 helm.sh/hook-weight: {{ .weight | quote }}
 helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
+{{- end }}
+
+{{/* Kafka's SASL mechanism and TLS files as <prefix>KAFKA_* variables (shared/events/kafka_security.py). */}}
+{{- define "songda.kafkaSecurityEnv" -}}
+{{- $kafka := .root.Values.kafka }}
+{{- $env := dict (printf "%sKAFKA_SECURITY_PROTOCOL" .prefix) $kafka.securityProtocol }}
+{{- if hasPrefix "SASL_" $kafka.securityProtocol }}
+{{- $_ := set $env (printf "%sKAFKA_SASL_MECHANISM" .prefix) $kafka.saslMechanism }}
+{{- end }}
+{{- if $kafka.tlsSecret }}
+{{- $_ := set $env (printf "%sKAFKA_SSL_CAFILE" .prefix) "/etc/songda/kafka-tls/ca.crt" }}
+{{- if $kafka.clientCertificate }}
+{{- $_ := set $env (printf "%sKAFKA_SSL_CERTFILE" .prefix) "/etc/songda/kafka-tls/tls.crt" }}
+{{- $_ := set $env (printf "%sKAFKA_SSL_KEYFILE" .prefix) "/etc/songda/kafka-tls/tls.key" }}
+{{- end }}
+{{- end }}
+{{- toYaml $env }}
+{{- end }}
+
+{{/* The mounts of the Kafka and PostgreSQL TLS Secrets, and their volumes (next to /tmp's), for the pods that
+talk to them: (dict "root" $ "kafka" bool "postgres" bool). */}}
+{{- define "songda.tlsMounts" -}}
+{{- if and .kafka .root.Values.kafka.tlsSecret }}
+- name: kafka-tls
+  mountPath: /etc/songda/kafka-tls
+  readOnly: true
+{{- end }}
+{{- if and .postgres .root.Values.postgres.tlsSecret }}
+- name: postgres-tls
+  mountPath: /etc/songda/postgres-tls
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "songda.tlsVolumes" -}}
+{{- if and .kafka .root.Values.kafka.tlsSecret }}
+- name: kafka-tls
+  secret:
+    secretName: {{ .root.Values.kafka.tlsSecret }}
+    defaultMode: 0440
+{{- end }}
+{{- if and .postgres .root.Values.postgres.tlsSecret }}
+- name: postgres-tls
+  secret:
+    secretName: {{ .root.Values.postgres.tlsSecret }}
+    defaultMode: 0440
+{{- end }}
 {{- end }}

@@ -1,4 +1,6 @@
-"""The WeChat Pay notification endpoint (public at the gateway; authenticated by the platform's signature).
+"""Payment's routes: paying an order (the WeChat Pay prepay, and asking WeChat Pay when its notification is late),
+an order's refunds, and the WeChat Pay notification endpoint (public at the gateway; authenticated by the
+platform's signature).
 
 Every notification is recorded. It is applied in a savepoint, so a refused one (bad signature, unknown trade, wrong
 amount, a body over `notification_max_body_bytes`) leaves only its record, trimmed to a digest and prefix; the answer
@@ -13,11 +15,14 @@ import logging
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from services.order import notifications, payments
-from services.order.errors import PaymentRejected
+from services.order import refunds, service
+from services.order.errors import PaymentNotConfigured, PaymentRejected
+from services.order.payment import notifications, paying, refunding
 from services.order.payment.wechatpay import WechatPayClient
+from services.order.router import OrderCaller
+from services.order.schemas import OrderRead, PaymentRead, RefundRead
 from services.order.settings import OrderSettings
-from shared.clock import Clock
+from shared.clock import AppClock, Clock
 from shared.db import DbSession
 from shared.errors import Refused
 from shared.http import bounded_body
@@ -25,6 +30,45 @@ from shared.http import bounded_body
 log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["payments"])
+
+
+def _payment_client(request: Request) -> WechatPayClient | None:
+    client: WechatPayClient | None = request.app.state.payment_client
+    return client
+
+
+@router.post(
+    "/v1/orders/{order_id}/payment",
+    summary="Start paying: the WeChat Pay prepay and the parameters for wx.requestPayment",
+)
+async def start_payment(
+    request: Request, session: DbSession, clock: AppClock, principal: OrderCaller, order_id: str
+) -> PaymentRead:
+    order = await service.visible_order(session, principal, order_id, lock=True)
+    return await paying.start_payment(session, principal, order, _payment_client(request), clock)
+
+
+@router.post(
+    "/v1/orders/{order_id}/payment/query",
+    summary="Ask WeChat Pay about the order's payment now (when the notification is late) and apply it",
+)
+async def query_payment(
+    request: Request, session: DbSession, clock: AppClock, principal: OrderCaller, order_id: str
+) -> OrderRead:
+    order = await service.visible_order(session, principal, order_id)
+    client = _payment_client(request)
+    if client is None:
+        raise PaymentNotConfigured("Set ORDER_WECHATPAY_*")
+    transaction = await client.query(order.id)
+    await paying.apply_transaction(session, transaction, client=client, clock=clock)
+    await session.refresh(order)
+    return await service.order_read(session, order)
+
+
+@router.get("/v1/orders/{order_id}/refunds", summary="The order's refunds and their state")
+async def list_refunds(session: DbSession, principal: OrderCaller, order_id: str) -> list[RefundRead]:
+    order = await service.visible_order(session, principal, order_id)
+    return [RefundRead.model_validate(r) for r in await refunds.refunds_of(session, order.id)]
 
 
 @router.post(
@@ -37,7 +81,7 @@ router = APIRouter(tags=["payments"])
     },
 )
 async def wechatpay_callback(request: Request, session: DbSession) -> Response:
-    client: WechatPayClient | None = request.app.state.payment_client
+    client = _payment_client(request)
     if client is None:
         return JSONResponse({"code": "FAIL", "message": "payment not configured"}, status_code=503)
     clock: Clock = request.app.state.clock
@@ -53,14 +97,14 @@ async def wechatpay_callback(request: Request, session: DbSession) -> Response:
             notification = client.parse_notification(dict(request.headers), body)
             record.notification_id, record.event_type = notification.id, notification.event_type
             if notification.event_type == "TRANSACTION.SUCCESS":
-                record.outcome = await payments.apply_transaction(
+                record.outcome = await paying.apply_transaction(
                     session,
                     notification.resource,
                     client=client,
                     clock=clock,
                 )
             elif notification.event_type.startswith("REFUND."):
-                record.outcome = await payments.apply_refund(session, notification, clock)
+                record.outcome = await refunding.apply_refund(session, notification, clock)
             else:
                 record.outcome = f"ignored:{notification.event_type}"
     except PaymentRejected as refusal:
