@@ -11,53 +11,37 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
+from gateway.admission import admit
 from gateway.auth import TokenIssuer, auth_router, load_signing_key
 from gateway.identity.setup import install_identity
 from gateway.openapi import OpenApiAggregator
-from gateway.proxy import UpstreamProxy, upstream_session
+from gateway.proxied import ProxiedRoutes
+from gateway.proxy import UpstreamProxy
 from gateway.ratelimit import AdmissionLimits, TokenBucketLimiter
-from gateway.routes import CanonicalPathMiddleware, find_route, is_public
+from gateway.routes import PROXY_METHODS, CanonicalPathMiddleware, is_public
 from gateway.settings import GatewaySettings
+from gateway.upstream import UpstreamClient
 from gateway.wechat import Code2Session, SandboxCode2Session, WeChatCode2Session
-from shared import context, metrics
-from shared.auth import Principal, TokenVerifier, VerificationKey, bearer_token
+from shared import metrics
+from shared.auth import TokenVerifier, VerificationKey
 from shared.clock import Clock, SystemClock
-from shared.errors import (
-    Forbidden,
-    NotFound,
-    PayloadTooLarge,
-    TooManyRequests,
-    install_error_handlers,
-    problem_response,
-)
+from shared.errors import NotFound, install_error_handlers, problem_response
 from shared.input_guard import InputGuardMiddleware
 from shared.logging import configure_logging
 from shared.middleware import RequestContextMiddleware, networks
 from shared.tracing import configure_tracing, trace_app
 
-PROXY_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
-UNLIMITED_PATHS = {"/healthz", "/readyz", "/metrics"}
-
 
 async def _admit_request(request: Request) -> None:
-    """Per-IP (or, for callbacks, per-caller) rate limit and body size limit, for every route of the gateway."""
-    if request.url.path in UNLIMITED_PATHS:
-        return
-    limits: AdmissionLimits = request.app.state.admission_limits
-    wait, detail = limits.take(request.url.path, context.client_address.get() or "unknown")
-    if wait is not None:
-        raise TooManyRequests(retry_after=wait, detail=detail)
-    max_body: int = request.app.state.settings.max_body_bytes
-    length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > max_body:
-        raise PayloadTooLarge(f"The body exceeds {max_body} bytes")
+    """Admission (rate limit, body size) for the gateway's own routes; proxied ones pass it in `ProxiedRoutes`."""
+    admit(request.app.state, request.url.path, request.headers.get("content-length"))
 
 
 def create_app(settings: GatewaySettings | None = None, clock: Clock | None = None) -> FastAPI:
     """The gateway. Without settings (as uvicorn's factory) it reads GATEWAY_* from the environment."""
     if settings is None:
         settings = GatewaySettings()
-        configure_logging("gateway", settings.log_level)
+        configure_logging("gateway", settings.log_level, access_log=settings.access_log)
     configure_tracing("gateway")
     clock = clock or SystemClock()
     signing_key = load_signing_key(settings)
@@ -69,14 +53,14 @@ def create_app(settings: GatewaySettings | None = None, clock: Clock | None = No
         limits = httpx.Limits(
             max_connections=settings.upstream_pool_size, max_keepalive_connections=settings.upstream_pool_size
         )
-        session = upstream_session(
+        upstream = UpstreamClient(
             pool_size=settings.upstream_pool_size,
             timeout_seconds=settings.upstream_timeout_seconds,
             connect_timeout_seconds=settings.upstream_connect_timeout_seconds,
             keepalive_seconds=settings.upstream_keepalive_seconds,
         )
-        async with session, httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False) as client:
-            app.state.proxy = UpstreamProxy(session, settings.max_body_bytes, settings.upstream_buffer_bytes)
+        async with httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False) as client:
+            app.state.proxy = UpstreamProxy(upstream, settings.max_body_bytes, settings.upstream_buffer_bytes)
             app.state.openapi = OpenApiAggregator(app, client, upstreams)
             code2session: Code2Session = (
                 WeChatCode2Session(
@@ -90,7 +74,10 @@ def create_app(settings: GatewaySettings | None = None, clock: Clock | None = No
             )
             app.state.code2session = code2session
             app.state.http = client
-            yield
+            try:
+                yield
+            finally:
+                await upstream.close()
 
     app = FastAPI(
         title="Songda gateway",
@@ -100,6 +87,9 @@ def create_app(settings: GatewaySettings | None = None, clock: Clock | None = No
         redoc_url=None,
         openapi_url=None,
         dependencies=[Depends(_admit_request)],
+        # FastAPI's own OpenTelemetry hooks off: the gateway's server spans are shared.tracing's (trace_app), when
+        # tracing is on; on, these looked the global providers up on every request, even to find them unconfigured.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.upstreams = upstreams
@@ -127,10 +117,11 @@ def create_app(settings: GatewaySettings | None = None, clock: Clock | None = No
     )
     install_error_handlers(app)
     trace_app(app)
+    app.add_middleware(ProxiedRoutes, state=app.state)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,
-        allow_methods=PROXY_METHODS,
+        allow_methods=sorted(PROXY_METHODS),
         allow_headers=["authorization", "content-type", "idempotency-key", "x-request-id", "traceparent"],
         expose_headers=["x-request-id", "retry-after"],
         max_age=600,
@@ -141,7 +132,7 @@ def create_app(settings: GatewaySettings | None = None, clock: Clock | None = No
     app.include_router(auth_router(settings))
     install_identity(app, settings, clock)
     _add_operational_routes(app)
-    _add_proxy_route(app)
+    _add_unrouted(app)
     return app
 
 
@@ -191,22 +182,7 @@ def _add_operational_routes(app: FastAPI) -> None:
         return get_swagger_ui_html(openapi_url="/openapi.json", title="Songda API")
 
 
-def _add_proxy_route(app: FastAPI) -> None:
-    @app.api_route("/{path:path}", methods=PROXY_METHODS, include_in_schema=False)
-    async def proxy(request: Request) -> Response:
-        path = request.url.path  # canonical: CanonicalPathMiddleware refused any other
-        route = find_route(path)
-        if route is None:
-            raise NotFound(f"No route for {path}")
-        # CORS preflights never get here (the CORS middleware answers them): any other method needs a token.
-        if not is_public(path):
-            verifier: TokenVerifier = request.app.state.token_verifier
-            principal: Principal = await verifier.verify(bearer_token(request))
-            if principal.role not in route.roles:
-                raise Forbidden(f"Role {principal.role} may not use {route.prefix}")
-            limiter: TokenBucketLimiter = request.app.state.principal_limiter
-            wait = limiter.take(f"{principal.role}:{principal.sub}")
-            if wait is not None:
-                raise TooManyRequests(retry_after=wait)
-        proxy_: UpstreamProxy = request.app.state.proxy
-        return await proxy_.forward(request, request.app.state.upstreams[route.service])
+def _add_unrouted(app: FastAPI) -> None:
+    @app.api_route("/{path:path}", methods=sorted(PROXY_METHODS), include_in_schema=False)
+    async def unrouted(request: Request) -> Response:
+        raise NotFound(f"No route for {request.url.path}")

@@ -1,4 +1,4 @@
-"""Forwarding a request to its upstream service through one pooled `aiohttp.ClientSession`.
+"""Forwarding a request to its upstream service through the gateway's own pooled client (`gateway.upstream`).
 
 Hop-by-hop headers are dropped (RFC 9110 §7.6.1), `X-Request-ID` and `traceparent` pass on (with tracing on, the
 `traceparent` names the gateway's span instead, child of the client's). The client's address
@@ -9,134 +9,108 @@ upstream that times out is a 504, one that is down a 503, both problem+json.
 
 The request body (at most `max_body_bytes`) is read before the upstream is called. A response whose length is
 known and at most `buffer_bytes` is read whole and answered as one message; longer or chunked ones are streamed.
-The session retries an idempotent request once when a kept-alive connection fails before any answer (RFC 9112
-§9.3.1), and drops idle connections before the upstream's own keep-alive timeout would.
 """
 
 from __future__ import annotations
 
-import aiohttp
-from fastapi import Request
 from starlette.background import BackgroundTask
+from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from yarl import URL
 
 from gateway.routes import raw_path
+from gateway.upstream import Headers, UpstreamClient
 from shared import context
-from shared.errors import PayloadTooLarge, UpstreamTimeout, UpstreamUnavailable
+from shared.errors import PayloadTooLarge
 from shared.tracing import trace_headers
 
 HOP_BY_HOP = frozenset(
     {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "host",
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"host",
     }
 )
 # Set again by our own server on the way out.
-RESPONSE_OWN = frozenset({"date", "server"})
+RESPONSE_OWN = frozenset({b"date", b"server"})
 # Said about the client by whoever forwards the request: only the gateway sets these upstream.
 CLIENT_ADDRESS = frozenset(
     {
-        "forwarded",
-        "x-forwarded-for",
-        "x-forwarded-host",
-        "x-forwarded-port",
-        "x-forwarded-proto",
-        "x-real-ip",
-        "x-client-ip",
-        "true-client-ip",
-        "cf-connecting-ip",
+        b"forwarded",
+        b"x-forwarded-for",
+        b"x-forwarded-host",
+        b"x-forwarded-port",
+        b"x-forwarded-proto",
+        b"x-real-ip",
+        b"x-client-ip",
+        b"true-client-ip",
+        b"cf-connecting-ip",
     }
 )
 
 
-def _forwardable(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    listed = {
-        token.strip().lower() for name, value in headers if name.lower() == "connection" for token in value.split(",")
-    }
-    return [(k, v) for k, v in headers if k.lower() not in HOP_BY_HOP and k.lower() not in listed]
+# Set by the gateway alone on the way upstream.
+OWN = CLIENT_ADDRESS | {b"x-request-id"}
 
 
-def upstream_session(
-    *, pool_size: int, timeout_seconds: float, connect_timeout_seconds: float, keepalive_seconds: float
-) -> aiohttp.ClientSession:
-    """A session that sends what the proxy gives it: no default headers, no cookies, bodies as they are."""
-    return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=pool_size, limit_per_host=0, keepalive_timeout=keepalive_seconds),
-        timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_seconds, sock_read=timeout_seconds),
-        cookie_jar=aiohttp.DummyCookieJar(),
-        auto_decompress=False,
-        skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
-    )
+def _forwardable(headers: Headers) -> Headers:
+    """The headers without hop-by-hop ones (those named in `Connection` included); names lowercased."""
+    lowered = [(name.lower(), value) for name, value in headers]
+    listed = {token.strip().lower() for name, value in lowered if name == b"connection" for token in value.split(b",")}
+    return [(name, value) for name, value in lowered if name not in HOP_BY_HOP and name not in listed]
 
 
 class UpstreamProxy:
-    def __init__(self, session: aiohttp.ClientSession, max_body_bytes: int, buffer_bytes: int) -> None:
-        self.session = session
+    def __init__(self, client: UpstreamClient, max_body_bytes: int, buffer_bytes: int) -> None:
+        self.client = client
         self.max_body_bytes = max_body_bytes
         self.buffer_bytes = buffer_bytes
 
     async def forward(self, request: Request, base_url: str) -> Response:
-        own = CLIENT_ADDRESS | {"x-request-id"}
-        headers = [(k, v) for k, v in _forwardable(list(request.headers.items())) if k.lower() not in own]
-        headers.append(("x-request-id", context.correlation_id.get() or ""))
-        client = context.client_address.get() or ""
-        scheme = request.url.scheme
-        node = f'"[{client}]"' if ":" in client else client
+        scope = request.scope
+        headers = [(name, value) for name, value in _forwardable(scope["headers"]) if name not in OWN]
+        client = (context.client_address.get() or "").encode("latin-1")
+        scheme = scope.get("scheme", "http").encode("latin-1")
+        node = b'"[' + client + b']"' if b":" in client else client
         traced = trace_headers()
         if traced:  # tracing on: the upstream's parent is the gateway's span, not the client's
-            headers = [(k, v) for k, v in headers if k.lower() not in traced] + list(traced.items())
+            names = {name.lower().encode("latin-1") for name in traced}
+            headers = [(name, value) for name, value in headers if name not in names]
+            headers += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in traced.items()]
         headers += [
-            ("x-forwarded-for", client),
-            ("x-real-ip", client),
-            ("x-forwarded-proto", scheme),
-            ("forwarded", f"for={node};proto={scheme}"),
+            (b"x-request-id", (context.correlation_id.get() or "").encode("latin-1")),
+            (b"x-forwarded-for", client),
+            (b"x-real-ip", client),
+            (b"x-forwarded-proto", scheme),
+            (b"forwarded", b"for=" + node + b";proto=" + scheme),
         ]
-        has_body = "content-length" in request.headers or "transfer-encoding" in request.headers
+        length = request.headers.get("content-length")
+        has_body = length is not None or "transfer-encoding" in request.headers
         body = await self._limited_body(request) if has_body else None
-        if body is not None and "content-length" not in request.headers:
-            headers.append(("content-length", str(len(body))))  # read whole: no longer chunked upstream
+        if body is not None and length is None:
+            headers.append((b"content-length", str(len(body)).encode()))  # read whole: no longer chunked upstream
+        query: bytes = scope["query_string"]
+        target = raw_path(scope) + (b"?" + query if query else b"")
 
-        query = request.url.query
-        target = raw_path(request.scope).decode("latin-1") + ("?" + query if query else "")
-        url = URL(base_url + target, encoded=True)
-        try:
-            upstream = await self.session.request(
-                request.method, url, headers=headers, data=body, allow_redirects=False, compress=None
-            )
-        except TimeoutError as exc:
-            raise UpstreamTimeout() from exc
-        except aiohttp.ClientError as exc:
-            raise UpstreamUnavailable() from exc
-        # Raw headers, so repeated ones (Set-Cookie) stay repeated.
-        forwarded = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in upstream.raw_headers]
-        raw_headers = [
-            (k.encode("latin-1"), v.encode("latin-1"))
-            for k, v in _forwardable(forwarded)
-            if k.lower() not in RESPONSE_OWN
-        ]
-        length = upstream.content_length
-        if length is not None and length <= self.buffer_bytes:
+        upstream = await self.client.request(scope["method"], base_url, target, headers, body)
+        # Repeated headers (Set-Cookie) stay repeated.
+        raw_headers = [(name, value) for name, value in _forwardable(upstream.headers) if name not in RESPONSE_OWN]
+        length_known = upstream.content_length
+        if length_known is not None and length_known <= self.buffer_bytes:
             try:
                 content = await upstream.read()
-            except TimeoutError as exc:
-                raise UpstreamTimeout() from exc
-            except aiohttp.ClientError as exc:
-                raise UpstreamUnavailable() from exc
             finally:
                 upstream.release()
             response = Response(content, status_code=upstream.status)
         else:
             response = StreamingResponse(
-                upstream.content.iter_any(), status_code=upstream.status, background=BackgroundTask(upstream.release)
+                upstream.chunks(), status_code=upstream.status, background=BackgroundTask(upstream.release)
             )
         response.raw_headers = raw_headers
         return response

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import quote, unquote_to_bytes
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -21,6 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from shared.auth import Role
 from shared.errors import BadRequest, render
 
+PROXY_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 EVERYONE = frozenset(Role)
 STAFF = frozenset({Role.merchant, Role.ops, Role.service})
 
@@ -31,8 +33,10 @@ class Route:
     service: str
     roles: frozenset[Role]
 
-    def matches(self, path: str) -> bool:
-        return path == self.prefix or path.startswith(self.prefix + "/")
+    @property
+    def path(self) -> str:
+        """The label of the route in the request metrics (as a FastAPI route's template is)."""
+        return self.prefix + "/..."
 
 
 ROUTES: tuple[Route, ...] = (
@@ -61,8 +65,17 @@ PUBLIC_PATHS: tuple[re.Pattern[str], ...] = (
 )
 
 
+_BY_PREFIX = {route.prefix: route for route in ROUTES}
+_DEPTHS = sorted({route.prefix.count("/") for route in ROUTES}, reverse=True)
+
+
 def find_route(path: str) -> Route | None:
-    return next((route for route in ROUTES if route.matches(path)), None)
+    """The route whose prefix is the path or a leading run of its segments (the longest, should two match)."""
+    for depth in _DEPTHS:
+        route = _BY_PREFIX.get("/".join(path.split("/", depth + 1)[: depth + 1]))
+        if route is not None:
+            return route
+    return None
 
 
 def is_public(path: str) -> bool:
@@ -81,9 +94,10 @@ def raw_path(scope: Scope) -> bytes:
     return raw.partition(b"?")[0]
 
 
-def canonical_path(scope: Scope) -> str:
-    """The path decoded once; 400 for one that could be read differently upstream or step out of its prefix."""
-    raw = raw_path(scope)
+@lru_cache(maxsize=4096)  # a refusal raises, so only canonical paths are kept
+def canonical_path(raw: bytes) -> str:
+    """The path (as sent) decoded once; 400 for one that could be read differently upstream or step out of its
+    prefix."""
     if not _RAW_PATH.match(raw) or b"\\" in raw:
         raise BadRequest("The path must be printable ASCII, starting with /, without backslashes")
     segments = raw[1:].split(b"/")
@@ -112,7 +126,7 @@ class CanonicalPathMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             try:
-                canonical_path(scope)
+                canonical_path(raw_path(scope))
             except BadRequest as refusal:
                 await render(None, refusal)(scope, receive, send)
                 return

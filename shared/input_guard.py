@@ -44,7 +44,7 @@ class InputGuardMiddleware:
             await self.app(scope, receive, send)
             return
         problem = _url_problem(scope)
-        if problem is None and _is_json(scope):
+        if problem is None and _has_body(scope) and _is_json(scope):
             body, complete = await _read_body(receive, self.max_body_bytes)
             if not complete:
                 await render(None, PayloadTooLarge(f"The body exceeds {self.max_body_bytes} bytes"))(
@@ -69,6 +69,17 @@ def _url_problem(scope: Scope) -> str | None:
         if _URL_CONTROL.search(text):
             return f"The {part} holds a control character"
     return None
+
+
+def _has_body(scope: Scope) -> bool:
+    """Whether the request carries a body: without Content-Length or Transfer-Encoding it has none (RFC 9112
+    §6.3), so there is nothing to read (and nothing to replay) for most GETs. HTTP/2 frames a body without them."""
+    if scope.get("http_version", "1.1") not in ("1.0", "1.1"):
+        return True
+    for name, value in scope["headers"]:
+        if name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0"):
+            return True
+    return False
 
 
 def _is_json(scope: Scope) -> bool:

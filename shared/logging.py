@@ -64,8 +64,9 @@ class ClientDisconnects(logging.Filter):
         return record.levelno >= logging.getLogger().getEffectiveLevel()
 
 
-def configure_logging(service: str, level: str = "INFO") -> None:
-    """Replaces the root handlers with one JSON handler on stderr (uvicorn's loggers included)."""
+def configure_logging(service: str, level: str = "INFO", *, access_log: bool = True) -> None:
+    """Replaces the root handlers with one JSON handler on stderr (uvicorn's loggers included). Without
+    `access_log`, uvicorn writes no line per request (it finds no handler for its access logger)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(service))
     handler.addFilter(ClientDisconnects())
@@ -75,5 +76,6 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    logging.getLogger("uvicorn.access").propagate = access_log
     # aiokafka logs every reconnect attempt at ERROR while a broker is away; the relay reports that itself.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import secrets
 import time
-import uuid
 from collections.abc import Sequence
+from functools import lru_cache
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -35,7 +36,8 @@ def _within(address: str, trusted: Sequence[Network]) -> bool:
     return any(ip in network for network in trusted)
 
 
-def client_address(peer: str | None, forwarded_for: str, trusted: Sequence[Network]) -> str | None:
+@lru_cache(maxsize=4096)  # a few peers and forwarding chains make most requests: parsing addresses is not free
+def client_address(peer: str | None, forwarded_for: str, trusted: tuple[Network, ...]) -> str | None:
     """The client: the TCP peer, unless the peer is a trusted proxy; then the `X-Forwarded-For` hops are read from
     the right (each appended by the proxy that saw it) while the hop so far is trusted. Only trusted proxies'
     entries are believed: whatever the client wrote itself sits further left and is never reached. A malformed
@@ -69,10 +71,16 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = dict(scope["headers"]).get(REQUEST_ID_HEADER.encode(), b"").decode("latin-1")
-        request_id = incoming if _VALID_ID.match(incoming) else uuid.uuid4().hex
+        incoming = ""
+        forwarded: list[str] = []
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                incoming = value.decode("latin-1")
+            elif name == b"x-forwarded-for":
+                forwarded.append(value.decode("latin-1"))
+        request_id = incoming if _VALID_ID.match(incoming) else secrets.token_hex(16)
         token = context.correlation_id.set(request_id)
-        forwarded_for = ",".join(v.decode("latin-1") for k, v in scope["headers"] if k.lower() == b"x-forwarded-for")
+        forwarded_for = ",".join(forwarded)
         peer = scope["client"][0] if scope.get("client") else None
         address_token = context.client_address.set(client_address(peer, forwarded_for, self.trusted_proxies))
         started = time.perf_counter()

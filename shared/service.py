@@ -103,7 +103,10 @@ def build_service_app(
                 sessionmaker=sessionmaker,
                 producer=producer,
                 broker_epoch=BrokerEpoch(
-                    settings.kafka_bootstrap_servers, producer, security=settings.kafka_security()
+                    settings.kafka_bootstrap_servers,
+                    producer,
+                    security=settings.kafka_security(),
+                    consumer_timeout_ms=settings.kafka_consumer_timeout_ms,
                 ),
                 batch_size=settings.outbox_batch_size,
                 poll_seconds=settings.outbox_poll_seconds,
@@ -126,6 +129,7 @@ def build_service_app(
                         retry_seconds=settings.consumer_retry_seconds,
                         max_backoff_seconds=settings.consumer_max_backoff_seconds,
                         session_timeout_ms=settings.kafka_session_timeout_ms,
+                        consumer_timeout_ms=settings.kafka_consumer_timeout_ms,
                         released_check_seconds=settings.consumer_released_check_seconds,
                         security=settings.kafka_security(),
                         stopping=stopping,

@@ -51,6 +51,10 @@ class ServiceSettings(PrefixedSettings):
     kafka_enable_idempotence: bool = False
     kafka_request_timeout_ms: int = 10_000
     kafka_session_timeout_ms: int = 6_000
+    # How long a consumer's background fetcher waits for a cause to wake (a fetch answered, records consumed, a
+    # partition resumed or reassigned) before it looks again anyway. aiokafka's default, 200 ms, wakes each idle
+    # consumer five times a second for nothing.
+    kafka_consumer_timeout_ms: int = 2_000
     # Managed Kafka: SASL (PLAIN, SCRAM-SHA-256/512) and TLS (shared/events/kafka_security.py).
     kafka_security_protocol: SecurityProtocol = "PLAINTEXT"
     kafka_sasl_mechanism: SaslMechanism = "PLAIN"

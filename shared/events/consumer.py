@@ -65,6 +65,7 @@ class EventConsumer:
         retry_seconds: float = 0.2,
         max_backoff_seconds: float = 10.0,
         session_timeout_ms: int = 6_000,
+        consumer_timeout_ms: int = 200,
         group_id: str | None = None,
         released_check_seconds: float = 0.0,
         security: KafkaSecurity = PLAINTEXT,
@@ -94,6 +95,7 @@ class EventConsumer:
             auto_offset_reset="earliest",  # a new group, or a fresh broker: from the first record
             session_timeout_ms=session_timeout_ms,
             heartbeat_interval_ms=max(session_timeout_ms // 3, 500),
+            consumer_timeout_ms=consumer_timeout_ms,
             **security.client_kwargs(),
         )
 

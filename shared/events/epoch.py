@@ -27,9 +27,11 @@ class BrokerEpoch:
         producer: AIOKafkaProducer,
         timeout_seconds: float = 10.0,
         security: KafkaSecurity = PLAINTEXT,
+        consumer_timeout_ms: int = 200,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.security = security
+        self.consumer_timeout_ms = consumer_timeout_ms
         self.producer = producer
         self.timeout = timeout_seconds
         self.consumer: AIOKafkaConsumer | None = None
@@ -42,6 +44,7 @@ class BrokerEpoch:
                 group_id=None,
                 enable_auto_commit=False,
                 client_id="songda-epoch",
+                consumer_timeout_ms=self.consumer_timeout_ms,
                 **self.security.client_kwargs(),
             )
             try:
