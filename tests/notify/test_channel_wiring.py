@@ -17,7 +17,8 @@ def test_the_stack_wires_the_channels_to_the_sandboxes(tmp_path: Path, monkeypat
     entries = table.wanted(("notify",))
     assert {wechat_api.NAME, tencent_sms.NAME} <= {entry.name for entry in entries}
     urls = {entry.name: f"http://127.0.0.1:{9000 + i}" for i, entry in enumerate(entries)}
-    wiring = Wiring(tmp_path, True, urls, {"notify": "postgresql+asyncpg://x/notify"}, "127.0.0.1:9092", False)
+    databases = {"notify": "postgresql+asyncpg://x/notify", "gateway": "postgresql+asyncpg://x/gateway"}
+    wiring = Wiring(tmp_path, True, urls, databases, "127.0.0.1:9092", False)
     env = table.environments(entries, wiring)
     for name, value in env["notify"].items():
         monkeypatch.setenv(name, value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 from tests.notify.conftest import CUSTOMER, TEMPLATES, NotifyHarness, notify_stack
 
@@ -135,6 +136,7 @@ async def test_a_legacy_wechat_delivery_is_not_notified_twice(notify: NotifyHarn
 
 async def test_a_merchant_without_templates_sends_nothing_but_the_inbox_has_it(notify: NotifyHarness) -> None:
     await notify.order("o-1005")
+    notify.clock.advance(timedelta(minutes=20))
     await notify.delivery("o-1005", "delivered", "delivered")
     await notify.send()
     assert await notify.wechat_messages() == []

@@ -19,6 +19,7 @@ from shared.errors import Conflict, Refused
 from shared.keys import public_pem
 from shared.service import build_service_app
 from shared.timers import arm_timer
+from shared.vault import new_key
 from tests.harness import ServiceHarness, served
 from tests.support import JWT_KEY
 
@@ -76,7 +77,7 @@ async def test_aftersales_and_notify_start_as_the_skeleton(db_url: str, bootstra
             create_aftersales,
             AftersalesSettings(**_test_env(db_url, bootstrap)),
         ),
-        (create_notify, NotifySettings(**_test_env(db_url, bootstrap))),
+        (create_notify, NotifySettings(**_test_env(db_url, bootstrap), vault_key=new_key())),
     ):
         async with served(create_app(settings, clock=FrozenClock()), ServiceHarness) as service:  # type: ignore[arg-type]
             assert (await service.client.get("/healthz")).json() == {"status": "ok", "service": settings.service_name}
