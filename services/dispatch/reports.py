@@ -5,6 +5,8 @@ about one delivery are applied one after the other."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -108,6 +110,7 @@ async def _move(session: AsyncSession, desk: Desk, delivery: Delivery, report: U
     if report.rider:
         delivery.rider = report.rider
     located = report.rider_lat is not None and report.rider_lng is not None
+    told_at = delivery.rider_located_at
     if located:
         delivery.rider_lat, delivery.rider_lng, delivery.rider_located_at = report.rider_lat, report.rider_lng, now
     if status is S.rider_assigned:
@@ -133,7 +136,8 @@ async def _move(session: AsyncSession, desk: Desk, delivery: Delivery, report: U
     else:
         await deadlines.watch(session, desk, delivery)
     await events.publish(session, desk.clock, delivery, EVENT_NAME[status], carrier_code=report.code)
-    if located and status not in TERMINAL and delivery.carrier != OWN_FLEET:
+    quiet = told_at is None or now - told_at >= timedelta(seconds=desk.settings.location_event_seconds)
+    if located and quiet and status not in TERMINAL and delivery.carrier != OWN_FLEET:
         # A carrier's callback placed the rider (an own rider's position comes with their location reports).
         await events.publish_location(session, desk.clock, delivery)
 
