@@ -12,6 +12,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from gateway.auth import TokenIssuer, auth_router, load_signing_key
+from gateway.identity.setup import install_identity
 from gateway.openapi import OpenApiAggregator
 from gateway.proxy import UpstreamProxy, upstream_session
 from gateway.ratelimit import AdmissionLimits, TokenBucketLimiter
@@ -138,6 +139,7 @@ def create_app(settings: GatewaySettings | None = None, clock: Clock | None = No
     app.add_middleware(InputGuardMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, service="gateway", trusted_proxies=networks(settings.trusted_proxies))
     app.include_router(auth_router(settings))
+    install_identity(app, settings, clock)
     _add_operational_routes(app)
     _add_proxy_route(app)
     return app

@@ -52,10 +52,12 @@ ROUTES: tuple[Route, ...] = (
     Route("/v1/webhooks", "notify", STAFF),
 )
 
-# Callbacks from carriers and the payment provider: authenticated by their signatures in the service.
+# Callbacks from carriers and the payment provider, and WeChat's message push: authenticated by their signatures
+# in the service.
 PUBLIC_PATHS: tuple[re.Pattern[str], ...] = (
     re.compile(r"^/v1/carriers/[A-Za-z0-9_-]+/callback$"),
     re.compile(r"^/v1/payments/[A-Za-z0-9_-]+/callback$"),
+    re.compile(r"^/v1/notifications/wechat/push$"),
 )
 
 

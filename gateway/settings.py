@@ -62,12 +62,47 @@ class GatewaySettings(PrefixedSettings):
     wechat_secret: str = ""
     wechat_api_base: str = "https://api.weixin.qq.com"
 
+    # The gateway's own database: staff accounts, invitations, refresh tokens, sign-in throttling
+    # (gateway/identity). Empty: no password sign-in, only WeChat logins and OIDC exchanges (and dev tokens).
+    database_url: str = ""
+    database_pool_size: int = 5
+    # Staff sign-in: a short-lived access token and a rotating refresh token (stored as its hash only).
+    staff_access_token_ttl_seconds: int = 15 * 60
+    staff_refresh_token_ttl_seconds: int = 30 * 24 * 3600
+    staff_invitation_ttl_seconds: int = 72 * 3600
+    # Failed sign-ins tolerated per login and per client address within the window; more are refused (429) until
+    # the window ends.
+    sign_in_failures_per_account: int = 5
+    sign_in_failures_per_address: int = 30
+    sign_in_window_seconds: int = 15 * 60
+
+    # An external OpenID Connect provider (a merchant's own): its tokens are exchanged at /v1/auth/oidc/exchange for
+    # Songda tokens, their claims mapped by these names. Empty issuer: no provider.
+    oidc_issuer: str = ""
+    oidc_jwks_url: str = ""
+    oidc_audience: str = ""
+    oidc_merchant_claim: str = "merchant_id"
+    oidc_stores_claim: str = "store_ids"
+    oidc_role_claim: str = "role"
+    # The merchants the provider may speak for (JSON list): a token naming another is refused.
+    oidc_merchant_ids: list[str] = []
+    # The roles its tokens may carry (staff of the merchant, never ops).
+    oidc_roles: list[Literal["merchant", "rider"]] = ["merchant", "rider"]
+
     log_level: str = "INFO"
 
     @model_validator(mode="after")
     def _sandboxes_only_in_dev_mode(self) -> GatewaySettings:
         if self.wechat_mode == "sandbox" and not self.dev_mode:
             raise ValueError("GATEWAY_WECHAT_MODE=sandbox mints customers for any code: it needs GATEWAY_DEV_MODE=true")
+        return self
+
+    @model_validator(mode="after")
+    def _oidc_complete(self) -> GatewaySettings:
+        if self.oidc_issuer and not (self.oidc_jwks_url and self.oidc_audience and self.oidc_merchant_ids):
+            raise ValueError(
+                "GATEWAY_OIDC_ISSUER needs GATEWAY_OIDC_JWKS_URL, GATEWAY_OIDC_AUDIENCE and GATEWAY_OIDC_MERCHANT_IDS"
+            )
         return self
 
     def upstreams(self) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""Alembic plumbing shared by every service's own migration history (`services/<name>/migrations`).
+"""Alembic plumbing shared by every service's own migration history (`services/<name>/migrations`, and the gateway's
+`gateway/migrations`).
 
 `upgrade(service, url)` runs a service's history programmatically (the launcher, tests, `songda migrate`);
 `run_env(metadata)` is what each history's env.py calls; `create_infra_tables()` is the first revision of every
@@ -18,11 +19,17 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from shared.database_tls import split_tls
+from shared.events.topics import SERVICES
+
+# Every component with a database of its own, so a migration history: the services, and the gateway (identity).
+HISTORIES: tuple[str, ...] = (*SERVICES, "gateway")
 
 
 def alembic_config(service: str, database_url: str) -> Config:
+    """`service` is a service's name, or `gateway` for the gateway's own history (its identity tables)."""
+    package = "gateway" if service == "gateway" else f"services.{service}"
     config = Config()
-    config.set_main_option("script_location", f"services.{service}:migrations")
+    config.set_main_option("script_location", f"{package}:migrations")
     config.attributes["database_url"] = database_url
     return config
 

@@ -12,6 +12,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from datetime import datetime, timedelta
+from functools import partial
 
 import httpx
 from fastapi import APIRouter, FastAPI, Request
@@ -66,10 +67,13 @@ def build_service_app(
     timer_handlers: Mapping[str, TimerHandler] | None = None,
     clock: Clock | None = None,
     http_clients: Sequence[httpx.AsyncClient] = (),
+    workers: Mapping[str, Callable[[FastAPI], Awaitable[None]]] | None = None,
+    closing: Sequence[Callable[[], Awaitable[None]]] = (),
 ) -> FastAPI:
     """`http_clients` are the service's own pools (to a provider, a peer service): built with the app, so its
     routes and handlers can hold them, and closed on shutdown, after the workers stopped and before the engine is
-    disposed."""
+    disposed. `workers` are the service's own background loops (given the app, once its engine is up), supervised
+    like the relay; `closing` runs on shutdown beside the clients (what holds a database connection of its own)."""
     service = settings.service_name
     configure_tracing(service)
     clock = clock or SystemClock()
@@ -144,6 +148,8 @@ def build_service_app(
                 engine=engine,
             )
             tasks.append(asyncio.create_task(supervise("timers", timers.run), name=f"{service}-timers"))
+            for name, work in (workers or {}).items():
+                tasks.append(asyncio.create_task(supervise(name, partial(work, app)), name=f"{service}-{name}"))
         try:
             yield
         finally:
@@ -155,9 +161,9 @@ def build_service_app(
             for task in [*tasks, *consuming]:
                 with suppress(asyncio.CancelledError):
                     await task
-            for client in http_clients:
+            for close in (*closing, *(client.aclose for client in http_clients)):
                 with suppress(Exception):  # one failing close must not keep the others (or the engine) open
-                    await client.aclose()
+                    await close()
             with suppress(Exception):
                 await producer.stop()
             await engine.dispose()

@@ -104,6 +104,36 @@ async def aftersales_db_url(infra: Infra, aftersales_template: str) -> AsyncIter
     await _admin(infra, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture(scope="session")
+async def gateway_template(infra: Infra) -> AsyncIterator[str]:
+    name = await _migrated_template(infra, "gateway")
+    yield name
+    await _admin(infra, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def gateway_db_url(infra: Infra, gateway_template: str) -> AsyncIterator[str]:
+    """A fresh identity database of the gateway."""
+    name = await _clone(infra, gateway_template)
+    yield database_url(infra.postgres_url, name)
+    await _admin(infra, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+async def notify_template(infra: Infra) -> AsyncIterator[str]:
+    name = await _migrated_template(infra, "notify")
+    yield name
+    await _admin(infra, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def notify_db_url(infra: Infra, notify_template: str) -> AsyncIterator[str]:
+    """A fresh notify-service database."""
+    name = await _clone(infra, notify_template)
+    yield database_url(infra.postgres_url, name)
+    await _admin(infra, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture
 async def db_url(infra: Infra, template_database: str) -> AsyncIterator[str]:
     """A fresh order-service database."""

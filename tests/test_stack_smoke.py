@@ -108,6 +108,16 @@ def test_run_survives_a_crashed_run_and_stops_cleanly(state_dir: Path) -> None:
         assert set(ready.json()["upstreams"]) == {"order", "dispatch", "redemption", "aftersales", "notify"}
         merchant = {"Authorization": "Bearer " + printed["token merchant"]}
         assert httpx.get(printed["gateway"] + "/v1/stores/demo-store", headers=merchant, timeout=10).status_code == 200
+        # The demo admin, seeded once, signs in with the printed password after the restart too.
+        admin = re.match(r"login=(\S+) password=(\S+)", printed["demo admin"])
+        assert admin is not None, printed
+        login, password = admin.groups()
+        signed_in = httpx.post(
+            printed["gateway"] + "/v1/auth/sign-in", json={"login": login, "password": password}, timeout=10
+        )
+        assert (signed_in.status_code, signed_in.json()["merchant_id"]) == (200, "demo-merchant"), signed_in.text
+        admin_token = {"Authorization": "Bearer " + signed_in.json()["access_token"]}
+        assert httpx.get(printed["gateway"] + "/v1/orders", headers=admin_token, timeout=10).status_code == 200
         # The demo walk, end to end through the gateway: order, WeChat Pay sandbox and its signed notifications,
         # merchant workflow, codes issued and redeemed across services over Kafka, the refund timer.
         said: list[str] = []
@@ -124,6 +134,16 @@ def test_run_survives_a_crashed_run_and_stops_cleanly(state_dir: Path) -> None:
         # handover is the customer's finish code, verified by the redemption service.
         assert re.search(r"(dada|sf) +delivered", walk), walk
         assert "handover verified by the redemption service → delivery delivered" in walk
+        # Notify: the carrier's delivery notified on the customer's grants, the own rider's (grants spent) by SMS.
+        assert re.search(r"delivered +sent +wechat", walk), walk
+        assert re.search(r"delivered +sent +sms", walk), walk
+        # The first order's live stream through the gateway: its whole story, then `end`.
+        first_order = re.findall(r"order (\S+):$", walk, re.MULTILINE)[0]
+        customer = {"Authorization": "Bearer " + printed["token customer"]}
+        stream = _read_stream(printed["gateway"] + f"/v1/notifications/streams/orders/{first_order}", customer)
+        assert "event: end" in stream, stream
+        assert "order.paid" in stream, stream
+        assert "delivery.delivered" in stream, stream
         started = _started_pids(state_dir)
         data_dir = _state(state_dir)["postgres_data_dir"]
     finally:
@@ -133,6 +153,18 @@ def test_run_survives_a_crashed_run_and_stops_cleanly(state_dir: Path) -> None:
     assert "stopped." in output
     assert _our_processes(data_dir, started) == []
     assert not (state_dir / "run" / "stack.json").exists()
+
+
+def _read_stream(url: str, headers: dict[str, str]) -> str:
+    """An SSE stream's text up to its `end` event (or 15 s)."""
+    lines: list[str] = []
+    with httpx.stream("GET", url, headers=headers, timeout=15) as response:
+        assert response.status_code == 200, response.read()
+        for line in response.iter_lines():
+            lines.append(line)
+            if line == "event: end":
+                break
+    return "\n".join(lines)
 
 
 def _stop(process: subprocess.Popen[str]) -> str:

@@ -221,9 +221,33 @@ async def aftersales_refunds_match(dbs: Databases) -> Finding:
     )
 
 
+async def no_notice_sent_twice(dbs: Databases) -> Finding:
+    """A customer hears of each state of an order once: one notice per (order, state) (a unique key), at most one
+    successful send per notice, and no one-time grant spent on two notices. And none is left behind: no notice still
+    pending or mid-send once its retry was due long ago."""
+    if "notify" not in dbs or not await _has_table(dbs["notify"], "notice"):
+        return _finding("no customer notice sent twice", 0, [], "")
+    notify = dbs["notify"]
+    checked = int(await notify.fetchval("SELECT count(*) FROM notice") or 0)
+    twice = await notify.fetch(
+        """SELECT 'notice ' || notice_id AS id FROM notice_attempt WHERE result = 'sent'
+           GROUP BY notice_id HAVING count(*) > 1"""
+    )
+    shared_grant = await notify.fetch(
+        """SELECT 'grant ' || n.grant_id AS id FROM notice n JOIN subscribe_grant g ON g.id = n.grant_id
+           WHERE NOT g.long_term AND n.status = 'sent' GROUP BY n.grant_id HAVING count(*) > 1"""
+    )
+    stuck = await notify.fetch(
+        f"""SELECT 'notice ' || id AS id FROM notice WHERE status IN ('pending', 'sending')
+            AND coalesce(lease_until, next_attempt_at) < now() - interval '{STUCK_AFTER_SECONDS} seconds'"""  # noqa: S608
+    )
+    bad = [row["id"] for row in (*twice, *shared_grant, *stuck)]
+    return _finding("no customer notice sent twice", checked, bad, "a notice sent twice, a grant spent twice, or stuck")
+
+
 Invariant = Callable[[Databases], Awaitable[Finding]]
 
-# The hook: the after-sales and notify services add their invariants here (no notice sent twice, ...).
+# The hook: each service's invariants, checked after every chaos run.
 INVARIANTS: list[Invariant] = [
     paid_orders_settle,
     no_refund_paid_twice,
@@ -232,6 +256,7 @@ INVARIANTS: list[Invariant] = [
     outboxes_drained,
     no_event_dead_lettered,
     aftersales_refunds_match,
+    no_notice_sent_twice,
 ]
 
 

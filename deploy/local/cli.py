@@ -18,8 +18,9 @@ def _stop_on_sigterm() -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from deploy.local.keys import demo_admin_password
     from deploy.local.launcher import Stack, StackOptions
-    from deploy.local.seed import DEMO_MERCHANT_ID, DEMO_STORE_ID
+    from deploy.local.seed import DEMO_ADMIN_LOGIN, DEMO_MERCHANT_ID, DEMO_STORE_ID
 
     _stop_on_sigterm()
     options = StackOptions.from_env(Path(args.state_dir).resolve())
@@ -44,6 +45,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(
             f"demo merchant: merchant_id={DEMO_MERCHANT_ID} store_ids=[{DEMO_STORE_ID}] "
             "(store seeded, its Dada and SF accounts bound; try `make demo`)"
+        )
+        print(
+            f"demo admin: login={DEMO_ADMIN_LOGIN} password={demo_admin_password(options.state_dir)} "
+            f"(POST {gateway}/v1/auth/sign-in)"
         )
         for role, token in stack.demo_tokens().items():
             print(f"token {role}: {token}")

@@ -13,6 +13,8 @@ from typing import Any
 import httpx
 
 from deploy.local.demo_aftersales import partial_refund
+from deploy.local.demo_notices import accept_prompt, print_notices
+from deploy.local.sandboxes.wechat_api import NAME as WECHAT_API_SANDBOX
 from deploy.local.sandboxes.wechatpay import NAME as WECHATPAY_SANDBOX
 from deploy.local.seed import DEMO_LAT, DEMO_LNG, DEMO_STORE, DEMO_STORE_ID, auth, seed_demo_store
 from deploy.local.tokens import demo_tokens
@@ -25,8 +27,13 @@ class DemoFailed(RuntimeError):
 
 
 class Walk:
-    def __init__(self, gateway: str, sandbox: str, tokens: dict[str, str], say: Callable[[str], None]) -> None:
+    def __init__(
+        self, gateway: str, sandbox: str, tokens: dict[str, str], say: Callable[[str], None],
+        wechat_api: str | None = None,
+    ) -> None:  # fmt: skip
         self.gateway = httpx.Client(base_url=gateway, timeout=15)
+        self.wechat_api = wechat_api
+        self.orders: list[str] = []
         self.sandbox = httpx.Client(base_url=sandbox, timeout=15)
         self.tokens = tokens
         self.say = say
@@ -78,6 +85,7 @@ class Walk:
         if mode != "pickup":
             body["address"] = {"text": "东城区王府井大街 100 号", "lat": CUSTOMER_LAT, "lng": CUSTOMER_LNG}
         order = self.call("customer", "POST", "/v1/orders", json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
+        self.orders.append(order["id"])
         self.say(
             f"    order {order['id']}: items {order['items_fen'] / 100:.2f} + delivery "
             f"{order['delivery_fee_fen'] / 100:.2f} = ¥{order['total_fen'] / 100:.2f}, {order['status']}"
@@ -148,6 +156,7 @@ class Walk:
         self.say("    menu: " + ", ".join(skus))
 
         self.step("They order two bowls and an egg for delivery, and pay with WeChat Pay (sandbox)")
+        accept_prompt(self, self.wechat_api, "demo-customer")
         order = self.place_and_pay(
             "delivery",
             [{"sku_id": skus["招牌牛肉面 大碗"], "quantity": 2}, {"sku_id": skus["卤蛋 一个"], "quantity": 1}],
@@ -219,6 +228,7 @@ class Walk:
             self.say(
                 f"    {item['id']} {item['fulfilment_mode']:>8} {item['status']:<17} ¥{item['total_fen'] / 100:.2f}"
             )
+        print_notices(self, self.orders)
         self.say("\nDone. Explore the API at the gateway's /docs with the tokens `make run` printed.")
 
 
@@ -232,7 +242,7 @@ def run_demo(state_dir: Path, say: Callable[[str], None] = print) -> None:
         raise DemoFailed("the stack's state file has no URLs: restart it with `make run`")
     tokens = demo_tokens(state_dir, ttl_seconds=600)
     seed_demo_store(urls["gateway"], tokens["merchant"])
-    walk = Walk(urls["gateway"], urls[WECHATPAY_SANDBOX], tokens, say)
+    walk = Walk(urls["gateway"], urls[WECHATPAY_SANDBOX], tokens, say, wechat_api=urls.get(WECHAT_API_SANDBOX))
     try:
         walk.run()
     finally:

@@ -4,6 +4,7 @@ orphan what the old one sealed or signed (sealed carrier secrets, issued tokens,
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 
@@ -53,3 +54,8 @@ def handover_key(state_dir: Path) -> tuple[str, str]:
     key = serialization.load_pem_private_key(private.encode(), password=None)
     assert isinstance(key, ed25519.Ed25519PrivateKey)
     return private, public_pem(key)
+
+
+def demo_admin_password(state_dir: Path) -> str:
+    """The demo merchant admin's password, made on the first start."""
+    return ensure_secret(key_dir(state_dir) / "demo-admin-password", lambda: secrets.token_urlsafe(12)).strip()

@@ -21,11 +21,12 @@ import asyncpg
 
 from deploy.local import table
 from deploy.local.broker import TansuBroker, ensure_topics
+from deploy.local.keys import demo_admin_password
 from deploy.local.ports import free_port
 from deploy.local.postgres import EmbeddedPostgres
 from deploy.local.processes import AppProcess, process_cmdline, terminate_group
 from deploy.local.sandboxes.carriers.simulator import NAME as CARRIER_SIMULATOR
-from deploy.local.seed import seed_demo_carriers, seed_demo_store
+from deploy.local.seed import seed_demo_admin, seed_demo_carriers, seed_demo_notices, seed_demo_store
 from deploy.local.tokens import demo_tokens
 from deploy.local.wiring import GATEWAY, Wiring
 from shared import migrations
@@ -123,8 +124,8 @@ def start_infra(options: StackOptions) -> Infra:
 
 
 def create_databases(options: StackOptions, infra: Infra) -> dict[str, str]:
-    """Creates each service's database if missing; returns the service → URL map."""
-    names = {service: f"{options.database_prefix}{service}" for service in options.services}
+    """Creates each service's database, and the gateway's, if missing; returns the component → URL map."""
+    names = {name: f"{options.database_prefix}{name}" for name in (*options.services, GATEWAY)}
     asyncio.run(_create_databases(infra.postgres_url, list(names.values())))
     return {service: database_url(infra.postgres_url, name) for service, name in names.items()}
 
@@ -178,9 +179,9 @@ class Stack:
             kafka_enable_idempotence=self.infra.kafka_enable_idempotence,
         )
         environments = table.environments(entries, wiring)
-        for service, url in database_urls.items():
-            with _environment(environments[service]):
-                migrations.upgrade(service, url)
+        for component, url in database_urls.items():
+            with _environment(environments[component]):
+                migrations.upgrade(component, url)
         logs = self.options.state_dir / "logs"
         for entry in entries:
             self.apps.append(
@@ -194,11 +195,17 @@ class Stack:
         deadline = time.monotonic() + ready_timeout
         for app in self.apps:
             app.wait_ready(deadline)
+        if self.options.seed_demo:
+            ops = self.demo_tokens(ttl_seconds=300)["ops"]
+            seed_demo_admin(self.gateway.url, ops, demo_admin_password(self.options.state_dir))
         if self.options.seed_demo and "order" in self.options.services:
-            merchant = self.demo_tokens(ttl_seconds=300)["merchant"]
+            tokens = self.demo_tokens(ttl_seconds=300)
+            merchant = tokens["merchant"]
             seed_demo_store(self.gateway.url, merchant)
             if "dispatch" in self.options.services:
                 seed_demo_carriers(self.gateway.url, wiring.urls[CARRIER_SIMULATOR], merchant)
+            if "notify" in self.options.services:
+                seed_demo_notices(self.gateway.url, tokens["ops"])
 
     def sandboxes(self) -> list[tuple[str, AppProcess]]:
         """The running sandboxes, each with the title `songda run` prints it by."""

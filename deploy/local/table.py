@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from deploy.local import keys
-from deploy.local.sandboxes import wechatpay
+from deploy.local.sandboxes import tencent_sms, wechat_api, wechatpay
 from deploy.local.sandboxes.carriers import simulator
 from deploy.local.wiring import DEMO_WECHAT_APPID, GATEWAY, Entry, Environments, Wiring
 from shared.events.topics import SERVICES
@@ -57,6 +57,7 @@ def _redemption(wiring: Wiring) -> Environments:
 def _gateway(wiring: Wiring) -> Environments:
     env = {
         "GATEWAY_SIGNING_KEY_FILE": str(keys.signing_key_file(wiring.state_dir)),
+        "GATEWAY_DATABASE_URL": wiring.database_urls[GATEWAY],
         "GATEWAY_DEV_MODE": str(wiring.dev_mode).lower(),
     }
     if wiring.dev_mode:
@@ -69,7 +70,16 @@ def _gateway(wiring: Wiring) -> Environments:
     return {GATEWAY: env}
 
 
-EXTRA: dict[str, Callable[[Wiring], Environments]] = {"dispatch": _dispatch, "redemption": _redemption}
+def _notify(wiring: Wiring) -> Environments:
+    # Seals merchants' webhook signing secrets.
+    return {"notify": {"NOTIFY_VAULT_KEY": keys.vault_key(wiring.state_dir, "notify")}}
+
+
+EXTRA: dict[str, Callable[[Wiring], Environments]] = {
+    "dispatch": _dispatch,
+    "redemption": _redemption,
+    "notify": _notify,
+}
 
 PROCESSES: tuple[Entry, ...] = (
     Entry(
@@ -85,6 +95,20 @@ PROCESSES: tuple[Entry, ...] = (
         simulator.wire,
         serves=("dispatch",),
         title="carrier simulator",
+    ),
+    Entry(
+        wechat_api.NAME,
+        "deploy.local.sandboxes.wechat_api:create_app",
+        wechat_api.wire,
+        serves=("notify",),
+        title="wechat api sandbox",
+    ),
+    Entry(
+        tencent_sms.NAME,
+        "deploy.local.sandboxes.tencent_sms:create_app",
+        tencent_sms.wire,
+        serves=("notify",),
+        title="tencent sms sandbox",
     ),
     *(_service(service, EXTRA.get(service)) for service in SERVICES),
     Entry(GATEWAY, "gateway.app:create_app", _gateway, front=True),

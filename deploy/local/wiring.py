@@ -26,7 +26,7 @@ class Wiring:
     state_dir: Path
     dev_mode: bool
     urls: Mapping[str, str]  # every process that runs, by name
-    database_urls: Mapping[str, str]  # by service
+    database_urls: Mapping[str, str]  # by service, and the gateway's
     bootstrap_servers: str
     kafka_enable_idempotence: bool
 

@@ -102,7 +102,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
 def cmd_migrate(args: argparse.Namespace) -> int:
     from shared import migrations
 
-    services = SERVICES if args.service == "all" else (args.service,)
+    services = migrations.HISTORIES if args.service == "all" else (args.service,)
     for service in services:
         url = args.database_url.replace("{service}", service)
         migrations.upgrade(service, url)
@@ -182,6 +182,43 @@ def _in_session(database_url: str, work: Callable[[AsyncSession], Awaitable[T]])
     return asyncio.run(run())
 
 
+def cmd_staff_invite(args: argparse.Namespace) -> int:
+    """An account straight in the gateway's database, with no one signed in yet: the first ops account (or a
+    merchant's first admin) of a production without dev tokens."""
+    from datetime import UTC, datetime, timedelta
+
+    from pydantic import TypeAdapter, ValidationError
+
+    from gateway.identity.accounts import check_shape, create_account, issue_invitation
+    from gateway.identity.schemas import Login
+    from shared.errors import ServiceError
+
+    try:
+        login = TypeAdapter(Login).validate_python(args.login)  # as the API takes it: trimmed, lower case
+    except ValidationError as exc:
+        print(f"songda staff invite: --login {exc.errors()[0]['msg']}", file=sys.stderr)
+        return 2
+
+    async def work(session: AsyncSession) -> tuple[str, datetime]:
+        now = datetime.now(UTC)
+        check_shape(args.role, args.merchant_id, args.admin, [])
+        account = await create_account(
+            session, login=login, display_name=args.display_name or login, role=args.role,
+            merchant_id=args.merchant_id, admin=args.admin, store_ids=[], created_by="songda staff invite", now=now,
+        )  # fmt: skip
+        return issue_invitation(session, account, "invite", now, timedelta(hours=args.valid_hours))
+
+    try:
+        token, expires_at = _in_session(args.database_url, work)
+    except ServiceError as exc:
+        print(f"songda staff invite: {exc.detail}", file=sys.stderr)
+        return 1
+    print(f"invited {login} ({args.role}); until {expires_at:%Y-%m-%d %H:%M} UTC the token below sets its password")
+    print('once, with POST /v1/auth/password {"token": ..., "password": ...}:')
+    print(token)
+    return 0
+
+
 def cmd_dlq_list(args: argparse.Namespace) -> int:
     from shared.events.parking import dead_letters
 
@@ -246,14 +283,26 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     probe.add_argument("--timeout", type=float, default=10.0)
     probe.set_defaults(func=cmd_probe)
 
-    migrate = sub.add_parser("migrate", help="run a service's Alembic migrations to head")
-    migrate.add_argument("service", choices=[*SERVICES, "all"])
+    migrate = sub.add_parser("migrate", help="run a service's (or the gateway's) Alembic migrations to head")
+    migrate.add_argument("service", choices=[*SERVICES, "gateway", "all"])
     migrate.add_argument(
         "--database-url",
         required=True,
         help="postgresql+asyncpg URL; '{service}' is replaced by the service name",
     )
     migrate.set_defaults(func=cmd_migrate)
+
+    staff = sub.add_parser("staff", help="staff accounts in the gateway's identity database")
+    staff_sub = staff.add_subparsers(dest="staff_command", required=True)
+    invite = staff_sub.add_parser("invite", help="create an account and print its one-time password token")
+    invite.add_argument("--database-url", required=True, help="the gateway's postgresql+asyncpg URL")
+    invite.add_argument("--login", required=True)
+    invite.add_argument("--role", choices=["ops", "merchant", "rider"], default="ops")
+    invite.add_argument("--merchant-id", help="for a merchant's staff or rider")
+    invite.add_argument("--admin", action="store_true", help="the merchant's admin (with --role merchant)")
+    invite.add_argument("--display-name")
+    invite.add_argument("--valid-hours", type=int, default=72)
+    invite.set_defaults(func=cmd_staff_invite)
 
     dlq = sub.add_parser("dlq", help="dead letters: events a consumer's handler failed on, holding their subject")
     dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True)

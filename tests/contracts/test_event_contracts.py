@@ -12,6 +12,7 @@ from pydantic import create_model
 from services import event_catalogue
 from services.aftersales.handlers import AftersalesReactions
 from services.dispatch.handlers import DispatchReactions
+from services.notify.handlers import NotifyReactions
 from services.order import events as order_events
 from services.order.handlers import OrderReactions
 from services.redemption.consumed import OrderToCode
@@ -31,6 +32,7 @@ def consumed() -> list[tuple[str, str, type[EventView]]]:
         "dispatch": DispatchReactions(UNUSED).event_handlers(),
         "redemption": RedemptionReactions(settings=UNUSED, clock=SystemClock(), vault=UNUSED).event_handlers(),
         "aftersales": AftersalesReactions(UNUSED, SystemClock()).event_handlers(),
+        "notify": NotifyReactions(UNUSED, SystemClock()).event_handlers(),
     }
     found = []
     for consumer, handlers in consumers.items():

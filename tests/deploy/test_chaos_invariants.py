@@ -44,7 +44,7 @@ async def insert(connection: asyncpg.Connection, table: str, **values: Any) -> N
 
 @pytest.fixture
 async def dbs(
-    db_url: str, redemption_db_url: str, dispatch_db_url: str, aftersales_db_url: str
+    db_url: str, redemption_db_url: str, dispatch_db_url: str, aftersales_db_url: str, notify_db_url: str
 ) -> AsyncIterator[Databases]:
     opened: Databases = {}
     urls = {
@@ -52,6 +52,7 @@ async def dbs(
         "redemption": redemption_db_url,
         "dispatch": dispatch_db_url,
         "aftersales": aftersales_db_url,
+        "notify": notify_db_url,
     }
     for service, url in urls.items():
         opened[service] = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
@@ -114,6 +115,26 @@ async def case_refunded_twice(dbs: Databases) -> None:
                      amount_fen=300, status="succeeded")  # fmt: skip
 
 
+async def notice_sent_twice(dbs: Databases) -> None:
+    notice = "5f1c2a8e-0000-4000-8000-0000000000a1"
+    await insert(dbs["notify"], "notice", id=notice, order_id="o-n", key="delivered", status="sent")
+    for _ in range(2):
+        await insert(dbs["notify"], "notice_attempt", notice_id=notice, channel="wechat", result="sent")
+
+
+async def grant_spent_twice(dbs: Databases) -> None:
+    grant = "5f1c2a8e-0000-4000-8000-0000000000b1"
+    await insert(dbs["notify"], "subscribe_grant", id=grant, openid="c", template_id="t", source="client",
+                 granted_at=_now())  # fmt: skip
+    for key in ("delivering", "delivered"):
+        await insert(dbs["notify"], "notice", order_id="o-g", key=key, status="sent", grant_id=grant)
+
+
+async def notice_stuck(dbs: Databases) -> None:
+    await insert(dbs["notify"], "notice", order_id="o-s", key="delivered", status="pending",
+                 next_attempt_at=_now() - timedelta(hours=1))  # fmt: skip
+
+
 SEEDS: dict[str, tuple[Callable[[Databases], Awaitable[None]], Callable[[Databases], Awaitable[Any]]]] = {
     "stuck order": (stuck_order, invariants.paid_orders_settle),
     "refund twice": (refund_twice, invariants.no_refund_paid_twice),
@@ -122,6 +143,9 @@ SEEDS: dict[str, tuple[Callable[[Databases], Awaitable[None]], Callable[[Databas
     "unpublished outbox row": (unpublished, invariants.outboxes_drained),
     "overdue timer": (overdue_timer, invariants.no_event_dead_lettered),
     "after-sales case refunded twice": (case_refunded_twice, invariants.aftersales_refunds_match),
+    "notice sent twice": (notice_sent_twice, invariants.no_notice_sent_twice),
+    "grant spent on two notices": (grant_spent_twice, invariants.no_notice_sent_twice),
+    "notice never sent": (notice_stuck, invariants.no_notice_sent_twice),
 }
 
 

@@ -120,7 +120,7 @@ def test_every_pod_is_restricted_and_deployments_have_three_probes(helm_env: dic
 def test_migrations_and_topics_run_as_hooks_before_the_pods(helm_env: dict[str, str]) -> None:
     objects = render(helm_env, CHART / "ci" / "production-values.yaml")
     jobs = {j["metadata"]["labels"]["app.kubernetes.io/component"]: j for j in kinds(objects, "Job")}
-    assert set(jobs) == {"topics", *(f"migrate-{c}" for c in COMPONENTS - {"gateway"})}
+    assert set(jobs) == {"topics", *(f"migrate-{c}" for c in COMPONENTS)}
     for component, job in jobs.items():
         annotations = job["metadata"]["annotations"]
         assert annotations["helm.sh/hook"] == "pre-install,pre-upgrade"
@@ -129,6 +129,8 @@ def test_migrations_and_topics_run_as_hooks_before_the_pods(helm_env: dict[str, 
     (container,) = jobs["migrate-order"]["spec"]["template"]["spec"]["containers"]
     assert container["args"] == ["migrate", "order", "--database-url", "$(ORDER_DATABASE_URL)"]
     assert container["envFrom"] == [{"secretRef": {"name": "songda-order"}}]
+    (gateway,) = jobs["migrate-gateway"]["spec"]["template"]["spec"]["containers"]
+    assert gateway["args"] == ["migrate", "gateway", "--database-url", "$(GATEWAY_DATABASE_URL)"]
     (topics,) = jobs["topics"]["spec"]["template"]["spec"]["containers"]
     assert topics["args"][:2] == ["topics", "create"]
     tests = [p for p in kinds(objects, "Pod") if p["metadata"]["annotations"]["helm.sh/hook"] == "test"]
@@ -202,6 +204,10 @@ def test_network_policies_allow_services_only_from_their_callers(helm_env: dict[
     order_egress = policies["r-songda-order"]["egress"]
     assert {"ipBlock": {"cidr": "10.20.0.0/24"}} in [peer for rule in order_egress for peer in rule.get("to", [])]
     assert {"port": 53, "protocol": "UDP"} in order_egress[0]["ports"]
+    # The gateway reaches its identity database, and no broker.
+    gateway_ports = {p["port"] for rule in policies["r-songda-gateway"]["egress"] for p in rule.get("ports", [])}
+    assert 5432 in gateway_ports
+    assert not gateway_ports & {9092, 9093, 9094}
 
 
 def test_tracing_reaches_every_component_and_its_collector(helm_env: dict[str, str]) -> None:
@@ -238,7 +244,7 @@ def test_kafka_sasl_and_tls_reach_every_kafka_client_and_the_tls_secrets_are_mou
         volumes = {v["name"]: v.get("secret", {}).get("secretName") for v in pod["volumes"]}
         mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
         kafka = "gateway" not in name and "migrate" not in name  # the services and the topic Job
-        postgres = "gateway" not in name and "topics" not in name  # the services and the migration Jobs
+        postgres = "topics" not in name  # every component has a database (the gateway: identity), and its migrations
         assert (volumes.get("kafka-tls") == "songda-kafka-tls") is kafka, name
         assert (mounts.get("postgres-tls") == "/etc/songda/postgres-tls") is postgres, name
 

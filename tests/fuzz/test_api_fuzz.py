@@ -58,10 +58,11 @@ async def test_order_service(db_url: str, bootstrap: str) -> None:
         await _no_server_error(order.client, known)
 
 
-async def test_gateway_in_front_of_the_order_service(db_url: str, bootstrap: str) -> None:
-    """The gateway's own routes and what it proxies; the other services are down, so their routes are absent from
-    the gateway's document and not fuzzed through it. The order service's boundary cases are covered above: here
-    only the random examples (paths and queries the gateway routes on)."""
+async def test_gateway_in_front_of_the_order_service(db_url: str, gateway_db_url: str, bootstrap: str) -> None:
+    """The gateway's own routes (staff sign-in and accounts included, over its identity database) and what it
+    proxies; the other services are down, so their routes are absent from the gateway's document and not fuzzed
+    through it. The order service's boundary cases are covered above: here only the random examples (paths and
+    queries the gateway routes on)."""
     async with order_stack(db_url, bootstrap, new_pay_keys()) as order:
         await order.store("s-1")
         dead = f"http://127.0.0.1:{free_port()}"
@@ -77,6 +78,7 @@ async def test_gateway_in_front_of_the_order_service(db_url: str, bootstrap: str
             wechat_mode="sandbox",
             rate_limit_ip_burst=1_000_000,
             rate_limit_principal_burst=1_000_000,
+            database_url=gateway_db_url,
         )
         async with serve(create_gateway(settings)) as url, httpx.AsyncClient(base_url=url) as gateway:
             await _no_server_error(gateway, {"store_id": "s-1"}, coverage=False)

@@ -1,5 +1,5 @@
-"""Each service's migration history is one line (a single head) and builds exactly the tables its models describe
-(no drift either way)."""
+"""Each service's (and the gateway's) migration history is one line (a single head) and builds exactly the tables
+its models describe (no drift either way)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,11 @@ from alembic import command
 from alembic.script import ScriptDirectory
 
 from deploy.local.launcher import Infra, database_url
-from shared.events.topics import SERVICES
-from shared.migrations import alembic_config, upgrade
+from shared.migrations import HISTORIES, alembic_config, upgrade
 from tests.conftest import _admin
 
 
-@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("service", HISTORIES)
 async def test_migrations_match_the_models(infra: Infra, service: str) -> None:
     name = f"songda_drift_{service}"
     await _admin(infra, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -28,7 +27,7 @@ async def test_migrations_match_the_models(infra: Infra, service: str) -> None:
         await _admin(infra, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("service", HISTORIES)
 def test_each_history_has_one_head(service: str) -> None:
     script = ScriptDirectory.from_config(alembic_config(service, "postgresql://unused"))
     assert len(script.get_heads()) == 1, script.get_heads()

@@ -20,16 +20,11 @@ in the body's `sign`, and answered `{"return_code":0,"return_msg":"OK"}`. 90000 
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
-import os
 import secrets
-import struct
 from datetime import datetime
 from typing import Any
-
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from services.dispatch.carriers.base import (
     CarrierError,
@@ -42,6 +37,8 @@ from services.dispatch.carriers.base import (
     json_object,
 )
 from services.dispatch.domain import DeliveryStatus as S
+from shared import wechat_push
+from shared.wechat_push import encrypt_push, msg_signature, push_signature
 
 TOKEN_EXPIRED = ("40001", "42001")
 
@@ -50,50 +47,14 @@ def delivery_sign(shopid: str, shop_order_id: str, app_secret: str) -> str:
     return hashlib.sha1(f"{shopid}{shop_order_id}{app_secret}".encode()).hexdigest()  # noqa: S324  (WeChat's scheme)
 
 
-def push_signature(token: str, timestamp: str, nonce: str) -> str:
-    return hashlib.sha1("".join(sorted([token, timestamp, nonce])).encode()).hexdigest()  # noqa: S324
-
-
-def msg_signature(token: str, timestamp: str, nonce: str, encrypt: str) -> str:
-    return hashlib.sha1("".join(sorted([token, timestamp, nonce, encrypt])).encode()).hexdigest()  # noqa: S324
-
-
-def _aes(encoding_aes_key: str) -> Cipher[modes.CBC]:
-    try:
-        key = base64.b64decode(encoding_aes_key + "=")
-    except ValueError as error:
-        raise SignatureInvalid("the account's EncodingAESKey is not base64") from error
-    if len(key) != 32:
-        raise SignatureInvalid("the account's EncodingAESKey does not decode to 32 bytes")
-    return Cipher(algorithms.AES(key), modes.CBC(key[:16]))
-
-
-def encrypt_push(encoding_aes_key: str, appid: str, message: bytes) -> str:
-    plain = os.urandom(16) + struct.pack(">I", len(message)) + message + appid.encode()
-    pad = 32 - len(plain) % 32
-    encryptor = _aes(encoding_aes_key).encryptor()
-    return base64.b64encode(encryptor.update(plain + bytes([pad]) * pad) + encryptor.finalize()).decode()
-
-
 def decrypt_push(encoding_aes_key: str, appid: str, encrypt: str) -> bytes:
-    """The message inside a safe-mode push; SignatureInvalid when it does not open or names another appid."""
+    """The message inside a safe-mode push (shared/wechat_push.py), refused as a carrier callback is."""
     try:
-        sealed = base64.b64decode(encrypt, validate=True)
-    except ValueError as error:
-        raise MalformedCallback("Encrypt is not base64") from error
-    if not sealed or len(sealed) % 16:
-        raise SignatureInvalid("Encrypt is not whole AES blocks")
-    decryptor = _aes(encoding_aes_key).decryptor()
-    plain = decryptor.update(sealed) + decryptor.finalize()
-    pad = plain[-1]
-    if not 1 <= pad <= 32 or len(plain) < 20 + pad:
-        raise SignatureInvalid("Encrypt does not open with this key")
-    content = plain[16:-pad]
-    (length,) = struct.unpack(">I", content[:4])
-    message, sender = content[4 : 4 + length], content[4 + length :]
-    if len(message) != length or (appid and sender.decode(errors="replace") != appid):
-        raise SignatureInvalid("the push is for another mini-program")
-    return message
+        return wechat_push.decrypt_push(encoding_aes_key, appid, encrypt)
+    except wechat_push.PushMalformed as error:
+        raise MalformedCallback(str(error)) from error
+    except wechat_push.PushRefused as error:
+        raise SignatureInvalid(str(error)) from error
 
 
 def intracity_sign(fields: dict[str, Any], token: str) -> str:

@@ -1,0 +1,323 @@
+"""Sends customers' notices: a WeChat subscribe message on a grant, else an SMS stand-in where the merchant chose one.
+
+A notice is recorded once per order state by the event handlers (`record_notice`). One round of the courier
+(`send_due`) claims due notices (`FOR UPDATE SKIP LOCKED`, marked `sending` with a lease) and commits; each is then
+sent with no transaction open, and its outcome recorded in a new one:
+- a grant is spent (`grants.spend`, conditional) before WeChat is called; WeChat's 43101 marks it invalid and the
+  notice falls back to SMS; a message that never left, or whose fields WeChat refused, gives its grant back;
+- SMS only for the notices the merchant's template allows it for, within the customer's daily cap;
+- a passing failure (no connection, a 5xx, WeChat busy) is tried again after 2^attempt seconds, at most
+  `notice_max_attempts` times; a refusal that would repeat (a bad template, a blacklisted number) fails at once;
+- a call whose outcome is unknown (the answer timed out, or the sender died mid-call and its lease ran out) is
+  recorded `unknown` and not sent again: a customer is told at most once.
+Every try is a `notice_attempt` row: channel, template, result, the provider's code; phone numbers masked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Protocol
+
+from sqlalchemy import select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from services.notify import grants
+from services.notify.models import Notice, NoticeAttempt, NoticeTemplate, OrderView, SmsDailyCount
+from services.notify.notices import SHANGHAI, Occasion, base_facts
+from services.notify.settings import NotifySettings
+from shared.clock import Clock
+from shared.db import notifications, wait_for_ring
+
+log = logging.getLogger(__name__)
+
+NOTICE_CHANNEL = "songda_notice"
+
+
+class Result(StrEnum):
+    sent = "sent"
+    no_grant = "no_grant"  # WeChat 43101: the user refused, or the grant was gone
+    bad_field = "bad_field"  # WeChat 47003: a field's value does not fit its keyword
+    refused = "refused"  # the provider refused for a reason a retry would meet again
+    retry = "retry"  # the message did not leave, or the provider failed: try again later
+    unknown = "unknown"  # it may have been delivered
+
+
+@dataclass(frozen=True)
+class Answer:
+    result: Result
+    code: str | None = None
+    message: str | None = None
+
+
+class WechatChannel(Protocol):
+    async def send(self, *, openid: str, template_id: str, page: str | None, data: dict[str, str]) -> Answer: ...
+
+
+class SmsChannel(Protocol):
+    async def send(self, *, phone: str, template_id: str, params: list[str]) -> Answer: ...
+
+
+def mask_phone(phone: str) -> str:
+    digits = phone.strip()
+    return digits[:3] + "****" + digits[-4:] if len(digits) >= 8 else "****"
+
+
+async def record_notice(
+    session: AsyncSession, order: OrderView, occasion: Occasion, *, at: datetime, now: datetime,
+    suppressed_by: str | None = None,
+) -> Notice | None:  # fmt: skip
+    """Records the notice for this state of the order, once: None when it was already recorded."""
+    facts = base_facts(order_id=order.order_id, store_name=order.store_name, kind=occasion.kind, at=at)
+    facts |= occasion.facts
+    status, detail = ("suppressed", f"the carrier {suppressed_by} notifies the customer itself") if suppressed_by \
+        else ("pending", None)  # fmt: skip
+    notice_id = await session.scalar(
+        insert(Notice)
+        .values(id=uuid.uuid4(), order_id=order.order_id, key=occasion.key, kind=occasion.kind,
+                merchant_id=order.merchant_id, store_id=order.store_id, customer_id=order.customer_id, facts=facts,
+                status=status, detail=detail, next_attempt_at=now if status == "pending" else None, created_at=now)
+        .on_conflict_do_nothing(index_elements=[Notice.order_id, Notice.key])
+        .returning(Notice.id)
+    )  # fmt: skip
+    if notice_id is None:
+        return None
+    if status == "pending":
+        await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTICE_CHANNEL})
+    return await session.get(Notice, notice_id)
+
+
+@dataclass
+class _Claimed:
+    notice: Notice
+    phone: str | None
+    template: NoticeTemplate | None
+    attempts: list[NoticeAttempt] = field(default_factory=list)
+
+
+class Courier:
+    def __init__(
+        self,
+        settings: NotifySettings,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        clock: Clock,
+        wechat: WechatChannel,
+        sms: SmsChannel,
+        engine: AsyncEngine | None = None,
+    ) -> None:
+        self.settings = settings
+        self.sessionmaker = sessionmaker
+        self.clock = clock
+        self.wechat = wechat
+        self.sms = sms
+        self.engine = engine
+
+    async def run(self) -> None:
+        assert self.engine is not None
+        async with self.engine.connect() as conn, notifications(conn, NOTICE_CHANNEL) as rung:
+            while True:
+                if await self.send_due() >= self.settings.notice_batch_size:
+                    continue
+                await wait_for_ring(rung, await self._idle_seconds())
+
+    async def _idle_seconds(self) -> float:
+        async with self.sessionmaker() as session:
+            next_due = await session.scalar(
+                select(Notice.next_attempt_at).where(Notice.status == "pending")
+                .order_by(Notice.next_attempt_at).limit(1)
+            )  # fmt: skip
+        ceiling = self.settings.notice_lease_seconds
+        if next_due is None:
+            return ceiling
+        return min(max((next_due - self.clock.now()).total_seconds(), 0.05), ceiling)
+
+    async def send_due(self) -> int:
+        """One round: claims what is due, sends, records. Returns how many notices were handled."""
+        now = self.clock.now()
+        await self._give_up_abandoned(now)
+        claimed = await self._claim(now)
+        gate = asyncio.Semaphore(self.settings.notice_concurrency)
+
+        async def handle(item: _Claimed) -> None:
+            async with gate:
+                try:
+                    await self._deliver(item)
+                except Exception as exc:  # its lease runs out and it is marked unknown: never sent twice
+                    log.warning("notice failed mid-send", extra={"notice_id": str(item.notice.id),
+                                                                  "error": repr(exc)})  # fmt: skip
+
+        await asyncio.gather(*(handle(item) for item in claimed))
+        return len(claimed)
+
+    async def _give_up_abandoned(self, now: datetime) -> None:
+        async with self.sessionmaker() as session, session.begin():
+            abandoned = (
+                await session.execute(
+                    update(Notice)
+                    .where(Notice.status == "sending", Notice.lease_until < now)
+                    .values(status="unknown", lease_until=None, detail="the sender stopped mid-call")
+                    .returning(Notice.id, Notice.channel)
+                )
+            ).all()
+            for notice_id, channel in abandoned:
+                session.add(NoticeAttempt(notice_id=notice_id, channel=channel or "wechat", result=Result.unknown,
+                                          error="the sender stopped mid-call", at=now))  # fmt: skip
+
+    async def _claim(self, now: datetime) -> list[_Claimed]:
+        async with self.sessionmaker() as session, session.begin():
+            due = (
+                select(Notice.id)
+                .where(Notice.status == "pending", Notice.next_attempt_at <= now)
+                .order_by(Notice.next_attempt_at)
+                .limit(self.settings.notice_batch_size)
+                .with_for_update(skip_locked=True)
+                .scalar_subquery()
+            )
+            lease = now + timedelta(seconds=self.settings.notice_lease_seconds)
+            notices = list(
+                await session.scalars(
+                    update(Notice)
+                    .where(Notice.id.in_(due))
+                    .values(status="sending", lease_until=lease, attempts=Notice.attempts + 1)
+                    .returning(Notice)
+                )
+            )
+            if not notices:
+                return []
+            order_ids = {n.order_id for n in notices}
+            merchant_ids = {n.merchant_id for n in notices}
+            orders = {
+                o.order_id: o for o in await session.scalars(select(OrderView).where(OrderView.order_id.in_(order_ids)))
+            }
+            templates = {
+                (t.merchant_id, t.notice): t
+                for t in await session.scalars(
+                    select(NoticeTemplate).where(NoticeTemplate.merchant_id.in_(merchant_ids))
+                )
+            }
+        return [
+            _Claimed(n, orders[n.order_id].contact_phone if n.order_id in orders else None,
+                     templates.get((n.merchant_id, n.kind)))
+            for n in notices
+        ]  # fmt: skip
+
+    async def _deliver(self, item: _Claimed) -> None:
+        notice, template = item.notice, item.template
+        if template is None or not (template.template_id or (template.sms_fallback and template.sms_template_id)):
+            await self._finish(item, "suppressed", None, "the merchant has no template for this notice")
+            return
+        if template.template_id:
+            async with self.sessionmaker() as session, session.begin():
+                grant = await grants.spend(session, openid=notice.customer_id, template_id=template.template_id,
+                                           notice_id=notice.id, now=self.clock.now())  # fmt: skip
+                if grant is not None:
+                    await session.execute(
+                        update(Notice).where(Notice.id == notice.id).values(grant_id=grant, channel="wechat")
+                    )
+            if grant is None:
+                self._note(item, "wechat", template.template_id, Answer(Result.no_grant, None, "no grant left"))
+            else:
+                answer = await self.wechat.send(
+                    openid=notice.customer_id, template_id=template.template_id,
+                    page=_page(template.page or self.settings.default_page, notice.order_id),
+                    data={key: str(notice.facts.get(fact, "")) for key, fact in template.fields.items()},
+                )  # fmt: skip
+                self._note(item, "wechat", template.template_id, answer)
+                if answer.result == Result.sent:
+                    await self._finish(item, "sent", "wechat", None)
+                    return
+                if answer.result == Result.unknown:
+                    await self._finish(item, "unknown", "wechat", answer.message)
+                    return
+                await self._settle_grant(grant, notice.id, spent=answer.result == Result.no_grant)
+                if answer.result == Result.retry:
+                    await self._retry(item, answer.message)
+                    return
+        await self._fall_back_to_sms(item, template)
+
+    async def _fall_back_to_sms(self, item: _Claimed, template: NoticeTemplate) -> None:
+        notice = item.notice
+        if not (template.sms_fallback and template.sms_template_id):
+            await self._finish(item, "failed", None, "no grant left, and the merchant sends no SMS for this notice")
+            return
+        if not item.phone:
+            await self._finish(item, "failed", None, "no phone number for the SMS stand-in")
+            return
+        if not await self._take_sms_allowance(notice.customer_id):
+            self._note(item, "sms", template.sms_template_id, Answer(Result.refused, "daily_cap", "daily SMS cap"))
+            await self._finish(item, "failed", None, "the customer's daily SMS cap is reached")
+            return
+        params = [str(notice.facts.get(fact, "")) for fact in template.sms_params]
+        answer = await self.sms.send(phone=item.phone, template_id=template.sms_template_id, params=params)
+        self._note(item, "sms", template.sms_template_id, answer, recipient=mask_phone(item.phone))
+        if answer.result == Result.sent:
+            await self._finish(item, "sent", "sms", None)
+        elif answer.result == Result.retry:
+            await self._retry(item, answer.message)
+        elif answer.result == Result.unknown:
+            await self._finish(item, "unknown", "sms", answer.message)
+        else:
+            await self._finish(item, "failed", "sms", f"{answer.code}: {answer.message}")
+
+    async def _take_sms_allowance(self, customer_id: str) -> bool:
+        """Counts one SMS against the customer's cap for today, if the cap allows it (a conditional upsert)."""
+        day = self.clock.now().astimezone(SHANGHAI).date()
+        stmt = insert(SmsDailyCount).values(customer_id=customer_id, day=day, sent=1)
+        async with self.sessionmaker() as session, session.begin():
+            taken = await session.scalar(
+                stmt.on_conflict_do_update(
+                    index_elements=[SmsDailyCount.customer_id, SmsDailyCount.day],
+                    set_={"sent": SmsDailyCount.sent + 1},
+                    where=SmsDailyCount.sent < self.settings.sms_daily_cap,
+                ).returning(SmsDailyCount.sent)
+            )
+        return taken is not None and taken <= self.settings.sms_daily_cap
+
+    async def _settle_grant(self, grant: uuid.UUID, notice_id: uuid.UUID, *, spent: bool) -> None:
+        async with self.sessionmaker() as session, session.begin():
+            if spent:
+                await grants.invalidate(session, grant, self.clock.now())
+            else:
+                await grants.give_back(session, grant, notice_id)
+
+    def _note(self, item: _Claimed, channel: str, template_id: str | None, answer: Answer,
+              recipient: str | None = None) -> None:  # fmt: skip
+        item.attempts.append(
+            NoticeAttempt(notice_id=item.notice.id, channel=channel, template_id=template_id, result=answer.result,
+                          error_code=answer.code, error=(answer.message or "")[:500] or None, recipient=recipient,
+                          at=self.clock.now())
+        )  # fmt: skip
+
+    async def _finish(self, item: _Claimed, status: str, channel: str | None, detail: str | None) -> None:
+        now = self.clock.now()
+        async with self.sessionmaker() as session, session.begin():
+            session.add_all(item.attempts)
+            await session.execute(
+                update(Notice).where(Notice.id == item.notice.id, Notice.status == "sending")
+                .values(status=status, channel=channel, detail=detail, lease_until=None, next_attempt_at=None,
+                        sent_at=now if status == "sent" else None)
+            )  # fmt: skip
+
+    async def _retry(self, item: _Claimed, detail: str | None) -> None:
+        notice = item.notice
+        if notice.attempts >= self.settings.notice_max_attempts:
+            await self._finish(item, "failed", None, f"gave up after {notice.attempts} tries: {detail}")
+            return
+        wait = min(2.0**notice.attempts, self.settings.notice_max_backoff_seconds)
+        async with self.sessionmaker() as session, session.begin():
+            session.add_all(item.attempts)
+            await session.execute(
+                update(Notice).where(Notice.id == notice.id, Notice.status == "sending")
+                .values(status="pending", detail=detail, lease_until=None,
+                        next_attempt_at=self.clock.now() + timedelta(seconds=wait))
+            )  # fmt: skip
+
+
+def _page(page: str, order_id: str) -> str:
+    separator = "&" if "?" in page else "?"
+    return f"{page}{separator}order={order_id}"
