@@ -244,7 +244,7 @@ def test_kafka_sasl_and_tls_reach_every_kafka_client_and_the_tls_secrets_are_mou
         volumes = {v["name"]: v.get("secret", {}).get("secretName") for v in pod["volumes"]}
         mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
         kafka = "gateway" not in name and "migrate" not in name  # the services and the topic Job
-        postgres = "topics" not in name  # the services, the gateway (its identity database) and the migration Jobs
+        postgres = "topics" not in name  # every component has a database (the gateway: identity), and its migrations
         assert (volumes.get("kafka-tls") == "songda-kafka-tls") is kafka, name
         assert (mounts.get("postgres-tls") == "/etc/songda/postgres-tls") is postgres, name
 
