@@ -220,7 +220,7 @@ async def test_a_thousand_deliveries_in_chaos_mode(dispatch_db_url: str, bootstr
                 )
                 return live[0][0] == 0 and pending[0][0] == 0
 
-            await eventually(all_ended, within=300, interval=0.5)
+            await eventually(all_ended, within=600, interval=0.5)  # a bound for a loaded 2-core machine, not a timing
         finally:
             stop.set()
             await firing
