@@ -95,9 +95,20 @@ async def record_notice(
 @dataclass
 class _Claimed:
     notice: Notice
-    phone: str | None
+    order: OrderView | None
     template: NoticeTemplate | None
     attempts: list[NoticeAttempt] = field(default_factory=list)
+
+    @property
+    def phone(self) -> str | None:
+        return self.order.contact_phone if self.order is not None and self.order.contact_phone else None
+
+    def facts(self) -> dict[str, str]:
+        """The notice's facts, with the store's name as the order's own events tell it."""
+        facts = dict(self.notice.facts)
+        if self.order is not None and self.order.store_name:
+            facts["store_name"] = self.order.store_name
+        return facts
 
 
 class Courier:
@@ -200,16 +211,15 @@ class Courier:
                     select(NoticeTemplate).where(NoticeTemplate.merchant_id.in_(merchant_ids))
                 )
             }
-        return [
-            _Claimed(n, orders[n.order_id].contact_phone if n.order_id in orders else None,
-                     templates.get((n.merchant_id, n.kind)))
-            for n in notices
-        ]  # fmt: skip
+        return [_Claimed(n, orders.get(n.order_id), templates.get((n.merchant_id, n.kind))) for n in notices]
 
     async def _deliver(self, item: _Claimed) -> None:
         notice, template = item.notice, item.template
         if template is None or not (template.template_id or (template.sms_fallback and template.sms_template_id)):
             await self._finish(item, "suppressed", None, "the merchant has no template for this notice")
+            return
+        if item.order is None or not item.order.status:
+            await self._retry(item, "waiting for the order's own events")
             return
         if template.template_id:
             async with self.sessionmaker() as session, session.begin():
@@ -225,7 +235,7 @@ class Courier:
                 answer = await self.wechat.send(
                     openid=notice.customer_id, template_id=template.template_id,
                     page=_page(template.page or self.settings.default_page, notice.order_id),
-                    data={key: str(notice.facts.get(fact, "")) for key, fact in template.fields.items()},
+                    data={key: str(item.facts().get(fact, "")) for key, fact in template.fields.items()},
                 )  # fmt: skip
                 self._note(item, "wechat", template.template_id, answer)
                 if answer.result == Result.sent:
@@ -252,7 +262,7 @@ class Courier:
             self._note(item, "sms", template.sms_template_id, Answer(Result.refused, "daily_cap", "daily SMS cap"))
             await self._finish(item, "failed", None, "the customer's daily SMS cap is reached")
             return
-        params = [str(notice.facts.get(fact, "")) for fact in template.sms_params]
+        params = [str(item.facts().get(fact, "")) for fact in template.sms_params]
         answer = await self.sms.send(phone=item.phone, template_id=template.sms_template_id, params=params)
         self._note(item, "sms", template.sms_template_id, answer, recipient=mask_phone(item.phone))
         if answer.result == Result.sent:

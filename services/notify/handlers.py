@@ -8,11 +8,14 @@ delivered. For each event they:
 - record the customer's notice for the state it reaches (`courier.record_notice`; the courier sends it later,
   outside any transaction) and put it in the in-app inbox; a merchant's inbox gets what staff must act on.
 
-A delivery, code or case event for an order not yet in the view is retried (the order's events come on another
-topic and may be behind).
+Events of the other topics may come before the order's own (topics are not ordered with each other): such an
+event starts the order's view from its own tenant facts (merchant, store, customer), and the order's events
+complete it; the courier waits for them before sending (it needs the store's name and the customer's phone).
 """
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
@@ -66,6 +69,10 @@ MERCHANT_INBOX = {
     "aftersales.escalated.v1": ("售后已升级平台介入", "case"),
     "order.refund_failed.v1": ("退款失败", "order"),
 }
+
+
+# A view started from another topic's event is older than any order event, which then replaces its facts.
+PLACEHOLDER_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 class ViewNotReady(LookupError):
@@ -147,7 +154,7 @@ class NotifyReactions:
     # --- deliveries -------------------------------------------------------------------------------------------
 
     async def on_delivery(self, session: AsyncSession, event: Envelope, data: DeliveryView) -> None:
-        order = await self._view(session, data.order_id)
+        order = await self._view(session, data.order_id, data.merchant_id, data.store_id, data.customer_id)
         rider = data.rider or {}
         await streams.append(
             session, order, event, "delivery",
@@ -164,7 +171,7 @@ class NotifyReactions:
 
     async def on_location(self, session: AsyncSession, event: Envelope, data: RiderLocatedView) -> None:
         """The rider's position and ETA, for the live streams only (no notice, no inbox item, no webhook)."""
-        order = await self._view(session, data.order_id)
+        order = await self._view(session, data.order_id, data.merchant_id, data.store_id, data.customer_id)
         await streams.append(
             session, order, event, "position",
             {"order_id": data.order_id, "delivery_id": data.delivery_id, "lat": data.lat, "lng": data.lng,
@@ -177,7 +184,7 @@ class NotifyReactions:
         await webhooks.fan_out(session, event, merchant_id=data.merchant_id, now=self.clock.now())
         if data.order_id is None or event.type != "code.redeemed.v1":
             return  # a voucher has no order to follow; issuing and reversing change no order's stream
-        order = await self._view(session, data.order_id)
+        order = await self._view(session, data.order_id, data.merchant_id, data.store_id, data.customer_id)
         await streams.append(
             session, order, event, "code",
             {"order_id": data.order_id, "event": event_name(event.type), "kind": data.kind, "status": data.status,
@@ -187,7 +194,7 @@ class NotifyReactions:
     # --- after-sales ------------------------------------------------------------------------------------------
 
     async def on_case(self, session: AsyncSession, event: Envelope, data: CaseView) -> None:
-        order = await self._view(session, data.order_id)
+        order = await self._view(session, data.order_id, data.merchant_id, data.store_id, data.customer_id)
         await streams.append(
             session, order, event, "aftersales",
             {"order_id": data.order_id, "case_id": data.case_id, "event": event_name(event.type), "state": data.state,
@@ -211,7 +218,21 @@ class NotifyReactions:
 
     # --- common -----------------------------------------------------------------------------------------------
 
-    async def _view(self, session: AsyncSession, order_id: str) -> OrderView:
+    async def _view(
+        self, session: AsyncSession, order_id: str, merchant_id: str | None = None, store_id: str | None = None,
+        customer_id: str | None = None,
+    ) -> OrderView:  # fmt: skip
+        """The order's view, locked. An event of another topic may come before the order's own (they are not
+        ordered across topics): its tenant facts start the view, which the order's events complete (a placeholder
+        is older than any of them)."""
+        if merchant_id is not None and store_id is not None and customer_id is not None:
+            await session.execute(
+                insert(OrderView)
+                .values(order_id=order_id, merchant_id=merchant_id, store_id=store_id, store_name="",
+                        customer_id=customer_id, contact_phone="", fulfilment_mode="", status="", total_fen=0,
+                        updated_at=PLACEHOLDER_TIME)
+                .on_conflict_do_nothing(index_elements=[OrderView.order_id])
+            )  # fmt: skip
         view = await session.scalar(select(OrderView).where(OrderView.order_id == order_id).with_for_update())
         if view is None:
             raise ViewNotReady(f"no order {order_id} in the view yet")

@@ -145,3 +145,23 @@ async def test_a_merchant_without_templates_sends_nothing_but_the_inbox_has_it(n
     inbox = (await notify.client.get("/v1/notifications", headers=CUSTOMER)).json()
     assert inbox["unread"] == 2  # paid, delivered
     assert inbox["items"][0]["title"] == "已送达"
+
+
+async def test_a_delivery_event_ahead_of_its_orders_waits_for_it(notify: NotifyHarness) -> None:
+    """Topics are not ordered with each other: a delivery's event may come first. It is taken (nothing is held for
+    an operator), and its notice goes once the order's own event told the store and the phone."""
+    await notify.use_templates()
+    await notify.delivery("o-1006", "delivered", "delivered")
+    assert await notify.send() == 1
+    assert await notify.sms_messages() == []
+    [waiting] = await notify.notices("o-1006")
+    assert waiting["status"] == "pending"
+    await notify.order("o-1006", event="order.completed.v1", status="completed")
+    notify.clock.advance(timedelta(seconds=5))
+    await notify.send()
+    sent = await notify.sms_messages()
+    assert [m["phone_number"] for m in sent] == ["+8613800138000"]
+    delivered = next(n for n in await notify.notices("o-1006") if n["kind"] == "delivered")
+    assert delivered["status"] == "sent"
+    wechat_try = await notify.wechat_messages()
+    assert wechat_try == []
