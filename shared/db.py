@@ -4,7 +4,7 @@ PostgreSQL NOTIFY for the background workers."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from typing import Annotated, Any
 
@@ -96,6 +96,23 @@ async def notifications(conn: AsyncConnection, channel: str) -> AsyncIterator[as
     finally:
         with suppress(Exception):  # a broken connection listens no more anyway
             await driver.remove_listener(channel, ring)
+
+
+async def work_in_rounds(
+    engine: AsyncEngine,
+    channel: str,
+    one_round: Callable[[], Awaitable[int]],
+    *,
+    batch_size: int,
+    idle_seconds: Callable[[], Awaitable[float]],
+) -> None:
+    """A work queue's loop: rounds back to back while each fills a batch, then a wait until `channel` is notified
+    (new work committed) or `idle_seconds()` passed (the next item falls due), on a connection of its own."""
+    async with engine.connect() as conn, notifications(conn, channel) as rung:
+        while True:
+            if await one_round() >= batch_size:
+                continue
+            await wait_for_ring(rung, await idle_seconds())
 
 
 async def wait_for_ring(rung: asyncio.Event, at_most_seconds: float) -> bool:

@@ -28,11 +28,12 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.notify import grants
+from services.notify.channels.sms import masked
 from services.notify.models import Notice, NoticeAttempt, NoticeTemplate, OrderView, SmsDailyCount
 from services.notify.notices import SHANGHAI, Occasion, base_facts
 from services.notify.settings import NotifySettings
 from shared.clock import Clock
-from shared.db import notifications, wait_for_ring
+from shared.db import work_in_rounds
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +62,6 @@ class WechatChannel(Protocol):
 
 class SmsChannel(Protocol):
     async def send(self, *, phone: str, template_id: str, params: list[str]) -> Answer: ...
-
-
-def mask_phone(phone: str) -> str:
-    digits = phone.strip()
-    return digits[:3] + "****" + digits[-4:] if len(digits) >= 8 else "****"
 
 
 async def record_notice(
@@ -130,11 +126,8 @@ class Courier:
 
     async def run(self) -> None:
         assert self.engine is not None
-        async with self.engine.connect() as conn, notifications(conn, NOTICE_CHANNEL) as rung:
-            while True:
-                if await self.send_due() >= self.settings.notice_batch_size:
-                    continue
-                await wait_for_ring(rung, await self._idle_seconds())
+        await work_in_rounds(self.engine, NOTICE_CHANNEL, self.send_due, batch_size=self.settings.notice_batch_size,
+                             idle_seconds=self._idle_seconds)  # fmt: skip
 
     async def _idle_seconds(self) -> float:
         async with self.sessionmaker() as session:
@@ -264,7 +257,7 @@ class Courier:
             return
         params = [str(item.facts().get(fact, "")) for fact in template.sms_params]
         answer = await self.sms.send(phone=item.phone, template_id=template.sms_template_id, params=params)
-        self._note(item, "sms", template.sms_template_id, answer, recipient=mask_phone(item.phone))
+        self._note(item, "sms", template.sms_template_id, answer, recipient=masked(item.phone))
         if answer.result == Result.sent:
             await self._finish(item, "sent", "sms", None)
         elif answer.result == Result.retry:

@@ -61,13 +61,13 @@ CASE_DECISIONS = frozenset(
 )  # fmt: skip
 # What staff must act on, in the merchant's inbox.
 MERCHANT_INBOX = {
-    "order.paid.v1": ("新订单", "order"),
-    "delivery.exception.v1": ("配送异常", "delivery"),
-    "delivery.cancelled.v1": ("配送取消", "delivery"),
-    "delivery.returned.v1": ("配送退回", "delivery"),
-    "aftersales.requested.v1": ("新售后申请", "case"),
-    "aftersales.escalated.v1": ("售后已升级平台介入", "case"),
-    "order.refund_failed.v1": ("退款失败", "order"),
+    "order.paid.v1": "新订单",
+    "delivery.exception.v1": "配送异常",
+    "delivery.cancelled.v1": "配送取消",
+    "delivery.returned.v1": "配送退回",
+    "aftersales.requested.v1": "新售后申请",
+    "aftersales.escalated.v1": "售后已升级平台介入",
+    "order.refund_failed.v1": "退款失败",
 }
 
 
@@ -256,7 +256,7 @@ class NotifyReactions:
     ) -> None:
         if event.type not in MERCHANT_INBOX:
             return
-        title, _ = MERCHANT_INBOX[event.type]
+        title = MERCHANT_INBOX[event.type]
         body = f"订单 {order_id}" + (f" 售后 {case_id}" if case_id else "")
         await inbox.add(
             session, audience="merchant", recipient=order.merchant_id, store_id=order.store_id, order_id=order_id,

@@ -33,10 +33,6 @@ class NoticeKind(StrEnum):
     aftersales_decision = "aftersales_decision"
 
 
-DELIVERY_NOTICES = frozenset(
-    {NoticeKind.rider_accepted, NoticeKind.delivering, NoticeKind.delivered, NoticeKind.delivery_problem}
-)
-
 # The status a notice shows, within WeChat's `phrase` (≤ 5 汉字), and the inbox's title for it.
 STATUS_PHRASE: dict[NoticeKind, str] = {
     NoticeKind.paid: "已支付",

@@ -30,7 +30,7 @@ from services.notify.models import WebhookAttempt, WebhookDelivery, WebhookEndpo
 from services.notify.settings import NotifySettings
 from services.notify.webhooks import WEBHOOK_CHANNEL, Secrets, body_of, signature_header
 from shared.clock import Clock
-from shared.db import notifications, wait_for_ring
+from shared.db import work_in_rounds
 from shared.egress import EgressRefused, resolve
 
 log = logging.getLogger(__name__)
@@ -68,11 +68,8 @@ class WebhookSender:
 
     async def run(self) -> None:
         assert self.engine is not None
-        async with self.engine.connect() as conn, notifications(conn, WEBHOOK_CHANNEL) as rung:
-            while True:
-                if await self.send_due() >= self.settings.webhook_batch_size:
-                    continue
-                await wait_for_ring(rung, await self._idle_seconds())
+        await work_in_rounds(self.engine, WEBHOOK_CHANNEL, self.send_due, batch_size=self.settings.webhook_batch_size,
+                             idle_seconds=self._idle_seconds)  # fmt: skip
 
     async def _idle_seconds(self) -> float:
         async with self.sessionmaker() as session:

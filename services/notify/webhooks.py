@@ -16,7 +16,6 @@ import json
 import os
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
@@ -114,7 +113,3 @@ async def fan_out(session: AsyncSession, event: Envelope, *, merchant_id: str, n
 async def wake(session: AsyncSession) -> None:
     """Wakes the senders once the caller's transaction commits."""
     await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": WEBHOOK_CHANNEL})
-
-
-def payload_preview(message: WebhookMessage) -> dict[str, Any]:
-    return {"type": message.event_type, "timestamp": message.created_at.isoformat(), "data": message.payload}
