@@ -67,8 +67,8 @@ class SmsChannel(Protocol):
 async def record_notice(
     session: AsyncSession, order: OrderView, occasion: Occasion, *, at: datetime, now: datetime,
     suppressed_by: str | None = None,
-) -> Notice | None:  # fmt: skip
-    """Records the notice for this state of the order, once: None when it was already recorded."""
+) -> dict[str, str] | None:  # fmt: skip
+    """Records the notice for this state of the order, once: its facts, or None when it was already recorded."""
     facts = base_facts(order_id=order.order_id, store_name=order.store_name, kind=occasion.kind, at=at)
     facts |= occasion.facts
     status, detail = ("suppressed", f"the carrier {suppressed_by} notifies the customer itself") if suppressed_by \
@@ -85,7 +85,7 @@ async def record_notice(
         return None
     if status == "pending":
         await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTICE_CHANNEL})
-    return await session.get(Notice, notice_id)
+    return facts
 
 
 @dataclass

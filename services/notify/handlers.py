@@ -242,13 +242,13 @@ class NotifyReactions:
         self, session: AsyncSession, order: OrderView, event: Envelope, occasion: Occasion,
         suppressed_by: str | None = None,
     ) -> None:  # fmt: skip
-        created = await courier.record_notice(session, order, occasion, at=event.time, now=self.clock.now(),
+        facts = await courier.record_notice(session, order, occasion, at=event.time, now=self.clock.now(),
                                               suppressed_by=suppressed_by)  # fmt: skip
-        if created is not None:
+        if facts is not None:
             await inbox.add(
                 session, audience="customer", recipient=order.customer_id, store_id=order.store_id,
                 order_id=order.order_id, kind=occasion.kind, dedupe_key=f"{order.order_id}:{occasion.key}",
-                title=created.facts["status"], body=_inbox_body(created.facts), now=self.clock.now(),
+                title=facts["status"], body=_inbox_body(facts), now=self.clock.now(),
             )  # fmt: skip
 
     async def _merchant_inbox(
