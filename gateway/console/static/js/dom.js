@@ -56,3 +56,11 @@ export function countdown(iso, now = Date.now()) {
   const left = Math.abs(seconds);
   return `${sign}${Math.floor(left / 60)}:${String(left % 60).padStart(2, "0")}`;
 }
+
+// A view's own stylesheet (css/<view>.css), linked once when the view is first shown.
+export function stylesheet(href) {
+  const url = new URL(href, new URL("../", import.meta.url)).href;
+  if (![...document.querySelectorAll("link[rel=stylesheet]")].some((link) => link.href === url)) {
+    document.head.append(h("link", { rel: "stylesheet", href: url }));
+  }
+}
