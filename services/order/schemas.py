@@ -343,6 +343,13 @@ class OrderRead(BaseModel):
     completed_at: AwareDatetime | None
     cancelled_at: AwareDatetime | None
     updated_at: AwareDatetime
+    accept_by: AwareDatetime | None = Field(
+        default=None,
+        description="A paid order not accepted by then is cancelled and refunded (the store's accept_limit_minutes)",
+    )
+    auto_complete_by: AwareDatetime | None = Field(
+        default=None, description="A delivered or shipped order completes by itself then, unless confirmed before"
+    )
 
 
 class OrderPage(BaseModel):

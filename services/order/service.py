@@ -34,6 +34,7 @@ from shared.auth import Principal, Role
 from shared.clock import Clock
 from shared.contract import INT4_MAX
 from shared.errors import Forbidden
+from shared.events.models import Timer
 from shared.tenancy import covers_store, require_tenant, store_conditions
 from shared.timers import cancel_timer, schedule_timer
 
@@ -66,15 +67,31 @@ async def visible_order(
     return order
 
 
+# The pending timers an order shows as its deadlines: the field of the read schema each one fills.
+DEADLINE_FIELDS = {ACCEPT_TIMER: "accept_by", AUTO_COMPLETE_TIMER: "auto_complete_by"}
+
+
 async def order_reads(session: AsyncSession, orders: Sequence[CustomerOrder]) -> list[OrderRead]:
-    """The orders as the API shows them, their lines loaded in one query."""
+    """The orders as the API shows them, their lines and their pending deadlines loaded in one query each."""
     lines: dict[str, list[OrderLineRead]] = {order.id: [] for order in orders}
     query = select(OrderLine).where(OrderLine.order_id.in_(list(lines))).order_by(OrderLine.id)
     for line in await session.scalars(query):
         lines[line.order_id].append(OrderLineRead.model_validate(line))
+    deadlines: dict[str, dict[str, Any]] = {order.id: {} for order in orders}
+    pending = select(Timer.kind, Timer.key, Timer.due_at).where(
+        Timer.kind.in_(list(DEADLINE_FIELDS)),
+        Timer.key.in_(list(lines)),
+        Timer.fired_at.is_(None),
+        Timer.cancelled_at.is_(None),
+    )
+    for kind, key, due_at in (await session.execute(pending)).all():
+        deadlines[key][DEADLINE_FIELDS[kind]] = due_at
     columns = CustomerOrder.__table__.columns
     return [
-        OrderRead.model_validate({**{c.key: getattr(o, c.key) for c in columns}, "items": lines[o.id]}) for o in orders
+        OrderRead.model_validate(
+            {**{c.key: getattr(o, c.key) for c in columns}, "items": lines[o.id], **deadlines[o.id]}
+        )
+        for o in orders
     ]
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from tests.order.conftest import CUSTOMER, MERCHANT, OrderHarness
 from tests.support import eventually
@@ -33,11 +33,15 @@ async def test_a_paid_order_not_accepted_in_time_is_cancelled_and_refunded(harne
     h = harness
     sku = await _sku(h, accept_limit_minutes=10)
     order = await h.paid_order(sku)
+    assert datetime.fromisoformat(order["accept_by"]) == h.clock.now() + timedelta(minutes=10)
+    listed = (await h.client.get("/v1/orders", headers=MERCHANT)).json()["items"]
+    assert [o["accept_by"] for o in listed] == [order["accept_by"]]
     h.clock.advance(timedelta(minutes=9))
     assert await h.timers.fire_due() == 0
     h.clock.advance(timedelta(minutes=1))
     assert await h.timers.fire_due() == 1  # the accept deadline: cancels and stages the refund
-    assert (await h.order(order["id"]))["status"] == "refunding"
+    refunding = await h.order(order["id"])
+    assert (refunding["status"], refunding["accept_by"]) == ("refunding", None)
     assert await h.timers.fire_due() == 1  # the refund goes to WeChat Pay
 
     async def refunded() -> bool:
@@ -60,7 +64,8 @@ async def test_a_delivery_moves_the_order_and_it_completes_by_itself(harness: Or
     sku = await _sku(h)
     order = await h.paid_order(sku)
     oid = order["id"]
-    assert (await h.act(oid, "accept")).status_code == 200
+    accepted = await h.act(oid, "accept")
+    assert (accepted.status_code, accepted.json()["accept_by"]) == (200, None)
     assert (await h.act(oid, "ready")).json()["status"] == "ready"
     created = await h.deliver("delivery.created.v1", oid, delivery_id="d-1", carrier="dada")
     await h.redeliver(created)  # a duplicate: the inbox drops it
@@ -72,9 +77,11 @@ async def test_a_delivery_moves_the_order_and_it_completes_by_itself(harness: Or
     shown = await h.order(oid, headers=CUSTOMER)
     assert shown["status"] == "delivered"
     assert shown["delivery"]["rider"] == {"name": "王师傅", "phone": "139"}
+    assert datetime.fromisoformat(shown["auto_complete_by"]) == h.clock.now() + timedelta(hours=24)
     h.clock.advance(timedelta(hours=24))
     assert await h.timers.fire_due() == 1
-    assert (await h.order(oid))["status"] == "completed"
+    completed = await h.order(oid)
+    assert (completed["status"], completed["auto_complete_by"]) == ("completed", None)
     await h.deliver("delivery.cancelled.v1", oid, carrier="dada")  # late and out of order: ignored
     await h.redeliver(delivered)
     assert (await h.order(oid))["status"] == "completed"
