@@ -2,5 +2,6 @@
 // `mount(root, ctx) -> unmount` (ctx: api, session, claims, store, stores, toast, navigate).
 
 export const VIEWS = [
-  { path: "board", title: "订单 Orders", load: () => import("./board.js") },
+  { path: "board", title: "看板 Board", load: () => import("./board.js") },
+  { path: "orders", title: "订单 Orders", load: () => import("./orders.js") },
 ];
