@@ -14,7 +14,7 @@ import httpx
 import pytest
 from playwright.async_api import Page, expect
 
-from deploy.local.demo import Walk
+from deploy.local.demo import CUSTOMER_LAT, CUSTOMER_LNG, Walk
 from deploy.local.seed import DEMO_STORE_ID
 from tests.browser.conftest import Platform, screenshot, sign_in
 
@@ -39,6 +39,29 @@ async def _place_and_pay(walk: Walk) -> dict[str, Any]:
         products = walk.call("customer", "GET", f"/v1/stores/{DEMO_STORE_ID}/products")["items"]
         sku = next(s["id"] for p in products for s in p["skus"] if s["price_fen"] >= 2000)
         return walk.place_and_pay("delivery", [{"sku_id": sku, "quantity": 1}])
+
+    order = await asyncio.to_thread(place)
+    assert order["status"] == "paid"
+    return order
+
+
+async def _place_and_pay_noting(walk: Walk, note: str) -> dict[str, Any]:
+    """As `_place_and_pay`, with the customer's note: `sim:<scenario>` tells the carrier simulator how to behave."""
+
+    def place() -> dict[str, Any]:
+        products = walk.call("customer", "GET", f"/v1/stores/{DEMO_STORE_ID}/products")["items"]
+        sku = next(s["id"] for p in products for s in p["skus"] if s["price_fen"] >= 2000)
+        body = {
+            "store_id": DEMO_STORE_ID, "items": [{"sku_id": sku, "quantity": 1}], "fulfilment_mode": "delivery",
+            "contact": {"name": "顾客 Customer", "phone": "13800000000"}, "note": note,
+            "address": {"text": "东城区王府井大街 100 号", "lat": CUSTOMER_LAT, "lng": CUSTOMER_LNG},
+        }  # fmt: skip
+        order = walk.call(
+            "customer", "POST", "/v1/orders", json=body, headers={"Idempotency-Key": secrets.token_hex(8)}
+        )
+        payment = walk.call("customer", "POST", f"/v1/orders/{order['id']}/payment")
+        walk.sandbox.post("/sandbox/pay", json={"prepay_id": payment["prepay_id"]}).raise_for_status()
+        return walk.wait_status(order["id"], {"paid"}, within=30)
 
     order = await asyncio.to_thread(place)
     assert order["status"] == "paid"
@@ -129,8 +152,9 @@ async def test_store_scoped_staff_see_no_other_stores_orders(page: Page, platfor
             )
             signed.raise_for_status()
             admin = {"Authorization": f"Bearer {signed.json()['access_token']}"}
+            # Stores list by name: this one after the demo store, which the console opens first for the admin.
             store = {
-                "id": f"second-{suffix}", "name": f"第二家 Second {suffix}", "phone": "010-66668888",
+                "id": f"second-{suffix}", "name": f"鼎泰面馆 Second {suffix}", "phone": "010-66668888",
                 "address": "北京市西城区西单北大街 1 号", "lat": 39.9133, "lng": 116.3745,
             }  # fmt: skip
             client.post("/v1/stores", json=store, headers=admin).raise_for_status()
@@ -187,3 +211,34 @@ async def test_the_order_view_shows_the_delivery_and_the_rider_on_the_plot(
     await expect(view.locator(".delivery-facts .rider")).not_to_have_text("—")
     await expect(view.locator(".timeline li[data-status=accepted]")).to_have_count(1)
     await screenshot(page, "order")
+
+
+async def test_the_tip_is_raised_the_delivery_cancelled_after_its_fee_and_dispatched_again(
+    page: Page, platform: Platform, walk: Walk
+) -> None:
+    # The simulated carrier takes ten minutes to find a rider: the delivery waits, as a tip raise is for.
+    order = await _place_and_pay_noting(walk, "sim:slow_accept")
+    await _merchant(walk, "POST", f"/v1/orders/{order['id']}/accept")
+    await _merchant(walk, "POST", f"/v1/orders/{order['id']}/ready")
+    await sign_in(page, platform.admin_login, platform.admin_password)
+    await page.evaluate(f"location.hash = '#/orders/{order['id']}'")
+    view = page.locator(".order-view")
+    facts = view.locator(".delivery-facts")
+    await expect(facts).to_have_attribute("data-delivery", "created", timeout=LIVE_MS)
+
+    await view.locator(".tip-form input[name=tip]").fill("3")
+    await view.locator(".tip-form button[type=submit]").click()
+    await expect(facts).to_contain_text("¥3.00")
+
+    await view.locator("button[data-action=cancel-delivery]").click()
+    await expect(view.locator(".confirm")).to_contain_text("Cancelling now costs ¥")
+    await view.locator("button[data-action=confirm-cancel]").click()
+    await expect(facts).to_have_attribute("data-delivery", "cancelled")
+    first = (await _merchant(walk, "GET", f"/v1/deliveries?order_id={order['id']}"))["items"][0]
+    assert (first["status"], first["tip_fen"]) == ("cancelled", 300)
+
+    await view.locator("button[data-action=redispatch]").click(timeout=LIVE_MS)
+    await expect(facts).to_have_attribute("data-delivery", "created")
+    deliveries = await _merchant(walk, "GET", f"/v1/deliveries?order_id={order['id']}")
+    assert deliveries["total"] == 2
+    assert deliveries["items"][0]["id"] != first["id"]

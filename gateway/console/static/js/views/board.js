@@ -35,7 +35,7 @@ const STREAM_STATES = {
   closed: "",
 };
 
-export function columnOf(order, now = new Date()) {
+function columnOf(order, now = new Date()) {
   if (order.open_aftersales > 0) return "exceptions";
   if (OPEN_STATUSES.includes(order.status) && DELIVERY_TROUBLE.has(order.delivery?.status)) return "exceptions";
   if (order.status === "paid") return "new";

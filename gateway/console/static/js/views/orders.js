@@ -10,6 +10,8 @@ import { orderActions } from "./order_actions.js";
 import { modeLabel, pickupNumber, statusLabel } from "./order_labels.js";
 
 const LOCATE_EVERY_MS = 15_000;
+// An order still waiting for its delivery: one whose delivery ended may get another.
+const OPEN = new Set(["accepted", "ready", "dispatching", "in_delivery"]);
 const LIST_HEADINGS = ["#", "订单号 Order", "状态 Status", "方式 Mode", "金额 Total", "下单 Placed"];
 const DELIVERY_LABELS = {
   created: "待接单 Waiting for a rider",
@@ -290,7 +292,7 @@ function showOrder(root, ctx, orderId) {
         ),
       );
     }
-    if (!live && delivery.status !== "delivered" && order.status === "ready") {
+    if (!live && delivery.status !== "delivered" && OPEN.has(order.status)) {
       bar.append(
         h(
           "button",
