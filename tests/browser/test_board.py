@@ -242,3 +242,18 @@ async def test_the_tip_is_raised_the_delivery_cancelled_after_its_fee_and_dispat
     deliveries = await _merchant(walk, "GET", f"/v1/deliveries?order_id={order['id']}")
     assert deliveries["total"] == 2
     assert deliveries["items"][0]["id"] != first["id"]
+
+
+async def test_a_delivery_the_carrier_cancelled_shows_among_the_exceptions(
+    page: Page, platform: Platform, walk: Walk
+) -> None:
+    await _open_board(page, platform)
+    # The simulated carrier assigns a rider, then cancels: the order waits for staff to dispatch it again.
+    order = await _place_and_pay_noting(walk, "sim:carrier_cancel")
+    await _merchant(walk, "POST", f"/v1/orders/{order['id']}/accept")
+    await _merchant(walk, "POST", f"/v1/orders/{order['id']}/ready")
+    card = _card(page, "exceptions", order["id"])
+    await expect(card).to_be_visible(timeout=LIVE_MS)
+    await expect(card.locator(".facts")).to_contain_text("cancelled")
+    await card.locator("a.details").click()
+    await expect(page.locator(".order-view button[data-action=redispatch]")).to_be_visible()

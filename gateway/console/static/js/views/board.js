@@ -26,6 +26,7 @@ const DONE = new Set(["delivered", "completed", "cancelled", "refunding", "refun
 const DELIVERY_TROUBLE = new Set(["cancelled", "failed", "returning", "returned", "pickup_failed", "exception"]);
 const FETCHES_AT_ONCE = 4;
 const REFUSED_RETRY_MS = 3_000;
+const SETTLE_MS = 2_000;
 const STREAM_STATES = {
   connecting: "连接中 Connecting",
   live: "● 实时 Live",
@@ -75,7 +76,16 @@ export function mount(root, ctx) {
   });
   root.append(board);
 
-  const changed = (order) => {
+  // The delivery as the store's stream last told it: the order service hears of it on its own, perhaps a moment
+  // after the board does, so what it answers may be older.
+  const deliveryNews = new Map();
+  const changed = (answered) => {
+    let order = answered;
+    const news = deliveryNews.get(order.id);
+    if (news && !(Date.parse(order.delivery?.updated_at) >= Date.parse(news.at))) {
+      const facts = { status: news.status, carrier: news.carrier, updated_at: news.at };
+      order = { ...order, delivery: { ...order.delivery, ...facts } };
+    }
     if (order.status !== "paid") fresh.delete(order.id);
     orders.set(order.id, order);
     render();
@@ -186,8 +196,13 @@ export function mount(root, ctx) {
 
   const wanted = new Set();
   let reading = false;
+  let closed = false;
+  const want = (orderId) => {
+    wanted.add(orderId);
+    readWanted();
+  };
   const readWanted = async () => {
-    if (reading) return;
+    if (reading || closed) return;
     reading = true;
     while (wanted.size) {
       const batch = [...wanted].slice(0, FETCHES_AT_ONCE);
@@ -235,8 +250,11 @@ export function mount(root, ctx) {
         if (type === "position" || !data || !data.order_id) return; // the rider's moves change no card
         await opening;
         if (!opened || !isNews(orders.get(data.order_id), data.at)) return;
-        wanted.add(data.order_id);
-        readWanted();
+        if (type === "delivery") deliveryNews.set(data.order_id, data);
+        want(data.order_id);
+        // Another service's news (a delivery, a code, an after-sales case) reaches the order service on its own:
+        // read the order again once it has, for the status that news moved it to.
+        if (type !== "status") setTimeout(() => want(data.order_id), SETTLE_MS);
       },
     });
   };
@@ -250,6 +268,7 @@ export function mount(root, ctx) {
   }, 1000);
 
   return () => {
+    closed = true;
     clearTimeout(retry);
     stream.close();
     clearInterval(ticking);
