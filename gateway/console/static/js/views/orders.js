@@ -140,7 +140,8 @@ function showOrder(root, ctx, orderId) {
   const render = () => {
     if (closed) return;
     if (!view.contains(summary)) {
-      fill(view,
+      fill(
+        view,
         h("p", {}, h("a", { href: "#/board" }, "← 看板 Board")),
         h("div", { class: "order-grid" }, h("div", {}, summary, lines, timeline), h("div", {}, deliveryPanel)),
       );
@@ -153,7 +154,8 @@ function showOrder(root, ctx, orderId) {
 
   const renderSummary = () => {
     const deadline = order.status === "paid" ? order.accept_by : order.auto_complete_by;
-    fill(summary,
+    fill(
+      summary,
       h(
         "div",
         { class: "row" },
@@ -174,7 +176,8 @@ function showOrder(root, ctx, orderId) {
 
   const renderLines = () => {
     const address = order.address;
-    fill(lines,
+    fill(
+      lines,
       h("h2", {}, "商品 Items"),
       h(
         "table",
@@ -207,7 +210,8 @@ function showOrder(root, ctx, orderId) {
   };
 
   const renderTimeline = () => {
-    fill(timeline,
+    fill(
+      timeline,
       h("h2", {}, "进度 Timeline"),
       h(
         "ol",
