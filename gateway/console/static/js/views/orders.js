@@ -10,6 +10,7 @@ import { orderActions } from "./order_actions.js";
 import { modeLabel, pickupNumber, statusLabel } from "./order_labels.js";
 
 const LOCATE_EVERY_MS = 15_000;
+const REFUSED_RETRY_MS = 3_000;
 // An order still waiting for its delivery: one whose delivery ended may get another.
 const OPEN = new Set(["accepted", "ready", "dispatching", "in_delivery"]);
 const LIST_HEADINGS = ["#", "订单号 Order", "状态 Status", "方式 Mode", "金额 Total", "下单 Placed"];
@@ -96,6 +97,9 @@ function showOrder(root, ctx, orderId) {
   let rider = null;
   const trail = [];
   let closed = false;
+  let missing = false; // the order is not found: nothing to follow
+  let actions = null;
+  let actionsKey = null;
 
   const plot = svg("svg", { class: "plot", "aria-label": "配送位置 Delivery map" });
   const summary = h("section", { class: "card summary" });
@@ -253,7 +257,14 @@ function showOrder(root, ctx, orderId) {
       shown.dataset.delivery = delivery.status;
       deliveryPanel.append(shown);
     }
-    deliveryPanel.append(plot, deliveryActions());
+    // The actions are built again only when what they depend on changed: a stream entry must not wipe a tip being
+    // typed or a cancellation being confirmed.
+    const key = [delivery?.id, delivery?.status, delivery?.ended_at, order.status].join("|");
+    if (key !== actionsKey) {
+      actionsKey = key;
+      actions = deliveryActions();
+    }
+    deliveryPanel.append(plot, actions);
     drawRider();
   };
 
@@ -318,6 +329,10 @@ function showOrder(root, ctx, orderId) {
       return;
     }
     const fees = Object.entries(preview.offers).map(([carrier, fen]) => `${carrier} ${yuan(fen)}`);
+    const keep = () => {
+      actionsKey = null;
+      renderDelivery();
+    };
     const confirm = async (event) => {
       event.currentTarget.disabled = true;
       try {
@@ -337,8 +352,12 @@ function showOrder(root, ctx, orderId) {
           `取消将扣费 Cancelling now costs ${yuan(preview.deduct_fen)}`,
           fees.length ? ` (${fees.join(", ")})` : "",
         ),
-        h("button", { type: "button", class: "danger", "data-action": "confirm-cancel", onclick: confirm }, "确认取消 Confirm"),
-        h("button", { type: "button", class: "quiet", onclick: render }, "不取消 Keep it"),
+        h(
+          "button",
+          { type: "button", class: "danger", "data-action": "confirm-cancel", onclick: confirm },
+          "确认 Confirm",
+        ),
+        h("button", { type: "button", class: "quiet", onclick: keep }, "不取消 Keep it"),
       ),
     );
   };
@@ -356,26 +375,37 @@ function showOrder(root, ctx, orderId) {
   };
 
   read().then(locate, (problem) => {
-    const missing = problem.status === 404;
+    missing = problem.status === 404;
     const words = missing ? `订单不存在 No order ${orderId}` : problem.message;
     fill(view, h("p", { class: missing ? "not-found" : "error", role: "alert" }, words));
   });
 
-  const stream = follow(`/v1/notifications/streams/orders/${encodeURIComponent(orderId)}`, {
-    tokens: session,
-    onEntry: ({ type, data }) => {
-      if (type === "position") {
-        rider = { lat: data.lat, lng: data.lng };
-        trail.push(rider);
-        if (order) drawRider();
-      } else if (type !== "end" && order) {
-        refresh();
-      }
-    },
-  });
+  let stream = null;
+  let retry = null;
+  const followOrder = () => {
+    stream = follow(`/v1/notifications/streams/orders/${encodeURIComponent(orderId)}`, {
+      tokens: session,
+      // The notify service may not have heard of a new order yet (404): look again shortly, unless the order
+      // itself is not found.
+      onState: (state) => {
+        if (state === "refused" && !missing) retry = setTimeout(followOrder, REFUSED_RETRY_MS);
+      },
+      onEntry: ({ type, data }) => {
+        if (type === "position") {
+          rider = { lat: data.lat, lng: data.lng };
+          trail.push(rider);
+          if (order) drawRider();
+        } else if (type !== "end" && order) {
+          refresh();
+        }
+      },
+    });
+  };
+  followOrder();
   return () => {
     closed = true;
     clearInterval(locating);
+    clearTimeout(retry);
     stream.close();
   };
 }
