@@ -343,6 +343,11 @@ class OrderRead(BaseModel):
     completed_at: AwareDatetime | None
     cancelled_at: AwareDatetime | None
     updated_at: AwareDatetime
+    redacted: bool = Field(
+        default=False,
+        description="Shown through a tracking link: `address.text`, `contact.name` and `contact.phone` are null, "
+        "`note` is empty, and the address's `lat`/`lng` are rounded to 0.001° (about 100 m)",
+    )
 
 
 class OrderPage(BaseModel):
