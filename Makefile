@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 TOOLS := $(VENV)/tools
 HELM := $(TOOLS)/helm
 
-.PHONY: run demo test lint format typecheck bench chaos events-doc clean help tools constraints
+.PHONY: run demo test lint format typecheck bench chaos events-doc clean help tools constraints browser
 
 help:
 	@echo "make run    - install what is missing, start the whole platform, print URLs and demo tokens"
@@ -33,6 +33,14 @@ $(HELM): deploy/tools.py deploy/checkov.lock | $(STAMP)
 
 tools: $(HELM)
 
+# Debian's Chromium for the browser tests (tests/browser, Playwright): installed with apt-get when missing, as root.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" != 0 ]; then echo "chromium is missing: sudo apt-get install -y chromium"; exit 1; fi; \
+	  echo "installing chromium from Debian's packages (apt-get) ..."; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -qq chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium; }; }
+
 constraints: $(STAMP)
 	{ sed -n '1,2p' constraints.txt; $(BIN)/python -m pip freeze --exclude-editable | grep -v '^songda'; } > constraints.new
 	mv constraints.new constraints.txt
@@ -47,11 +55,12 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m deploy.bench $(BENCH_ARGS)
 
-# Lint (CPU) and the chart tools' first download (network) side by side, then the suite on two workers
-# (pytest-xdist: each runs its own PostgreSQL and broker under .songda/test/<worker>).
+# Lint (CPU) beside the chart tools' and Chromium's first downloads (network), then the suite on two workers
+# (pytest-xdist: each runs its own PostgreSQL and broker under .songda/test/<worker>; the browser tests share one
+# worker and one launched platform: --dist loadgroup).
 test: $(STAMP)
-	$(MAKE) -j2 lint tools
-	$(BIN)/python -m pytest -n 2
+	$(MAKE) -j3 lint tools browser
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 # CHAOS_ARGS: e.g. "--orders 200 --seconds 120" (see python -m deploy.chaos --help).
 chaos: $(STAMP)

@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from gateway.admission import admit
 from gateway.auth import TokenIssuer, auth_router, load_signing_key
+from gateway.console.router import install_console
 from gateway.identity.setup import install_identity
 from gateway.openapi import OpenApiAggregator
 from gateway.proxied import ProxiedRoutes
@@ -151,6 +152,7 @@ def create_app(settings: GatewaySettings | None = None, clock: Clock | None = No
     app.include_router(tracking_router(settings))
     install_identity(app, settings, clock)
     _add_operational_routes(app)
+    install_console(app)
     _add_unrouted(app)
     return app
 

@@ -10,8 +10,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -22,40 +20,15 @@ import asyncpg
 import httpx
 import pytest
 
-from deploy.local.demo import Walk, run_demo
+from deploy.local.demo import run_demo
 from deploy.local.launcher import database_url
 from deploy.local.ports import free_port
 from deploy.local.postgres import INSTALL, PACKAGE, _wheel_digest, fallback_data_dir
 from deploy.local.processes import process_cmdline
 from deploy.local.seed import DEMO_STORE_ID
+from tests.platform import launch, stop, walk_of
 
 pytestmark = pytest.mark.stack
-
-
-def _launch(
-    state_dir: Path, gateway_port: int, extra_env: dict[str, str] | None = None
-) -> tuple[subprocess.Popen[str], dict[str, str]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SONGDA_")} | (extra_env or {})
-    process = subprocess.Popen(
-        [sys.executable, "-m", "deploy.cli", "run", "--state-dir", str(state_dir), "--gateway-port", str(gateway_port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-        start_new_session=True,
-    )
-    printed: dict[str, str] = {}
-    deadline = time.monotonic() + 120
-    assert process.stdout is not None
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            raise AssertionError(f"launcher exited early ({process.poll()}); printed {printed}")
-        name, _, value = line.partition(": ")
-        printed[name.strip()] = value.strip()
-        if line.startswith("Ctrl-C"):
-            return process, printed
-    raise AssertionError("launcher did not report ready in time")
 
 
 def _state(state_dir: Path) -> dict[str, Any]:
@@ -90,7 +63,7 @@ def state_dir(tmp_path: Path) -> Iterator[Path]:
 def test_run_survives_a_crashed_run_and_stops_cleanly(state_dir: Path) -> None:
     port = free_port()
 
-    crashed, printed = _launch(state_dir, port)
+    crashed, printed = launch(state_dir, port)
     assert printed["gateway"] == f"http://127.0.0.1:{port}"
     assert {"token customer", "token merchant", "token rider", "token ops", "docs"} <= printed.keys()
     leftovers = _started_pids(state_dir)
@@ -100,7 +73,7 @@ def test_run_survives_a_crashed_run_and_stops_cleanly(state_dir: Path) -> None:
     crashed.stdout.close()
     assert all(process_cmdline(pid) for pid in leftovers)
 
-    second, printed = _launch(state_dir, port)  # same data dir, same port still held a moment ago
+    second, printed = launch(state_dir, port)  # same data dir, same port still held a moment ago
     try:
         assert all(not process_cmdline(pid) for pid in leftovers)
         ready = httpx.get(printed["gateway"] + "/readyz", timeout=10)
@@ -168,18 +141,6 @@ def _read_stream(url: str, headers: dict[str, str], until: str, within: float = 
     return "\n".join(lines)
 
 
-def _stop(process: subprocess.Popen[str]) -> str:
-    process.send_signal(signal.SIGINT)
-    output, _ = process.communicate(timeout=60)
-    assert process.returncode == 0, output
-    return output
-
-
-def _walk(printed: dict[str, str]) -> Walk:
-    tokens = {role: printed[f"token {role}"] for role in ("customer", "merchant", "rider", "ops")}
-    return Walk(printed["gateway"], printed["wechatpay sandbox"], tokens, say=lambda _: None)
-
-
 async def _accepted_published(postgres_url: str, order_id: str) -> bool:
     connection = await asyncpg.connect(database_url(postgres_url, "songda_order", "postgresql"))
     try:
@@ -196,8 +157,8 @@ def test_an_event_published_just_before_a_restart_takes_effect_once_after_it(sta
     port = free_port()
     # The redemption service runs but consumes nothing: order.accepted (which issues a pickup order's code) reaches
     # the broker and nobody reads it.
-    first, printed = _launch(state_dir, port, extra_env={"REDEMPTION_CONSUMES": "[]"})
-    walk = _walk(printed)
+    first, printed = launch(state_dir, port, extra_env={"REDEMPTION_CONSUMES": "[]"})
+    walk = walk_of(printed)
     try:
         sku = walk.call("customer", "GET", f"/v1/stores/{DEMO_STORE_ID}/products")["items"][0]["skus"][0]["id"]
         order = walk.place_and_pay("pickup", [{"sku_id": sku, "quantity": 1}])
@@ -208,10 +169,10 @@ def test_an_event_published_just_before_a_restart_takes_effect_once_after_it(sta
             time.sleep(0.2)
     finally:
         walk.close()
-        _stop(first)
+        stop(first)
 
-    second, printed = _launch(state_dir, port)  # a fresh broker: the relays republish, the consumers catch up
-    walk = _walk(printed)
+    second, printed = launch(state_dir, port)  # a fresh broker: the relays republish, the consumers catch up
+    walk = walk_of(printed)
     try:
         code = walk.wait_code(order["id"], within=60)
         assert code["order_id"] == order["id"]
@@ -219,7 +180,7 @@ def test_an_event_published_just_before_a_restart_takes_effect_once_after_it(sta
         assert len(codes) == 1
     finally:
         walk.close()
-        _stop(second)
+        stop(second)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root hands PostgreSQL to a system user")
@@ -243,7 +204,7 @@ def test_run_from_a_checkout_the_postgres_user_cannot_enter(tmp_path: Path) -> N
     shutil.copytree(bundled / INSTALL / "bin", broken / "bin", symlinks=True)
     try:
         env = {"PYTHONPATH": os.pathsep.join([str(site), str(Path(__file__).resolve().parent.parent)])}
-        process, printed = _launch(
+        process, printed = launch(
             private / "state", free_port(), extra_env=env | {"SONGDA_PG_SHARED_DIR": str(shared_dir)}
         )
         try:
@@ -251,7 +212,7 @@ def test_run_from_a_checkout_the_postgres_user_cannot_enter(tmp_path: Path) -> N
             postmaster = Path(_state(private / "state")["postgres_data_dir"]) / "postmaster.pid"
             assert postmaster.is_relative_to(shared_dir)
         finally:
-            output = _stop(process)
+            output = stop(process)
         assert "stopped." in output
     finally:
         shutil.rmtree(shared_dir, ignore_errors=True)

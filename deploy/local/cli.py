@@ -34,6 +34,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         assert stack.infra is not None
         gateway = stack.gateway.url
         print(f"gateway: {gateway}")
+        print(f"console: {gateway}/console/ (sign in as the demo admin below)")
         print(f"docs: {gateway}/docs")
         print(f"ready: {gateway}/readyz")
         print(f"postgres: {stack.infra.postgres_url}")

@@ -250,7 +250,7 @@ class Stack:
             raise RuntimeError(f"the stack is already running (launcher pid {launcher}); stop it first")
         for child in state.get("children", []):
             cmdline = process_cmdline(child["pid"])
-            if "uvicorn" in cmdline or "tansu" in cmdline:
+            if "shared.serving" in cmdline or "tansu" in cmdline:
                 terminate_group(child["pid"], timeout=10)
         self.state_file.unlink(missing_ok=True)
 

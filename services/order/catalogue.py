@@ -6,6 +6,7 @@ import math
 import secrets
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -29,7 +30,7 @@ from services.order.schemas import (
 from shared.auth import Principal, Role
 from shared.clock import Clock
 from shared.errors import Forbidden, ValidationFailed
-from shared.tenancy import covers_merchant, covers_store, require_tenant
+from shared.tenancy import covers_merchant, covers_store, require_tenant, store_conditions
 
 METRES_PER_DEGREE = 111_195
 
@@ -176,26 +177,41 @@ async def nearby_stores(
         rules = store_rules(store)
         if not domain.covers(rules, lat, lng):
             continue
-        distance = domain.distance_m(store.lat, store.lng, lat, lng)
-        rating = round(store.rating_sum / store.rating_count, 2) if store.rating_count else None
-        found.append(
-            NearbyStore(
-                id=store.id,
-                name=store.name,
-                address=store.address,
-                lat=store.lat,
-                lng=store.lng,
-                distance_m=distance,
-                open_now=domain.is_open(store.opening_hours, store.timezone, now),
-                rating=rating,
-                rating_count=store.rating_count,
-                min_order_fen=store.min_order_fen,
-                delivery_fee_fen=domain.delivery_fee_fen(rules, distance, 0),
-                fulfilment_modes=[domain.FulfilmentMode(m) for m in store.fulfilment_modes],
-            )
-        )
-    found.sort(key=lambda s: (not s.open_now, s.distance_m // 500, -(s.rating or 0), s.distance_m, s.id))
+        found.append(_listed(store, domain.distance_m(store.lat, store.lng, lat, lng), now))
+    found.sort(key=lambda s: (not s.open_now, (s.distance_m or 0) // 500, -(s.rating or 0), s.distance_m or 0, s.id))
     return NearbyResult(found[offset : offset + limit], len(found))
+
+
+def _listed(store: Store, distance: int | None, now: datetime) -> NearbyStore:
+    """A store as a list shows it; the delivery fee is the fee at `distance` (at the store's door without one)."""
+    rating = round(store.rating_sum / store.rating_count, 2) if store.rating_count else None
+    return NearbyStore(
+        id=store.id,
+        name=store.name,
+        address=store.address,
+        lat=store.lat,
+        lng=store.lng,
+        distance_m=distance,
+        open_now=domain.is_open(store.opening_hours, store.timezone, now),
+        rating=rating,
+        rating_count=store.rating_count,
+        min_order_fen=store.min_order_fen,
+        delivery_fee_fen=domain.delivery_fee_fen(store_rules(store), distance or 0, 0),
+        fulfilment_modes=[domain.FulfilmentMode(m) for m in store.fulfilment_modes],
+    )
+
+
+async def covered_stores(
+    session: AsyncSession, principal: Principal, offset: int, limit: int, clock: Clock
+) -> NearbyResult:
+    """The stores the caller covers (a merchant's staff: its stores, or those of its scope; ops: all), by name."""
+    require_tenant(principal)
+    scoped = select(Store).where(*store_conditions(principal, Store.merchant_id, Store.id))
+    total = await session.scalar(select(func.count()).select_from(scoped.subquery()))
+    stores = (await session.scalars(scoped.order_by(Store.name, Store.id).offset(offset).limit(limit))).all()
+    now = clock.now()
+    items = [_listed(store, None, now) for store in stores]
+    return NearbyResult(items, total or 0)
 
 
 # --- catalogue --------------------------------------------------------------------------------------------------

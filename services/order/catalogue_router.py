@@ -27,6 +27,7 @@ from shared.auth import CurrentPrincipal, Principal, Role, require_roles
 from shared.clock import AppClock
 from shared.contract import Offset
 from shared.db import DbSession
+from shared.errors import ValidationFailed
 
 router = APIRouter(tags=["stores and catalogue"])
 
@@ -34,17 +35,26 @@ Staff = Annotated[Principal, require_roles(Role.merchant, Role.ops)]
 Limit = Annotated[int, Query(ge=1, le=100)]
 
 
-@router.get("/v1/stores", summary="Stores whose delivery range covers a point, open ones and nearer ones first")
-async def nearby(
+@router.get(
+    "/v1/stores",
+    summary="Stores whose delivery range covers a point, open ones and nearer ones first; without a point (staff "
+    "and ops), the stores the caller covers",
+)
+async def list_stores(
     session: DbSession,
     clock: AppClock,
-    _: CurrentPrincipal,
-    lat: Annotated[float, Query(ge=-90, le=90, description="GCJ-02")],
-    lng: Annotated[float, Query(ge=-180, le=180)],
+    principal: CurrentPrincipal,
+    lat: Annotated[float | None, Query(ge=-90, le=90, description="GCJ-02")] = None,
+    lng: Annotated[float | None, Query(ge=-180, le=180)] = None,
     offset: Offset = 0,
     limit: Limit = 20,
 ) -> NearbyStorePage:
-    found = await catalogue.nearby_stores(session, lat, lng, offset, limit, clock)
+    if lat is not None and lng is not None:
+        found = await catalogue.nearby_stores(session, lat, lng, offset, limit, clock)
+    elif lat is None and lng is None and principal.role in (Role.merchant, Role.ops):
+        found = await catalogue.covered_stores(session, principal, offset, limit, clock)
+    else:
+        raise ValidationFailed("Give lat and lng (a point to deliver to); only staff may list their stores without")
     return NearbyStorePage(items=found.items, total=found.total, offset=offset, limit=limit)
 
 

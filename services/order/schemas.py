@@ -186,7 +186,7 @@ class NearbyStore(BaseModel):
     address: str
     lat: float
     lng: float
-    distance_m: int
+    distance_m: int | None = Field(description="From the point asked about; null when the list is a merchant's own")
     open_now: bool
     rating: float | None
     rating_count: int

@@ -138,3 +138,18 @@ async def test_a_staff_token_naming_no_merchant_is_refused(harness: OrderHarness
 def _store(store_id: str | None) -> dict[str, object]:
     body: dict[str, object] = {"name": "新店", "phone": "010-1234567", "address": "a", "lat": 39.9, "lng": 116.4}
     return body | ({"id": store_id} if store_id else {})
+
+
+async def test_staff_list_the_stores_they_cover_and_customers_need_a_point(harness: OrderHarness) -> None:
+    h = harness
+    await _two_stores(h)
+    callers = {"staff of s-1": MERCHANT, "merchant-wide": OWNER, "other merchant": OTHER_MERCHANT}
+    listed = {name: await h.client.get("/v1/stores", headers=headers) for name, headers in callers.items()}
+    ids = {name: [s["id"] for s in r.json()["items"]] for name, r in listed.items()}
+    assert ids == {"staff of s-1": ["s-1"], "merchant-wide": ["s-1", "s-2"], "other merchant": []}
+    assert listed["merchant-wide"].json()["items"][0]["distance_m"] is None
+    for headers in (CUSTOMER, RIDER, NO_MERCHANT):
+        assert (await h.client.get("/v1/stores", headers=headers)).status_code in (403, 422)
+    half = await h.client.get("/v1/stores?lat=39.9", headers=OWNER)
+    assert half.status_code == 422
+    assert half.headers["content-type"].startswith("application/problem+json")

@@ -1,0 +1,6 @@
+// The console's screens, in the order of the navigation bar. Each module exports
+// `mount(root, ctx) -> unmount` (ctx: api, session, claims, store, stores, toast, navigate).
+
+export const VIEWS = [
+  { path: "board", title: "订单 Orders", load: () => import("./board.js") },
+];
