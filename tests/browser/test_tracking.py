@@ -5,9 +5,12 @@ with the customer's own token (the mini-program), its QR code renews itself when
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import jwt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from playwright.async_api import Page, Request, Route, expect
 
 from deploy.local.demo import Walk
@@ -129,3 +132,17 @@ async def test_the_qr_code_renews_itself_before_its_token_expires(page: Page, pl
         assert renewed.split(".")[1] == first.split(".")[1]  # the same code, a new token
     finally:
         walk.close()
+
+
+async def test_a_forged_or_truncated_link_says_so(page: Page, platform: Platform) -> None:
+    now = datetime.now(UTC)
+    claims = {"sub": "openid-demo", "role": "customer", "order_id": "SD1", "iss": "songda", "aud": "songda:tracking",
+              "iat": now, "exp": now + timedelta(hours=1)}  # fmt: skip
+    forged = jwt.encode(claims, Ed25519PrivateKey.generate(), algorithm="EdDSA", headers={"kid": "songda-1"})
+    await page.goto(f"/track/#link={forged}")
+    await expect(page.locator("#problem")).to_contain_text("This link has expired or is not valid")
+    await expect(page.locator("#summary")).to_be_empty()
+
+    await page.goto(f"/track/#link={forged[:20]}")
+    await page.reload()  # a new fragment alone does not load the page again
+    await expect(page.locator("#problem")).to_contain_text("incomplete")

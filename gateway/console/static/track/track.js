@@ -124,7 +124,15 @@ function claimsOf(jwt) {
 function fromFragment(hash) {
   const params = new URLSearchParams(hash.replace(/^#/, ""));
   const link = params.get("link");
-  if (link) return { tokens: new LinkTokens(link), orderId: claimsOf(link).order_id };
+  if (link) {
+    let orderId = null;
+    try {
+      orderId = claimsOf(link).order_id;
+    } catch {
+      return null; // not a token at all: cut short when copied, say
+    }
+    return orderId ? { tokens: new LinkTokens(link), orderId } : null;
+  }
   const access = params.get("access");
   if (access && params.get("order")) return { tokens: new FixedToken(access), orderId: params.get("order") };
   return null;
