@@ -17,20 +17,20 @@ _ORDER = "(?P<order>[^/]+)"
 
 
 @dataclass(frozen=True)
-class OrderRead:
+class OrderPath:
     path: re.Pattern[str]
     # Query parameters it may carry; `order_id`, when named here, must be the principal's order.
     query: frozenset[str] = frozenset()
 
 
-READS: tuple[OrderRead, ...] = (
-    OrderRead(re.compile(rf"^/v1/orders/{_ORDER}$")),
-    OrderRead(re.compile(rf"^/v1/orders/{_ORDER}/history$")),
-    OrderRead(re.compile(r"^/v1/deliveries$"), frozenset({"order_id", "offset", "limit"})),
-    OrderRead(re.compile(r"^/v1/codes$"), frozenset({"order_id", "offset", "limit"})),
-    OrderRead(re.compile(rf"^/v1/notifications/streams/orders/{_ORDER}$"), frozenset({"after"})),
+READS: tuple[OrderPath, ...] = (
+    OrderPath(re.compile(rf"^/v1/orders/{_ORDER}$")),
+    OrderPath(re.compile(rf"^/v1/orders/{_ORDER}/history$")),
+    OrderPath(re.compile(r"^/v1/deliveries$"), frozenset({"order_id", "offset", "limit"})),
+    OrderPath(re.compile(r"^/v1/codes$"), frozenset({"order_id", "offset", "limit"})),
+    OrderPath(re.compile(rf"^/v1/notifications/streams/orders/{_ORDER}$"), frozenset({"after"})),
     # Any token reads a store's public profile (where the page draws the store).
-    OrderRead(re.compile(r"^/v1/stores/[^/]+$")),
+    OrderPath(re.compile(r"^/v1/stores/[^/]+$")),
 )
 
 

@@ -40,15 +40,19 @@ async def _stream_head(platform: Platform, link: str, order_id: str) -> tuple[st
         token = exchanged.json()["access_token"]
         path = f"/v1/notifications/streams/orders/{order_id}"
         text = ""
-        async with client.stream("GET", path, headers={"Authorization": f"Bearer {token}"}) as response:
-            assert response.status_code == 200, await response.aread()
-            async for line in response.aiter_lines():
-                text += line + "\n"
-                if line.startswith("id:"):
-                    entry_id = line.partition(":")[2].strip()
-                elif line == "" and "\ndata:" in text:
-                    return text, entry_id
-    raise AssertionError("the stream ended before its first entry")
+        for _ in range(120):  # until the notify service has heard of the order (404 until then)
+            async with client.stream("GET", path, headers={"Authorization": f"Bearer {token}"}) as response:
+                if response.status_code == 404:
+                    await asyncio.sleep(0.5)
+                    continue
+                assert response.status_code == 200, await response.aread()
+                async for line in response.aiter_lines():
+                    text += line + "\n"
+                    if line.startswith("id:"):
+                        entry_id = line.partition(":")[2].strip()
+                    elif line == "" and "\ndata:" in text:
+                        return text, entry_id
+    raise AssertionError("the stream never opened, or ended before its first entry")
 
 
 async def test_the_page_follows_a_carrier_delivery_to_the_end_and_survives_a_dropped_connection(
@@ -113,7 +117,7 @@ async def test_the_qr_code_renews_itself_before_its_token_expires(page: Page, pl
     walk = platform.walk()
     try:
         order = await asyncio.to_thread(_delivery_order, walk)
-        code = await asyncio.to_thread(walk.wait_code, order["id"])
+        code = await asyncio.to_thread(walk.wait_code, order["id"], 60)
         await page.goto(f"/track/#access={walk.tokens['customer']}&order={order['id']}")
         await expect(page.locator("#order-status")).to_have_attribute("data-status", "paid")
         await expect(page.locator("#summary")).not_to_contain_text("地址和电话已隐藏")

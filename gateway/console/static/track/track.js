@@ -52,6 +52,7 @@ const LIVE = {
   refused: "无法跟踪 not available",
   closed: "",
 };
+const REFUSED_RETRY_MS = 3000;
 // A token is renewed this long before it expires (at most a quarter of its life).
 const EARLY_MS = 60_000;
 
@@ -165,10 +166,20 @@ class TrackingPage {
     this.store = await this.api.get(`/v1/stores/${encodeURIComponent(this.order.store_id)}`);
     await Promise.all([this.loadDelivery(), this.loadCode()]);
     this.render();
-    this.stream = follow(`/v1/notifications/streams/orders/${encodeURIComponent(this.orderId)}`, {
+    this.follow(null);
+  }
+
+  // The order's stream, from after `lastEventId`. The notify service hears of an order a moment after the order
+  // service: a stream refused for an order the page could read is "not yet", so it is asked for again.
+  follow(lastEventId) {
+    const stream = follow(`/v1/notifications/streams/orders/${encodeURIComponent(this.orderId)}`, {
       tokens: this.tokens,
+      lastEventId,
       onEntry: (entry) => this.onEntry(entry),
-      onState: (state) => this.showState(state),
+      onState: (state) => {
+        this.showState(state);
+        if (state === "refused") setTimeout(() => this.follow(stream.lastEventId), REFUSED_RETRY_MS);
+      },
     });
   }
 
