@@ -5,8 +5,10 @@ paused and removed, and a private URL refused by the SSRF check in the form."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -24,6 +26,16 @@ def walk(platform: Platform) -> Iterator[Walk]:
         yield opened
     finally:
         opened.close()
+
+
+def notices_of(walk: Walk, order_id: str, within: float = 30) -> list[dict[str, Any]]:
+    """The order's notices, once notify has heard of the order over Kafka (empty if it never does)."""
+    deadline = time.monotonic() + within
+    while not (found := walk.call("merchant", "GET", "/v1/notifications/notices", params={"order_id": order_id})):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    return list(found)
 
 
 async def test_a_skus_price_and_shelf_change_from_the_catalogue(page: Page, platform: Platform, walk: Walk) -> None:
@@ -151,3 +163,102 @@ async def test_a_webhook_is_added_paused_and_removed_and_a_private_url_refused(p
     page.on("dialog", lambda dialog: dialog.accept())
     await card.locator("button.delete").click()
     await expect(card).to_have_count(0)
+
+
+async def test_carrier_accounts_are_listed_bound_and_unbound(page: Page, platform: Platform, walk: Walk) -> None:
+    await sign_in(page, platform.admin_login, platform.admin_password)
+    await page.goto("/console/#/carriers")
+    for carrier in ("dada", "sf"):  # the demo's, seeded
+        await expect(page.locator(f'tr.account[data-carrier="{carrier}"]')).to_have_count(1)
+    form = page.locator("#bind-carrier")
+    await form.locator("select[name=carrier]").select_option("wechat_legacy")
+    await form.locator("input[name=app_key]").fill("wx-app-key-1")
+    await form.locator("input[name=app_secret]").fill("wx-secret")
+    await form.locator("button[type=submit]").click()
+    await expect(form.locator(".form-error")).to_contain_text("brand")  # WeChat needs the fleet behind it
+
+    app_key = f"ss-{uuid.uuid4().hex[:10]}"
+    await form.locator("select[name=carrier]").select_option("shansong")
+    await form.locator("input[name=app_key]").fill(app_key)
+    await form.locator("input[name=app_secret]").fill("ss-secret-for-the-test")
+    await form.locator("button[type=submit]").click()
+    row = page.locator('tr.account[data-carrier="shansong"]', has_text=app_key[:3])
+    await expect(row).to_have_count(1)
+    await expect(row).not_to_contain_text(app_key)  # masked
+    bound = walk.call("merchant", "GET", f"/v1/carriers/accounts?store_id={DEMO_STORE_ID}")
+    assert [a["carrier"] for a in bound].count("shansong") == 1
+
+    page.on("dialog", lambda dialog: dialog.accept())
+    await row.locator("button.danger").click()
+    await expect(row).to_have_count(0)
+    left = walk.call("merchant", "GET", f"/v1/carriers/accounts?store_id={DEMO_STORE_ID}")
+    assert sorted(a["carrier"] for a in left) == ["dada", "sf"]
+
+
+async def test_a_notice_template_is_saved_and_a_wrong_keyword_refused(
+    page: Page, platform: Platform, walk: Walk
+) -> None:
+    merchant = {"merchant_id": "demo-merchant"}
+    before = next(t for t in walk.call("ops", "GET", "/v1/notifications/templates", params=merchant)
+                  if t["notice"] == "accepted")  # fmt: skip
+    try:
+        await sign_in(page, platform.admin_login, platform.admin_password)
+        await page.goto("/console/#/notifications/templates")
+        form = page.locator('form.template[data-notice="accepted"]')
+        await expect(form.locator("input[name=template_id]")).to_have_value(before["template_id"])
+        await form.locator("input[name=fields]").fill("character_string1=order_no, color9=status")
+        await form.locator("button[type=submit]").click()
+        await expect(form.locator('[data-field="fields"] .field-error')).to_contain_text("color9")
+
+        await form.locator("input[name=fields]").fill("character_string1=order_no, phrase3=status")
+        await form.locator("input[name=page]").fill("pages/order/detail")
+        await form.locator("button[type=submit]").click()
+        await expect(page.locator("#toasts")).to_contain_text("Saved")
+        saved = next(t for t in walk.call("ops", "GET", "/v1/notifications/templates", params=merchant)
+                     if t["notice"] == "accepted")  # fmt: skip
+        assert saved["fields"] == {"character_string1": "order_no", "phrase3": "status"}
+        assert saved["page"] == "pages/order/detail"
+        assert saved["sms_fallback"] == before["sms_fallback"]
+    finally:
+        restore = {
+            k: before[k] for k in ("template_id", "fields", "page", "sms_fallback", "sms_template_id", "sms_params")
+        }
+        walk.call("ops", "PUT", "/v1/notifications/templates/accepted", params=merchant, json=restore)
+
+
+async def test_a_review_gets_the_merchants_reply(page: Page, platform: Platform, walk: Walk) -> None:
+    product = walk.call(
+        "merchant", "POST", f"/v1/stores/{DEMO_STORE_ID}/products",
+        json={"name": f"评价套餐 {uuid.uuid4().hex[:6]}", "skus": [{"name": "套餐", "price_fen": 2600, "stock": 5}]},
+    )  # fmt: skip
+    order = walk.place_and_pay("pickup", [{"sku_id": product["skus"][0]["id"], "quantity": 1}])
+    walk.call("merchant", "POST", f"/v1/orders/{order['id']}/accept")
+    walk.call("merchant", "POST", f"/v1/orders/{order['id']}/ready")
+    code = walk.wait_code(order["id"], within=60)
+    walk.call(
+        "merchant", "POST", "/v1/redemptions",
+        json={"code": code["code"], "store_id": DEMO_STORE_ID, "request_no": uuid.uuid4().hex},
+    )  # fmt: skip
+    assert walk.wait_status(order["id"], {"completed"}, within=60)["status"] == "completed"
+    text = f"面很劲道 {uuid.uuid4().hex[:6]}"
+    walk.call("customer", "POST", f"/v1/orders/{order['id']}/review", json={"store_rating": 4, "text": text})
+
+    await sign_in(page, platform.admin_login, platform.admin_password)
+    await page.goto("/console/#/reviews")
+    review = page.locator(f'article.review[data-order="{order["id"]}"]')
+    await expect(review).to_contain_text(text)
+    await expect(review.locator(".stars")).to_have_text("★★★★☆")
+    await review.locator("textarea[name=reply]").fill("谢谢光临 Thank you!")
+    await review.locator("button[type=submit]").click()
+    await expect(review.locator(".reply")).to_contain_text("谢谢光临 Thank you!")
+    reviews = walk.call("merchant", "GET", f"/v1/stores/{DEMO_STORE_ID}/reviews", params={"limit": 100})["items"]
+    assert next(r for r in reviews if r["order_id"] == order["id"])["reply"] == "谢谢光临 Thank you!"
+
+    # The notices the order's customer was sent, phone numbers masked.
+    assert notices_of(walk, order["id"])
+    await page.goto("/console/#/notifications/notices")
+    filter_form = page.locator("form.filter")
+    await filter_form.locator("input[name=order_id]").fill(order["id"])
+    await filter_form.locator("button[type=submit]").click()
+    await expect(page.locator("tr.notice").first).to_contain_text(order["id"])
+    await expect(page.locator("table.notices")).not_to_contain_text("13800000000")

@@ -60,7 +60,7 @@ async function templates(root, { api, toast }) {
   const byNotice = new Map(saved.map((t) => [t.notice, t]));
   root.append(
     h("p", { class: "muted" }, `字段 Facts a keyword may show: ${known.facts.join(", ")}`),
-    known.notices.map((notice) => templateForm(notice, byNotice.get(notice))),
+    ...known.notices.map((notice) => templateForm(notice, byNotice.get(notice))),
   );
 
   function templateForm(notice, template) {

@@ -20,10 +20,11 @@ export function mount(root, { api, store, toast }) {
     const page = await api.get(`/v1/stores/${encodeURIComponent(store.id)}/reviews`, { offset, limit: PAGE });
     summary.textContent = `${page.total} 条评价 reviews`;
     clear(list).append(...page.items.map(reviewCard));
-    clear(pager).append(
-      offset > 0 ? h("button", { type: "button", onclick: () => load(Math.max(0, offset - PAGE)) }, "上一页 Newer") : null,
-      offset + PAGE < page.total ? h("button", { type: "button", onclick: () => load(offset + PAGE) }, "下一页 Older") : null,
-    );
+    const newer = h("button", { type: "button", onclick: () => load(Math.max(0, offset - PAGE)) }, "上一页 Newer");
+    const older = h("button", { type: "button", onclick: () => load(offset + PAGE) }, "下一页 Older");
+    newer.hidden = offset === 0;
+    older.hidden = offset + PAGE >= page.total;
+    clear(pager).append(newer, older);
   }
 
   function reviewCard(review) {
