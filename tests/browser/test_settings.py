@@ -92,8 +92,22 @@ async def test_the_store_prep_time_is_saved_and_a_refusal_shows_beside_it(
         # The rest of the form went back as it came: nothing else changed.
         unchanged = {k: v for k, v in after.items() if k not in ("prep_minutes", "updated_at")}
         assert unchanged == {k: v for k, v in before.items() if k not in ("prep_minutes", "updated_at")}
+
+        # Opening hours: a period from Monday to Saturday, through midnight.
+        await form.get_by_role("button", name="添加时段 Add a period").click()
+        period = form.locator(".period").last
+        await period.get_by_label("日 Sun").uncheck()
+        await period.locator("input.open").fill("10:00")
+        await period.locator("input.close").fill("01:30")
+        await form.locator("button[type=submit]").click()
+        await expect(form.locator(".period")).to_have_count(len(before["opening_hours"]) + 1)
+        hours = walk.call("merchant", "GET", f"/v1/stores/{DEMO_STORE_ID}")["opening_hours"]
+        assert hours[-1] == {"weekdays": [1, 2, 3, 4, 5, 6], "open": "10:00", "close": "01:30"}
     finally:
-        walk.call("merchant", "PATCH", f"/v1/stores/{DEMO_STORE_ID}", json={"prep_minutes": before["prep_minutes"]})
+        walk.call(
+            "merchant", "PATCH", f"/v1/stores/{DEMO_STORE_ID}",
+            json={"prep_minutes": before["prep_minutes"], "opening_hours": before["opening_hours"]},
+        )  # fmt: skip
 
 
 async def test_a_store_scoped_member_is_invited_then_disabled(
