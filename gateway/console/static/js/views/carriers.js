@@ -17,7 +17,17 @@ export function mount(root, { api, store, toast }) {
     h(
       "table",
       { class: "list accounts" },
-      h("thead", {}, h("tr", {}, ["运力 Carrier", "App key", "门店编号 Shop id", "商户号 Merchant no", "绑定时间 Bound", ""].map((t) => h("th", {}, t)))),
+      h(
+        "thead",
+        {},
+        h(
+          "tr",
+          {},
+          ["运力 Carrier", "App key", "门店编号 Shop id", "商户号 Merchant no", "绑定时间 Bound", ""].map((t) =>
+            h("th", {}, t),
+          ),
+        ),
+      ),
       table,
     ),
     formHolder,
@@ -35,15 +45,12 @@ export function mount(root, { api, store, toast }) {
           h("td", {}, a.shop_id),
           h("td", {}, a.merchant_no),
           h("td", {}, dateTime(a.bound_at)),
-          h(
-            "td",
-            {},
-            h("button", { type: "button", class: "danger", onclick: () => unbind(a) }, "解绑 Unbind"),
-          ),
+          h("td", {}, h("button", { type: "button", class: "danger", onclick: () => unbind(a) }, "解绑 Unbind")),
         ),
       ),
     );
-    if (!accounts.length) table.append(h("tr", {}, h("td", { colspan: 6, class: "muted" }, "未绑定运力 No carrier bound")));
+    if (!accounts.length)
+      table.append(h("tr", {}, h("td", { colspan: 6, class: "muted" }, "未绑定运力 No carrier bound")));
   }
 
   async function unbind(account) {
@@ -65,7 +72,12 @@ export function mount(root, { api, store, toast }) {
       h(
         "div",
         { class: "row" },
-        choice("carrier", "运力 Carrier", carriers.map((c) => [c.name, `${c.title} ${c.name}`]), carriers[0] && carriers[0].name),
+        choice(
+          "carrier",
+          "运力 Carrier",
+          carriers.map((c) => [c.name, `${c.title} ${c.name}`]),
+          carriers[0] && carriers[0].name,
+        ),
         field("app_key", "App key / dev_id / appid", { required: true, maxlength: 128 }),
         field("app_secret", "App secret", { type: "password", required: true, maxlength: 256, autocomplete: "off" }),
       ),
@@ -76,7 +88,11 @@ export function mount(root, { api, store, toast }) {
         field("merchant_no", "商户号 Merchant no (Dada source_id, UU openid)", { maxlength: 128 }),
         field("token", "推送 Token (WeChat)", { type: "password", maxlength: 256, autocomplete: "off" }),
         field("brand", "运力品牌 Fleet (WeChat: DADA, SFTC, SS, MTPS)", { maxlength: 16 }),
-        field("encoding_aes_key", "EncodingAESKey (WeChat safe mode)", { type: "password", maxlength: 43, autocomplete: "off" }),
+        field("encoding_aes_key", "EncodingAESKey (WeChat safe mode)", {
+          type: "password",
+          maxlength: 43,
+          autocomplete: "off",
+        }),
       ),
       h("button", { type: "submit", class: "primary" }, "绑定 Bind"),
       formError(),

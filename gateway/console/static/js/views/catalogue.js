@@ -64,12 +64,20 @@ export function mount(root, { api, store, toast }) {
         "header",
         { class: "row" },
         h("strong", { class: "product-name" }, product.name),
-        h("span", { class: product.on_shelf ? "badge on" : "badge off" }, product.on_shelf ? "在售 On shelf" : "已下架 Off shelf"),
+        h(
+          "span",
+          { class: product.on_shelf ? "badge on" : "badge off" },
+          product.on_shelf ? "在售 On shelf" : "已下架 Off shelf",
+        ),
         product.sold_out ? h("span", { class: "badge off" }, "售罄 Sold out") : null,
         h("span", { class: "spacer" }),
         h(
           "button",
-          { type: "button", class: "shelf", onclick: () => act(() => api.patch(`/v1/products/${product.id}`, { on_shelf: !product.on_shelf })) },
+          {
+            type: "button",
+            class: "shelf",
+            onclick: () => act(() => api.patch(`/v1/products/${product.id}`, { on_shelf: !product.on_shelf })),
+          },
           product.on_shelf ? "下架 Take off shelf" : "上架 Put on shelf",
         ),
         h(
@@ -98,7 +106,11 @@ export function mount(root, { api, store, toast }) {
       "form",
       { class: "row sku", "data-sku": sku.id, "data-on-shelf": String(sku.on_shelf) },
       h("span", { class: "sku-name" }, sku.name, h("small", { class: "muted" }, ` v${sku.version}`)),
-      field("price_fen", "价格 Price ¥", { name: "price", inputmode: "decimal", value: (sku.price_fen / 100).toFixed(2) }),
+      field("price_fen", "价格 Price ¥", {
+        name: "price",
+        inputmode: "decimal",
+        value: (sku.price_fen / 100).toFixed(2),
+      }),
       field("stock", "库存 Stock", { type: "number", min: 0, value: sku.stock }),
       h("button", { type: "submit", class: "primary" }, "保存 Save"),
       h(

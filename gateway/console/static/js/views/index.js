@@ -7,7 +7,16 @@ export const VIEWS = [
   { path: "catalogue", title: "商品 Catalogue", load: () => import("./catalogue.js") },
   { path: "store", title: "门店 Store", load: () => import("./store.js") },
   { path: "carriers", title: "配送 Carriers", load: () => import("./carriers.js") },
-  { path: "staff", title: "员工 Staff", load: () => import("./staff.js"), allowed: ({ api }) => api.get("/v1/staff").then(() => true, () => false) },
+  {
+    path: "staff",
+    title: "员工 Staff",
+    load: () => import("./staff.js"),
+    allowed: ({ api }) =>
+      api.get("/v1/staff").then(
+        () => true,
+        () => false,
+      ),
+  },
   { path: "notifications", title: "通知 Notifications", load: () => import("./notifications.js") },
   { path: "reviews", title: "评价 Reviews", load: () => import("./reviews.js") },
 ];

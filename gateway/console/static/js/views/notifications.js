@@ -34,7 +34,9 @@ export function mount(root, ctx) {
     h(
       "nav",
       { class: "subtabs" },
-      SECTIONS.map(([path, title]) => h("a", { href: `#/notifications/${path}`, class: path === section ? "active" : null }, title)),
+      SECTIONS.map(([path, title]) =>
+        h("a", { href: `#/notifications/${path}`, class: path === section ? "active" : null }, title),
+      ),
     ),
     body,
   );
@@ -64,7 +66,14 @@ async function templates(root, { api, toast }) {
   );
 
   function templateForm(notice, template) {
-    const t = template || { template_id: null, fields: {}, page: null, sms_fallback: false, sms_template_id: null, sms_params: [] };
+    const t = template || {
+      template_id: null,
+      fields: {},
+      page: null,
+      sms_fallback: false,
+      sms_template_id: null,
+      sms_params: [],
+    };
     const form = h(
       "form",
       { class: "card settings-form template", "data-notice": notice },
@@ -74,7 +83,9 @@ async function templates(root, { api, toast }) {
         { class: "row" },
         field("template_id", "订阅消息模板 Template id", { value: t.template_id || "", maxlength: 64 }),
         field("fields", "关键词 Keywords (thing2=store_name, …)", {
-          value: Object.entries(t.fields).map(([k, v]) => `${k}=${v}`).join(", "),
+          value: Object.entries(t.fields)
+            .map(([k, v]) => `${k}=${v}`)
+            .join(", "),
           class: "wide",
         }),
         field("page", "跳转页面 Page", { value: t.page || "", placeholder: "pages/order/detail", maxlength: 200 }),
@@ -91,14 +102,18 @@ async function templates(root, { api, toast }) {
       formError(),
     );
     return onSubmit(form, async (data) => {
-      const pairs = String(data.get("fields")).split(/[,，\s]+/).filter(Boolean);
+      const pairs = String(data.get("fields"))
+        .split(/[,，\s]+/)
+        .filter(Boolean);
       const body = {
         template_id: String(data.get("template_id")).trim() || null,
         fields: Object.fromEntries(pairs.map((pair) => pair.split("=").map((part) => part.trim()))),
         page: String(data.get("page")).trim() || null,
         sms_fallback: data.get("sms_fallback") !== null,
         sms_template_id: String(data.get("sms_template_id")).trim() || null,
-        sms_params: String(data.get("sms_params")).split(/[,，\s]+/).filter(Boolean),
+        sms_params: String(data.get("sms_params"))
+          .split(/[,，\s]+/)
+          .filter(Boolean),
       };
       await api.put(`/v1/notifications/templates/${notice}`, body);
       toast(`已保存 Saved: ${NOTICE_LABELS[notice] || notice}`);
@@ -123,7 +138,17 @@ async function notices(root, { api }) {
     h(
       "table",
       { class: "list notices" },
-      h("thead", {}, h("tr", {}, ["时间 Created", "订单 Order", "通知 Notice", "状态 Status", "渠道 Channel", "尝试 Attempts"].map((t) => h("th", {}, t)))),
+      h(
+        "thead",
+        {},
+        h(
+          "tr",
+          {},
+          ["时间 Created", "订单 Order", "通知 Notice", "状态 Status", "渠道 Channel", "尝试 Attempts"].map((t) =>
+            h("th", {}, t),
+          ),
+        ),
+      ),
       rows,
     ),
   );
@@ -180,7 +205,12 @@ async function webhooks(root, { api, toast }) {
       { class: "row events", "data-field": "event_types" },
       h("span", { class: "muted" }, "事件 Events (none: all)"),
       known.eventTypes.map((type) =>
-        h("label", { class: "check" }, h("input", { type: "checkbox", name, value: type, checked: chosen.includes(type) }), type),
+        h(
+          "label",
+          { class: "check" },
+          h("input", { type: "checkbox", name, value: type, checked: chosen.includes(type) }),
+          type,
+        ),
       ),
     );
   }
@@ -193,7 +223,12 @@ async function webhooks(root, { api, toast }) {
       h(
         "div",
         { class: "row" },
-        field("url", "地址 URL (https, public)", { type: "url", required: true, class: "wide", placeholder: "https://pos.example.com/songda" }),
+        field("url", "地址 URL (https, public)", {
+          type: "url",
+          required: true,
+          class: "wide",
+          placeholder: "https://pos.example.com/songda",
+        }),
         field("description", "说明 Description", { maxlength: 200 }),
       ),
       eventBoxes("event_types", []),
@@ -225,9 +260,15 @@ async function webhooks(root, { api, toast }) {
         "header",
         { class: "row" },
         h("strong", { class: "url" }, endpoint.url),
-        h("span", { class: endpoint.enabled ? "badge on" : "badge off" }, endpoint.enabled ? "启用 Active" : "暂停 Paused"),
+        h(
+          "span",
+          { class: endpoint.enabled ? "badge on" : "badge off" },
+          endpoint.enabled ? "启用 Active" : "暂停 Paused",
+        ),
         endpoint.disabled_reason ? h("span", { class: "muted" }, endpoint.disabled_reason) : null,
-        endpoint.failing_since ? h("span", { class: "error" }, `失败自 Failing since ${dateTime(endpoint.failing_since)}`) : null,
+        endpoint.failing_since
+          ? h("span", { class: "error" }, `失败自 Failing since ${dateTime(endpoint.failing_since)}`)
+          : null,
       ),
       endpoint.description ? h("p", { class: "muted" }, endpoint.description) : null,
       h("p", { class: "muted" }, endpoint.event_types.length ? endpoint.event_types.join(", ") : "全部事件 All events"),
@@ -236,7 +277,16 @@ async function webhooks(root, { api, toast }) {
         { class: "row" },
         h("span", {}, "密钥 Secret"),
         secret,
-        h("button", { type: "button", class: "show-secret", onclick: () => act(async () => (secret.textContent = (await api.get(`/v1/webhooks/${endpoint.id}/secret`)).secret)) }, "显示 Show"),
+        h(
+          "button",
+          {
+            type: "button",
+            class: "show-secret",
+            onclick: () =>
+              act(async () => (secret.textContent = (await api.get(`/v1/webhooks/${endpoint.id}/secret`)).secret)),
+          },
+          "显示 Show",
+        ),
         h(
           "button",
           {
@@ -261,11 +311,16 @@ async function webhooks(root, { api, toast }) {
           {
             type: "button",
             class: endpoint.enabled ? "pause" : "resume primary",
-            onclick: () => act(async () => (await api.patch(`/v1/webhooks/${endpoint.id}`, { enabled: !endpoint.enabled }), load())),
+            onclick: () =>
+              act(async () => (await api.patch(`/v1/webhooks/${endpoint.id}`, { enabled: !endpoint.enabled }), load())),
           },
           endpoint.enabled ? "暂停 Pause" : "恢复 Resume",
         ),
-        h("button", { type: "button", class: "show-deliveries", onclick: () => act(() => showDeliveries(endpoint, deliveries)) }, "投递记录 Deliveries"),
+        h(
+          "button",
+          { type: "button", class: "show-deliveries", onclick: () => act(() => showDeliveries(endpoint, deliveries)) },
+          "投递记录 Deliveries",
+        ),
         since,
         h(
           "button",
@@ -275,7 +330,9 @@ async function webhooks(root, { api, toast }) {
             onclick: () =>
               act(async () => {
                 if (!since.value) throw new Error("选择时间 Choose a time to replay from");
-                const answer = await api.post(`/v1/webhooks/${endpoint.id}/replay?since=${encodeURIComponent(new Date(since.value).toISOString())}`);
+                const answer = await api.post(
+                  `/v1/webhooks/${endpoint.id}/replay?since=${encodeURIComponent(new Date(since.value).toISOString())}`,
+                );
                 toast(`已重发 Replayed ${answer.replayed}`);
                 await showDeliveries(endpoint, deliveries);
               }),
@@ -287,7 +344,9 @@ async function webhooks(root, { api, toast }) {
           {
             type: "button",
             class: "danger delete",
-            onclick: () => confirm(`删除 Delete ${endpoint.url} and its history?`) && act(async () => (await api.delete(`/v1/webhooks/${endpoint.id}`), load())),
+            onclick: () =>
+              confirm(`删除 Delete ${endpoint.url} and its history?`) &&
+              act(async () => (await api.delete(`/v1/webhooks/${endpoint.id}`), load())),
           },
           "删除 Delete",
         ),
@@ -302,7 +361,15 @@ async function webhooks(root, { api, toast }) {
       h(
         "table",
         { class: "list" },
-        h("thead", {}, h("tr", {}, ["时间 Created", "事件 Event", "状态 Status", "尝试 Attempts", ""].map((t) => h("th", {}, t)))),
+        h(
+          "thead",
+          {},
+          h(
+            "tr",
+            {},
+            ["时间 Created", "事件 Event", "状态 Status", "尝试 Attempts", ""].map((t) => h("th", {}, t)),
+          ),
+        ),
         h(
           "tbody",
           {},
@@ -312,8 +379,20 @@ async function webhooks(root, { api, toast }) {
               { class: "delivery", "data-delivery": d.id },
               h("td", {}, dateTime(d.created_at)),
               h("td", {}, d.event_type, h("div", { class: "muted" }, d.message_id)),
-              h("td", {}, d.status, d.last_status_code ? ` (${d.last_status_code})` : "", d.last_error ? h("div", { class: "error" }, d.last_error) : null),
-              h("td", {}, d.history.map((a) => h("div", {}, `#${a.attempt} ${dateTime(a.at)} ${a.status_code ?? a.error ?? ""} ${a.duration_ms} ms`))),
+              h(
+                "td",
+                {},
+                d.status,
+                d.last_status_code ? ` (${d.last_status_code})` : "",
+                d.last_error ? h("div", { class: "error" }, d.last_error) : null,
+              ),
+              h(
+                "td",
+                {},
+                d.history.map((a) =>
+                  h("div", {}, `#${a.attempt} ${dateTime(a.at)} ${a.status_code ?? a.error ?? ""} ${a.duration_ms} ms`),
+                ),
+              ),
               h(
                 "td",
                 {},

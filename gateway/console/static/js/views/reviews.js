@@ -34,13 +34,23 @@ export function mount(root, { api, store, toast }) {
       h(
         "header",
         { class: "row" },
-        h("span", { class: "stars", "aria-label": `${review.store_rating} / 5` }, "★".repeat(review.store_rating) + "☆".repeat(5 - review.store_rating)),
+        h(
+          "span",
+          { class: "stars", "aria-label": `${review.store_rating} / 5` },
+          "★".repeat(review.store_rating) + "☆".repeat(5 - review.store_rating),
+        ),
         review.rider_rating ? h("span", { class: "muted" }, `骑手 Rider ${review.rider_rating}/5`) : null,
         h("span", { class: "muted" }, `${dateTime(review.created_at)} · ${review.order_id}`),
       ),
       review.text ? h("p", { class: "review-text" }, review.text) : h("p", { class: "muted" }, "(无文字 No text)"),
       review.reply
-        ? h("p", { class: "reply" }, h("strong", {}, "商家回复 Reply: "), review.reply, h("span", { class: "muted" }, ` ${dateTime(review.replied_at)}`))
+        ? h(
+            "p",
+            { class: "reply" },
+            h("strong", {}, "商家回复 Reply: "),
+            review.reply,
+            h("span", { class: "muted" }, ` ${dateTime(review.replied_at)}`),
+          )
         : replyForm(review),
     );
   }
@@ -49,7 +59,12 @@ export function mount(root, { api, store, toast }) {
     const form = h(
       "form",
       { class: "reply-form" },
-      h("label", { class: "field", "data-field": "reply" }, "回复 Reply", h("textarea", { name: "reply", maxlength: 500, rows: 2, required: true })),
+      h(
+        "label",
+        { class: "field", "data-field": "reply" },
+        "回复 Reply",
+        h("textarea", { name: "reply", maxlength: 500, rows: 2, required: true }),
+      ),
       h("button", { type: "submit", class: "primary" }, "回复 Reply"),
       formError(),
     );

@@ -21,7 +21,15 @@ export function mount(root, { api, claims, stores, toast }) {
     h(
       "table",
       { class: "list staff" },
-      h("thead", {}, h("tr", {}, ["账号 Login", "姓名 Name", "角色 Role", "门店 Stores", "状态 State", ""].map((t) => h("th", {}, t)))),
+      h(
+        "thead",
+        {},
+        h(
+          "tr",
+          {},
+          ["账号 Login", "姓名 Name", "角色 Role", "门店 Stores", "状态 State", ""].map((t) => h("th", {}, t)),
+        ),
+      ),
       table,
     ),
   );
@@ -36,7 +44,14 @@ export function mount(root, { api, claims, stores, toast }) {
       "div",
       { class: "row stores", "data-field": "store_ids" },
       h("span", { class: "muted" }, "门店 Stores (none: all)"),
-      stores.map((s) => h("label", { class: "check" }, h("input", { type: "checkbox", name, value: s.id, checked: chosen.includes(s.id) }), s.name || s.id)),
+      stores.map((s) =>
+        h(
+          "label",
+          { class: "check" },
+          h("input", { type: "checkbox", name, value: s.id, checked: chosen.includes(s.id) }),
+          s.name || s.id,
+        ),
+      ),
     );
   }
 
@@ -79,7 +94,11 @@ export function mount(root, { api, claims, stores, toast }) {
         "div",
         { class: "card handover", role: "status" },
         h("strong", {}, `${title}: ${invitation.account.login}`),
-        h("p", {}, "把此口令交给本人, 用于设置密码 (只显示一次) Hand this one-time token to the person to set a password (shown once):"),
+        h(
+          "p",
+          {},
+          "把此口令交给本人, 用于设置密码 (只显示一次) Hand this one-time token to the person to set a password (shown once):",
+        ),
         h("code", { class: "token" }, invitation.token),
         h("p", { class: "muted" }, `有效期至 Valid until ${dateTime(invitation.expires_at)} · POST /v1/auth/password`),
         h("button", { type: "button", class: "quiet", onclick: () => clear(handover) }, "已交付 Done"),
@@ -89,7 +108,13 @@ export function mount(root, { api, claims, stores, toast }) {
 
   function accountRow(account) {
     const managed = !account.admin && account.role !== "ops";
-    const scope = h("form", { class: "scope" }, storeBoxes(`scope-${account.id}`, account.store_ids), h("button", { type: "submit" }, "保存门店 Save stores"), formError());
+    const scope = h(
+      "form",
+      { class: "scope" },
+      storeBoxes(`scope-${account.id}`, account.store_ids),
+      h("button", { type: "submit" }, "保存门店 Save stores"),
+      formError(),
+    );
     onSubmit(scope, async (data) => {
       await api.put(`/v1/staff/${account.id}/stores`, { store_ids: data.getAll(`scope-${account.id}`) });
       toast("已保存 Stores saved");
@@ -97,7 +122,12 @@ export function mount(root, { api, claims, stores, toast }) {
     });
     return h(
       "tr",
-      { class: "account", "data-account": account.id, "data-login": account.login, "data-disabled": String(account.disabled) },
+      {
+        class: "account",
+        "data-account": account.id,
+        "data-login": account.login,
+        "data-disabled": String(account.disabled),
+      },
       h("td", {}, account.login),
       h("td", {}, account.display_name),
       h("td", {}, account.admin ? "管理员 Admin" : ROLE_LABELS[account.role] || account.role),
@@ -114,7 +144,11 @@ export function mount(root, { api, claims, stores, toast }) {
           ? [
               account.disabled
                 ? h("button", { type: "button", class: "enable", onclick: () => act(account, "enable") }, "启用 Enable")
-                : h("button", { type: "button", class: "danger disable", onclick: () => act(account, "disable") }, "停用 Disable"),
+                : h(
+                    "button",
+                    { type: "button", class: "danger disable", onclick: () => act(account, "disable") },
+                    "停用 Disable",
+                  ),
               h("button", { type: "button", class: "reset", onclick: () => reset(account) }, "重置密码 Reset password"),
             ]
           : null,
