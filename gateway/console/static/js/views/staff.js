@@ -10,6 +10,14 @@ const ROLES = [
 ];
 const ROLE_LABELS = { ...Object.fromEntries(ROLES), ops: "运营 Ops" };
 
+// Only a merchant's admin and ops manage staff: the tab shows when the API lets this account list them.
+export function allowed({ api }) {
+  return api.get("/v1/staff").then(
+    () => true,
+    () => false,
+  );
+}
+
 export function mount(root, { api, claims, stores, toast }) {
   stylesheet("css/settings.css");
   const handover = h("div", { class: "handover-holder" });
