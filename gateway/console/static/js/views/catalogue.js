@@ -57,7 +57,7 @@ export function mount(root, { api, store, toast }) {
   }
 
   function productCard(product) {
-    const card = h(
+    return h(
       "article",
       { class: "card product", "data-product": product.id, "data-on-shelf": String(product.on_shelf) },
       h(
@@ -98,7 +98,6 @@ export function mount(root, { api, store, toast }) {
       product.skus.map((sku) => skuRow(product, sku)),
       newSkuForm(product),
     );
-    return card;
   }
 
   function skuRow(product, sku) {
