@@ -55,6 +55,9 @@ class StackOptions:
         options = cls(
             state_dir=state_dir,
             gateway_port=int(env.get("SONGDA_GATEWAY_PORT", "8000")),
+            # 0: any free port (several stacks started at once, as the tests do, can't both take the default).
+            postgres_port=int(env.get("SONGDA_POSTGRES_PORT", "55432")),
+            broker_port=int(env.get("SONGDA_BROKER_PORT", "59092")),
             postgres_url=env.get("SONGDA_POSTGRES_URL") or None,
             kafka_bootstrap_servers=env.get("SONGDA_KAFKA_BOOTSTRAP_SERVERS") or None,
             kafka_enable_idempotence=env.get("SONGDA_KAFKA_ENABLE_IDEMPOTENCE", "true").lower() == "true",
