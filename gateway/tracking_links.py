@@ -11,21 +11,22 @@ browsers never send to a server, so it stays out of every access log.
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import timedelta
 from typing import Annotated
 from urllib.parse import quote
 
-import httpx
 from fastapi import APIRouter, Request
 from pydantic import AwareDatetime, BaseModel, Field
 
 from gateway.auth import TokenIssuer, TokenRead
 from gateway.settings import GatewaySettings
+from gateway.upstream import UpstreamClient
 from shared import context
 from shared.auth import Principal, Role, TokenVerifier, bearer_token
 from shared.clock import AppClock
-from shared.errors import Forbidden, NotFound, Unauthorized, UpstreamTimeout, UpstreamUnavailable
+from shared.errors import Forbidden, NotFound, Unauthorized, UpstreamUnavailable
 
 OrderId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", examples=["SD2611180123456789012345"])]
 
@@ -48,29 +49,29 @@ class TrackingExchange(BaseModel):
 
 
 async def _readable_order(request: Request, order_id: str) -> dict[str, object]:
-    """The order as the order service shows it to the caller's own token; its refusals are the caller's."""
-    client: httpx.AsyncClient = request.app.state.http
+    """The order as the order service shows it to the caller's own token; its refusals are the caller's. Asked
+    through the gateway's own upstream client, which retries a kept-alive connection the service closed."""
+    upstream: UpstreamClient = request.app.state.proxy.client
     base: str = request.app.state.upstreams["order"]
-    headers = {
-        "authorization": request.headers["authorization"],
-        "x-request-id": context.correlation_id.get() or "",
-    }
+    headers = [
+        (b"authorization", request.headers["authorization"].encode("latin-1")),
+        (b"x-request-id", (context.correlation_id.get() or "").encode("latin-1")),
+    ]
+    answer = await upstream.request("GET", base, f"/v1/orders/{quote(order_id, safe='')}".encode(), headers, None)
     try:
-        response = await client.get(f"{base}/v1/orders/{quote(order_id, safe='')}", headers=headers)
-    except httpx.TimeoutException as exc:
-        raise UpstreamTimeout() from exc
-    except httpx.HTTPError as exc:
-        raise UpstreamUnavailable() from exc
-    if response.status_code == 200:
-        order: dict[str, object] = response.json()
+        body = await answer.read()
+    finally:
+        answer.release()
+    if answer.status == 200:
+        order: dict[str, object] = json.loads(body)
         return order
-    if response.status_code == 404:
+    if answer.status == 404:
         raise NotFound(f"No order {order_id}")
-    if response.status_code == 401:
+    if answer.status == 401:
         raise Unauthorized("The order service did not accept the token")
-    if response.status_code == 403:
+    if answer.status == 403:
         raise Forbidden("The caller may not read this order")
-    raise UpstreamUnavailable(f"The order service answered {response.status_code}")
+    raise UpstreamUnavailable(f"The order service answered {answer.status}")
 
 
 def tracking_router(settings: GatewaySettings) -> APIRouter:

@@ -216,7 +216,11 @@ class TrackingPage {
     if (type === "position") {
       this.trail.push({ lat: data.lat, lng: data.lng });
       if (this.delivery) {
-        Object.assign(this.delivery, { rider_lat: data.lat, rider_lng: data.lng, eta_at: data.eta || this.delivery.eta_at });
+        Object.assign(this.delivery, {
+          rider_lat: data.lat,
+          rider_lng: data.lng,
+          eta_at: data.eta || this.delivery.eta_at,
+        });
       }
       this.render();
       return;
@@ -288,7 +292,12 @@ class TrackingPage {
       ),
       h("div", { class: "muted" }, `订单 Order ${order.id}`),
       delivery &&
-        h("div", { id: "delivery", "data-status": delivery.status }, DELIVERY_STATUS[delivery.status] || delivery.status, riderName),
+        h(
+          "div",
+          { id: "delivery", "data-status": delivery.status },
+          DELIVERY_STATUS[delivery.status] || delivery.status,
+          riderName,
+        ),
       eta && h("div", { id: "eta", class: "eta", "data-eta": eta }, `预计送达 ETA ${time(eta)}`),
       order.redacted && h("p", { class: "muted small" }, "通过链接查看：地址和电话已隐藏 · Address and phone hidden"),
     );
