@@ -255,3 +255,18 @@ async def test_the_order_service_itself_limits_a_link_token_to_reading_its_order
     cancel = await service.post(f"/v1/orders/{order['id']}/cancel", headers=tracking)
     assert cancel.status_code == 403
     assert (await stack.order.order(order["id"]))["status"] == "pending_payment"
+
+
+async def test_a_link_is_not_signed_while_the_order_service_is_down() -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    settings = GatewaySettings(
+        **{f"{service}_url": dead for service in ("order", "dispatch", "redemption", "aftersales", "notify")},
+        signing_key=SIGNING_PEM,
+        dev_mode=True,
+        wechat_mode="sandbox",
+    )
+    async with serve(create_gateway(settings)) as url, httpx.AsyncClient(base_url=url) as gateway:
+        stack = Stack(order=None, gateway=gateway)  # type: ignore[arg-type]  # no order service: that is the point
+        refused = await stack.link("SD1", await stack.token("customer", "openid-alice"))
+        assert refused.status_code == 503
+        assert refused.headers["content-type"] == "application/problem+json"
