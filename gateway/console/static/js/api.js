@@ -5,7 +5,8 @@ export class Problem extends Error {
   constructor(status, body) {
     super(body.detail || body.title || `HTTP ${status}`);
     this.status = status;
-    this.code = body.code || null;
+    // The services name the problem in `type` (/problems/<code>).
+    this.code = body.code || (typeof body.type === "string" ? body.type.split("/").pop() : "") || null;
     this.title = body.title || "";
     this.body = body;
   }
