@@ -146,7 +146,7 @@ function describe({ redemption, problem, offline }, { stores, people }, presente
         ? [
             `时间 When: ${dateTime(body.redeemed_at)}`,
             `门店 Where: ${storeName(stores, body.redeemed_at_store)}`,
-            `核销人 By: ${people.get(body.redeemed_by) || body.redeemed_by}${body.device_id ? ` · ${body.device_id}` : ""}`,
+            `核销人 By: ${[people.get(body.redeemed_by) || body.redeemed_by, body.device_id].filter(Boolean).join(" · ")}`,
           ]
         : [problem.message],
     }),
