@@ -1,6 +1,6 @@
 """The after-sales queue in a real browser: cases customers opened on completed orders (one with a photo) are listed
 the soonest deadline first, with their lines, reason, photo (fetched with the token, shown as a blob: URL) and
-history; the merchant approves one from the console and the API shows it approved."""
+history; the merchant approves one and rejects the other with a reason from the console, and the API shows both."""
 
 from __future__ import annotations
 
@@ -71,7 +71,9 @@ def _cases(walk: Walk) -> tuple[dict[str, Any], dict[str, Any]]:
     return late, bad
 
 
-async def test_the_merchant_sees_the_queue_by_deadline_and_approves_a_case(page: Page, platform: Platform) -> None:
+async def test_the_merchant_sees_the_queue_by_deadline_approves_one_case_and_rejects_another(
+    page: Page, platform: Platform
+) -> None:
     with closing(platform.walk()) as walk:
         late, bad = await asyncio.to_thread(_cases, walk)
 
@@ -105,8 +107,19 @@ async def test_the_merchant_sees_the_queue_by_deadline_and_approves_a_case(page:
         await expect(bad_card).not_to_have_attribute("data-state", "requested")
         await expect(bad_card.locator(".aftersales-actions button")).to_have_count(0)
 
+        await late_card.locator("button[data-action=reject]").click()
+        reject = late_card.locator("form[data-form=reject]")
+        await reject.locator("select[name=reason_code]").select_option("delivered_as_ordered")
+        await reject.locator("textarea[name=note]").fill("按时出餐, 顾客到店晚了")
+        await reject.locator("button[type=submit]").click()
+        await expect(late_card).to_have_attribute("data-state", "rejected")
+        await expect(late_card.locator(".aftersales-facts")).to_contain_text("商品已按订单送达")
+        await expect(late_card.locator(".aftersales-deadline-name")).to_contain_text("Customer may escalate")
+
         answer = await asyncio.to_thread(walk.call, "customer", "GET", f"/v1/aftersales/cases/{bad['id']}")
         assert answer["state"] in ("approved", "refunding", "refunded"), answer
         assert answer["agreed_fen"] == bad["asked_fen"]
         history = await asyncio.to_thread(walk.call, "merchant", "GET", f"/v1/aftersales/cases/{bad['id']}/history")
         assert [(c["action"], c["side"]) for c in history][:2] == [("apply", "customer"), ("approve", "merchant")]
+        rejected = await asyncio.to_thread(walk.call, "customer", "GET", f"/v1/aftersales/cases/{late['id']}")
+        assert (rejected["state"], rejected["reject_reason_code"]) == ("rejected", "delivered_as_ordered")
