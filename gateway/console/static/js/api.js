@@ -6,7 +6,8 @@ export class Problem extends Error {
     super(body.detail || body.title || `HTTP ${status}`);
     this.status = status;
     // The services name the problem in `type` (/problems/<code>).
-    this.code = body.code || (typeof body.type === "string" ? body.type.split("/").pop() : "") || null;
+    const named = typeof body.type === "string" && body.type.startsWith("/problems/");
+    this.code = body.code || (named ? body.type.slice("/problems/".length) : null);
     this.title = body.title || "";
     this.body = body;
   }
