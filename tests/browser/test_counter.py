@@ -1,6 +1,6 @@
 """The counter (核销) in a real browser: a pickup order's code typed in and redeemed, the same code again refused as
-already used (when, where, by whom), a made-up code not found, another store's code refused as the wrong store, and a
-voucher's QR text typed at scanner speed redeemed with its uses left."""
+already used (when, where, by whom), a made-up code not found, another store's code refused as the wrong store, a
+frozen code refused as frozen, and a voucher's QR text typed at scanner speed redeemed with its uses left."""
 
 from __future__ import annotations
 
@@ -64,6 +64,10 @@ async def test_codes_are_redeemed_at_the_counter_and_refusals_say_why(page: Page
         code = await asyncio.to_thread(_accepted_pickup_code, walk)
         other_store = await asyncio.to_thread(_second_store, walk)
         elsewhere = await asyncio.to_thread(_voucher, walk, other_store, 1)
+        stolen = await asyncio.to_thread(_voucher, walk, DEMO_STORE_ID, 1)
+        await asyncio.to_thread(
+            walk.call, "customer", "POST", f"/v1/codes/{stolen['id']}/freeze", json={"reason": "丢了"}
+        )
 
     await sign_in(page, platform.admin_login, platform.admin_password)
     await page.click("nav.tabs a[data-view=counter]")
@@ -91,9 +95,13 @@ async def test_codes_are_redeemed_at_the_counter_and_refusals_say_why(page: Page
     await expect(answer.locator(".counter-headline")).to_have_text("非本店券码 Wrong store")
     await expect(answer).to_contain_text(other_store)
 
+    await _scan(page, stolen["code"])
+    await expect(answer).to_have_attribute("data-code", "code-frozen")
+    await expect(answer.locator(".counter-headline")).to_have_text("已冻结 Frozen")
+
     history = page.locator("#counter-history li")
-    await expect(history).to_have_count(4)
-    await expect(history.first).to_have_attribute("data-code", "wrong-store")
+    await expect(history).to_have_count(5)
+    await expect(history.first).to_have_attribute("data-code", "code-frozen")
     await expect(history.last).to_have_attribute("data-code", "redeemed")
     await expect(page.locator("#counter-history")).not_to_contain_text(code["code"])  # only the last digits
 
