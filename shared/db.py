@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from typing import Annotated, Any
 
+import asyncpg
 from fastapi import Depends, Request
 from sqlalchemy import MetaData, event, exc
 from sqlalchemy.ext import asyncio as sqlalchemy_asyncio
@@ -82,6 +83,15 @@ async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 DbSession = Annotated[AsyncSession, Depends(_request_session, scope="function")]
+
+
+async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
+    """The session's asyncpg connection, for a hot statement without the ORM or compilation. Used as the session's
+    first statement it runs outside any transaction (the driver adapter begins one only at SQLAlchemy's first
+    statement): atomic by itself, with no BEGIN or COMMIT round trip."""
+    raw = await (await session.connection()).get_raw_connection()
+    connection: asyncpg.Connection = raw.driver_connection
+    return connection
 
 
 # Channels the triggers of each service's `*_notify` migration notify, in the inserting transaction (so
