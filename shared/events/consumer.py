@@ -204,8 +204,14 @@ class EventConsumer:
         handler = self.handler_for(event)
         if not isinstance(handler, Handles) or handler.asks is None:
             return handler
-        async with self.sessionmaker() as session:
-            return handler if await handler.concerned_now(await driver_connection(session), event) else None
+        try:
+            async with self.sessionmaker() as session:
+                concerned = await handler.concerned_now(await driver_connection(session), event)
+        except Exception as exc:
+            if is_infrastructure_failure(exc):
+                raise
+            return handler  # a question that fails is no answer: the handler runs, and fails, retried as any handler
+        return handler if concerned else None
 
     async def apply_released(self) -> None:
         """Applies, oldest first, the parked events of every subject no dead letter holds any more."""
