@@ -112,10 +112,14 @@ async function allowedViews(claims) {
   return VIEWS.filter((_, index) => allowed[index]);
 }
 
+// Which showing is the latest: a view whose module loads after the user moved on is never mounted.
+let showing = 0;
+
 function showView() {
   if (!session.signedIn) return;
   const view = document.getElementById("view");
   if (!view) return;
+  const turn = ++showing;
   unmount();
   unmount = () => {};
   clear(view);
@@ -136,7 +140,7 @@ function showView() {
     route: location.hash.replace(/^#\/?/, "").split("/").slice(1),
   };
   chosen.load().then((module) => {
-    if (document.getElementById("view") === view) unmount = module.mount(view, ctx) || (() => {});
+    if (turn === showing && document.getElementById("view") === view) unmount = module.mount(view, ctx) || (() => {});
   });
 }
 

@@ -4,6 +4,8 @@
 
 export const VIEWS = [
   { path: "board", title: "订单 Orders", load: () => import("./board.js") },
+  { path: "counter", title: "核销 Counter", load: () => import("./counter.js") },
+  { path: "aftersales", title: "售后 After-sales", load: () => import("./aftersales.js") },
   { path: "catalogue", title: "商品 Catalogue", load: () => import("./catalogue.js") },
   { path: "store", title: "门店 Store", load: () => import("./store.js") },
   { path: "carriers", title: "配送 Carriers", load: () => import("./carriers.js") },
