@@ -33,13 +33,16 @@ $(HELM): deploy/tools.py deploy/checkov.lock | $(STAMP)
 
 tools: $(HELM)
 
-# Debian's Chromium for the browser tests (tests/browser, Playwright): installed with apt-get when missing, as root.
+# Debian's Chromium for the browser tests (tests/browser, Playwright) and a Chinese font for its pages and screenshots:
+# installed with apt-get when missing, as root.
+BROWSER_PACKAGES := chromium fonts-wqy-zenhei
 browser:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" != 0 ]; then echo "chromium is missing: sudo apt-get install -y chromium"; exit 1; fi; \
-	  echo "installing chromium from Debian's packages (apt-get) ..."; \
+	@{ command -v chromium && fc-list | grep -qi wqy; } >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" != 0 ]; then echo "missing: sudo apt-get install -y $(BROWSER_PACKAGES)"; exit 1; fi; \
+	  echo "installing $(BROWSER_PACKAGES) from Debian's packages (apt-get) ..."; \
 	  export DEBIAN_FRONTEND=noninteractive; \
-	  apt-get install -y -qq chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium; }; }
+	  apt-get install -y -qq $(BROWSER_PACKAGES) >/dev/null 2>&1 || \
+	  { apt-get update -qq && apt-get install -y -qq $(BROWSER_PACKAGES); }; }
 
 constraints: $(STAMP)
 	{ sed -n '1,2p' constraints.txt; $(BIN)/python -m pip freeze --exclude-editable | grep -v '^songda'; } > constraints.new

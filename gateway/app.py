@@ -21,6 +21,7 @@ from gateway.proxy import UpstreamProxy
 from gateway.ratelimit import AdmissionLimits, TokenBucketLimiter
 from gateway.routes import PROXY_METHODS, CanonicalPathMiddleware, is_public
 from gateway.settings import GatewaySettings
+from gateway.tracking_links import tracking_audience, tracking_router
 from gateway.upstream import UpstreamClient
 from gateway.wechat import Code2Session, SandboxCode2Session, WeChatCode2Session
 from shared import metrics
@@ -102,10 +103,27 @@ def create_app(settings: GatewaySettings | None = None, clock: Clock | None = No
         ttl_seconds=settings.token_ttl_seconds,
         clock=clock,
     )
+    own_keys = [VerificationKey(signing_key.public_key(), settings.signing_key_id)]
     app.state.token_verifier = TokenVerifier(
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
-        public_keys=[VerificationKey(signing_key.public_key(), settings.signing_key_id)],
+        public_keys=own_keys,
+        public_keys_pem=settings.previous_public_keys,
+    )
+    # Tracking links: signed by the same key under an audience of their own, so no service takes one for an access
+    # token, nor this verifier an access token for a link.
+    app.state.tracking_link_issuer = TokenIssuer(
+        signing_key,
+        key_id=settings.signing_key_id,
+        issuer=settings.jwt_issuer,
+        audience=tracking_audience(settings),
+        ttl_seconds=settings.tracking_link_ttl_seconds,
+        clock=clock,
+    )
+    app.state.tracking_link_verifier = TokenVerifier(
+        issuer=settings.jwt_issuer,
+        audience=tracking_audience(settings),
+        public_keys=own_keys,
         public_keys_pem=settings.previous_public_keys,
     )
     app.state.admission_limits = AdmissionLimits(
@@ -131,6 +149,7 @@ def create_app(settings: GatewaySettings | None = None, clock: Clock | None = No
     app.add_middleware(InputGuardMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, service="gateway", trusted_proxies=networks(settings.trusted_proxies))
     app.include_router(auth_router(settings))
+    app.include_router(tracking_router(settings))
     install_identity(app, settings, clock)
     _add_operational_routes(app)
     install_console(app)

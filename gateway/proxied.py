@@ -1,5 +1,5 @@
-"""The proxied routes, answered in front of FastAPI's router: admission, the route's token and role checks, the
-principal's rate limit, then the upstream.
+"""The proxied routes, answered in front of FastAPI's router: admission, the route's token and role checks (and, for a
+tracking link's token, the one order it reads), the principal's rate limit, then the upstream.
 
 A proxied request needs none of FastAPI's per-route machinery (path matching over every route, dependency solving,
 exit stacks, the exception middleware), which cost more than the proxying itself; the checks are the same, in the
@@ -18,6 +18,7 @@ from gateway.admission import admit
 from gateway.proxy import UpstreamProxy
 from gateway.ratelimit import TokenBucketLimiter
 from gateway.routes import PROXY_METHODS, Route, find_route, is_public
+from gateway.tracking_scope import check_order_scoped
 from shared.auth import TokenVerifier, bearer_token
 from shared.errors import Forbidden, ServiceError, TooManyRequests, render
 
@@ -50,6 +51,7 @@ class ProxiedRoutes:
             principal = await verifier.verify(bearer_token(request))
             if principal.role not in route.roles:
                 raise Forbidden(f"Role {principal.role} may not use {route.prefix}")
+            check_order_scoped(principal, request.scope["method"], path, request.scope["query_string"])
             limiter: TokenBucketLimiter = state.principal_limiter
             wait = limiter.take(f"{principal.role}:{principal.sub}")
             if wait is not None:

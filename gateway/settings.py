@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.events.topics import SERVICES
@@ -35,6 +35,13 @@ class GatewaySettings(PrefixedSettings):
     jwt_issuer: str = "songda"
     jwt_audience: str = "songda"
     token_ttl_seconds: int = 2 * 3600
+
+    # Tracking links (`POST /v1/auth/tracking-links`): a link reads one order until it expires; its page trades it
+    # for short access tokens. The link's address starts with `public_url` (empty: the address the minting request
+    # was sent to).
+    public_url: str = ""
+    tracking_link_ttl_seconds: int = Field(default=72 * 3600, ge=60)
+    tracking_access_token_ttl_seconds: int = Field(default=15 * 60, ge=60)
 
     # Dev mode adds POST /v1/auth/dev-token, which mints any token: never turn it on in production.
     dev_mode: bool = False

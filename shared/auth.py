@@ -42,6 +42,9 @@ class Principal(BaseModel):
     role: Role
     merchant_id: str | None = None
     store_ids: list[str] = Field(default_factory=list)
+    # A principal limited to reading one order (a tracking link's): every service shows it that order only, with the
+    # customer's address, contact and note hidden, and `CurrentPrincipal` refuses it any method but GET and HEAD.
+    order_id: str | None = None
 
     def claims(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=True)
@@ -120,6 +123,10 @@ class TokenVerifier:
                 self._jwks_fetched_at = time.monotonic()
         return list(self._jwks)
 
+    async def verify_until(self, token: str) -> tuple[Principal, float]:
+        """The principal and when its token expires (epoch seconds), checked afresh (not from the cache)."""
+        return await self._verify(token)
+
     async def verify(self, token: str) -> Principal:
         cached = self._verified.get(token)
         if cached is not None:
@@ -177,6 +184,7 @@ class TokenVerifier:
                         "role": claims.get("role"),
                         "merchant_id": claims.get("merchant_id"),
                         "store_ids": claims.get("store_ids") or [],
+                        "order_id": claims.get("order_id"),
                     }
                 )
                 return principal, float(claims["exp"])
@@ -193,9 +201,15 @@ def bearer_token(request: Request) -> str:
     return token.strip()
 
 
+READ_METHODS = frozenset({"GET", "HEAD"})
+
+
 async def _current_principal(request: Request) -> Principal:
     verifier: TokenVerifier = request.app.state.token_verifier
-    return await verifier.verify(bearer_token(request))
+    principal = await verifier.verify(bearer_token(request))
+    if principal.order_id is not None and request.method not in READ_METHODS:
+        raise Forbidden("A tracking link's token only reads its order")
+    return principal
 
 
 CurrentPrincipal = Annotated[Principal, Depends(_current_principal)]

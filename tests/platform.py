@@ -16,7 +16,9 @@ from deploy.local.demo import Walk
 def launch(
     state_dir: Path, gateway_port: int, extra_env: dict[str, str] | None = None
 ) -> tuple[subprocess.Popen[str], dict[str, str]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SONGDA_")} | (extra_env or {})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SONGDA_")}
+    # Stacks of other tests start beside this one: none takes the default ports, so two can't pick the same.
+    env |= {"SONGDA_POSTGRES_PORT": "0", "SONGDA_BROKER_PORT": "0"} | (extra_env or {})
     process = subprocess.Popen(
         [sys.executable, "-m", "deploy.cli", "run", "--state-dir", str(state_dir), "--gateway-port", str(gateway_port)],
         stdout=subprocess.PIPE,

@@ -55,6 +55,9 @@ class StackOptions:
         options = cls(
             state_dir=state_dir,
             gateway_port=int(env.get("SONGDA_GATEWAY_PORT", "8000")),
+            # 0: any free port (several stacks started at once, as the tests do, can't both take the default).
+            postgres_port=int(env.get("SONGDA_POSTGRES_PORT", "55432")),
+            broker_port=int(env.get("SONGDA_BROKER_PORT", "59092")),
             postgres_url=env.get("SONGDA_POSTGRES_URL") or None,
             kafka_bootstrap_servers=env.get("SONGDA_KAFKA_BOOTSTRAP_SERVERS") or None,
             kafka_enable_idempotence=env.get("SONGDA_KAFKA_ENABLE_IDEMPOTENCE", "true").lower() == "true",
@@ -250,7 +253,7 @@ class Stack:
             raise RuntimeError(f"the stack is already running (launcher pid {launcher}); stop it first")
         for child in state.get("children", []):
             cmdline = process_cmdline(child["pid"])
-            if "uvicorn" in cmdline or "tansu" in cmdline:
+            if "shared.serving" in cmdline or "tansu" in cmdline:
                 terminate_group(child["pid"], timeout=10)
         self.state_file.unlink(missing_ok=True)
 

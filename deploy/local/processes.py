@@ -1,4 +1,5 @@
-"""Child processes of the launcher (uvicorn apps), each in its own session so it can be stopped as a group."""
+"""Child processes of the launcher (uvicorn apps, served by `shared.serving`), each in its own session so it can
+be stopped as a group."""
 
 from __future__ import annotations
 
@@ -32,12 +33,8 @@ class AppProcess:
         with self.log_file.open("ab") as log:
             self.process = subprocess.Popen(
                 [
-                    *(sys.executable, "-m", "uvicorn", self.app, "--factory", "--host", "127.0.0.1"),
-                    *("--port", str(self.port), "--timeout-graceful-shutdown", "10", "--no-server-header"),
-                    *("--loop", "uvloop", "--http", "httptools"),
-                    # Our apps decide the client's address from their own trusted-proxy settings; uvicorn's
-                    # rewriting (it believes X-Forwarded-For from 127.0.0.1) would decide it for them.
-                    "--no-proxy-headers",
+                    *(sys.executable, "-m", "shared.serving", self.app, "--host", "127.0.0.1"),
+                    *("--port", str(self.port), "--graceful-seconds", "10"),
                 ],
                 env={**os.environ, **self.env},
                 stdout=log,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
@@ -35,19 +34,15 @@ def _kafka_security() -> KafkaSecurity:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Replaces this process with uvicorn (exec), so uvicorn is the container's PID 1 and gets SIGTERM itself."""
+    """Serves the app in this process (the container's PID 1, so it gets SIGTERM itself) until SIGTERM."""
     app = SERVED_APPS.get(args.process, args.process)
     if ":" not in app:
         print(f"songda serve: {args.process!r} is neither {', '.join(SERVED_APPS)} nor module:factory", file=sys.stderr)
         return 2
-    argv = [
-        *(sys.executable, "-m", "uvicorn", app, "--factory", "--host", args.host, "--port", str(args.port)),
-        *("--loop", "uvloop", "--http", "httptools", "--no-server-header"),
-        *("--timeout-graceful-shutdown", str(args.graceful_seconds)),
-        # The apps decide the client's address from their own trusted-proxy settings (deploy/README.md).
-        "--no-proxy-headers",
-    ]
-    os.execv(sys.executable, argv)  # noqa: S606 (our own interpreter, an argument list, no shell)
+    from shared.serving import serve
+
+    serve(app, host=args.host, port=args.port, graceful_seconds=args.graceful_seconds)
+    return 0
 
 
 def cmd_topics_create(args: argparse.Namespace) -> int:

@@ -5,16 +5,23 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select
 
 from services.aftersales import compensation, evidence, policy
 from services.aftersales.cases import Cases, may_see
 from services.aftersales.domain import REASONS, REJECT_REASONS, Action, CaseType, State, next_actions
 from services.aftersales.errors import CaseNotFound
-from services.aftersales.models import AftersalesCase, CaseChange, CaseLine, Compensation, EvidenceFile
+from services.aftersales.models import (
+    AftersalesCase,
+    CaseChange,
+    CaseLine,
+    Compensation,
+    EvidenceFile,
+    OrderViewLine,
+)
 from services.aftersales.schemas import (
     ActionCommand,
     ApplyCommand,
@@ -41,6 +48,7 @@ router = APIRouter(prefix="/v1/aftersales", tags=["aftersales"])
 
 Caller = Annotated[Principal, require_roles(Role.customer, Role.merchant, Role.ops, Role.service)]
 Ops = Annotated[Principal, require_roles(Role.ops)]
+CaseOrder = Literal["newest", "deadline"]
 IdempotencyKey = Annotated[
     str | None,
     Header(alias="Idempotency-Key", min_length=8, max_length=64,
@@ -68,13 +76,20 @@ def _cases(request: Request) -> Cases:
 
 
 async def case_reads(session: DbSession, principal: Principal, rows: Sequence[AftersalesCase]) -> list[CaseRead]:
-    """The cases as the API shows them to this caller; their lines, evidence and compensations in three queries."""
+    """The cases as the API shows them to this caller; their lines (named as the order has them), evidence and
+    compensations in three queries."""
     ids = [case.id for case in rows]
-    lines: dict[str, list[CaseLine]] = {i: [] for i in ids}
+    lines: dict[str, list[CaseLineRead]] = {i: [] for i in ids}
     files: dict[str, list[EvidenceFile]] = {i: [] for i in ids}
     comps: dict[str, list[Compensation]] = {i: [] for i in ids}
-    for line in await session.scalars(select(CaseLine).where(CaseLine.case_id.in_(ids)).order_by(CaseLine.sku_id)):
-        lines[line.case_id].append(line)
+    named_lines = await session.execute(
+        select(CaseLine, OrderViewLine.name)
+        .outerjoin(OrderViewLine, and_(OrderViewLine.order_id == CaseLine.order_id,
+                                       OrderViewLine.sku_id == CaseLine.sku_id))
+        .where(CaseLine.case_id.in_(ids)).order_by(CaseLine.sku_id)
+    )  # fmt: skip
+    for line, name in named_lines:
+        lines[line.case_id].append(CaseLineRead(sku_id=line.sku_id, quantity=line.quantity, name=name))
     for file in await evidence.of_cases(session, ids):
         files[str(file.case_id)].append(file)
     for comp in await session.scalars(
@@ -92,7 +107,7 @@ async def case_reads(session: DbSession, principal: Principal, rows: Sequence[Af
             return_shipment=case.return_shipment, reship_shipment=case.reship_shipment, ruling=case.ruling,
             deadline=case.deadline, deadline_at=case.deadline_at,
             next_actions=next_actions(State(case.state), CaseType(case.type)),
-            lines=[CaseLineRead(sku_id=line.sku_id, quantity=line.quantity) for line in lines[case.id]],
+            lines=lines[case.id],
             evidence=[EvidenceRead.model_validate(f) for f in files[case.id]],
             compensations=[CompensationRead.model_validate(c) for c in comps[case.id]],
             delivery_proofs=case.delivery_proofs if principal.role is not Role.customer else [],
@@ -120,13 +135,15 @@ async def apply(
     return await case_read(session, principal, applied.case)
 
 
-@router.get("/cases", summary="Cases the caller may see, newest first")
+@router.get("/cases", summary="Cases the caller may see, newest first or the soonest deadline first")
 async def list_cases(
     session: DbSession,
     principal: Caller,
     state: State | None = None,
     order_id: Annotated[str | None, Query(max_length=64)] = None,
     store_id: Annotated[str | None, Query(max_length=64)] = None,
+    still_open: Annotated[bool | None, Query(alias="open", description="true: cases not closed; false: closed")] = None,
+    sort: Annotated[CaseOrder, Query(description="newest first, or the soonest deadline first (none last)")] = "newest",
     offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> CasePage:
@@ -142,13 +159,17 @@ async def list_cases(
         conditions.append(AftersalesCase.order_id == order_id)
     if store_id is not None:
         conditions.append(AftersalesCase.store_id == store_id)
+    if still_open is not None:
+        conditions.append(AftersalesCase.closed_at.is_(None) if still_open else AftersalesCase.closed_at.is_not(None))
+    order = (
+        (AftersalesCase.deadline_at.asc().nulls_last(), AftersalesCase.created_at, AftersalesCase.id)
+        if sort == "deadline"
+        else (AftersalesCase.created_at.desc(), AftersalesCase.id)
+    )
     total = await session.scalar(select(func.count()).select_from(AftersalesCase).where(*conditions))
     rows = (
-        await session.scalars(
-            select(AftersalesCase).where(*conditions)
-            .order_by(AftersalesCase.created_at.desc(), AftersalesCase.id).offset(offset).limit(limit)
-        )
-    ).all()  # fmt: skip
+        await session.scalars(select(AftersalesCase).where(*conditions).order_by(*order).offset(offset).limit(limit))
+    ).all()
     items = await case_reads(session, principal, rows)
     return CasePage(items=items, total=int(total or 0), offset=offset, limit=limit)
 

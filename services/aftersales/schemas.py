@@ -98,6 +98,7 @@ class PolicyUpdate(Body):
 class CaseLineRead(BaseModel):
     sku_id: str
     quantity: int
+    name: str | None = Field(default=None, description="The order line's name (none for the delivery fee)")
 
 
 class EvidenceRead(BaseModel):

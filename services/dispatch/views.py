@@ -22,11 +22,12 @@ from shared.tenancy import require_tenant, store_conditions
 def visible(principal: Principal) -> list[object]:
     """Who sees which deliveries: customers their own; riders (their merchant's own fleet) those of their merchant
     they carry, never a carrier's delivery whose carrier rider id happens to equal theirs; merchant staff their
-    merchant's (their stores, if the token names stores); ops all."""
+    merchant's (their stores, if the token names stores); ops all. A tracking link's principal only its order's."""
+    one_order: list[object] = [] if principal.order_id is None else [Delivery.order_id == principal.order_id]
     if principal.role is Role.customer:
-        return [Delivery.customer_id == principal.sub]
+        return [Delivery.customer_id == principal.sub, *one_order]
     require_tenant(principal)
-    conditions: list[object] = store_conditions(principal, Delivery.merchant_id, Delivery.store_id)
+    conditions: list[object] = [*store_conditions(principal, Delivery.merchant_id, Delivery.store_id), *one_order]
     if principal.role is Role.rider:
         conditions += [Delivery.carrier == OWN_FLEET, Delivery.rider["id"].astext == principal.sub]
     return conditions

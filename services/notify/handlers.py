@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import asyncpg
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -79,6 +80,14 @@ class ViewNotReady(LookupError):
     """An event about an order the service has not heard of yet: retried."""
 
 
+async def _of_an_order_or_a_webhook(connection: asyncpg.Connection, event: Envelope, data: CodeView) -> bool:
+    """What `on_code` does anything with: an order code's redemption (its stream), or an event a webhook of the
+    merchant wants. A voucher's redemption at a merchant without such a webhook is skipped before any transaction."""
+    if data.order_id is not None and event.type == "code.redeemed.v1":
+        return True
+    return await webhooks.anyone_wants(connection, event, data.merchant_id)
+
+
 class NotifyReactions:
     def __init__(self, settings: NotifySettings, clock: Clock) -> None:
         self.settings = settings
@@ -93,7 +102,7 @@ class NotifyReactions:
         handlers["delivery.cancelled.v1"] = handles(DeliveryCancelledView, self.on_delivery)
         handlers["delivery.location.v1"] = handles(RiderLocatedView, self.on_location)
         for event_type in CODE_EVENTS:
-            handlers[event_type] = handles(CodeView, self.on_code)
+            handlers[event_type] = handles(CodeView, self.on_code, asks=_of_an_order_or_a_webhook)
         for event_type in CASE_EVENTS:
             handlers[event_type] = handles(CaseView, self.on_case)
         handlers["aftersales.ruled.v1"] = handles(CaseRuledView, self.on_case)

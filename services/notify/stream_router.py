@@ -69,6 +69,8 @@ async def store_stream(
 
 
 def _may_watch_order(principal: Principal, order: OrderView) -> bool:
+    if principal.order_id is not None and principal.order_id != order.order_id:
+        return False  # a tracking link's principal watches its one order
     if principal.role == Role.customer:
         return principal.sub == order.customer_id
     if principal.role == Role.rider:

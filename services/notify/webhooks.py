@@ -17,6 +17,7 @@ import os
 import uuid
 from datetime import datetime, timedelta
 
+import asyncpg
 from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -76,6 +77,19 @@ class Secrets:
         endpoint.secret = self.seal(endpoint.id, secret)
         endpoint.updated_at = now
         return secret
+
+
+# `fan_out`'s choice of endpoints, as one statement outside any transaction: whether any would get the event.
+ANY_WANTS = (
+    "SELECT EXISTS (SELECT FROM webhook_endpoint WHERE merchant_id = $1 AND disabled_at IS NULL"
+    " AND (cardinality(event_types) = 0 OR $2 = ANY (event_types)))"
+)
+
+
+async def anyone_wants(connection: asyncpg.Connection, event: Envelope, merchant_id: str) -> bool:
+    """Whether `fan_out` would hand the event to any of the merchant's endpoints, without a transaction."""
+    wanted: bool = await connection.fetchval(ANY_WANTS, merchant_id, event_name(event.type))
+    return wanted
 
 
 async def fan_out(session: AsyncSession, event: Envelope, *, merchant_id: str, now: datetime) -> int:

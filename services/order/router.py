@@ -63,7 +63,7 @@ async def place_order(
         response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"
     response.headers["Location"] = f"/v1/orders/{placed.order.id}"
-    return await service.order_read(session, placed.order)
+    return await service.order_read(session, principal, placed.order)
 
 
 @router.get("/v1/orders", summary="Orders the caller may see, newest first")
@@ -83,13 +83,13 @@ async def list_orders(
 
 @router.get("/v1/orders/{order_id}", summary="One order (someone else's is 404)")
 async def get_order(session: DbSession, principal: OrderCaller, order_id: str) -> OrderRead:
-    return await service.order_read(session, await service.visible_order(session, principal, order_id))
+    return await service.order_read(session, principal, await service.visible_order(session, principal, order_id))
 
 
 @router.get("/v1/orders/{order_id}/history", summary="Every status change, with who made it")
 async def order_history(session: DbSession, principal: OrderCaller, order_id: str) -> list[StatusChangeRead]:
     order = await service.visible_order(session, principal, order_id)
-    return [StatusChangeRead.model_validate(change) for change in await service.status_history(session, order)]
+    return [service.history_read(principal, change) for change in await service.status_history(session, order)]
 
 
 @router.post("/v1/orders/{order_id}/accept", summary="The merchant accepts a paid order")
@@ -97,7 +97,7 @@ async def accept(session: DbSession, clock: AppClock, principal: OrderCaller, or
     order = await service.visible_order(session, principal, order_id, lock=True)
     service.require_merchant_side(principal)
     await service.accept_order(session, order, actor=service.actor_of(principal), clock=clock, action=Action.accept)
-    return await service.order_read(session, order)
+    return await service.order_read(session, principal, order)
 
 
 @router.post("/v1/orders/{order_id}/reject", summary="The merchant rejects a paid order: full refund")
@@ -106,14 +106,14 @@ async def reject(
 ) -> OrderRead:
     order = await service.visible_order(session, principal, order_id, lock=True)
     await service.reject_order(session, principal, order, body.reason, clock)
-    return await service.order_read(session, order)
+    return await service.order_read(session, principal, order)
 
 
 @router.post("/v1/orders/{order_id}/ready", summary="Packed: ready for the rider, or for pickup at the counter")
 async def ready(session: DbSession, clock: AppClock, principal: OrderCaller, order_id: str) -> OrderRead:
     order = await service.visible_order(session, principal, order_id, lock=True)
     await service.mark_ready(session, principal, order, clock)
-    return await service.order_read(session, order)
+    return await service.order_read(session, principal, order)
 
 
 @router.post("/v1/orders/{order_id}/ship", summary="Express: hand to a carrier with a tracking number")
@@ -122,7 +122,7 @@ async def ship(
 ) -> OrderRead:
     order = await service.visible_order(session, principal, order_id, lock=True)
     await service.ship_order(session, principal, order, body, clock, _settings(request))
-    return await service.order_read(session, order)
+    return await service.order_read(session, principal, order)
 
 
 @router.post(
@@ -134,14 +134,14 @@ async def cancel(
 ) -> OrderRead:
     order = await service.visible_order(session, principal, order_id, lock=True)
     await service.cancel_order(session, principal, order, body.reason, clock)
-    return await service.order_read(session, order)
+    return await service.order_read(session, principal, order)
 
 
 @router.post("/v1/orders/{order_id}/confirm-receipt", summary="The customer confirms receipt: completed")
 async def confirm_receipt(session: DbSession, clock: AppClock, principal: OrderCaller, order_id: str) -> OrderRead:
     order = await service.visible_order(session, principal, order_id, lock=True)
     await service.confirm_receipt(session, principal, order, clock)
-    return await service.order_read(session, order)
+    return await service.order_read(session, principal, order)
 
 
 @router.post("/v1/orders/{order_id}/review", status_code=201, summary="Rate the store (and rider) of a completed order")

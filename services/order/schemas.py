@@ -350,6 +350,11 @@ class OrderRead(BaseModel):
     auto_complete_by: AwareDatetime | None = Field(
         default=None, description="A delivered or shipped order completes by itself then, unless confirmed before"
     )
+    redacted: bool = Field(
+        default=False,
+        description="Shown through a tracking link: `address.text`, `contact.name` and `contact.phone` are null, "
+        "`note` is empty, and the address's `lat`/`lng` are rounded to 0.001° (about 100 m)",
+    )
 
 
 class OrderPage(BaseModel):

@@ -28,7 +28,7 @@ from services.order.errors import (
     StoreNotFound,
 )
 from services.order.models import CustomerOrder, OrderLine, OrderStatusChange, Payment, Product, Sku, Store
-from services.order.schemas import OrderCreate, OrderLineRead, OrderRead, ShipCommand
+from services.order.schemas import OrderCreate, OrderLineRead, OrderRead, ShipCommand, StatusChangeRead
 from services.order.settings import OrderSettings
 from shared.auth import Principal, Role
 from shared.clock import Clock
@@ -47,9 +47,15 @@ CLOSE_TRADE_TIMER = "payment.close"
 # --- reading and access -----------------------------------------------------------------------------------------
 
 
+# What a tracking link's principal sees of the customer's address: its point, to about a hundred metres.
+REDACTED_DECIMALS = 3
+
+
 def may_see(principal: Principal, order: CustomerOrder) -> bool:
-    """Customers see their own orders; merchant staff their merchant's, only their stores' if the token lists
-    stores; ops and services all. Riders see deliveries, not orders."""
+    """Customers see their own orders (a tracking link's principal only its one); merchant staff their merchant's,
+    only their stores' if the token lists stores; ops and services all. Riders see deliveries, not orders."""
+    if principal.order_id is not None and order.id != principal.order_id:
+        return False
     if principal.role is Role.customer:
         return order.customer_id == principal.sub
     return principal.role is not Role.rider and covers_store(principal, order.merchant_id, order.store_id)
@@ -71,8 +77,8 @@ async def visible_order(
 DEADLINE_FIELDS = {ACCEPT_TIMER: "accept_by", AUTO_COMPLETE_TIMER: "auto_complete_by"}
 
 
-async def order_reads(session: AsyncSession, orders: Sequence[CustomerOrder]) -> list[OrderRead]:
-    """The orders as the API shows them, their lines and their pending deadlines loaded in one query each."""
+async def order_reads(session: AsyncSession, principal: Principal, orders: Sequence[CustomerOrder]) -> list[OrderRead]:
+    """The orders as the API shows them to the principal, their lines and pending deadlines loaded in one query each."""
     lines: dict[str, list[OrderLineRead]] = {order.id: [] for order in orders}
     query = select(OrderLine).where(OrderLine.order_id.in_(list(lines))).order_by(OrderLine.id)
     for line in await session.scalars(query):
@@ -87,16 +93,37 @@ async def order_reads(session: AsyncSession, orders: Sequence[CustomerOrder]) ->
     for kind, key, due_at in (await session.execute(pending)).all():
         deadlines[key][DEADLINE_FIELDS[kind]] = due_at
     columns = CustomerOrder.__table__.columns
-    return [
+    reads = [
         OrderRead.model_validate(
             {**{c.key: getattr(o, c.key) for c in columns}, "items": lines[o.id], **deadlines[o.id]}
         )
         for o in orders
     ]
+    return [_redacted(read) for read in reads] if principal.order_id is not None else reads
 
 
-async def order_read(session: AsyncSession, order: CustomerOrder) -> OrderRead:
-    return (await order_reads(session, [order]))[0]
+async def order_read(session: AsyncSession, principal: Principal, order: CustomerOrder) -> OrderRead:
+    return (await order_reads(session, principal, [order]))[0]
+
+
+def _redacted(read: OrderRead) -> OrderRead:
+    """The order as a tracking link shows it: no address text, contact or note, the point rounded."""
+    address = read.address and {
+        "text": None,
+        "lat": round(read.address["lat"], REDACTED_DECIMALS),
+        "lng": round(read.address["lng"], REDACTED_DECIMALS),
+    }
+    return read.model_copy(
+        update={"address": address, "contact": {"name": None, "phone": None}, "note": "", "redacted": True}
+    )
+
+
+def history_read(principal: Principal, change: OrderStatusChange) -> StatusChangeRead:
+    """A status change as the principal sees it: a tracking link sees who moved the order by role only."""
+    read = StatusChangeRead.model_validate(change)
+    if principal.order_id is not None:
+        read.actor = read.actor.partition(":")[0]
+    return read
 
 
 async def list_orders(
@@ -116,6 +143,8 @@ async def list_orders(
         conditions = [CustomerOrder.customer_id == principal.sub]
     else:
         conditions = store_conditions(principal, CustomerOrder.merchant_id, CustomerOrder.store_id)
+    if principal.order_id is not None:
+        conditions.append(CustomerOrder.id == principal.order_id)
     if status:
         conditions.append(CustomerOrder.status == status)
     if store_id:
@@ -130,7 +159,7 @@ async def list_orders(
             .limit(limit)
         )
     ).all()
-    return await order_reads(session, orders), total
+    return await order_reads(session, principal, orders), total
 
 
 async def status_history(session: AsyncSession, order: CustomerOrder) -> list[OrderStatusChange]:

@@ -17,6 +17,7 @@ from services.redemption.lockouts import actor_of
 from services.redemption.scanning import Presented
 from shared.auth import Principal, Role
 from shared.clock import Clock
+from shared.db import driver_connection
 from shared.handover import Voucher
 from shared.tenancy import covers_store
 from shared.vault import Vault
@@ -57,8 +58,8 @@ def _terms(principal: Principal, presented: Presented, voucher: Voucher | None) 
     }
 
 
-# On the session's asyncpg connection: no ORM or compilation in the hot path, and no BEGIN/COMMIT of its own when it
-# is the session's first statement (the function is atomic by itself).
+# On the session's asyncpg connection (shared.db.driver_connection): no ORM or compilation in the hot path, and no
+# BEGIN/COMMIT of its own when it is the session's first statement (the function is atomic by itself).
 REDEEM_CODE = (
     "SELECT redeem_code($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,"
     " $21, $22, $23, $24, $25::jsonb)"
@@ -91,7 +92,7 @@ async def redeem_at_once(
         return None
     envelope = events.envelope(clock, events.REDEEMED).model_dump_json()
     # The pool's connection is taken only now, with everything that could be worked out before worked out.
-    connection = (await (await session.connection()).get_raw_connection()).driver_connection
+    connection = await driver_connection(session)
     code_id: uuid.UUID | None = None
     if parsed is not None:
         sealed = await connection.fetchval("SELECT secret_sealed FROM code WHERE id = $1", parsed[0])

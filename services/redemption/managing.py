@@ -20,7 +20,10 @@ from shared.vault import Vault
 
 
 def may_manage(principal: Principal, code: Code) -> bool:
-    """The owner customer, the code's merchant staff (its listed stores, if the token lists any), or ops."""
+    """The owner customer, the code's merchant staff (its listed stores, if the token lists any), or ops; a tracking
+    link's principal only its order's codes."""
+    if principal.order_id is not None and code.order_id != principal.order_id:
+        return False
     if principal.role is Role.customer:
         return code.customer_id == principal.sub
     if principal.role is Role.rider:

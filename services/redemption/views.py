@@ -38,11 +38,14 @@ async def lockouts(session: AsyncSession, now: datetime) -> Sequence[Lockout]:
 async def codes(
     session: AsyncSession, principal: Principal, *, order_id: str | None, status: str | None, offset: int, limit: int
 ) -> tuple[int, Sequence[Code]]:
-    """A customer's own codes, or those of the caller's merchant and stores, newest first."""
+    """A customer's own codes (a tracking link's principal: its order's only), or those of the caller's merchant and
+    stores, newest first."""
     if principal.role is Role.customer:
         conditions = [Code.customer_id == principal.sub]
     else:
         conditions = store_conditions(principal, Code.merchant_id, Code.store_id)
+    if principal.order_id is not None:
+        conditions.append(Code.order_id == principal.order_id)
     if order_id:
         conditions.append(Code.order_id == order_id)
     if status:

@@ -3,7 +3,7 @@
 For each record: insert the inbox row, run the handler (which may write outbox rows) and commit, all in one
 transaction; only then commit the Kafka offset. A duplicate or a redelivery after a crash hits the inbox key and
 does nothing. An event of a type the service has no handler for, or that its handler is not concerned with
-(`handles(..., concerns=...)`, shared/events/contracts.py), is skipped before any of this.
+(`handles(..., concerns=..., asks=...)`, shared/events/contracts.py), is skipped before any of this.
 
 Failures are of two kinds (shared/events/failures.py). An unreachable database or broker, a serialization failure
 or a deadlock is retried without limit, backing off: the partition waits and nothing is dead-lettered. A handler
@@ -32,6 +32,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared import context, metrics
+from shared.db import driver_connection
 from shared.events.contracts import EventContractError, EventHandler, Handles
 from shared.events.envelope import Envelope
 from shared.events.failures import is_infrastructure_failure
@@ -154,7 +155,7 @@ class EventConsumer:
             error = f"undecodable envelope: {exc.errors()[:3]}"
             await self._until_reachable(record.topic, lambda: self._publish_dead_letter(record, error))
             return
-        handler = self.handler_for(event)
+        handler = await self._until_reachable(record.topic, lambda: self._handler_now(event))
         if handler is None:
             metrics.CONSUMER_HANDLED.labels(self.service, record.topic, "ignored").inc()
             return
@@ -196,6 +197,21 @@ class EventConsumer:
         if isinstance(handler, Handles) and not handler.concerned(event):
             return None
         return handler
+
+    async def _handler_now(self, event: Envelope) -> EventHandler | None:
+        """`handler_for`, and then what the handler asks the database of the event (`handles(..., asks=...)`),
+        outside any transaction."""
+        handler = self.handler_for(event)
+        if not isinstance(handler, Handles) or handler.asks is None:
+            return handler
+        try:
+            async with self.sessionmaker() as session:
+                concerned = await handler.concerned_now(await driver_connection(session), event)
+        except Exception as exc:
+            if is_infrastructure_failure(exc):
+                raise
+            return handler  # a question that fails is no answer: the handler runs, and fails, retried as any handler
+        return handler if concerned else None
 
     async def apply_released(self) -> None:
         """Applies, oldest first, the parked events of every subject no dead letter holds any more."""

@@ -16,6 +16,7 @@ from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
 from deploy.local.demo import Walk
 from deploy.local.ports import free_port
+from deploy.local.postgres import fallback_data_dir
 from tests.platform import launch, stop, walk_of
 
 SCREENS = Path(__file__).resolve().parents[2] / "docs" / "screens"
@@ -63,6 +64,8 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         yield Platform(printed)
     finally:
         stop(process)
+        # As root the data lives outside the state dir (the PostgreSQL user cannot enter it): removed here.
+        shutil.rmtree(fallback_data_dir(state_dir), ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,5 @@
-"""`songda serve`, the image's command: it becomes uvicorn (exec, so uvicorn is PID 1 in a container and gets
-SIGTERM itself), serves the named app, and exits cleanly on SIGTERM."""
+"""`songda serve`, the image's command: it serves the named app with uvicorn in its own process (PID 1 in a
+container, so it gets SIGTERM itself), and exits cleanly on SIGTERM."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_serve_execs_uvicorn_and_stops_on_sigterm(tmp_path: Path) -> None:
+def test_serve_runs_uvicorn_and_stops_on_sigterm(tmp_path: Path) -> None:
     port = _free_port()
     env = {
         "PATH": str(Path(sys.executable).parent),
@@ -47,9 +47,9 @@ def test_serve_execs_uvicorn_and_stops_on_sigterm(tmp_path: Path) -> None:
             assert process.poll() is None, (tmp_path / "gateway.log").read_text()
             assert time.monotonic() < deadline, (tmp_path / "gateway.log").read_text()
             time.sleep(0.2)
+        # The process started is the one serving (in a container: PID 1, the one SIGTERM reaches).
         cmdline = Path(f"/proc/{process.pid}/cmdline").read_bytes().split(b"\0")
-        assert cmdline[1:3] == [b"-m", b"uvicorn"]
-        assert b"--no-proxy-headers" in cmdline
+        assert cmdline[cmdline.index(b"serve") + 1] == b"gateway"
         assert httpx.get(f"http://127.0.0.1:{port}/healthz").json()["service"] == "gateway"
     finally:
         process.send_signal(signal.SIGTERM)

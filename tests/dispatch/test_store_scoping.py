@@ -103,3 +103,26 @@ async def test_a_rider_sees_only_the_own_fleet_deliveries_it_carries(dispatch: D
         own
     ]
     assert (await dispatch.client.get("/v1/deliveries", headers=bearer("rider", "rider-x"))).status_code == 403
+
+
+async def test_a_tracking_links_principal_sees_only_its_orders_delivery(dispatch: DispatchHarness) -> None:
+    await dispatch.bind("sf")
+    linked = await dispatch.order_ready(note="sim:slow_accept")
+    other = await dispatch.order_ready(note="sim:slow_accept")  # the same customer's
+    await dispatch.fire()
+    tracking = bearer("customer", "openid-alice", "m-1", order_id=linked)
+    customer = bearer("customer", "openid-alice")
+
+    async def orders_seen(path: str, headers: dict[str, str]) -> list[str]:
+        page = await dispatch.client.get(path, headers=headers)
+        assert page.status_code == 200, page.text
+        return sorted(d["order_id"] for d in page.json()["items"])
+
+    assert await orders_seen("/v1/deliveries", customer) == sorted([linked, other])
+    assert await orders_seen("/v1/deliveries", tracking) == [linked]
+    assert await orders_seen(f"/v1/deliveries?order_id={other}", tracking) == []
+    [theirs] = (await dispatch.client.get(f"/v1/deliveries?order_id={other}", headers=customer)).json()["items"]
+    assert (await dispatch.client.get(f"/v1/deliveries/{theirs['id']}", headers=tracking)).status_code == 404
+    assert (await dispatch.client.get(f"/v1/deliveries/{theirs['id']}/track", headers=tracking)).status_code == 404
+    [mine] = (await dispatch.client.get(f"/v1/deliveries?order_id={linked}", headers=tracking)).json()["items"]
+    assert (await dispatch.client.get(f"/v1/deliveries/{mine['id']}/track", headers=tracking)).status_code == 200

@@ -18,6 +18,7 @@ from tests.notify.conftest import (
     STORE_STAFF,
     NotifyHarness,
 )
+from tests.support import bearer
 
 Event = tuple[str, str, dict[str, Any]]
 
@@ -108,3 +109,14 @@ async def test_the_riders_position_reaches_the_stream(notify: NotifyHarness) -> 
                                           "eta": "2026-12-07T05:10:00+00:00", "at": None}  # fmt: skip
     assert await notify.notices("o-3005") != []  # only `paid`: a position is no notice
     assert [n["kind"] for n in await notify.notices("o-3005")] == ["paid"]
+
+
+async def test_a_tracking_links_principal_watches_only_its_order(notify: NotifyHarness) -> None:
+    await notify.order("o-3010")
+    await notify.order("o-3011")  # the same customer's
+    tracking = bearer("customer", "openid-alice", "m-1", order_id="o-3010")
+    [(_, _, paid)] = await read(notify.client, "/v1/notifications/streams/orders/o-3010", tracking, 1)
+    assert paid == {"order_id": "o-3010", "event": "order.paid", "status": "paid", "at": paid["at"]}
+    async with notify.client.stream("GET", "/v1/notifications/streams/orders/o-3011", headers=tracking) as other:
+        assert other.status_code == 404  # read as a stream: a stream wrongly opened fails here instead of hanging
+    assert len(await read(notify.client, "/v1/notifications/streams/orders/o-3011", CUSTOMER, 1)) == 1

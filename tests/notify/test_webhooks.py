@@ -12,7 +12,8 @@ from typing import Any
 
 from standardwebhooks import Webhook
 
-from tests.notify.conftest import MERCHANT, OTHER_MERCHANT, STORE_STAFF, NotifyHarness, notify_stack
+from tests.notify.conftest import CUSTOMER_ID, MERCHANT, OTHER_MERCHANT, STORE_STAFF, NotifyHarness, notify_stack
+from tests.support import count
 
 
 async def register(notify: NotifyHarness, **body: Any) -> dict[str, Any]:
@@ -169,3 +170,24 @@ async def test_endpoints_are_the_merchant_admins_own(notify: NotifyHarness) -> N
     bad = await notify.client.post("/v1/webhooks", json={"url": notify.receiver_url, "event_types": ["order.nope"]},
                                    headers=MERCHANT)  # fmt: skip
     assert bad.status_code == 422
+
+
+async def test_a_vouchers_redemption_is_skipped_before_any_transaction_unless_a_webhook_wants_it(
+    notify: NotifyHarness,
+) -> None:
+    voucher = {"code_id": "c-1", "kind": "voucher", "order_id": None, "merchant_id": "m-1", "store_id": "s-1",
+               "customer_id": CUSTOMER_ID, "status": "active"}  # fmt: skip
+    await notify.deliver("code.redeemed.v1", "c-1", **voucher)
+    await register(notify, event_types=["order.paid"])  # an endpoint, but not for codes
+    await notify.deliver("code.redeemed.v1", "c-1", **voucher)
+    assert await count(notify.sessionmaker, "SELECT count(*) FROM inbox") == 0  # no transaction, no inbox row
+    assert await notify.push_webhooks() == 0
+
+    await register(notify, event_types=["code.redeemed"])
+    redeemed = await notify.deliver("code.redeemed.v1", "c-1", **voucher)
+    await notify.deliver("code.issued.v1", "c-2", **voucher | {"code_id": "c-2"})  # not asked for
+    assert await count(notify.sessionmaker, "SELECT count(*) FROM inbox") == 1
+    assert await notify.push_webhooks() == 1
+    headers, body = notify.receiver.delivered()[0]
+    assert headers["webhook-id"] == f"msg_{redeemed.id.hex}"
+    assert json.loads(body)["data"]["code_id"] == "c-1"

@@ -1,5 +1,6 @@
-"""A redemption that nothing stands in the way of is one statement (`redeem_code`); a QR token's one more (its
-code's secret). Statements are counted as the service's engine sends them, on real PostgreSQL."""
+"""A redemption that nothing stands in the way of is one statement (`redeem_code`), with no BEGIN or COMMIT around
+it; a QR token's one more (its code's secret). Statements are counted as the service's
+engine sends them, on real PostgreSQL."""
 
 from __future__ import annotations
 
@@ -12,13 +13,11 @@ from sqlalchemy import event
 from services.redemption import events as redemption_events
 from tests.redemption.conftest import CUSTOMER, RIDER, RedemptionHarness
 
-TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "")  # and the pool's ping, ";"
-
 
 @contextmanager
 def statements(r: RedemptionHarness) -> Iterator[list[str]]:
     """The statements the service sends while the block runs: through SQLAlchemy, and straight on the asyncpg
-    connection under it (transaction control left out)."""
+    connection under it (transaction control included)."""
     sent: list[str] = []
     engine = r.sessionmaker.kw["bind"].sync_engine
 
@@ -26,8 +25,7 @@ def statements(r: RedemptionHarness) -> Iterator[list[str]]:
         sent.append(statement)
 
     def record_raw(query: Any) -> None:
-        if query.query.strip().rstrip(";").upper() not in TRANSACTION_CONTROL:
-            sent.append(query.query)
+        sent.append(query.query)
 
     def watch(dbapi_connection: Any, *args: Any) -> None:
         dbapi_connection.driver_connection.add_query_logger(record_raw)

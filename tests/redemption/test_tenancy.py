@@ -69,3 +69,21 @@ async def test_a_voucher_naming_another_merchants_store_lends_no_lockout_over_it
     shown = (await r.client.get(f"/v1/codes/{mine.json()['id']}", headers=CUSTOMER)).json()
     answer = await r.redeem(code=_digits(shown), headers=MERCHANT_WIDE, store_id="s-new", device_id="pos-1")
     assert answer.status_code == 201, answer.text
+
+
+async def test_a_tracking_links_principal_sees_only_its_orders_code(redemption: RedemptionHarness) -> None:
+    r = redemption
+    linked = await r.order_paid("o-1")
+    other = await r.order_paid("o-2")  # the same customer's
+    tracking = bearer("customer", "openid-alice", "m-1", order_id="o-1")
+
+    page = (await r.client.get("/v1/codes", headers=tracking)).json()
+    assert [c["id"] for c in page["items"]] == [linked["id"]]
+    assert page["items"][0]["code"] == linked["code"]  # the owner's digits and QR: the page shows them
+    assert page["items"][0]["qr_token"]
+    assert (await r.client.get("/v1/codes?order_id=o-2", headers=tracking)).json()["total"] == 0
+    assert (await r.client.get(f"/v1/codes/{other['id']}", headers=tracking)).status_code == 404
+    assert (await r.client.get(f"/v1/codes/{linked['id']}", headers=tracking)).status_code == 200
+    freeze = await r.client.post(f"/v1/codes/{linked['id']}/freeze", json={"reason": "x"}, headers=tracking)
+    assert freeze.status_code == 403  # it only reads
+    assert (await r.client.get("/v1/codes", headers=CUSTOMER)).json()["total"] == 2

@@ -8,6 +8,7 @@ import logging
 import uuid
 from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -403,3 +404,42 @@ async def test_an_event_that_does_not_fit_its_view_is_dead_lettered_at_once(
     assert seen == [9]
     assert await count(sessionmaker, "SELECT count(*) FROM inbox") == 1
     assert await count(sessionmaker, "SELECT count(*) FROM parked_event WHERE subject = 'order-5' AND held") == 1
+
+
+async def test_an_event_its_handler_asks_the_database_about_is_skipped_when_it_finds_nothing_to_do(
+    ledger: None,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    bootstrap: str,
+    topic: str,
+    producer: AIOKafkaProducer,
+) -> None:
+    """`asks` is one statement outside any transaction: an event it finds nothing to do for leaves no inbox row;
+    a question that fails (not for want of a database) is no answer, and the handler runs."""
+    await create_topics(bootstrap, [topic])
+
+    async def wanted(connection: asyncpg.Connection, event: Envelope, data: PaidView) -> bool:
+        return bool(await connection.fetchval("SELECT $1::int > 100 FROM switch", data.amount))
+
+    async def on_paid_view(session: AsyncSession, event: Envelope, data: PaidView) -> None:
+        await on_paid(session, event)
+
+    consumer = _consumer(sessionmaker, bootstrap, topic, producer, group=f"g-{uuid.uuid4().hex}")
+    consumer.handlers = {"order.paid.v1": handles(PaidView, on_paid_view, asks=wanted)}
+    for subject, amount in (("order-8", 50), ("order-9", 500)):
+        event = new_event("order.paid.v1", source="order", subject=subject, data={"amount": amount})
+        await producer.send_and_wait(topic, event.to_bytes(), key=subject.encode())
+    await consumer.start()
+    try:
+        await _consume_until_quiet(consumer)
+        assert (await _times(sessionmaker, "order-8"), await _times(sessionmaker, "order-9")) == (0, 1)
+        assert await count(sessionmaker, "SELECT count(*) FROM inbox") == 1
+
+        async def broken(connection: asyncpg.Connection, event: Envelope, data: PaidView) -> bool:
+            return bool(await connection.fetchval("SELECT no_such_column FROM switch"))
+
+        consumer.handlers = {"order.paid.v1": handles(PaidView, on_paid_view, asks=broken)}
+        await producer.send_and_wait(topic, _paid("order-10").to_bytes(), key=b"order-10")
+        await _consume_until_quiet(consumer)
+    finally:
+        await consumer.stop()
+    assert await _times(sessionmaker, "order-10") == 1

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db import create_engine
 from shared.errors import install_error_handlers
+from tests.support import eventually
 
 
 def _app(engine: AsyncEngine) -> FastAPI:
@@ -50,3 +51,19 @@ async def test_a_database_refusing_connections_is_a_503() -> None:
         _assert_unavailable(await _post_cut(refused))
     finally:
         await refused.dispose()
+
+
+async def test_a_pooled_connection_the_server_closed_is_replaced_at_checkout(engine: AsyncEngine) -> None:
+    # As a PostgreSQL restart does: the backend of a connection waiting in the pool goes away.
+    async with engine.connect() as keeper:
+        async with engine.connect() as pooled:
+            doomed = await pooled.scalar(text("SELECT pg_backend_pid()"))
+        await keeper.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": doomed})
+
+        async def gone() -> bool:
+            found = await keeper.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"), {"pid": doomed})
+            return found == 0
+
+        await eventually(gone)
+        async with engine.connect() as replaced:  # the only one pooled: the closed one, replaced
+            assert await replaced.scalar(text("SELECT pg_backend_pid()")) != doomed

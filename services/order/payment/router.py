@@ -62,7 +62,7 @@ async def query_payment(
     transaction = await client.query(order.id)
     await paying.apply_transaction(session, transaction, client=client, clock=clock)
     await session.refresh(order)
-    return await service.order_read(session, order)
+    return await service.order_read(session, principal, order)
 
 
 @router.get("/v1/orders/{order_id}/refunds", summary="The order's refunds and their state")

@@ -5,7 +5,9 @@ export class Problem extends Error {
   constructor(status, body) {
     super(body.detail || body.title || `HTTP ${status}`);
     this.status = status;
-    this.code = body.code || null;
+    // The services name the problem in `type` (/problems/<code>).
+    const named = typeof body.type === "string" && body.type.startsWith("/problems/");
+    this.code = body.code || (named ? body.type.slice("/problems/".length) : null);
     this.title = body.title || "";
     this.body = body;
   }

@@ -11,6 +11,7 @@ const api = new Api(session);
 const root = document.getElementById("app");
 let unmount = () => {};
 let stores = [];
+let views = VIEWS;
 
 session.onEnd = () => render();
 window.addEventListener("hashchange", () => showView());
@@ -61,6 +62,7 @@ function signInForm() {
 async function shell() {
   const claims = session.claims;
   stores = await loadStores(claims);
+  views = await allowedViews(claims);
   const chosen = sessionStorage.getItem("songda.console.store");
   const current = stores.find((s) => s.id === chosen) || stores[0] || null;
   const picker = h(
@@ -76,7 +78,7 @@ async function shell() {
   const nav = h(
     "nav",
     { class: "tabs" },
-    VIEWS.map((v) => h("a", { href: `#/${v.path}`, "data-view": v.path }, v.title)),
+    views.map((v) => h("a", { href: `#/${v.path}`, "data-view": v.path }, v.title)),
   );
   const signOut = h("button", { class: "quiet", id: "sign-out", onclick: () => session.signOut() }, "退出 Sign out");
   root.append(
@@ -103,15 +105,26 @@ async function loadStores(claims) {
   }
 }
 
+// The views this account may use: a view with `allowed({api, claims})` asks the API (the staff screen: only a
+// merchant's admin or ops may list staff); the others are for every signed-in account.
+async function allowedViews(claims) {
+  const allowed = await Promise.all(VIEWS.map((v) => (v.allowed ? v.allowed({ api, claims }) : true)));
+  return VIEWS.filter((_, index) => allowed[index]);
+}
+
+// Which showing is the latest: a view whose module loads after the user moved on is never mounted.
+let showing = 0;
+
 function showView() {
   if (!session.signedIn) return;
   const view = document.getElementById("view");
   if (!view) return;
+  const turn = ++showing;
   unmount();
   unmount = () => {};
   clear(view);
-  const path = location.hash.replace(/^#\/?/, "").split("/")[0] || VIEWS[0].path;
-  const chosen = VIEWS.find((v) => v.path === path) || VIEWS[0];
+  const path = location.hash.replace(/^#\/?/, "").split("/")[0] || views[0].path;
+  const chosen = views.find((v) => v.path === path) || views[0];
   for (const link of document.querySelectorAll("nav.tabs a")) {
     link.classList.toggle("active", link.dataset.view === chosen.path);
   }
@@ -127,7 +140,7 @@ function showView() {
     route: location.hash.replace(/^#\/?/, "").split("/").slice(1),
   };
   chosen.load().then((module) => {
-    if (document.getElementById("view") === view) unmount = module.mount(view, ctx) || (() => {});
+    if (turn === showing && document.getElementById("view") === view) unmount = module.mount(view, ctx) || (() => {});
   });
 }
 
