@@ -4,15 +4,18 @@ PostgreSQL NOTIFY for the background workers."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext import asyncio as sqlalchemy_asyncio
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from shared.database_tls import split_tls
 from shared.errors import Refused
@@ -39,14 +42,40 @@ class InfraBase(DeclarativeBase):
     metadata = service_metadata()
 
 
+# A pooled connection idle this long is pinged before it is handed out (a database restarted meanwhile would have
+# closed it); one in steady use is not: SQLAlchemy's `pool_pre_ping` costs three round trips (BEGIN, a ping,
+# ROLLBACK) on every checkout, more than many a request's own statements. A connection the database dropped within
+# the last seconds fails its first statement instead, which invalidates the pool and is answered 503 with Retry-After
+# (shared/errors.py), as a request in flight during the restart is.
+PING_AFTER_IDLE_SECONDS = 2.0
+
+
 def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
-    """A pool of `pool_size` connections (and as many again at peaks); TLS as the URL's `sslmode` and friends say
+    """A pool of `pool_size` connections (and as many again at peaks), the most recently used handed out first (so
+    the busy ones stay warm and the rest idle); TLS as the URL's `sslmode` and friends say
     (shared/database_tls.py)."""
     plain_url, connect_args = split_tls(url)
     # Looked up on the module when called: with tracing on, the SQLAlchemy instrumentor wraps it there.
-    return sqlalchemy_asyncio.create_async_engine(
-        plain_url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, connect_args=connect_args
+    engine = sqlalchemy_asyncio.create_async_engine(
+        plain_url, pool_size=pool_size, max_overflow=pool_size, pool_use_lifo=True, connect_args=connect_args
     )
+    event.listen(engine.sync_engine, "checkin", _note_idle)
+    event.listen(engine.sync_engine, "checkout", _ping_if_idle)
+    return engine
+
+
+def _note_idle(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+    record.info["idle_since"] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_connection: Any, record: ConnectionPoolEntry, proxy: PoolProxiedConnection) -> None:
+    idle_since = record.info.get("idle_since")
+    if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+        return
+    try:
+        dbapi_connection.ping()
+    except Exception as error:  # the pool replaces it with a new connection
+        raise DisconnectionError(f"an idle pooled connection is gone: {error!r}") from error
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -1,15 +1,20 @@
 """A request whose database connection is cut mid-transaction (PostgreSQL restarting, as `make chaos` does) is
-answered 503 database-unavailable with Retry-After, never a 500; a statement the database refuses stays a 4xx."""
+answered 503 database-unavailable with Retry-After, never a 500; a statement the database refuses stays a 4xx; a
+pooled connection the database dropped while it sat idle is replaced before anyone uses it."""
 
 from __future__ import annotations
 
+import asyncpg
 import httpx
+import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shared import db
 from shared.db import create_engine
 from shared.errors import install_error_handlers
+from tests.support import eventually
 
 
 def _app(engine: AsyncEngine) -> FastAPI:
@@ -50,3 +55,23 @@ async def test_a_database_refusing_connections_is_a_503() -> None:
         _assert_unavailable(await _post_cut(refused))
     finally:
         await refused.dispose()
+
+
+async def test_a_pooled_connection_dropped_while_idle_is_replaced_before_use(
+    engine: AsyncEngine, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0.0)  # every connection back in the pool counts as idle
+    async with engine.connect() as connection:
+        dropped = await connection.scalar(text("SELECT pg_backend_pid()"))
+    admin = await asyncpg.connect(db_url.replace("+asyncpg", ""))
+    try:
+        await admin.execute("SELECT pg_terminate_backend($1)", dropped)
+
+        async def gone() -> bool:
+            return not await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", dropped)
+
+        await eventually(gone)
+    finally:
+        await admin.close()
+    async with engine.connect() as connection:  # the same pooled connection first (most recently used), pinged
+        assert await connection.scalar(text("SELECT pg_backend_pid()")) != dropped
