@@ -1,4 +1,4 @@
-"""Carrier callback intake: find the offer, verify with its account, keep, acknowledge; apply on a timer.
+"""Carrier callback intake: find the offer, verify with its account, keep, acknowledge; applied by the queue.
 
 A callback is trusted only once the account bound to the offer it names has verified it: the offer is found first
 (by our `shop_order_id`, else the carrier's waybill), then the callback must verify with that offer's own account,
@@ -12,12 +12,13 @@ token signed it, and must then verify with the account of the offer it names too
 - a carrier whose scheme has no secret (Dada) or does not cover the body (WeChat legacy) is only a prompt: applying
   queries the carrier and applies its answer.
 Not JSON, not an object, no order named: 400; unknown order: 404; too large: 413, each in the carrier's own error
-body. A verified callback is kept whole (minus the query parameters that authenticate it) and acknowledged, in two
-statements (the offer with its account, the insert); applying it (locking the delivery, the guard, events) happens
-right after, by the apply worker that takes kept callbacks as a queue (services/dispatch/callback_queue.py), so a
-slow apply never makes a carrier retry, and a crash in between loses nothing. A refused one keeps only its digest,
-size and a bounded prefix, and is pruned after `refused_retention_days` by the repeating `callback.prune` timer
-(armed once, by the migration that made callbacks a queue).
+body. A verified callback is kept whole (minus the query parameters that authenticate it) and acknowledged: one
+insert once its offer is known (`KnownOffers`; the first callback about an offer reads the offer with its account in
+one more statement). Applying it (locking the delivery, the guard, events) happens right after, by the apply worker
+that takes kept callbacks as a queue (services/dispatch/callback_queue.py), so a slow apply never makes a carrier
+retry, and a crash in between loses nothing. A refused one keeps only its digest, size and a bounded prefix, and is
+pruned after `refused_retention_days` by the repeating `callback.prune` timer (armed once, by the migration that
+made callbacks a queue).
 """
 
 from __future__ import annotations
