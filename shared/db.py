@@ -42,13 +42,14 @@ class InfraBase(DeclarativeBase):
 
 
 def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
-    """A pool of `pool_size` connections (and as many again at peaks); TLS as the URL's `sslmode` and friends say
-    (shared/database_tls.py). A pooled connection the server has closed (PostgreSQL restarted, the backend
-    terminated) is replaced at checkout, with every connection pooled before it (`_refuse_closed`)."""
+    """A pool of `pool_size` connections (and as many again at peaks), the most recently used handed out first (so
+    the busy ones stay warm and the rest idle); TLS as the URL's `sslmode` and friends say (shared/database_tls.py).
+    A pooled connection the server has closed (PostgreSQL restarted, the backend terminated) is replaced at
+    checkout, with every connection pooled before it (`_refuse_closed`)."""
     plain_url, connect_args = split_tls(url)
     # Looked up on the module when called: with tracing on, the SQLAlchemy instrumentor wraps it there.
     engine = sqlalchemy_asyncio.create_async_engine(
-        plain_url, pool_size=pool_size, max_overflow=pool_size, connect_args=connect_args
+        plain_url, pool_size=pool_size, max_overflow=pool_size, pool_use_lifo=True, connect_args=connect_args
     )
     event.listen(engine.sync_engine, "checkout", _refuse_closed)
     return engine

@@ -4,6 +4,8 @@ import httpx
 from fastapi import FastAPI
 
 from services.dispatch import carrier_router, rider_router, router
+from services.dispatch.callback_queue import CallbackQueue
+from services.dispatch.callbacks import KnownOffers
 from services.dispatch.carriers.client import CarrierClient
 from services.dispatch.handlers import DispatchReactions
 from services.dispatch.service import Dispatcher
@@ -34,6 +36,13 @@ def create_app(settings: DispatchSettings | None = None, clock: Clock | None = N
         settings=settings, clock=clock, carriers=carriers, vault=Vault(settings.vault_key, "DISPATCH_VAULT_KEY")
     )
     reactions = DispatchReactions(dispatcher)
+
+    async def apply_callbacks(app: FastAPI) -> None:
+        queue = CallbackQueue(
+            dispatcher, app.state.sessionmaker, settings.callback_batch_size, settings.timer_poll_seconds
+        )
+        await queue.run(app.state.engine)
+
     vouchers = VoucherSigner(settings.handover_signing_key, settings.handover_voucher_seconds)
 
     app = build_service_app(
@@ -45,8 +54,10 @@ def create_app(settings: DispatchSettings | None = None, clock: Clock | None = N
         timer_handlers=reactions.timer_handlers(),
         clock=clock,
         http_clients=[http],
+        workers={"callback-apply": apply_callbacks},
     )
     app.state.dispatcher = dispatcher
+    app.state.known_offers = KnownOffers()
     app.state.reactions = reactions
     app.state.http = http
     app.state.vouchers = vouchers

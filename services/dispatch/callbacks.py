@@ -1,4 +1,4 @@
-"""Carrier callback intake: find the offer, verify with its account, keep, acknowledge; apply on a timer.
+"""Carrier callback intake: find the offer, verify with its account, keep, acknowledge; applied by the queue.
 
 A callback is trusted only once the account bound to the offer it names has verified it: the offer is found first
 (by our `shop_order_id`, else the carrier's waybill), then the callback must verify with that offer's own account,
@@ -12,10 +12,13 @@ token signed it, and must then verify with the account of the offer it names too
 - a carrier whose scheme has no secret (Dada) or does not cover the body (WeChat legacy) is only a prompt: applying
   queries the carrier and applies its answer.
 Not JSON, not an object, no order named: 400; unknown order: 404; too large: 413, each in the carrier's own error
-body. A verified callback is kept whole (minus the query parameters that authenticate it) and acknowledged; applying
-it (locking the delivery, the guard, events) happens right after on the `callback.apply` timer, so a slow apply never
-makes a carrier retry, and a crash in between loses nothing. A refused one keeps only its digest, size and a bounded
-prefix, and is pruned after `refused_retention_days` by the repeating `callback.prune` timer.
+body. A verified callback is kept whole (minus the query parameters that authenticate it) and acknowledged: one
+insert once its offer is known (`KnownOffers`; the first callback about an offer reads the offer with its account in
+one more statement). Applying it (locking the delivery, the guard, events) happens right after, by the apply worker
+that takes kept callbacks as a queue (services/dispatch/callback_queue.py), so a slow apply never makes a carrier
+retry, and a crash in between loses nothing. A refused one keeps only its digest, size and a bounded prefix, and is
+pruned after `refused_retention_days` by the repeating `callback.prune` timer (armed once, by the migration that
+made callbacks a queue).
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
+from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import NamedTuple
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
@@ -33,12 +38,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.dispatch import accounts
 from services.dispatch.carriers import WIRES
 from services.dispatch.carriers.base import Credentials, MalformedCallback, Message, SignatureInvalid, Update, Wire
-from services.dispatch.models import CallbackNonce, CarrierAccount, CarrierCallback, Offer
+from services.dispatch.domain import Verdict
+from services.dispatch.models import CallbackNonce, CarrierAccount, CarrierCallback, Delivery, Offer
 from services.dispatch.service import Dispatcher
-from shared.timers import arm_timer, schedule_timer
+from shared.timers import schedule_timer
 
 log = logging.getLogger(__name__)
 
+# Retries of a callback whose apply failed (the first apply is the queue's).
 APPLY_TIMER = "callback.apply"
 PRUNE_TIMER = "callback.prune"
 MAX_ATTEMPTS = 5
@@ -60,6 +67,7 @@ class Refused(Exception):
 async def receive(
     session: AsyncSession,
     dispatcher: Dispatcher,
+    known: KnownOffers,
     carrier: str,
     query: dict[str, str],
     headers: dict[str, str],
@@ -74,14 +82,11 @@ async def receive(
     now = dispatcher.clock.now()
     digest = hashlib.sha256(body).hexdigest()
     message = Message(params=query, body=body)
-    await arm_timer(
-        session, kind=PRUNE_TIMER, key="callbacks", due_at=now + timedelta(minutes=settings.callback_prune_minutes)
-    )
     try:
         if not complete:
             raise Refused("too_large", 413, f"the body exceeds {settings.callback_max_body_bytes} bytes")
         try:
-            offer, creds = await _owner(session, dispatcher, wire, message)
+            offer, creds = await _owner(session, dispatcher, known, wire, message)
             report = wire.decode_callback(message, creds, now)
         except SignatureInvalid as error:
             raise Refused("rejected", wire.reject_status, None) from error
@@ -117,22 +122,49 @@ async def receive(
         )
         if waiting is not None:
             return wire.ack_message()
-    # Two plain statements (no ORM object to build, flush and track): the callback and its apply trigger.
-    kept_id = uuid.uuid4()
+    # One plain statement (no ORM object to build, flush and track); its trigger wakes the apply worker.
     await session.execute(
         insert(CarrierCallback).values(
-            id=kept_id, carrier=carrier, query=_kept(query, None), headers=_headers(headers, None), body=kept,
+            id=uuid.uuid4(), carrier=carrier, query=_kept(query, None), headers=_headers(headers, None), body=kept,
             body_sha256=digest, body_size=len(body), received_at=now, outcome="pending",
             delivery_id=offer.delivery_id, offer_id=offer.id,
         )
     )  # fmt: skip
-    await schedule_timer(session, kind=APPLY_TIMER, key=str(kept_id), due_at=now)
     return wire.ack_message()
 
 
+class Owner(NamedTuple):
+    """The offer a callback names (by id), and its delivery."""
+
+    id: uuid.UUID
+    delivery_id: uuid.UUID
+
+
+class KnownOffers:
+    """The offers callbacks named, with the credentials of the accounts that placed them, remembered (the `size` most
+    recently named): an offer's id, delivery and account never change, nor a bound account's secrets (binding again
+    makes a new account), so a carrier's later callbacks about an offer are verified without a lookup. What names no
+    offer is never remembered (the offer may be placed a moment later)."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self.size = size
+        self._known: OrderedDict[tuple[str, str, str], tuple[Owner, Credentials]] = OrderedDict()
+
+    def get(self, ref: tuple[str, str, str]) -> tuple[Owner, Credentials] | None:
+        found = self._known.get(ref)
+        if found is not None:
+            self._known.move_to_end(ref)
+        return found
+
+    def put(self, ref: tuple[str, str, str], owner: tuple[Owner, Credentials]) -> None:
+        self._known[ref] = owner
+        if len(self._known) > self.size:
+            self._known.popitem(last=False)
+
+
 async def _owner(
-    session: AsyncSession, dispatcher: Dispatcher, wire: Wire, message: Message
-) -> tuple[Offer, Credentials]:
+    session: AsyncSession, dispatcher: Dispatcher, known: KnownOffers, wire: Wire, message: Message
+) -> tuple[Owner, Credentials]:
     """The offer the callback is about and the credentials of the account that placed it."""
     appid = dispatcher.settings.wechat_appid
     if wire.sealed(message):
@@ -149,12 +181,26 @@ async def _owner(
     else:
         fields = wire.read_callback(message, None)
     shop_order_id, waybill_id = wire.callback_refs(fields)
+    # Found by our order id when the callback names it, else by the carrier's waybill.
+    ref = (wire.name, shop_order_id, "" if shop_order_id else waybill_id)
+    remembered = known.get(ref)
+    if remembered is not None:
+        return remembered
     by = Offer.shop_order_id == shop_order_id if shop_order_id else Offer.waybill_id == waybill_id
-    offer = await session.scalar(select(Offer).where(Offer.carrier == wire.name, by).limit(1))
-    if offer is None or offer.account_id is None:
+    found = (
+        await session.execute(
+            select(Offer.id, Offer.delivery_id, CarrierAccount)
+            .join(CarrierAccount, CarrierAccount.id == Offer.account_id)
+            .where(Offer.carrier == wire.name, by)
+            .limit(1)
+        )
+    ).first()
+    if found is None:
         raise Refused("unknown", 404, "no offer with this order or waybill")
-    account = await session.get_one(CarrierAccount, offer.account_id)
-    return offer, accounts.credentials(dispatcher.vault, account, appid)
+    offer_id, delivery_id, account = found
+    owner = Owner(offer_id, delivery_id), accounts.credentials(dispatcher.vault, account, appid)
+    known.put(ref, owner)
+    return owner
 
 
 async def _seen(session: AsyncSession, dispatcher: Dispatcher, wire: Wire, message: Message, digest: str) -> bool:
@@ -198,21 +244,35 @@ def _headers(headers: dict[str, str], limit: int | None) -> dict[str, str]:
 
 
 async def apply(session: AsyncSession, dispatcher: Dispatcher, callback_id: uuid.UUID) -> CarrierCallback:
-    """Applies a kept callback (verified when it arrived); for a carrier whose callbacks prove nothing, what the
-    carrier answers a status query instead."""
+    """Applies one kept callback now (an ops replay, a retry after a failure), whatever its outcome so far."""
     callback = await session.scalar(select(CarrierCallback).where(CarrierCallback.id == callback_id).with_for_update())
     if callback is None:
         raise LookupError(f"no callback {callback_id}")
     if callback.outcome in REFUSED:
         return callback  # never verified: nothing to apply
-    now = dispatcher.clock.now()
     offer = await session.get(Offer, callback.offer_id) if callback.offer_id else None
-    if offer is None or offer.account_id is None:
-        callback.outcome, callback.error, callback.processed_at = "unknown", "no offer recorded", now
-        return callback
-    callback.attempts += 1
+    delivery = None
+    if offer is not None and offer.account_id is not None:
+        delivery = await dispatcher.locked(session, offer.delivery_id)
+    account = await dispatcher.account(session, offer) if offer is not None else None
+    await settle(session, dispatcher, callback, await applied(session, dispatcher, callback, offer, account, delivery))
+    return callback
+
+
+async def applied(
+    session: AsyncSession,
+    dispatcher: Dispatcher,
+    callback: CarrierCallback,
+    offer: Offer | None,
+    account: CarrierAccount | None,
+    delivery: Delivery | None,
+) -> Verdict | Exception | None:
+    """What applying a verified callback to its offer's delivery (held under its row lock by the caller) came to: the
+    guard's verdict, the error that undid it (its savepoint rolled back), or None when no offer was recorded. A
+    carrier whose callbacks prove nothing has its status queried instead."""
+    if offer is None or account is None or delivery is None:
+        return None
     wire = WIRES[callback.carrier]
-    account = await session.get_one(CarrierAccount, offer.account_id)
     try:
         async with session.begin_nested():
             if wire.confirm_by_query:
@@ -220,17 +280,29 @@ async def apply(session: AsyncSession, dispatcher: Dispatcher, callback_id: uuid
             else:
                 creds = accounts.credentials(dispatcher.vault, account, dispatcher.settings.wechat_appid)
                 report = wire.report(wire.read_callback(Message(params=callback.query, body=callback.body), creds))
-            delivery = await dispatcher.locked(session, offer.delivery_id)
-            verdict = await dispatcher.apply(session, delivery, offer, report, "callback")
+            return await dispatcher.apply(session, delivery, offer, report, "callback")
     except Exception as error:  # kept visible as `failed`, retried a few times, then left to ops to replay
         log.warning("callback failed", extra={"callback_id": str(callback.id), "error": repr(error)})
-        callback.outcome, callback.error, callback.processed_at = "failed", repr(error)[:1000], now
-        if callback.attempts < MAX_ATTEMPTS:
-            due = now + timedelta(seconds=2**callback.attempts)
-            await schedule_timer(session, kind=APPLY_TIMER, key=f"{callback.id}#{callback.attempts}", due_at=due)
-        return callback
-    callback.outcome, callback.error, callback.processed_at = verdict.value, None, now
-    return callback
+        return error
+
+
+async def settle(
+    session: AsyncSession, dispatcher: Dispatcher, callback: CarrierCallback, result: Verdict | Exception | None
+) -> None:
+    """Records what applying came to; a failure is retried after a backoff, up to `MAX_ATTEMPTS` applies."""
+    now = dispatcher.clock.now()
+    callback.processed_at = now
+    if result is None:
+        callback.outcome, callback.error = "unknown", "no offer recorded"
+        return
+    callback.attempts += 1
+    if not isinstance(result, Exception):
+        callback.outcome, callback.error = str(result), None
+        return
+    callback.outcome, callback.error = "failed", repr(result)[:1000]
+    if callback.attempts < MAX_ATTEMPTS:
+        due = now + timedelta(seconds=2**callback.attempts)
+        await schedule_timer(session, kind=APPLY_TIMER, key=f"{callback.id}#{callback.attempts}", due_at=due)
 
 
 async def prune(session: AsyncSession, dispatcher: Dispatcher) -> None:

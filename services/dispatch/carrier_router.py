@@ -108,7 +108,14 @@ async def carrier_callback(request: Request, session: DbSession, carrier: str) -
     dispatcher = app_dispatcher(request)
     body, complete = await bounded_body(request, dispatcher.settings.callback_max_body_bytes)
     answer = await callbacks.receive(
-        session, dispatcher, carrier, dict(request.query_params), dict(request.headers), body, complete=complete
+        session,
+        dispatcher,
+        request.app.state.known_offers,
+        carrier,
+        dict(request.query_params),
+        dict(request.headers),
+        body,
+        complete=complete,
     )
     return Response(answer.body, status_code=answer.status, media_type="application/json")
 

@@ -6,8 +6,8 @@
   (fee recorded); after pickup the carrier no longer takes a cancellation and it is left to finish or return;
 - `code.redeemed.v1` of a finish code: an own-fleet delivery is handed over (the consumer skips other codes').
 Each reads its event through its view (services/dispatch/consumed.py).
-Timers: place, escalate, reconcile, cancel a losing offer, apply a callback, prune refused callbacks, expire a
-rider's offer.
+Timers: place, escalate, reconcile, cancel a losing offer, retry a callback whose apply failed, prune callbacks,
+expire a rider's offer.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     LargeBinary,
@@ -158,9 +159,14 @@ class CarrierCallback(DispatchBase):
     parameters that authenticate (signatures, nonces) are never kept."""
 
     __tablename__ = "carrier_callback"
-    __table_args__ = (Index("ix_carrier_callback_outcome", "outcome", "received_at"),)
+    __table_args__ = (
+        Index("ix_carrier_callback_outcome", "outcome", "received_at"),
+        Index("ix_carrier_callback_pending", "delivery_id", "seq", postgresql_where=text("outcome = 'pending'")),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True, default=uuid.uuid4)
+    # Arrival order: pending callbacks are applied in it (services/dispatch/callback_queue.py).
+    seq: Mapped[int] = mapped_column(BigInteger, Identity())
     carrier: Mapped[str] = mapped_column(Text)
     query: Mapped[dict[str, str]] = mapped_column(JSONB)
     headers: Mapped[dict[str, str]] = mapped_column(JSONB)

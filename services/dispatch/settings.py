@@ -47,6 +47,8 @@ class DispatchSettings(ServiceSettings):
     callback_clock_skew_seconds: float = 300.0
     push_max_age_seconds: float = 300.0
     callback_prune_minutes: float = 60.0
+    # Kept callbacks are applied this many at a time (one transaction, each delivery's in order).
+    callback_batch_size: int = 100
 
     # Escalation: each round with no rider raises the tip by this step up to the store's cap, then re-dispatches.
     tip_step_fen: int = 200

@@ -27,7 +27,7 @@ from typing import TypeVar
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from pydantic import ValidationError
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import and_, exists, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -215,9 +215,13 @@ class EventConsumer:
 
     async def apply_released(self) -> None:
         """Applies, oldest first, the parked events of every subject no dead letter holds any more."""
-        async with self.sessionmaker() as session:
-            subjects = await self._until_reachable("parked", lambda: released_subjects(session, self.group_id))
-        for subject in subjects:
+
+        async def look() -> list[str]:
+            # A session per attempt: one whose connection broke is unusable until rolled back.
+            async with self.sessionmaker() as session:
+                return await released_subjects(session, self.group_id)
+
+        for subject in await self._until_reachable("parked", look):
             await self._apply_parked(subject)
 
     async def _apply_parked(self, subject: str) -> None:
@@ -263,18 +267,21 @@ class EventConsumer:
         """Applies, parks or drops the event; returns the outcome."""
         async with self.sessionmaker() as session, session.begin():
             await session.execute(select(func.pg_advisory_xact_lock(subject_lock_key(self.group_id, event.subject))))
-            handled = await session.scalar(
-                select(exists().where(InboxEvent.consumer == self.group_id, InboxEvent.event_id == event.id))
-            )
-            if handled:
-                return "duplicate"
-            parked = (
+            # Whether it was handled, and the subject's parked events, in one round trip (read after the lock).
+            handled = exists().where(InboxEvent.consumer == self.group_id, InboxEvent.event_id == event.id)
+            rows = (
                 await session.execute(
-                    select(ParkedEvent.id, ParkedEvent.event_id, ParkedEvent.held).where(
-                        ParkedEvent.consumer == self.group_id, ParkedEvent.subject == event.subject
+                    select(handled.label("handled"), ParkedEvent.id, ParkedEvent.event_id, ParkedEvent.held)
+                    .select_from(select(literal(1)).subquery())
+                    .outerjoin(
+                        ParkedEvent,
+                        and_(ParkedEvent.consumer == self.group_id, ParkedEvent.subject == event.subject),
                     )
                 )
             ).all()
+            if rows[0].handled:
+                return "duplicate"
+            parked = [row for row in rows if row.id is not None]
             if parked:
                 mine = next((row for row in parked if row.event_id == event.id), None)
                 if mine is None:

@@ -17,6 +17,8 @@ from deploy.local.ports import free_port
 from deploy.local.sandboxes.carriers.simulator import SimulatorSettings, credentials
 from deploy.local.sandboxes.carriers.simulator import create_app as create_simulator
 from services.dispatch.app import create_app
+from services.dispatch.callback_queue import CallbackQueue
+from services.dispatch.service import Dispatcher
 from services.dispatch.settings import DispatchSettings
 from shared.clock import FrozenClock
 from shared.events.envelope import new_event
@@ -44,6 +46,7 @@ STORE = {
 @dataclass
 class DispatchHarness(ServiceHarness):
     sim: httpx.AsyncClient
+    dispatcher: Dispatcher
     orders: int = 0
     accounts: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -89,10 +92,15 @@ class DispatchHarness(ServiceHarness):
         )
         return order_id
 
+    async def apply_callbacks(self) -> int:
+        """Applies a batch of kept callbacks, as the apply worker does; returns how many it took."""
+        return await CallbackQueue(self.dispatcher, self.sessionmaker, batch_size=100, poll_seconds=0).apply_pending()
+
     async def fire(self, rounds: int = 3) -> None:
-        """Fires due timers until none is left (placing, callbacks, cancels...), a few rounds for chains."""
+        """Fires due timers and applies kept callbacks until none is left (placing, callbacks, cancels...), a few
+        rounds for chains."""
         for _ in range(rounds):
-            while await self.timers.fire_due():
+            while await self.timers.fire_due() + await self.apply_callbacks():
                 pass
 
     async def delivery(self, order_id: str) -> dict[str, Any]:
@@ -146,9 +154,10 @@ async def dispatch_stack(
                 **(settings_overrides or {}),
             }
         )
+        app = create_app(settings, clock=clock)
         async with (
             httpx.AsyncClient(base_url=sim_url, timeout=60) as sim,
-            served(create_app(settings, clock=clock), DispatchHarness, port=dispatch_port, sim=sim) as harness,
+            served(app, DispatchHarness, port=dispatch_port, sim=sim, dispatcher=app.state.dispatcher) as harness,
         ):
             yield harness
 

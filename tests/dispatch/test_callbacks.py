@@ -18,8 +18,10 @@ import httpx
 import pytest
 import xmltodict
 from dada_openapi_client.dada_client import DdMakeSign
+from sqlalchemy import text
 from wechatpy.crypto import WeChatCrypto
 
+from services.dispatch.callback_queue import CallbackQueue
 from services.dispatch.carriers import WIRES, wechat
 from services.dispatch.carriers.base import Credentials, Message
 from tests.dispatch.conftest import MERCHANT, OPS, OTHER_MERCHANT, WECHAT_APPID, DispatchHarness
@@ -104,6 +106,33 @@ async def test_binding_a_victims_app_key_neither_breaks_their_callbacks_nor_forg
     assert (await dispatch.delivery(order_id))["status"] == "rider_assigned"
     delivered = await dispatch.order_ready(note="sim:normal")  # the simulator's own callbacks, signed by the victim's
     await dispatch.settle(delivered, "delivered")
+
+
+async def test_a_deliverys_callbacks_are_applied_in_arrival_order_even_behind_another_workers(
+    dispatch: DispatchHarness,
+) -> None:
+    await dispatch.bind("sf")
+    order_id, offer = await _live_offer(dispatch)
+    sent = datetime.now(UTC) - timedelta(minutes=2)
+    for n, step in enumerate(("rider_assigned", "rider_at_store")):
+        fields = _fields("sf", offer, step, sent + timedelta(minutes=n))
+        message = WIRES["sf"].encode_callback(_creds(dispatch.accounts["sf"]), fields, dispatch.clock.now())
+        assert (await _post(dispatch, "sf", message)).status_code == 200
+    queue = CallbackQueue(dispatch.dispatcher, dispatch.sessionmaker, batch_size=100, poll_seconds=0)
+    async with dispatch.sessionmaker() as other, other.begin():  # another worker holds the first one
+        await other.execute(
+            text("SELECT id FROM carrier_callback WHERE outcome = 'pending' ORDER BY seq LIMIT 1 FOR UPDATE")
+        )
+        assert await queue.apply_pending() == 1
+        assert queue.deferred == 1  # the second waits for it
+    assert [c["outcome"] for c in await _log(dispatch, "sf")] == ["pending", "pending"]
+    assert (await dispatch.delivery(order_id))["status"] == "created"
+    await dispatch.fire()
+    delivery = await dispatch.delivery(order_id)
+    assert [h["status"] for h in delivery["history"] if h["verdict"] == "applied"] == [
+        "rider_assigned", "rider_at_store",
+    ]  # fmt: skip
+    assert sorted(c["outcome"] for c in await _log(dispatch, "sf")) == ["applied", "applied"]
 
 
 @pytest.mark.parametrize("carrier", ["dada", "wechat_legacy"])

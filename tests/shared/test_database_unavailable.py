@@ -1,5 +1,6 @@
 """A request whose database connection is cut mid-transaction (PostgreSQL restarting, as `make chaos` does) is
-answered 503 database-unavailable with Retry-After, never a 500; a statement the database refuses stays a 4xx."""
+answered 503 database-unavailable with Retry-After, never a 500; a statement the database refuses stays a 4xx; a
+pooled connection the database dropped while it sat idle is replaced before anyone uses it."""
 
 from __future__ import annotations
 

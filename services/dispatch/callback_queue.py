@@ -1,0 +1,125 @@
+"""The callback apply worker: kept callbacks (`outcome = 'pending'`) are a work queue of their own.
+
+A round claims up to a batch of them in arrival order (`seq`) with `FOR UPDATE SKIP LOCKED` (so workers in several
+replicas never take the same one), loads their offers and accounts in one statement each, locks their deliveries in
+one statement (in id order, so two rounds never deadlock), and applies each delivery's callbacks in arrival order,
+each in a savepoint, recording every outcome in the round's one transaction: a crash before it commits leaves them
+all pending, to be taken again, and after it every effect and outcome is there, once. A callback of a delivery that
+has an earlier one pending in another worker's hands waits for it (a later round takes it).
+
+The worker sleeps until a callback is kept (the `carrier_callback` insert trigger notifies `CHANNEL`, delivered once
+the intake commits) or `poll_seconds` passed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from services.dispatch import callbacks
+from services.dispatch.models import CarrierAccount, CarrierCallback, Delivery, Offer
+from services.dispatch.service import Dispatcher
+from shared.db import work_in_rounds
+
+CHANNEL = "songda_callback"
+# How soon to look again when a round left callbacks behind another worker's earlier one.
+DEFERRED_RETRY_SECONDS = 0.2
+
+Row = TypeVar("Row", Offer, CarrierAccount)
+
+
+@dataclass
+class CallbackQueue:
+    dispatcher: Dispatcher
+    sessionmaker: async_sessionmaker[AsyncSession]
+    batch_size: int
+    poll_seconds: float
+    deferred: int = 0
+
+    async def run(self, engine: AsyncEngine) -> None:
+        await work_in_rounds(
+            engine, CHANNEL, self.apply_pending, batch_size=self.batch_size, idle_seconds=self._idle_seconds
+        )
+
+    async def _idle_seconds(self) -> float:
+        return DEFERRED_RETRY_SECONDS if self.deferred else self.poll_seconds
+
+    async def apply_pending(self) -> int:
+        """Applies one batch of pending callbacks; returns how many were claimed (those deferred included)."""
+        async with self.sessionmaker() as session, session.begin():
+            claimed = (
+                await session.scalars(
+                    select(CarrierCallback)
+                    .where(CarrierCallback.outcome == "pending")
+                    .order_by(CarrierCallback.seq)
+                    .limit(self.batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if claimed:
+                self.deferred = await self._apply(session, claimed)
+            else:
+                self.deferred = 0
+        return len(claimed)
+
+    async def _apply(self, session: AsyncSession, claimed: Sequence[CarrierCallback]) -> int:
+        dispatcher = self.dispatcher
+        offers = await _by_id(session, Offer, {c.offer_id for c in claimed if c.offer_id})
+        accounts = await _by_id(session, CarrierAccount, {o.account_id for o in offers.values() if o.account_id})
+        delivery_ids = sorted({o.delivery_id for o in offers.values()})
+        deliveries = {
+            d.id: d
+            for d in await session.scalars(
+                select(Delivery).where(Delivery.id.in_(delivery_ids)).order_by(Delivery.id).with_for_update()
+            )
+        }
+        waiting = await _held_elsewhere(session, delivery_ids, [c.id for c in claimed])
+        results = []
+        deferred = 0
+        for callback in claimed:
+            offer = offers.get(callback.offer_id) if callback.offer_id else None
+            delivery = deliveries.get(offer.delivery_id) if offer is not None else None
+            if delivery is not None and waiting.get(delivery.id, callback.seq) < callback.seq:
+                deferred += 1
+                continue
+            account = accounts.get(offer.account_id) if offer is not None and offer.account_id else None
+            result = await callbacks.applied(session, dispatcher, callback, offer, account, delivery)
+            if isinstance(result, Exception) and delivery is not None and offer is not None:
+                # Its savepoint rolled back: what it had changed is expired, and read again for the next ones.
+                await session.refresh(delivery)
+                await session.refresh(offer)
+            results.append((callback, result))
+        # Recorded last, all at once: setting them as they come would flush each at the next savepoint.
+        for callback, result in results:
+            await callbacks.settle(session, dispatcher, callback, result)
+        return deferred
+
+
+async def _by_id(session: AsyncSession, model: type[Row], ids: set[uuid.UUID]) -> dict[uuid.UUID, Row]:
+    if not ids:
+        return {}
+    return {row.id: row for row in await session.scalars(select(model).where(model.id.in_(ids)))}
+
+
+async def _held_elsewhere(
+    session: AsyncSession, delivery_ids: list[uuid.UUID], ours: list[uuid.UUID]
+) -> dict[uuid.UUID, int]:
+    """For each of these deliveries, the place in line (`seq`) of its first pending callback that this round did not
+    claim (another worker holds it, or it came after the batch)."""
+    if not delivery_ids:
+        return {}
+    rows = await session.execute(
+        select(CarrierCallback.delivery_id, func.min(CarrierCallback.seq))
+        .where(
+            CarrierCallback.delivery_id.in_(delivery_ids),
+            CarrierCallback.outcome == "pending",
+            CarrierCallback.id.not_in(ours),
+        )
+        .group_by(CarrierCallback.delivery_id)
+    )
+    return {delivery_id: first for delivery_id, first in rows}
