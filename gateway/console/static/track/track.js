@@ -207,7 +207,9 @@ class TrackingPage {
         this.qrTimer = setTimeout(() => this.loadCode(), this.code.qr_expires_in * 1000 + 500);
       }
     } catch (error) {
-      this.qrTimer = setTimeout(() => this.loadCode(), 3000);
+      // A refusal (the link expired, the order not readable) is said once; anything else is tried again shortly.
+      if (error instanceof Problem && [401, 403, 404].includes(error.status)) this.showProblem(error);
+      else this.qrTimer = setTimeout(() => this.loadCode(), 3000);
     }
   }
 
