@@ -8,7 +8,7 @@
 //
 // The page holds no privilege of its own: every read goes through the public API with that token.
 
-import { Api, Problem } from "/console/js/api.js";
+import { Api, Problem, tokenClaims } from "/console/js/api.js";
 import { clear, dateTime, h, svg, time } from "/console/js/dom.js";
 import { drawPlot } from "/console/js/plot.js";
 import { follow } from "/console/js/stream.js";
@@ -117,18 +117,13 @@ class FixedToken {
   }
 }
 
-function claimsOf(jwt) {
-  const part = (jwt.split(".")[1] || "").replace(/-/g, "+").replace(/_/g, "/");
-  return JSON.parse(decodeURIComponent(escape(atob(part))));
-}
-
 function fromFragment(hash) {
   const params = new URLSearchParams(hash.replace(/^#/, ""));
   const link = params.get("link");
   if (link) {
     let orderId = null;
     try {
-      orderId = claimsOf(link).order_id;
+      orderId = tokenClaims(link).order_id;
     } catch {
       return null; // not a token at all: cut short when copied, say
     }
