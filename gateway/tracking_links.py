@@ -1,7 +1,8 @@
 """Tracking links: a signed, expiring address of the customer tracking page that shows one order only.
 
-A link is minted for a caller who can read the order: the gateway asks the order service for it with the caller's
-own token (it holds no privilege of its own), then signs a token for the order's customer limited to that order,
+A link is minted for the order's customer only (it shows the order's codes as their owner sees them, which staff
+must never hold): the gateway asks the order service for the order with the caller's own token (it holds no
+privilege of its own), then signs a token for the order's customer limited to that order,
 under an audience of its own (`<jwt_audience>:tracking`), so no service takes the link itself as an access token.
 The page trades the link for short access tokens (`/v1/auth/tracking/exchange`), each limited to the order as
 well: the gateway lets them read that order's paths only (`gateway.tracking_scope`) and the services show them the
@@ -80,13 +81,17 @@ def tracking_router(settings: GatewaySettings) -> APIRouter:
     @router.post(
         "/v1/auth/tracking-links",
         status_code=201,
-        summary="Sign a link to the tracking page of one order (for its customer, or staff who can read it)",
+        summary="Sign a link to the tracking page of one order (its customer only)",
     )
     async def mint(body: TrackingLinkCreate, request: Request, clock: AppClock) -> TrackingLinkRead:
         verifier: TokenVerifier = request.app.state.token_verifier
         caller = await verifier.verify(bearer_token(request))
         if caller.order_id is not None:
             raise Forbidden("A tracking link's token cannot sign links")
+        # A link shows the order's codes as their owner sees them (digits, QR): signed for staff, it would hand the
+        # store the pickup or finish code it must not hold (a finish code redeemed is the proof of handover).
+        if caller.role is not Role.customer:
+            raise Forbidden("Only the order's customer signs a link to its tracking page")
         order = await _readable_order(request, body.order_id)
         principal = Principal(
             sub=str(order["customer_id"]),

@@ -108,6 +108,10 @@ def side_of(principal: Principal) -> Side:
 
 
 def may_see(principal: Principal, case: AftersalesCase) -> bool:
+    """The customer their own cases (a tracking link's principal only its order's); merchant staff their merchant's,
+    only their stores' if the token lists stores; ops and services all."""
+    if principal.order_id is not None and case.order_id != principal.order_id:
+        return False
     if principal.role is Role.customer:
         return case.customer_id == principal.sub
     return principal.role is not Role.rider and covers_store(principal, case.merchant_id, case.store_id)

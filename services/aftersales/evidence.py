@@ -116,7 +116,8 @@ async def visible(session: AsyncSession, principal: Principal, evidence_id: uuid
     if evidence is None:
         raise EvidenceNotFound(f"No evidence {evidence_id}")
     if evidence.case_id is None:
-        if evidence.uploaded_by != principal.sub:
+        # Not yet attached to a case: its uploader's alone (not a tracking link's principal, limited to one order).
+        if evidence.uploaded_by != principal.sub or principal.order_id is not None:
             raise EvidenceNotFound(f"No evidence {evidence_id}")
         return evidence
     case = await session.get_one(AftersalesCase, evidence.case_id)

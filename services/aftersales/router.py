@@ -153,6 +153,8 @@ async def list_cases(
         conditions.append(AftersalesCase.customer_id == principal.sub)
     else:
         conditions += store_conditions(principal, AftersalesCase.merchant_id, AftersalesCase.store_id)
+    if principal.order_id is not None:
+        conditions.append(AftersalesCase.order_id == principal.order_id)
     if state is not None:
         conditions.append(AftersalesCase.state == state.value)
     if order_id is not None:

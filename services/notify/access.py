@@ -16,6 +16,13 @@ Staff = Annotated[Principal, require_roles(Role.merchant, Role.ops, Role.service
 MerchantQuery = Annotated[str | None, Query(max_length=64, description="Ops: the merchant")]
 
 
+def refuse_one_order(principal: Principal) -> None:
+    """A tracking link's principal (its customer's, limited to one order) may not read the rest of the account: the
+    inbox and the grants are the customer's across all orders."""
+    if principal.order_id is not None:
+        raise Forbidden("A tracking link's token reads its own order only")
+
+
 def merchant_of(principal: Principal, merchant_id: str | None) -> str:
     """The merchant the staff caller acts for: their own (admin only: no store scope), or, for ops, the one named."""
     if principal.role in (Role.ops, Role.service):

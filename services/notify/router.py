@@ -12,7 +12,7 @@ from fastapi import APIRouter, Path, Query, Request
 from sqlalchemy import func, select
 
 from services.notify import grants, inbox
-from services.notify.access import Customer, MerchantQuery, Reader, Staff, merchant_of
+from services.notify.access import Customer, MerchantQuery, Reader, Staff, merchant_of, refuse_one_order
 from services.notify.errors import NoticeNotFound, NotificationNotFound, TooManyGrants
 from services.notify.models import Notice, NoticeAttempt, NoticeTemplate, SubscribeGrant
 from services.notify.notices import NoticeKind
@@ -73,6 +73,7 @@ async def report_subscriptions(
 
 @router.get("/subscriptions", response_model=SubscriptionAnswer, summary="The customer's grants left")
 async def my_subscriptions(principal: Customer, session: DbSession) -> SubscriptionAnswer:
+    refuse_one_order(principal)
     return SubscriptionAnswer(recorded=0, balances=await _balances(session, principal.sub))
 
 
@@ -100,6 +101,7 @@ async def list_notifications(
     """A customer's notices, or (staff) what their merchant's stores must act on; newest first, with the count of
     all unread."""
     require_tenant(principal)
+    refuse_one_order(principal)
     items, unread_count = await inbox.page(session, principal, unread_only=unread, limit=limit, offset=offset)
     return InboxPage(items=[InboxItemRead.model_validate(i, from_attributes=True) for i in items],
                      unread=unread_count, limit=limit, offset=offset)  # fmt: skip

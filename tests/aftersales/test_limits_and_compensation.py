@@ -1,5 +1,6 @@
 """The limits under concurrency and across cases, non-delivery compensation from delivery events (replayed), and
-tenancy: a case is seen by its customer, its store's staff and ops, and by nobody else (404)."""
+tenancy: a case is seen by its customer, its store's staff and ops, and by nobody else (404); a tracking link's
+principal (the customer's, limited to one order) sees that order's cases only, even called directly."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from tests.aftersales.conftest import (
     OTHER_CUSTOMER,
     OTHER_MERCHANT,
     OTHER_STORE_STAFF,
+    PNG,
     RIDER,
     AftersalesHarness,
 )
+from tests.support import bearer
 
 
 async def test_twenty_concurrent_applications_for_one_line_open_one_case(aftersales: AftersalesHarness) -> None:
@@ -151,6 +154,32 @@ async def test_a_case_is_nobody_elses_business(aftersales: AftersalesHarness) ->
         assert (await h.client.get("/v1/aftersales/cases", headers=party)).json()["total"] == 1
     assert (await h.act(case["id"], "approve", headers=CUSTOMER, expect=409)).json()["state"] == "requested"
     assert (await h.act(case["id"], "fly", expect=404)).status_code == 404
+
+
+async def test_a_tracking_links_principal_sees_only_its_orders_cases(aftersales: AftersalesHarness) -> None:
+    h = aftersales
+    for order_id in ("o-12", "o-13"):
+        await h.order(order_id)
+    linked = (await h.apply("o-12")).json()
+    photo = await h.client.post("/v1/aftersales/evidence", content=PNG,
+                                headers=CUSTOMER | {"Content-Type": "image/png"})  # fmt: skip
+    assert photo.status_code == 201, photo.text
+    other = (await h.apply("o-13", description="凉了", evidence_ids=[photo.json()["id"]])).json()
+    tracking = bearer("customer", "openid-alice", "m-1", order_id="o-12")
+
+    listed = (await h.client.get("/v1/aftersales/cases", headers=tracking)).json()
+    assert [case["id"] for case in listed["items"]] == [linked["id"]]
+    assert (await h.client.get(f"/v1/aftersales/cases/{linked['id']}", headers=tracking)).status_code == 200
+    assert (await h.client.get(f"/v1/aftersales/cases/{other['id']}", headers=tracking)).status_code == 404
+    assert (await h.client.get(f"/v1/aftersales/cases/{other['id']}/history", headers=tracking)).status_code == 404
+    evidence = f"/v1/aftersales/evidence/{photo.json()['id']}"
+    assert (await h.client.get(evidence, headers=CUSTOMER)).status_code == 200
+    assert (await h.client.get(evidence, headers=tracking)).status_code == 404
+    unattached = await h.client.post("/v1/aftersales/evidence", content=PNG,
+                                     headers=CUSTOMER | {"Content-Type": "image/png"})  # fmt: skip
+    loose = f"/v1/aftersales/evidence/{unattached.json()['id']}"
+    assert (await h.client.get(loose, headers=CUSTOMER)).status_code == 200
+    assert (await h.client.get(loose, headers=tracking)).status_code == 404
 
 
 async def test_a_non_delivery_beside_an_open_case_compensates_what_is_left(aftersales: AftersalesHarness) -> None:

@@ -21,6 +21,7 @@ from tests.notify.conftest import (
     NotifyHarness,
     notify_stack,
 )
+from tests.support import bearer
 
 PUSH_TOKEN = "push-token"
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
@@ -48,6 +49,16 @@ async def test_the_inbox_counts_unread_and_is_each_callers_own(notify: NotifyHar
     assert (await notify.client.post("/v1/notifications/read", headers=CUSTOMER)).json() == {"marked": 1}
     await notify.order("o-4001", event="order.accepted.v1", status="accepted")  # a replay adds nothing
     assert (await notify.client.get("/v1/notifications", headers=CUSTOMER)).json()["unread"] == 0
+
+
+async def test_a_tracking_links_principal_reads_neither_the_inbox_nor_the_grants(notify: NotifyHarness) -> None:
+    await notify.order("o-4002")  # paid: a notice in the customer's inbox
+    tracking = bearer("customer", CUSTOMER_ID, "m-1", order_id="o-4002")
+    assert (await notify.client.get("/v1/notifications", headers=CUSTOMER)).json()["items"] != []
+    for path in ("/v1/notifications", "/v1/subscriptions"):
+        refused = await notify.client.get(path, headers=tracking)
+        assert refused.status_code == 403, refused.text
+        assert refused.headers["content-type"] == "application/problem+json"
 
 
 def signed(token: str, timestamp: int, nonce: str = "n1") -> dict[str, str]:

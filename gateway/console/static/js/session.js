@@ -2,6 +2,8 @@
 // tab's sessionStorage (gone when the tab closes; never in a cookie the browser would send by itself). The access
 // token is renewed a minute before it expires, once for every caller waiting (a refresh token works only once).
 
+import { tokenClaims } from "./api.js";
+
 const KEY = "songda.console.session";
 const EARLY_MS = 60_000;
 
@@ -18,9 +20,7 @@ export class Session {
 
   // What the token says about its holder: role, merchant_id, store_ids (empty: every store of the merchant).
   get claims() {
-    if (!this.state) return null;
-    const part = this.state.access_token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
-    return JSON.parse(decodeURIComponent(escape(atob(part))));
+    return this.state ? tokenClaims(this.state.access_token) : null;
   }
 
   async signIn(login, password) {

@@ -8,7 +8,7 @@
 //
 // The page holds no privilege of its own: every read goes through the public API with that token.
 
-import { Api, Problem } from "/console/js/api.js";
+import { Api, Problem, tokenClaims } from "/console/js/api.js";
 import { clear, dateTime, h, svg, time } from "/console/js/dom.js";
 import { drawPlot } from "/console/js/plot.js";
 import { follow } from "/console/js/stream.js";
@@ -117,18 +117,13 @@ class FixedToken {
   }
 }
 
-function claimsOf(jwt) {
-  const part = (jwt.split(".")[1] || "").replace(/-/g, "+").replace(/_/g, "/");
-  return JSON.parse(decodeURIComponent(escape(atob(part))));
-}
-
 function fromFragment(hash) {
   const params = new URLSearchParams(hash.replace(/^#/, ""));
   const link = params.get("link");
   if (link) {
     let orderId = null;
     try {
-      orderId = claimsOf(link).order_id;
+      orderId = tokenClaims(link).order_id;
     } catch {
       return null; // not a token at all: cut short when copied, say
     }
@@ -207,7 +202,9 @@ class TrackingPage {
         this.qrTimer = setTimeout(() => this.loadCode(), this.code.qr_expires_in * 1000 + 500);
       }
     } catch (error) {
-      this.qrTimer = setTimeout(() => this.loadCode(), 3000);
+      // A refusal (the link expired, the order not readable) is said once; anything else is tried again shortly.
+      if (error instanceof Problem && [401, 403, 404].includes(error.status)) this.showProblem(error);
+      else this.qrTimer = setTimeout(() => this.loadCode(), 3000);
     }
   }
 

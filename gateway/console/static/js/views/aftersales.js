@@ -71,7 +71,14 @@ export function mount(root, { api, session, store, toast }) {
   let cases = [];
   const open = new Set(); // the cases whose history is unfolded, kept across reloads
 
+  // Only the latest load lands (an earlier one answering last would show an older queue), and none once the view
+  // is left; a forced redraw asked for by a superseded load is kept for the one that lands.
+  let loads = 0;
+  let forced = false;
+  let left = false;
   const load = async (force = false) => {
+    const turn = ++loads;
+    forced ||= force;
     try {
       const page = await api.get("/v1/aftersales/cases", {
         store_id: store.id,
@@ -79,11 +86,13 @@ export function mount(root, { api, session, store, toast }) {
         sort: "deadline",
         limit: 100,
       });
+      if (left || turn !== loads) return;
       cases = page.items;
       count.textContent = page.total > cases.length ? `${cases.length} / ${page.total}` : `${cases.length}`;
-      render(force);
+      render(forced);
+      forced = false;
     } catch (failure) {
-      toast(failure.message, "error");
+      if (!left) toast(failure.message, "error");
     }
   };
   const closeForm = (panel) => {
@@ -369,6 +378,7 @@ export function mount(root, { api, session, store, toast }) {
     for (const badge of list.querySelectorAll(".aftersales-deadline[data-deadline]")) tick(badge);
   }, 1000);
   return () => {
+    left = true;
     stream.close();
     clearInterval(ticking);
     photos.release();

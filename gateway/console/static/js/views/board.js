@@ -218,7 +218,10 @@ export function mount(root, ctx) {
     } catch {
       return; // gone from this account's view: nothing to show
     }
+    if (closed) return; // the board was left meanwhile: no card, no sound
     const before = orders.get(orderId);
+    // Older than what the board holds (an action's own answer landed first): it would undo that, and beep again.
+    if (before && Date.parse(order.updated_at) < Date.parse(before.updated_at)) return;
     if (order.status === "paid" && before?.status !== "paid") {
       fresh.add(order.id);
       beep();
