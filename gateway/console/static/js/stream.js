@@ -1,8 +1,8 @@
 // Following a live stream (Server-Sent Events) over fetch rather than EventSource, which can send neither an
 // Authorization header nor a Last-Event-ID of our choosing. Entries are parsed as the SSE standard says (event, data,
 // id, retry; comments are keep-alives); after a dropped connection it reconnects with backoff and resumes after the
-// last entry it saw, so nothing is missed and nothing is shown twice. It stops on `end`, on close(), or when the
-// stream is refused (403/404), and renews the token once on a 401.
+// last entry it saw, so nothing is missed and nothing is shown twice. It stops on `end`, on close(), when the
+// stream is refused (403/404) or its token source refuses (401/403), and renews the token once on a 401.
 
 export function follow(path, { tokens, onEntry, onState = () => {}, lastEventId = null }) {
   const stream = new Stream(path, tokens, onEntry, onState, lastEventId);
@@ -68,7 +68,14 @@ class Stream {
   async connect() {
     this.controller = new AbortController();
     const headers = { accept: "text/event-stream" };
-    const token = await this.tokens.get();
+    let token;
+    try {
+      token = await this.tokens.get();
+    } catch (error) {
+      // The token source said no (a signed-out session, an expired tracking link): no retry can change that.
+      if (error && (error.status === 401 || error.status === 403)) return "refused";
+      throw error;
+    }
     if (token) headers.authorization = `Bearer ${token}`;
     if (this.lastEventId !== null) headers["last-event-id"] = this.lastEventId;
     const response = await fetch(this.path, { headers, signal: this.controller.signal, cache: "no-store" });

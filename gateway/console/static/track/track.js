@@ -173,7 +173,10 @@ class TrackingPage {
       onEntry: (entry) => this.onEntry(entry),
       onState: (state) => {
         this.showState(state);
-        if (state === "refused") setTimeout(() => this.follow(stream.lastEventId), REFUSED_RETRY_MS);
+        if (state !== "refused") return;
+        const refusal = this.tokens.refusal; // the link itself refused (expired, forged): said once, not retried
+        if (refusal instanceof Problem && (refusal.status === 401 || refusal.status === 403)) this.showProblem(refusal);
+        else setTimeout(() => this.follow(stream.lastEventId), REFUSED_RETRY_MS);
       },
     });
   }
