@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 TOOLS := $(VENV)/tools
 HELM := $(TOOLS)/helm
 
-.PHONY: run demo test lint format typecheck bench chaos events-doc clean help tools constraints browser
+.PHONY: run demo test lint format typecheck bench chaos events-doc clean help tools constraints browser screenshots
 
 help:
 	@echo "make run    - install what is missing, start the whole platform, print URLs and demo tokens"
@@ -15,6 +15,7 @@ help:
 	@echo "make test   - install what is missing, run the whole test suite"
 	@echo "make bench  - start a stack of its own and measure the hot paths beside references (a few minutes)"
 	@echo "make chaos  - steady load while every process is killed in turn, then check invariants (~10 minutes)"
+	@echo "make screenshots - run the browser tests and keep their screenshots in docs/screens/"
 	@echo "make lint   - ruff (lint + format check) and mypy"
 	@echo "make tools  - helm and checkov for the chart's checks (make test installs them)"
 	@echo "make constraints - re-pin constraints.txt from the environment after changing dependencies"
@@ -64,6 +65,10 @@ bench: $(STAMP)
 test: $(STAMP)
 	$(MAKE) -j3 lint tools browser
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
+
+# The README's pictures of the console and the tracking page (docs/screens/), taken by the browser tests.
+screenshots: $(STAMP) browser
+	SONGDA_SCREENSHOTS=docs $(BIN)/python -m pytest -p no:cacheprovider tests/browser
 
 # CHAOS_ARGS: e.g. "--orders 200 --seconds 120" (see python -m deploy.chaos --help).
 chaos: $(STAMP)

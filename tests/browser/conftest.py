@@ -5,8 +5,10 @@ worker (group "browser"), so one platform serves them all."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +21,7 @@ from deploy.local.ports import free_port
 from deploy.local.postgres import fallback_data_dir
 from tests.platform import launch, stop, walk_of
 
+# `make screenshots` keeps the main screens' pictures for the README here; a plain test run takes them elsewhere.
 SCREENS = Path(__file__).resolve().parents[2] / "docs" / "screens"
 # As a shop's tablet would run it; the flags keep Chromium off this machine's closed network.
 CHROMIUM_ARGS = [
@@ -104,6 +107,10 @@ async def sign_in(page: Page, login: str, password: str) -> None:
 
 
 async def screenshot(page: Page, name: str) -> None:
-    """Keeps a screenshot of a main screen for the README (docs/screens/)."""
-    SCREENS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(SCREENS / f"{name}.png"), full_page=False)
+    """A screenshot of a main screen: into docs/screens/ for the README under `make screenshots`
+    (SONGDA_SCREENSHOTS=docs), otherwise into a temporary folder, so a test run leaves the checkout as it was."""
+    folder = (
+        SCREENS if os.environ.get("SONGDA_SCREENSHOTS") == "docs" else Path(tempfile.gettempdir()) / "songda-screens"
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(folder / f"{name}.png"), full_page=False)
