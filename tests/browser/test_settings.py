@@ -17,6 +17,7 @@ from playwright.async_api import BrowserContext, Page, expect
 from deploy.local.demo import Walk
 from deploy.local.seed import DEMO_STORE_ID
 from tests.browser.conftest import Platform, screenshot, sign_in
+from tests.support import eventually
 
 
 @pytest.fixture
@@ -100,9 +101,16 @@ async def test_the_store_prep_time_is_saved_and_a_refusal_shows_beside_it(
         await period.locator("input.open").fill("10:00")
         await period.locator("input.close").fill("01:30")
         await form.locator("button[type=submit]").click()
-        await expect(form.locator(".period")).to_have_count(len(before["opening_hours"]) + 1)
+        # The new period is in the form before the save lands: the API is read until the save has.
+
+        async def saved() -> bool:
+            hours = walk.call("merchant", "GET", f"/v1/stores/{DEMO_STORE_ID}")["opening_hours"]
+            return len(hours) == len(before["opening_hours"]) + 1
+
+        await eventually(saved)
         hours = walk.call("merchant", "GET", f"/v1/stores/{DEMO_STORE_ID}")["opening_hours"]
         assert hours[-1] == {"weekdays": [1, 2, 3, 4, 5, 6], "open": "10:00", "close": "01:30"}
+        await expect(form.locator(".period")).to_have_count(len(before["opening_hours"]) + 1)
     finally:
         walk.call(
             "merchant", "PATCH", f"/v1/stores/{DEMO_STORE_ID}",

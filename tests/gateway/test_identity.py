@@ -36,9 +36,10 @@ PASSWORD = "correct horse battery"
 
 
 def _songda_token(**claims: Any) -> dict[str, str]:
-    """A token the gateway signed (the dev way), for the ops who start everything."""
+    """A token the gateway signed (the dev way), for the ops who start everything. Signed when the module is imported,
+    so it outlives the whole suite (these tests may run many minutes after collection)."""
     now = datetime.now(UTC)
-    body = {"iss": "songda", "aud": "songda", "iat": now, "exp": now + timedelta(minutes=5), **claims}
+    body = {"iss": "songda", "aud": "songda", "iat": now, "exp": now + timedelta(hours=2), **claims}
     token = jwt.encode(body, PRIVATE_KEY, algorithm="EdDSA", headers={"kid": "songda-1"})  # type: ignore[arg-type]
     return {"Authorization": f"Bearer {token}"}
 
