@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
-from sqlalchemy import select, text, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -38,6 +38,8 @@ from shared.db import work_in_rounds
 log = logging.getLogger(__name__)
 
 NOTICE_CHANNEL = "songda_notice"
+# The courier's sessions hold no notice a bulk UPDATE would have to bring up to date: no evaluation against them.
+UNSYNCHRONIZED = {"synchronize_session": False}
 
 
 class Result(StrEnum):
@@ -73,19 +75,17 @@ async def record_notice(
     facts |= occasion.facts
     status, detail = ("suppressed", f"the carrier {suppressed_by} notifies the customer itself") if suppressed_by \
         else ("pending", None)  # fmt: skip
-    notice_id = await session.scalar(
+    # A pending notice wakes the courier (at commit) from the same statement, only when it was recorded.
+    woken = [func.pg_notify(NOTICE_CHANNEL, "")] if status == "pending" else []
+    recorded = await session.execute(
         insert(Notice)
         .values(id=uuid.uuid4(), order_id=order.order_id, key=occasion.key, kind=occasion.kind,
                 merchant_id=order.merchant_id, store_id=order.store_id, customer_id=order.customer_id, facts=facts,
                 status=status, detail=detail, next_attempt_at=now if status == "pending" else None, created_at=now)
         .on_conflict_do_nothing(index_elements=[Notice.order_id, Notice.key])
-        .returning(Notice.id)
+        .returning(Notice.id, *woken)
     )  # fmt: skip
-    if notice_id is None:
-        return None
-    if status == "pending":
-        await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTICE_CHANNEL})
-    return facts
+    return facts if recorded.first() is not None else None
 
 
 @dataclass
@@ -142,9 +142,7 @@ class Courier:
 
     async def send_due(self) -> int:
         """One round: claims what is due, sends, records. Returns how many notices were handled."""
-        now = self.clock.now()
-        await self._give_up_abandoned(now)
-        claimed = await self._claim(now)
+        claimed = await self._claim(self.clock.now())
         gate = asyncio.Semaphore(self.settings.notice_concurrency)
 
         async def handle(item: _Claimed) -> None:
@@ -158,22 +156,24 @@ class Courier:
         await asyncio.gather(*(handle(item) for item in claimed))
         return len(claimed)
 
-    async def _give_up_abandoned(self, now: datetime) -> None:
-        async with self.sessionmaker() as session, session.begin():
-            abandoned = (
-                await session.execute(
-                    update(Notice)
-                    .where(Notice.status == "sending", Notice.lease_until < now)
-                    .values(status="unknown", lease_until=None, detail="the sender stopped mid-call")
-                    .returning(Notice.id, Notice.channel)
-                )
-            ).all()
-            for notice_id, channel in abandoned:
-                session.add(NoticeAttempt(notice_id=notice_id, channel=channel or "wechat", result=Result.unknown,
-                                          error="the sender stopped mid-call", at=now))  # fmt: skip
+    async def _give_up_abandoned(self, session: AsyncSession, now: datetime) -> None:
+        abandoned = (
+            await session.execute(
+                update(Notice)
+                .where(Notice.status == "sending", Notice.lease_until < now)
+                .values(status="unknown", lease_until=None, detail="the sender stopped mid-call")
+                .returning(Notice.id, Notice.channel),
+                execution_options=UNSYNCHRONIZED,
+            )
+        ).all()
+        for notice_id, channel in abandoned:
+            session.add(NoticeAttempt(notice_id=notice_id, channel=channel or "wechat", result=Result.unknown,
+                                      error="the sender stopped mid-call", at=now))  # fmt: skip
 
     async def _claim(self, now: datetime) -> list[_Claimed]:
+        """Gives up the notices whose sender stopped mid-call, and claims the due ones, in one transaction."""
         async with self.sessionmaker() as session, session.begin():
+            await self._give_up_abandoned(session, now)
             due = (
                 select(Notice.id)
                 .where(Notice.status == "pending", Notice.next_attempt_at <= now)
@@ -188,7 +188,8 @@ class Courier:
                     update(Notice)
                     .where(Notice.id.in_(due))
                     .values(status="sending", lease_until=lease, attempts=Notice.attempts + 1)
-                    .returning(Notice)
+                    .returning(Notice),
+                    execution_options=UNSYNCHRONIZED,
                 )
             )
             if not notices:
@@ -220,7 +221,8 @@ class Courier:
                                            notice_id=notice.id, now=self.clock.now())  # fmt: skip
                 if grant is not None:
                     await session.execute(
-                        update(Notice).where(Notice.id == notice.id).values(grant_id=grant, channel="wechat")
+                        update(Notice).where(Notice.id == notice.id).values(grant_id=grant, channel="wechat"),
+                        execution_options=UNSYNCHRONIZED,
                     )
             if grant is None:
                 self._note(item, "wechat", template.template_id, Answer(Result.no_grant, None, "no grant left"))
@@ -303,7 +305,8 @@ class Courier:
             await session.execute(
                 update(Notice).where(Notice.id == item.notice.id, Notice.status == "sending")
                 .values(status=status, channel=channel, detail=detail, lease_until=None, next_attempt_at=None,
-                        sent_at=now if status == "sent" else None)
+                        sent_at=now if status == "sent" else None),
+                execution_options=UNSYNCHRONIZED,
             )  # fmt: skip
 
     async def _retry(self, item: _Claimed, detail: str | None) -> None:
@@ -317,7 +320,8 @@ class Courier:
             await session.execute(
                 update(Notice).where(Notice.id == notice.id, Notice.status == "sending")
                 .values(status="pending", detail=detail, lease_until=None,
-                        next_attempt_at=self.clock.now() + timedelta(seconds=wait))
+                        next_attempt_at=self.clock.now() + timedelta(seconds=wait)),
+                execution_options=UNSYNCHRONIZED,
             )  # fmt: skip
 
 
