@@ -29,17 +29,24 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.notify import grants
 from services.notify.channels.sms import masked
-from services.notify.models import Notice, NoticeAttempt, NoticeTemplate, OrderView, SmsDailyCount
+from services.notify.models import Notice, NoticeAttempt, NoticeTemplate, OrderView
 from services.notify.notices import SHANGHAI, Occasion, base_facts
 from services.notify.settings import NotifySettings
 from shared.clock import Clock
-from shared.db import work_in_rounds
+from shared.db import driver_connection, work_in_rounds
 
 log = logging.getLogger(__name__)
 
 NOTICE_CHANNEL = "songda_notice"
 # The courier's sessions hold no notice a bulk UPDATE would have to bring up to date: no evaluation against them.
 UNSYNCHRONIZED = {"synchronize_session": False}
+# When the next pending notice falls due (`ix_notice_due`).
+NEXT_DUE = "SELECT min(next_attempt_at) FROM notice WHERE status = 'pending'"
+# One more SMS for a customer on a day, unless the cap is reached (then no row).
+TAKE_SMS = (
+    "INSERT INTO sms_daily_count (customer_id, day, sent) VALUES ($1, $2, 1) ON CONFLICT (customer_id, day)"
+    " DO UPDATE SET sent = sms_daily_count.sent + 1 WHERE sms_daily_count.sent < $3 RETURNING sent"
+)
 
 
 class Result(StrEnum):
@@ -131,10 +138,8 @@ class Courier:
 
     async def _idle_seconds(self) -> float:
         async with self.sessionmaker() as session:
-            next_due = await session.scalar(
-                select(Notice.next_attempt_at).where(Notice.status == "pending")
-                .order_by(Notice.next_attempt_at).limit(1)
-            )  # fmt: skip
+            # One statement outside any transaction, after every round that did not fill a batch.
+            next_due: datetime | None = await (await driver_connection(session)).fetchval(NEXT_DUE)
         ceiling = self.settings.notice_lease_seconds
         if next_due is None:
             return ceiling
@@ -270,17 +275,12 @@ class Courier:
             await self._finish(item, "failed", "sms", f"{answer.code}: {answer.message}")
 
     async def _take_sms_allowance(self, customer_id: str) -> bool:
-        """Counts one SMS against the customer's cap for today, if the cap allows it (a conditional upsert)."""
+        """Counts one SMS against the customer's cap for today, if the cap allows it: one conditional upsert, outside
+        any transaction."""
         day = self.clock.now().astimezone(SHANGHAI).date()
-        stmt = insert(SmsDailyCount).values(customer_id=customer_id, day=day, sent=1)
-        async with self.sessionmaker() as session, session.begin():
-            taken = await session.scalar(
-                stmt.on_conflict_do_update(
-                    index_elements=[SmsDailyCount.customer_id, SmsDailyCount.day],
-                    set_={"sent": SmsDailyCount.sent + 1},
-                    where=SmsDailyCount.sent < self.settings.sms_daily_cap,
-                ).returning(SmsDailyCount.sent)
-            )
+        async with self.sessionmaker() as session:
+            connection = await driver_connection(session)
+            taken: int | None = await connection.fetchval(TAKE_SMS, customer_id, day, self.settings.sms_daily_cap)
         return taken is not None and taken <= self.settings.sms_daily_cap
 
     async def _settle_grant(self, grant: uuid.UUID, notice_id: uuid.UUID, *, spent: bool) -> None:
