@@ -16,6 +16,7 @@ Every try is a `notice_attempt` row: channel, template, result, the provider's c
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -42,6 +43,24 @@ NOTICE_CHANNEL = "songda_notice"
 UNSYNCHRONIZED = {"synchronize_session": False}
 # When the next pending notice falls due (`ix_notice_due`).
 NEXT_DUE = "SELECT min(next_attempt_at) FROM notice WHERE status = 'pending'"
+# A notice's attempts ($2, a JSON array in order) recorded with its outcome, if it is still the sender's to settle.
+_ATTEMPTS = (
+    "WITH attempt AS (INSERT INTO notice_attempt (notice_id, channel, template_id, result, error_code, error,"
+    " recipient, at) SELECT $1, a.channel, a.template_id, a.result, a.error_code, a.error, a.recipient, a.at"
+    " FROM ROWS FROM (jsonb_to_recordset($2::text::jsonb) AS (channel text, template_id text, result text,"
+    " error_code text, error text, recipient text, at timestamptz)) WITH ORDINALITY"
+    " AS a(channel, template_id, result, error_code, error, recipient, at, n) ORDER BY a.n) "
+)
+# Finished: status, channel, detail, sent_at.
+FINISH = _ATTEMPTS + (  # noqa: S608 - constants only
+    "UPDATE notice SET status = $3, channel = $4, detail = $5, lease_until = NULL, next_attempt_at = NULL,"
+    " sent_at = $6 WHERE id = $1 AND status = 'sending'"
+)
+# Due again: detail, next_attempt_at.
+RETRY = _ATTEMPTS + (  # noqa: S608 - constants only
+    "UPDATE notice SET status = 'pending', detail = $3, lease_until = NULL, next_attempt_at = $4"
+    " WHERE id = $1 AND status = 'sending'"
+)
 # One more SMS for a customer on a day, unless the cap is reached (then no row).
 TAKE_SMS = (
     "INSERT INTO sms_daily_count (customer_id, day, sent) VALUES ($1, $2, 1) ON CONFLICT (customer_id, day)"
@@ -300,14 +319,7 @@ class Courier:
 
     async def _finish(self, item: _Claimed, status: str, channel: str | None, detail: str | None) -> None:
         now = self.clock.now()
-        async with self.sessionmaker() as session, session.begin():
-            session.add_all(item.attempts)
-            await session.execute(
-                update(Notice).where(Notice.id == item.notice.id, Notice.status == "sending")
-                .values(status=status, channel=channel, detail=detail, lease_until=None, next_attempt_at=None,
-                        sent_at=now if status == "sent" else None),
-                execution_options=UNSYNCHRONIZED,
-            )  # fmt: skip
+        await self._settle(FINISH, item, status, channel, detail, now if status == "sent" else None)
 
     async def _retry(self, item: _Claimed, detail: str | None) -> None:
         notice = item.notice
@@ -315,14 +327,17 @@ class Courier:
             await self._finish(item, "failed", None, f"gave up after {notice.attempts} tries: {detail}")
             return
         wait = min(2.0**notice.attempts, self.settings.notice_max_backoff_seconds)
-        async with self.sessionmaker() as session, session.begin():
-            session.add_all(item.attempts)
-            await session.execute(
-                update(Notice).where(Notice.id == notice.id, Notice.status == "sending")
-                .values(status="pending", detail=detail, lease_until=None,
-                        next_attempt_at=self.clock.now() + timedelta(seconds=wait)),
-                execution_options=UNSYNCHRONIZED,
-            )  # fmt: skip
+        await self._settle(RETRY, item, detail, self.clock.now() + timedelta(seconds=wait))
+
+    async def _settle(self, statement: str, item: _Claimed, *values: object) -> None:
+        """Records the notice's attempts and its outcome: one statement (atomic by itself) outside any transaction."""
+        attempts = json.dumps([
+            {"channel": a.channel, "template_id": a.template_id, "result": a.result, "error_code": a.error_code,
+             "error": a.error, "recipient": a.recipient, "at": a.at.isoformat()}
+            for a in item.attempts
+        ])  # fmt: skip
+        async with self.sessionmaker() as session:
+            await (await driver_connection(session)).execute(statement, item.notice.id, attempts, *values)
 
 
 def _page(page: str, order_id: str) -> str:
