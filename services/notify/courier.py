@@ -240,14 +240,10 @@ class Courier:
             await self._retry(item, "waiting for the order's own events")
             return
         if template.template_id:
-            async with self.sessionmaker() as session, session.begin():
-                grant = await grants.spend(session, openid=notice.customer_id, template_id=template.template_id,
-                                           notice_id=notice.id, now=self.clock.now())  # fmt: skip
-                if grant is not None:
-                    await session.execute(
-                        update(Notice).where(Notice.id == notice.id).values(grant_id=grant, channel="wechat"),
-                        execution_options=UNSYNCHRONIZED,
-                    )
+            async with self.sessionmaker() as session:
+                grant = await grants.spend(await driver_connection(session), openid=notice.customer_id,
+                                           template_id=template.template_id, notice_id=notice.id,
+                                           now=self.clock.now())  # fmt: skip
             if grant is None:
                 self._note(item, "wechat", template.template_id, Answer(Result.no_grant, None, "no grant left"))
             else:
