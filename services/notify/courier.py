@@ -2,9 +2,11 @@
 
 A notice is recorded once per order state by the event handlers (`record_notice`). One round of the courier
 (`send_due`) claims due notices (`FOR UPDATE SKIP LOCKED`, marked `sending` with a lease) and commits; each is then
-sent with no transaction open, and its outcome recorded in a new one:
-- a grant is spent (`grants.spend`, conditional) before WeChat is called; WeChat's 43101 marks it invalid and the
-  notice falls back to SMS; a message that never left, or whose fields WeChat refused, gives its grant back;
+sent with no transaction open, and its outcome recorded with its attempts by one statement (`FINISH`, `RETRY`, only
+while the notice is still `sending`):
+- a grant is spent and noted on the notice (`grants.spend`, conditional, one statement) before WeChat is called;
+  WeChat's 43101 marks it invalid and the notice falls back to SMS; a message that never left, or whose fields
+  WeChat refused, gives its grant back;
 - SMS only for the notices the merchant's template allows it for, within the customer's daily cap;
 - a passing failure (no connection, a 5xx, WeChat busy) is tried again after 2^attempt seconds, at most
   `notice_max_attempts` times; a refusal that would repeat (a bad template, a blacklisted number) fails at once;
