@@ -2,9 +2,11 @@
 
 A notice is recorded once per order state by the event handlers (`record_notice`). One round of the courier
 (`send_due`) claims due notices (`FOR UPDATE SKIP LOCKED`, marked `sending` with a lease) and commits; each is then
-sent with no transaction open, and its outcome recorded in a new one:
-- a grant is spent (`grants.spend`, conditional) before WeChat is called; WeChat's 43101 marks it invalid and the
-  notice falls back to SMS; a message that never left, or whose fields WeChat refused, gives its grant back;
+sent with no transaction open, and its outcome recorded with its attempts by one statement (`FINISH`, `RETRY`, only
+while the notice is still `sending`):
+- a grant is spent and noted on the notice (`grants.spend`, conditional, one statement) before WeChat is called;
+  WeChat's 43101 marks it invalid and the notice falls back to SMS; a message that never left, or whose fields
+  WeChat refused, gives its grant back;
 - SMS only for the notices the merchant's template allows it for, within the customer's daily cap;
 - a passing failure (no connection, a 5xx, WeChat busy) is tried again after 2^attempt seconds, at most
   `notice_max_attempts` times; a refusal that would repeat (a bad template, a blacklisted number) fails at once;
@@ -16,6 +18,7 @@ Every try is a `notice_attempt` row: channel, template, result, the provider's c
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -23,21 +26,48 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
-from sqlalchemy import select, text, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.notify import grants
 from services.notify.channels.sms import masked
-from services.notify.models import Notice, NoticeAttempt, NoticeTemplate, OrderView, SmsDailyCount
+from services.notify.models import Notice, NoticeAttempt, NoticeTemplate, OrderView
 from services.notify.notices import SHANGHAI, Occasion, base_facts
 from services.notify.settings import NotifySettings
 from shared.clock import Clock
-from shared.db import work_in_rounds
+from shared.db import driver_connection, work_in_rounds
 
 log = logging.getLogger(__name__)
 
 NOTICE_CHANNEL = "songda_notice"
+# The courier's sessions hold no notice a bulk UPDATE would have to bring up to date: no evaluation against them.
+UNSYNCHRONIZED = {"synchronize_session": False}
+# When the next pending notice falls due (`ix_notice_due`).
+NEXT_DUE = "SELECT min(next_attempt_at) FROM notice WHERE status = 'pending'"
+# A notice's attempts ($2, a JSON array in order) recorded with its outcome, if it is still the sender's to settle.
+_ATTEMPTS = (
+    "WITH attempt AS (INSERT INTO notice_attempt (notice_id, channel, template_id, result, error_code, error,"
+    " recipient, at) SELECT $1, a.channel, a.template_id, a.result, a.error_code, a.error, a.recipient, a.at"
+    " FROM ROWS FROM (jsonb_to_recordset($2::text::jsonb) AS (channel text, template_id text, result text,"
+    " error_code text, error text, recipient text, at timestamptz)) WITH ORDINALITY"
+    " AS a(channel, template_id, result, error_code, error, recipient, at, n) ORDER BY a.n) "
+)
+# Finished: status, channel, detail, sent_at.
+FINISH = _ATTEMPTS + (  # noqa: S608 - constants only
+    "UPDATE notice SET status = $3, channel = $4, detail = $5, lease_until = NULL, next_attempt_at = NULL,"
+    " sent_at = $6 WHERE id = $1 AND status = 'sending'"
+)
+# Due again: detail, next_attempt_at.
+RETRY = _ATTEMPTS + (  # noqa: S608 - constants only
+    "UPDATE notice SET status = 'pending', detail = $3, lease_until = NULL, next_attempt_at = $4"
+    " WHERE id = $1 AND status = 'sending'"
+)
+# One more SMS for a customer on a day, unless the cap is reached (then no row).
+TAKE_SMS = (
+    "INSERT INTO sms_daily_count (customer_id, day, sent) VALUES ($1, $2, 1) ON CONFLICT (customer_id, day)"
+    " DO UPDATE SET sent = sms_daily_count.sent + 1 WHERE sms_daily_count.sent < $3 RETURNING sent"
+)
 
 
 class Result(StrEnum):
@@ -73,19 +103,17 @@ async def record_notice(
     facts |= occasion.facts
     status, detail = ("suppressed", f"the carrier {suppressed_by} notifies the customer itself") if suppressed_by \
         else ("pending", None)  # fmt: skip
-    notice_id = await session.scalar(
+    # A pending notice wakes the courier (at commit) from the same statement, only when it was recorded.
+    woken = [func.pg_notify(NOTICE_CHANNEL, "")] if status == "pending" else []
+    recorded = await session.execute(
         insert(Notice)
         .values(id=uuid.uuid4(), order_id=order.order_id, key=occasion.key, kind=occasion.kind,
                 merchant_id=order.merchant_id, store_id=order.store_id, customer_id=order.customer_id, facts=facts,
                 status=status, detail=detail, next_attempt_at=now if status == "pending" else None, created_at=now)
         .on_conflict_do_nothing(index_elements=[Notice.order_id, Notice.key])
-        .returning(Notice.id)
+        .returning(Notice.id, *woken)
     )  # fmt: skip
-    if notice_id is None:
-        return None
-    if status == "pending":
-        await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTICE_CHANNEL})
-    return facts
+    return facts if recorded.first() is not None else None
 
 
 @dataclass
@@ -131,10 +159,8 @@ class Courier:
 
     async def _idle_seconds(self) -> float:
         async with self.sessionmaker() as session:
-            next_due = await session.scalar(
-                select(Notice.next_attempt_at).where(Notice.status == "pending")
-                .order_by(Notice.next_attempt_at).limit(1)
-            )  # fmt: skip
+            # One statement outside any transaction, after every round that did not fill a batch.
+            next_due: datetime | None = await (await driver_connection(session)).fetchval(NEXT_DUE)
         ceiling = self.settings.notice_lease_seconds
         if next_due is None:
             return ceiling
@@ -142,9 +168,7 @@ class Courier:
 
     async def send_due(self) -> int:
         """One round: claims what is due, sends, records. Returns how many notices were handled."""
-        now = self.clock.now()
-        await self._give_up_abandoned(now)
-        claimed = await self._claim(now)
+        claimed = await self._claim(self.clock.now())
         gate = asyncio.Semaphore(self.settings.notice_concurrency)
 
         async def handle(item: _Claimed) -> None:
@@ -158,22 +182,24 @@ class Courier:
         await asyncio.gather(*(handle(item) for item in claimed))
         return len(claimed)
 
-    async def _give_up_abandoned(self, now: datetime) -> None:
-        async with self.sessionmaker() as session, session.begin():
-            abandoned = (
-                await session.execute(
-                    update(Notice)
-                    .where(Notice.status == "sending", Notice.lease_until < now)
-                    .values(status="unknown", lease_until=None, detail="the sender stopped mid-call")
-                    .returning(Notice.id, Notice.channel)
-                )
-            ).all()
-            for notice_id, channel in abandoned:
-                session.add(NoticeAttempt(notice_id=notice_id, channel=channel or "wechat", result=Result.unknown,
-                                          error="the sender stopped mid-call", at=now))  # fmt: skip
+    async def _give_up_abandoned(self, session: AsyncSession, now: datetime) -> None:
+        abandoned = (
+            await session.execute(
+                update(Notice)
+                .where(Notice.status == "sending", Notice.lease_until < now)
+                .values(status="unknown", lease_until=None, detail="the sender stopped mid-call")
+                .returning(Notice.id, Notice.channel),
+                execution_options=UNSYNCHRONIZED,
+            )
+        ).all()
+        for notice_id, channel in abandoned:
+            session.add(NoticeAttempt(notice_id=notice_id, channel=channel or "wechat", result=Result.unknown,
+                                      error="the sender stopped mid-call", at=now))  # fmt: skip
 
     async def _claim(self, now: datetime) -> list[_Claimed]:
+        """Gives up the notices whose sender stopped mid-call, and claims the due ones, in one transaction."""
         async with self.sessionmaker() as session, session.begin():
+            await self._give_up_abandoned(session, now)
             due = (
                 select(Notice.id)
                 .where(Notice.status == "pending", Notice.next_attempt_at <= now)
@@ -188,7 +214,8 @@ class Courier:
                     update(Notice)
                     .where(Notice.id.in_(due))
                     .values(status="sending", lease_until=lease, attempts=Notice.attempts + 1)
-                    .returning(Notice)
+                    .returning(Notice),
+                    execution_options=UNSYNCHRONIZED,
                 )
             )
             if not notices:
@@ -215,13 +242,10 @@ class Courier:
             await self._retry(item, "waiting for the order's own events")
             return
         if template.template_id:
-            async with self.sessionmaker() as session, session.begin():
-                grant = await grants.spend(session, openid=notice.customer_id, template_id=template.template_id,
-                                           notice_id=notice.id, now=self.clock.now())  # fmt: skip
-                if grant is not None:
-                    await session.execute(
-                        update(Notice).where(Notice.id == notice.id).values(grant_id=grant, channel="wechat")
-                    )
+            async with self.sessionmaker() as session:
+                grant = await grants.spend(await driver_connection(session), openid=notice.customer_id,
+                                           template_id=template.template_id, notice_id=notice.id,
+                                           now=self.clock.now())  # fmt: skip
             if grant is None:
                 self._note(item, "wechat", template.template_id, Answer(Result.no_grant, None, "no grant left"))
             else:
@@ -268,17 +292,12 @@ class Courier:
             await self._finish(item, "failed", "sms", f"{answer.code}: {answer.message}")
 
     async def _take_sms_allowance(self, customer_id: str) -> bool:
-        """Counts one SMS against the customer's cap for today, if the cap allows it (a conditional upsert)."""
+        """Counts one SMS against the customer's cap for today, if the cap allows it: one conditional upsert, outside
+        any transaction."""
         day = self.clock.now().astimezone(SHANGHAI).date()
-        stmt = insert(SmsDailyCount).values(customer_id=customer_id, day=day, sent=1)
-        async with self.sessionmaker() as session, session.begin():
-            taken = await session.scalar(
-                stmt.on_conflict_do_update(
-                    index_elements=[SmsDailyCount.customer_id, SmsDailyCount.day],
-                    set_={"sent": SmsDailyCount.sent + 1},
-                    where=SmsDailyCount.sent < self.settings.sms_daily_cap,
-                ).returning(SmsDailyCount.sent)
-            )
+        async with self.sessionmaker() as session:
+            connection = await driver_connection(session)
+            taken: int | None = await connection.fetchval(TAKE_SMS, customer_id, day, self.settings.sms_daily_cap)
         return taken is not None and taken <= self.settings.sms_daily_cap
 
     async def _settle_grant(self, grant: uuid.UUID, notice_id: uuid.UUID, *, spent: bool) -> None:
@@ -298,13 +317,7 @@ class Courier:
 
     async def _finish(self, item: _Claimed, status: str, channel: str | None, detail: str | None) -> None:
         now = self.clock.now()
-        async with self.sessionmaker() as session, session.begin():
-            session.add_all(item.attempts)
-            await session.execute(
-                update(Notice).where(Notice.id == item.notice.id, Notice.status == "sending")
-                .values(status=status, channel=channel, detail=detail, lease_until=None, next_attempt_at=None,
-                        sent_at=now if status == "sent" else None)
-            )  # fmt: skip
+        await self._settle(FINISH, item, status, channel, detail, now if status == "sent" else None)
 
     async def _retry(self, item: _Claimed, detail: str | None) -> None:
         notice = item.notice
@@ -312,13 +325,17 @@ class Courier:
             await self._finish(item, "failed", None, f"gave up after {notice.attempts} tries: {detail}")
             return
         wait = min(2.0**notice.attempts, self.settings.notice_max_backoff_seconds)
-        async with self.sessionmaker() as session, session.begin():
-            session.add_all(item.attempts)
-            await session.execute(
-                update(Notice).where(Notice.id == notice.id, Notice.status == "sending")
-                .values(status="pending", detail=detail, lease_until=None,
-                        next_attempt_at=self.clock.now() + timedelta(seconds=wait))
-            )  # fmt: skip
+        await self._settle(RETRY, item, detail, self.clock.now() + timedelta(seconds=wait))
+
+    async def _settle(self, statement: str, item: _Claimed, *values: object) -> None:
+        """Records the notice's attempts and its outcome: one statement (atomic by itself) outside any transaction."""
+        attempts = json.dumps([
+            {"channel": a.channel, "template_id": a.template_id, "result": a.result, "error_code": a.error_code,
+             "error": a.error, "recipient": a.recipient, "at": a.at.isoformat()}
+            for a in item.attempts
+        ])  # fmt: skip
+        async with self.sessionmaker() as session:
+            await (await driver_connection(session)).execute(statement, item.notice.id, attempts, *values)
 
 
 def _page(page: str, order_id: str) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
+import asyncpg
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -86,37 +87,28 @@ async def void(session: AsyncSession, *, openid: str, template_id: str, at: date
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+# Takes a grant for notice $4's message and records it on the notice, in one statement (atomic by itself): a
+# standing long-term grant, else the oldest open one-time grant, spent with a conditional update that skips rows
+# another sender holds. No row when no grant is left.
+SPEND = (
+    "WITH standing AS (SELECT id FROM subscribe_grant WHERE openid = $1 AND template_id = $2 AND long_term"
+    " AND invalid_at IS NULL LIMIT 1),"
+    " spent AS (UPDATE subscribe_grant SET consumed_at = $3, consumed_by = $4 WHERE NOT EXISTS (SELECT FROM standing)"
+    " AND consumed_at IS NULL AND id = (SELECT id FROM subscribe_grant WHERE openid = $1 AND template_id = $2"
+    " AND NOT long_term AND consumed_at IS NULL AND invalid_at IS NULL ORDER BY granted_at, id LIMIT 1"
+    " FOR UPDATE SKIP LOCKED) RETURNING id),"
+    " chosen AS (SELECT id FROM standing UNION ALL SELECT id FROM spent),"
+    " noted AS (UPDATE notice SET grant_id = chosen.id, channel = 'wechat' FROM chosen WHERE notice.id = $4)"
+    " SELECT id FROM chosen"
+)
+
+
 async def spend(
-    session: AsyncSession, *, openid: str, template_id: str, notice_id: uuid.UUID, now: datetime
+    connection: asyncpg.Connection, *, openid: str, template_id: str, notice_id: uuid.UUID, now: datetime
 ) -> uuid.UUID | None:
-    """Takes a grant for one message: a standing long-term one, else the oldest open one-time grant, spent with a
-    conditional update. None when no grant is left."""
-    standing = await session.scalar(
-        select(SubscribeGrant.id).where(
-            SubscribeGrant.openid == openid, SubscribeGrant.template_id == template_id,
-            SubscribeGrant.long_term.is_(True), SubscribeGrant.invalid_at.is_(None),
-        ).limit(1)
-    )  # fmt: skip
-    if standing is not None:
-        return standing
-    oldest = (
-        select(SubscribeGrant.id)
-        .where(
-            SubscribeGrant.openid == openid, SubscribeGrant.template_id == template_id,
-            SubscribeGrant.long_term.is_(False),
-            SubscribeGrant.consumed_at.is_(None), SubscribeGrant.invalid_at.is_(None),
-        )
-        .order_by(SubscribeGrant.granted_at, SubscribeGrant.id)
-        .limit(1)
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
-    )  # fmt: skip
-    spent: uuid.UUID | None = await session.scalar(
-        update(SubscribeGrant)
-        .where(SubscribeGrant.id == oldest, SubscribeGrant.consumed_at.is_(None))
-        .values(consumed_at=now, consumed_by=notice_id)
-        .returning(SubscribeGrant.id)
-    )
+    """Takes a grant for the notice's message, and notes it on the notice (channel `wechat`), outside any
+    transaction. None when no grant is left."""
+    spent: uuid.UUID | None = await connection.fetchval(SPEND, openid, template_id, now, notice_id)
     return spent
 
 

@@ -124,15 +124,15 @@ class NotifyReactions:
             "updated_at": event.time,
         }
         stmt = insert(OrderView).values(order_id=data.order_id, **values)
-        await session.execute(
+        # The view as written, locked by the upsert; a replay of an older event changes nothing (events of one order
+        # come in order on one partition), and reads the view as it is.
+        order = await session.scalar(
             stmt.on_conflict_do_update(
                 index_elements=[OrderView.order_id],
                 set_={k: getattr(stmt.excluded, k) for k in values},
-                # Events of one order come in order on one partition; a replay of an older one changes nothing.
                 where=OrderView.updated_at <= stmt.excluded.updated_at,
-            )
-        )
-        order = await self._view(session, data.order_id)
+            ).returning(OrderView)
+        ) or await self._view(session, data.order_id)
         name = event_name(event.type)
         await streams.append(
             session, order, event, "status",
@@ -234,15 +234,20 @@ class NotifyReactions:
         """The order's view, locked. An event of another topic may come before the order's own (they are not
         ordered across topics): its tenant facts start the view, which the order's events complete (a placeholder
         is older than any of them)."""
+        view: OrderView | None
         if merchant_id is not None and store_id is not None and customer_id is not None:
-            await session.execute(
-                insert(OrderView)
-                .values(order_id=order_id, merchant_id=merchant_id, store_id=store_id, store_name="",
-                        customer_id=customer_id, contact_phone="", fulfilment_mode="", status="", total_fen=0,
-                        updated_at=PLACEHOLDER_TIME)
-                .on_conflict_do_nothing(index_elements=[OrderView.order_id])
+            # Started, or (a conflict's update that changes nothing) locked and read, in one statement.
+            stmt = insert(OrderView).values(
+                order_id=order_id, merchant_id=merchant_id, store_id=store_id, store_name="", customer_id=customer_id,
+                contact_phone="", fulfilment_mode="", status="", total_fen=0, updated_at=PLACEHOLDER_TIME,
             )  # fmt: skip
-        view = await session.scalar(select(OrderView).where(OrderView.order_id == order_id).with_for_update())
+            view = await session.scalar(
+                stmt.on_conflict_do_update(
+                    index_elements=[OrderView.order_id], set_={"order_id": stmt.excluded.order_id}
+                ).returning(OrderView)
+            )
+        else:
+            view = await session.scalar(select(OrderView).where(OrderView.order_id == order_id).with_for_update())
         if view is None:
             raise ViewNotReady(f"no order {order_id} in the view yet")
         return view

@@ -12,8 +12,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import delete, select, text
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import DateTime, bindparam, delete, select, text
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notify.models import OrderView, StoreStream, StreamEvent
@@ -21,6 +21,21 @@ from shared.events.envelope import Envelope
 
 STREAM_CHANNEL = "songda_stream"
 Scope = Literal["order", "store"]
+
+
+# One round trip per entry: the order's next number (its row locked by the caller), the store's (an upsert that
+# locks its row), the entry, and a NOTIFY for each stream's readers (sent at commit).
+APPEND = text(
+    "WITH order_seq AS (UPDATE order_view SET stream_seq = stream_seq + 1 WHERE order_id = :order_id"
+    " RETURNING stream_seq),"
+    " store_seq AS (INSERT INTO store_stream (store_id, merchant_id, seq) VALUES (:store_id, :merchant_id, 1)"
+    " ON CONFLICT (store_id) DO UPDATE SET seq = store_stream.seq + 1 RETURNING seq),"
+    " woken AS (SELECT pg_notify(:channel, :order_key), pg_notify(:channel, :store_key))"
+    " INSERT INTO stream_event (order_id, store_id, merchant_id, order_seq, store_seq, type, data, terminal,"
+    " source_event_id, created_at)"
+    " SELECT :order_id, :store_id, :merchant_id, order_seq.stream_seq, store_seq.seq, :type, CAST(:data AS jsonb),"
+    " CAST(:terminal AS boolean), :source_event_id, CAST(:created_at AS timestamptz) FROM order_seq, store_seq, woken"
+).bindparams(bindparam("data", type_=JSONB), bindparam("created_at", type_=DateTime(timezone=True)))
 
 
 async def append(
@@ -33,23 +48,12 @@ async def append(
     terminal: bool = False,
 ) -> None:
     """Appends one entry to the order's (`order` locked by the caller) and its store's stream."""
-    order.stream_seq += 1
-    stmt = insert(StoreStream).values(store_id=order.store_id, merchant_id=order.merchant_id, seq=1)
-    store_seq = await session.scalar(
-        stmt.on_conflict_do_update(index_elements=[StoreStream.store_id], set_={"seq": StoreStream.seq + 1})
-        .returning(StoreStream.seq)
-    )  # fmt: skip
-    session.add(
-        StreamEvent(
-            order_id=order.order_id, store_id=order.store_id, merchant_id=order.merchant_id,
-            order_seq=order.stream_seq, store_seq=store_seq, type=type_, data=data, terminal=terminal,
-            source_event_id=str(event.id), created_at=event.time,
-        )
-    )  # fmt: skip
     await session.execute(
-        text("SELECT pg_notify(:channel, :a), pg_notify(:channel, :b)"),
-        {"channel": STREAM_CHANNEL, "a": f"order:{order.order_id}", "b": f"store:{order.store_id}"},
-    )
+        APPEND,
+        {"order_id": order.order_id, "store_id": order.store_id, "merchant_id": order.merchant_id, "type": type_,
+         "data": data, "terminal": terminal, "source_event_id": str(event.id), "created_at": event.time,
+         "channel": STREAM_CHANNEL, "order_key": f"order:{order.order_id}", "store_key": f"store:{order.store_id}"},
+    )  # fmt: skip
 
 
 async def after(session: AsyncSession, scope: Scope, key: str, last: int, limit: int) -> list[StreamEvent]:
