@@ -71,6 +71,16 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         shutil.rmtree(fallback_data_dir(state_dir), ignore_errors=True)
 
 
+@pytest.fixture
+def walk(platform: Platform) -> Iterator[Walk]:
+    """The demo's client of the platform (customer, merchant, rider and ops tokens; the payment sandbox)."""
+    opened = platform.walk()
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
 @pytest.fixture(scope="session")
 async def browser() -> AsyncIterator[Browser]:
     executable = shutil.which("chromium") or shutil.which("chromium-browser")

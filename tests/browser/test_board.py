@@ -7,11 +7,9 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 from playwright.async_api import Page, expect
 
 from deploy.local.demo import CUSTOMER_LAT, CUSTOMER_LNG, Walk
@@ -21,15 +19,6 @@ from tests.browser.conftest import Platform, screenshot, sign_in
 # The longest wait for what the platform does by itself (events through the broker, the carrier simulator): a
 # loaded machine delays the consumers. Not a timing goal: a live board shows a new order within a second.
 LIVE_MS = 60_000
-
-
-@pytest.fixture
-def walk(platform: Platform) -> Iterator[Walk]:
-    opened = platform.walk()
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 async def _place_and_pay(walk: Walk) -> dict[str, Any]:

@@ -7,26 +7,15 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 from playwright.async_api import BrowserContext, Page, expect
 
 from deploy.local.demo import Walk
 from deploy.local.seed import DEMO_STORE_ID
 from tests.browser.conftest import Platform, screenshot, sign_in
 from tests.support import eventually
-
-
-@pytest.fixture
-def walk(platform: Platform) -> Iterator[Walk]:
-    opened = platform.walk()
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 def notices_of(walk: Walk, order_id: str, within: float = 30) -> list[dict[str, Any]]:
