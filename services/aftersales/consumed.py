@@ -63,6 +63,9 @@ class OrderRefundFailedView(OrderEventView):
 class DeliveryView(EventView):
     order_id: str
     delivery_id: str
+    merchant_id: str
+    store_id: str
+    customer_id: str
     status: str
     carrier: str | None = None
     waybill_id: str | None = None
@@ -80,6 +83,8 @@ class RedeemedView(EventView):
     order_id: str | None  # a voucher's has none: the consumer skips those (concerns)
     code_id: str
     kind: str
+    merchant_id: str
+    customer_id: str
     redemption_id: str | None = None
     redeemed_by: str | None = None
     device_id: str | None = None

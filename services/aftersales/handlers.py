@@ -18,6 +18,7 @@ Events consumed (subject = order id):
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
@@ -55,8 +56,13 @@ def _finish_code(data: RedeemedView) -> bool:
 
 
 class ViewNotReady(LookupError):
-    """A delivery or code event for an order the service has not heard of: retried, as the order's own events come
-    on another topic and may be behind."""
+    """A delivery's end for an order the service has not heard of: retried, as the order's own events come on another
+    topic and may be behind (compensation needs the order's amounts)."""
+
+
+# A view started from a delivery or code event, before the order's own events (another topic, which a restarted
+# consumer may read behind): those then write the order's facts over it.
+PLACEHOLDER_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 class AftersalesReactions:
@@ -131,15 +137,33 @@ class AftersalesReactions:
             raise ViewNotReady(f"no order {order_id} in the view yet")
         return view
 
+    async def _started_view(
+        self, session: AsyncSession, order_id: str, merchant_id: str, store_id: str, customer_id: str
+    ) -> OrderView:
+        """The order's view, locked; started from the event's own tenant facts when the order's events are behind
+        (a handover or a pickup is recorded at once instead of holding the delivery topic's partition, which would
+        also hold back the order topic's on the same consumer until the event was dead-lettered)."""
+        stmt = insert(OrderView).values(
+            order_id=order_id, customer_id=customer_id, merchant_id=merchant_id, store_id=store_id, status="",
+            fulfilment_mode="", items_fen=0, delivery_fee_fen=0, total_fen=0, proofs=[], updated_at=PLACEHOLDER_TIME,
+        )  # fmt: skip
+        view = await session.scalar(
+            stmt.on_conflict_do_update(index_elements=[OrderView.order_id], set_={"order_id": stmt.excluded.order_id})
+            .returning(OrderView)
+            .execution_options(populate_existing=True)
+        )  # fmt: skip
+        assert view is not None
+        return view
+
     # --- deliveries and handovers -----------------------------------------------------------------------------
 
     async def on_picked_up(self, session: AsyncSession, event: Envelope, data: DeliveryView) -> None:
-        view = await self._view(session, data.order_id)
+        view = await self._started_view(session, data.order_id, data.merchant_id, data.store_id, data.customer_id)
         view.picked_up_at = view.picked_up_at or event.time
         view.carrier = data.carrier or view.carrier
 
     async def on_delivered(self, session: AsyncSession, event: Envelope, data: DeliveryView) -> None:
-        view = await self._view(session, data.order_id)
+        view = await self._started_view(session, data.order_id, data.merchant_id, data.store_id, data.customer_id)
         view.received_at = view.received_at or event.time
         view.carrier = data.carrier or view.carrier
         proof = {"kind": "carrier_report", "delivery_id": data.delivery_id, "carrier": data.carrier,
@@ -149,7 +173,7 @@ class AftersalesReactions:
 
     async def on_finish_code(self, session: AsyncSession, event: Envelope, data: RedeemedView) -> None:
         assert data.order_id is not None  # `_finish_code` lets only an order's finish code through
-        view = await self._view(session, data.order_id)
+        view = await self._started_view(session, data.order_id, data.merchant_id, data.store_id or "", data.customer_id)
         view.received_at = view.received_at or event.time
         proof = {"kind": "handover", "code_id": data.code_id, "redemption_id": data.redemption_id,
                  "redeemed_by": data.redeemed_by, "device_id": data.device_id, "at": event.time.isoformat(),
