@@ -177,12 +177,12 @@ async def nearby_stores(
         rules = store_rules(store)
         if not domain.covers(rules, lat, lng):
             continue
-        found.append(_listed(store, domain.distance_m(store.lat, store.lng, lat, lng), now))
+        found.append(_listed(store, rules, domain.distance_m(store.lat, store.lng, lat, lng), now))
     found.sort(key=lambda s: (not s.open_now, (s.distance_m or 0) // 500, -(s.rating or 0), s.distance_m or 0, s.id))
     return NearbyResult(found[offset : offset + limit], len(found))
 
 
-def _listed(store: Store, distance: int | None, now: datetime) -> NearbyStore:
+def _listed(store: Store, rules: domain.StoreRules, distance: int | None, now: datetime) -> NearbyStore:
     """A store as a list shows it; the delivery fee is the fee at `distance` (at the store's door without one)."""
     rating = round(store.rating_sum / store.rating_count, 2) if store.rating_count else None
     return NearbyStore(
@@ -196,7 +196,7 @@ def _listed(store: Store, distance: int | None, now: datetime) -> NearbyStore:
         rating=rating,
         rating_count=store.rating_count,
         min_order_fen=store.min_order_fen,
-        delivery_fee_fen=domain.delivery_fee_fen(store_rules(store), distance or 0, 0),
+        delivery_fee_fen=domain.delivery_fee_fen(rules, distance or 0, 0),
         fulfilment_modes=[domain.FulfilmentMode(m) for m in store.fulfilment_modes],
     )
 
@@ -210,7 +210,7 @@ async def covered_stores(
     total = await session.scalar(select(func.count()).select_from(scoped.subquery()))
     stores = (await session.scalars(scoped.order_by(Store.name, Store.id).offset(offset).limit(limit))).all()
     now = clock.now()
-    items = [_listed(store, None, now) for store in stores]
+    items = [_listed(store, store_rules(store), None, now) for store in stores]
     return NearbyResult(items, total or 0)
 
 
