@@ -7,7 +7,7 @@ import re
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploy.bench.procs import children_of, cpu_seconds
@@ -40,9 +40,17 @@ class WrkResult:
     p99: float
     errors: int
     requests: int
+    seconds: float
+    statuses: dict[int, int] = field(default_factory=dict)
+
+    def rate_of(self, status: int) -> float:
+        """Answers with `status` per second (wrk's own rate counts every answer)."""
+        return self.statuses.get(status, 0) / self.seconds if self.seconds else 0.0
 
 
 _UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
+THREADS = 2
+REPLAY_SCRIPT = Path(__file__).with_name("replay.lua")
 
 
 def _seconds(text: str) -> float:
@@ -50,22 +58,58 @@ def _seconds(text: str) -> float:
     return float(number) * _UNITS[unit]
 
 
-def wrk(url: str, headers: dict[str, str], connections: int, seconds: int) -> WrkResult:
-    args = ["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "--latency", "--timeout", "10s"]
+@dataclass(frozen=True)
+class Prepared:
+    """One request for wrk to replay (`replay.lua`): the path carries its query."""
+
+    method: str
+    path: str
+    body: bytes = b""
+    content_type: str = ""
+
+    def line(self) -> str:
+        text = self.body.decode()
+        if any(c in text or c in self.path for c in "\t\n\r"):
+            raise ValueError("a replayed request's path and body are one line without tabs")
+        return f"{self.method}\t{self.path}\t{self.content_type}\t{text}\n"
+
+
+def write_requests(path: Path, requests: list[Prepared]) -> Path:
+    """The file `replay.lua` reads: thread t of `THREADS` sends lines t, t + THREADS, ... in turn."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(request.line() for request in requests))
+    return path
+
+
+def wrk(url: str, headers: dict[str, str], connections: int, seconds: int, requests: Path | None = None) -> WrkResult:
+    """wrk against `url`: a GET of it, or the prepared `requests` (`write_requests`) replayed in turn, each thread
+    through its own share, with the answers counted by status."""
+    args = ["wrk", "-t", str(THREADS), "-c", str(connections), "-d", f"{seconds}s", "--latency", "--timeout", "10s"]
     for name, value in headers.items():
         args += ["-H", f"{name}: {value}"]
-    out = subprocess.run([*args, url], check=True, capture_output=True, text=True, timeout=seconds + 30).stdout
+    args.append(url)
+    if requests is not None:
+        args[1:1] = ["-s", str(REPLAY_SCRIPT)]
+        args += ["--", str(requests), str(THREADS)]
+    out = subprocess.run(args, check=True, capture_output=True, text=True, timeout=seconds + 30).stdout
     percentiles = dict(re.findall(r"^\s+(\d+)(?:\.\d+)?%\s+(\S+)\s*$", out, re.MULTILINE))
     if "50" not in percentiles or "99" not in percentiles:
         raise RuntimeError(f"wrk printed no latency distribution:\n{out}")
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    total = re.search(r"(\d+) requests in ([\d.]+(?:us|ms|s))", out)
+    if total is None:
+        raise RuntimeError(f"wrk printed no request count:\n{out}")
+    counted = re.search(r"^statuses(.*)$", out, re.MULTILINE)
+    statuses = {int(s): int(n) for s, n in re.findall(r"(\d+):(\d+)", counted.group(1))} if counted else {}
     return WrkResult(
         rate=float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
         p50=_seconds(percentiles["50"]),
         p99=_seconds(percentiles["99"]),
         errors=errors + (int(non_2xx.group(1)) if non_2xx else 0),
-        requests=int(re.search(r"(\d+) requests in", out).group(1)),  # type: ignore[union-attr]
+        requests=int(total.group(1)),
+        seconds=_seconds(total.group(2)),
+        statuses=statuses,
     )
 
 
