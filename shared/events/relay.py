@@ -123,24 +123,28 @@ class OutboxRelay:
     async def publish_batch(self) -> tuple[int, int]:
         """Publishes one batch of the backlog; returns (published, failed) counts.
 
-        Before a batch (and every `epoch_check_seconds` while idle) the relay asks the broker for its epoch, in the
-        batch's transaction: on a fresh broker the retained rows rejoin the backlog, ahead of the newer ones."""
+        Every `epoch_check_seconds`, and before a batch sent through a connection the producer opened since (a
+        broker that restarted is reached through a new one), the relay asks the broker for its epoch, in the batch's
+        transaction: on a fresh broker the retained rows rejoin the backlog, ahead of the newer ones."""
         async with self.sessionmaker() as session, session.begin():
             rows = await self._claim(session)
             now = asyncio.get_running_loop().time()
             due = self.epoch_checked_at is None or now - self.epoch_checked_at > self.epoch_check_seconds
-            if self.broker_epoch and (rows or due):
+            if self.broker_epoch and (due or (rows and not self._same_broker())):
                 try:
                     epoch = await self.broker_epoch.read()
                 except (KafkaError, TimeoutError, OSError) as exc:
                     log.warning("broker epoch unreadable; backlog kept", extra={"error": repr(exc)})
                     return 0, 1
                 self.epoch_checked_at = now
+                self._note_connections()
                 if await self._follow_epoch(session, epoch):
                     rows = await self._claim(session)
             if not rows:
                 return 0, 0
             published_ids, failures = await self._send(rows)
+            if failures:
+                self.epoch_checked_at = None  # the broker may be another one when it answers again
             if published_ids:
                 await session.execute(_MARK_PUBLISHED, {"ids": published_ids})
             if failures:
@@ -160,6 +164,17 @@ class OutboxRelay:
                 },
             )
         return len(published_ids), len(failures)
+
+    def _same_broker(self) -> bool:
+        """Whether the producer still speaks through the connections it had when the epoch was last read: a broker
+        that restarted, a fresh one included, is only reached through a new connection, so while none appeared the
+        epoch cannot have changed and is not read again before each batch (two ListOffsets and a fetch)."""
+        connections = self.producer.client._conns.values()  # aiokafka's own (pinned): no public view of them
+        return bool(connections) and all(getattr(c, _EPOCH_READ, False) and c.connected() for c in connections)
+
+    def _note_connections(self) -> None:
+        for connection in self.producer.client._conns.values():
+            setattr(connection, _EPOCH_READ, True)
 
     async def _claim(self, session: AsyncSession) -> list[Row[Any]]:
         """The oldest unpublished rows, locked, with the envelope as the bytes to send (PostgreSQL's own JSON text)."""
@@ -230,6 +245,8 @@ class OutboxRelay:
         return delivery
 
 
+# Set on each of the producer's connections open when the broker's epoch was read (`_same_broker`).
+_EPOCH_READ = "songda_epoch_read"
 _CLAIM = text(
     "SELECT id, event_id, topic, key, type, convert_to(envelope::text, 'UTF8') AS value,"
     " envelope->>'traceparent' AS traceparent FROM outbox"

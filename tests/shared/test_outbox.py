@@ -127,6 +127,50 @@ async def test_relay_publishes_each_orders_events_once_and_in_order(
     assert _sequences(records) == {key: list(range(8)) for key in keys}
 
 
+class _CountedEpoch(BrokerEpoch):
+    reads = 0
+
+    async def read(self) -> str:
+        self.reads += 1
+        return await super().read()
+
+
+async def test_relay_reads_the_broker_epoch_again_only_through_a_new_connection(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession], bootstrap: str, topic: str
+) -> None:
+    await create_topics(bootstrap, [topic, EPOCH_TOPIC])
+    await _write_events(sessionmaker, topic, ["order-a", "order-b"], per_key=6)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    epoch = _CountedEpoch(bootstrap, producer)
+    try:
+        relay = OutboxRelay(
+            service="order", engine=engine, sessionmaker=sessionmaker, producer=producer, broker_epoch=epoch,
+            batch_size=2, epoch_check_seconds=3600,
+        )  # fmt: skip
+        batches = 0
+        while await _backlog(sessionmaker):
+            await relay.publish_batch()
+            batches += 1
+        # The first read, and one more if the producer's first connection was opened after it (the epoch's record
+        # was already there, not written by this producer): not one per batch.
+        assert batches == 6
+        assert epoch.reads in (1, 2)
+        read_before = epoch.reads
+        for connection in producer.client._conns.values():
+            connection.close()
+        await _write_events(sessionmaker, topic, ["order-a"], per_key=1)
+        await relay.publish_batch()
+        assert epoch.reads == read_before + 1
+    finally:
+        await epoch.stop()
+        await producer.stop()
+    assert _sequences(await read_topic(bootstrap, topic, expected=13)) == {
+        "order-a": [0, 1, 2, 3, 4, 5, 0],
+        "order-b": list(range(6)),
+    }
+
+
 async def test_relay_keeps_the_backlog_while_the_broker_is_paused_and_publishes_it_after(
     engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession], topic: str
 ) -> None:
