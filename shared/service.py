@@ -172,7 +172,16 @@ def build_service_app(
                 await producer.stop()
             await engine.dispose()
 
-    app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
+    app = FastAPI(
+        title=title,
+        description=description,
+        version="0.1.0",
+        lifespan=lifespan,
+        # FastAPI's own OpenTelemetry hooks off, as in the gateway: a service's server spans are shared.tracing's
+        # (trace_app) when tracing is on, and these would add a second span per request; off, they still looked the
+        # global providers up on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
     app.state.settings = settings
     app.state.clock = clock
     # What the workers run, kept for whoever drives them by hand (tests fire timers and deliver events themselves).
