@@ -1,6 +1,6 @@
 """`make chaos`: starts its own stack, runs steady load through the gateway while every fault is injected in turn,
 lets the system drain, checks the invariants and exits non-zero on any violation.
-`python -m deploy.chaos [--orders N] [--seconds S] [--concurrency C] [--drain S] [--out DIR]`."""
+`python -m deploy.chaos [--orders N] [--seconds S] [--concurrency C] [--aftersales SHARE] [--drain S] [--out DIR]`."""
 
 from __future__ import annotations
 
@@ -48,15 +48,16 @@ async def _run(bench: Bench, args: argparse.Namespace) -> int:
     services = bench.stack.options.services
     stats = LoadStats()
     since = time.monotonic()
-    print(f"load: {args.orders} orders over {args.seconds} s, up to {args.concurrency} at once; faults in turn:",
-          flush=True)  # fmt: skip
+    case_share = args.aftersales if "aftersales" in services else 0.0
+    print(f"load: {args.orders} orders over {args.seconds} s, up to {args.concurrency} at once, after-sales cases on "
+          f"{case_share:.0%} of the completed; faults in turn:", flush=True)  # fmt: skip
     faults = asyncio.create_task(_faults_during_load(bench, args.seconds, since))
-    await run_load(bench, args.orders, args.seconds, args.concurrency, stats)
+    await run_load(bench, args.orders, args.seconds, args.concurrency, stats, case_share)
     injected = await faults
     load_seconds = time.monotonic() - since
     print(f"load done in {load_seconds:.0f} s ({stats.placed} orders placed); draining (up to {args.drain} s) ...",
           flush=True)  # fmt: skip
-    drained = await drain(bench, services, stats.order_ids, args.drain)
+    drained = await drain(bench, services, stats.order_ids, stats.case_ids, args.drain)
     dbs = await connect_all(bench, services)
     try:
         findings = await check_all(dbs)
@@ -75,11 +76,17 @@ def main() -> int:
     parser.add_argument("--orders", type=int, default=1000, help="orders to place (fewer placed fails the run)")
     parser.add_argument("--seconds", type=int, default=420, help="the window the orders and faults are spread over")
     parser.add_argument("--concurrency", type=int, default=120, help="orders driven at once")
+    parser.add_argument(
+        "--aftersales", type=float, default=0.3, metavar="SHARE",
+        help="share of the completed orders whose customer then opens an after-sales case (0 to 1; 0.3: 3 in 10): "
+        "refunded whole or in part, negotiated, returned, ruled by ops after a rejection, rejected, or withdrawn",
+    )  # fmt: skip
     parser.add_argument("--drain", type=int, default=180, help="seconds to wait for the system to settle")
     parser.add_argument("--out", type=Path, default=Path(".songda/chaos"), help="report, logs and the stack's state")
     args = parser.parse_args()
-    if args.orders < 1 or args.seconds < 60 or args.concurrency < 1:
-        parser.error("--orders >= 1, --seconds >= 60 (the faults need the time), --concurrency >= 1")
+    if args.orders < 1 or args.seconds < 60 or args.concurrency < 1 or not 0 <= args.aftersales <= 1:
+        parser.error("--orders >= 1, --seconds >= 60 (the faults need the time), --concurrency >= 1, "
+                     "0 <= --aftersales <= 1")  # fmt: skip
     args.out = args.out.resolve()
     signal.signal(signal.SIGALRM, _give_up)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)

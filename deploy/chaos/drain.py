@@ -1,5 +1,6 @@
 """After the faults: wait (bounded) for the system to settle before the invariants are checked, polling until every
-outbox is published, no refund is in flight and every order the load placed is in a final state."""
+outbox is published, no refund is in flight (at the order service, nor an after-sales case waiting for its refund)
+and every order the load placed and every case it opened is in a final state."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ async def close_all(dbs: Databases) -> None:
             await connection.close()
 
 
-async def _unsettled(dbs: Databases, order_ids: list[str]) -> dict[str, int]:
+async def _unsettled(dbs: Databases, order_ids: list[str], case_ids: list[str]) -> dict[str, int]:
     left = {}
     for service, connection in dbs.items():
         if await connection.fetchval("SELECT to_regclass('outbox') IS NOT NULL"):
@@ -52,16 +53,26 @@ async def _unsettled(dbs: Databases, order_ids: list[str]) -> dict[str, int]:
     left["refunds in flight"] = await orders.fetchval(
         "SELECT count(*) FROM refund WHERE status IN ('pending', 'processing')"
     )
+    if "aftersales" in dbs:
+        cases = dbs["aftersales"]
+        # A case asks the order service for its refund by an event: until the outcome comes back it is `refunding`,
+        # whether or not the order service has staged the refund yet.
+        left["cases refunding"] = await cases.fetchval("SELECT count(*) FROM aftersales_case WHERE state = 'refunding'")
+        left["cases not closed"] = await cases.fetchval(
+            "SELECT count(*) FROM aftersales_case WHERE id = ANY($1::text[]) AND closed_at IS NULL", case_ids
+        )
     return left
 
 
-async def drain(bench: Bench, services: tuple[str, ...], order_ids: list[str], within: float) -> dict[str, object]:
+async def drain(
+    bench: Bench, services: tuple[str, ...], order_ids: list[str], case_ids: list[str], within: float
+) -> dict[str, object]:
     """Polls every 2 s until nothing is left to settle or `within` seconds pass; returns what was left and when."""
     started = time.monotonic()
     dbs = await connect_all(bench, services)
     try:
         while True:
-            left = await _unsettled(dbs, order_ids)
+            left = await _unsettled(dbs, order_ids, case_ids)
             waited = round(time.monotonic() - started, 1)
             if not any(left.values()):
                 return {"settled": True, "seconds": waited, "left": left}

@@ -27,6 +27,10 @@ def summary(
             "redemptions_accepted": stats.redeemed,
             "redemptions_refused": stats.refused_redemptions,
             "vouchers_over_redeemed_seen_by_clients": stats.over_redeemed,
+            "aftersales_cases_wanted": stats.cases_wanted,
+            "aftersales_cases_opened": stats.cases_opened,
+            "aftersales_cases_final": dict(stats.cases_final),
+            "aftersales_cases_given_up_by_the_load": len(stats.cases_given_up),
         },
         "faults": [asdict(fault) for fault in injected],
         "drain": drained,
@@ -41,6 +45,11 @@ def print_report(report: dict[str, Any], problems: list[str]) -> None:
           f"{load['orders_given_up_by_the_load']} given up by the load; {load['requests']} requests in "
           f"{load['seconds']:.0f} s")  # fmt: skip
     print(f"  redemptions: {load['redemptions_accepted']} accepted, {load['redemptions_refused']} refused")
+    closed = load["aftersales_cases_final"]
+    print(f"  after-sales cases: {load['aftersales_cases_opened']} opened (of {load['aftersales_cases_wanted']} "
+          f"wanted), {closed.get('refunded', 0)} refunded, {closed.get('closed_rejected', 0)} rejected, "
+          f"{closed.get('closed_cancelled', 0)} withdrawn, {load['aftersales_cases_given_up_by_the_load']} given up "
+          "by the load")  # fmt: skip
     errors = load["errors"]
     print(f"  errors seen by the clients (expected while a process is down): {sum(errors.values())}")
     for kind, count in errors.items():
@@ -73,6 +82,9 @@ def problems_of(report: dict[str, Any], orders_wanted: int) -> list[str]:
     if report["load"]["orders_placed"] < orders_wanted:
         problems.append(f"only {report['load']['orders_placed']} of {orders_wanted} orders were placed")
     problems += [f"fault '{f['name']}' failed: {f['error']}" for f in report["faults"] if f["error"]]
+    if report["load"]["aftersales_cases_opened"] < report["load"]["aftersales_cases_wanted"]:
+        problems.append(f"only {report['load']['aftersales_cases_opened']} of "
+                        f"{report['load']['aftersales_cases_wanted']} after-sales cases were opened")  # fmt: skip
     if report["load"]["vouchers_over_redeemed_seen_by_clients"]:
         problems.append("clients saw a voucher redeemed more often than its uses")
     problems += [f"invariant violated: {f['invariant']}" for f in report["invariants"] if not f["ok"]]
