@@ -268,28 +268,41 @@ async def apply(session: AsyncSession, dispatcher: Dispatcher, callback_id: uuid
     return callback
 
 
+class Kept(NamedTuple):
+    """A kept callback as the apply worker claims it: what applying and recording it read (no ORM object)."""
+
+    id: uuid.UUID
+    seq: int
+    carrier: str
+    query: dict[str, str]
+    body: bytes
+    offer_id: uuid.UUID | None
+    attempts: int
+
+
 async def applied(
     session: AsyncSession,
     dispatcher: Dispatcher,
-    callback: CarrierCallback,
+    callback: CarrierCallback | Kept,
     offer: Offer | None,
     account: CarrierAccount | None,
     delivery: Delivery | None,
     *,
     isolated: bool = True,
+    opened: dict[uuid.UUID, Credentials] | None = None,
 ) -> Verdict | Exception | None:
     """What applying a verified callback to its offer's delivery (held under its row lock by the caller) came to: the
     guard's verdict, the error that undid it (its savepoint rolled back), or None when no offer was recorded. A
     carrier whose callbacks prove nothing has its status queried instead. Not `isolated`, there is no savepoint and an
     error is raised, undoing the caller's whole transaction (the apply worker's rounds, which then apply each callback
-    isolated)."""
+    isolated). `opened` keeps accounts' opened credentials across calls (the worker's round)."""
     if offer is None or account is None or delivery is None:
         return None
     if not isolated:
-        return await _apply_report(session, dispatcher, callback, offer, account, delivery)
+        return await _apply_report(session, dispatcher, callback, offer, account, delivery, opened)
     try:
         async with session.begin_nested():
-            return await _apply_report(session, dispatcher, callback, offer, account, delivery)
+            return await _apply_report(session, dispatcher, callback, offer, account, delivery, opened)
     except Exception as error:  # kept visible as `failed`, retried a few times, then left to ops to replay
         log.warning("callback failed", extra={"callback_id": str(callback.id), "error": repr(error)})
         return error
@@ -298,37 +311,71 @@ async def applied(
 async def _apply_report(
     session: AsyncSession,
     dispatcher: Dispatcher,
-    callback: CarrierCallback,
+    callback: CarrierCallback | Kept,
     offer: Offer,
     account: CarrierAccount,
     delivery: Delivery,
+    opened: dict[uuid.UUID, Credentials] | None,
 ) -> Verdict:
     wire = WIRES[callback.carrier]
     if wire.confirm_by_query:
         report: Update = await dispatcher.ask(session, offer)
     else:
-        creds = accounts.credentials(dispatcher.vault, account, dispatcher.settings.wechat_appid)
+        creds = opened.get(account.id) if opened is not None else None
+        if creds is None:
+            creds = accounts.credentials(dispatcher.vault, account, dispatcher.settings.wechat_appid)
+            if opened is not None:
+                opened[account.id] = creds
         report = wire.report(wire.read_callback(Message(params=callback.query, body=callback.body), creds))
     return await dispatcher.apply(session, delivery, offer, report, "callback")
+
+
+def _outcome(result: Verdict | Exception | None) -> tuple[str, str | None, int]:
+    """What applying came to, as the callback records it: its outcome, its error, and whether it was an apply."""
+    if result is None:
+        return "unknown", "no offer recorded", 0
+    if isinstance(result, Exception):
+        return "failed", repr(result)[:1000], 1
+    return str(result), None, 1
+
+
+async def _retry_later(session: AsyncSession, dispatcher: Dispatcher, callback_id: uuid.UUID, attempts: int) -> None:
+    """A failed apply is tried again after a backoff, up to `MAX_ATTEMPTS` applies in all."""
+    if attempts < MAX_ATTEMPTS:
+        due = dispatcher.clock.now() + timedelta(seconds=2**attempts)
+        await schedule_timer(session, kind=APPLY_TIMER, key=f"{callback_id}#{attempts}", due_at=due)
 
 
 async def settle(
     session: AsyncSession, dispatcher: Dispatcher, callback: CarrierCallback, result: Verdict | Exception | None
 ) -> None:
     """Records what applying came to; a failure is retried after a backoff, up to `MAX_ATTEMPTS` applies."""
-    now = dispatcher.clock.now()
-    callback.processed_at = now
-    if result is None:
-        callback.outcome, callback.error = "unknown", "no offer recorded"
+    callback.outcome, callback.error, tried = _outcome(result)
+    callback.processed_at = dispatcher.clock.now()
+    callback.attempts += tried
+    if isinstance(result, Exception):
+        await _retry_later(session, dispatcher, callback.id, callback.attempts)
+
+
+async def settle_all(
+    session: AsyncSession, dispatcher: Dispatcher, results: Sequence[tuple[Kept, Verdict | Exception | None]]
+) -> None:
+    """Records what applying a round's callbacks came to, as `settle` does, in one statement on the driver (in the
+    round's transaction, which its claim began)."""
+    if not results:
         return
-    callback.attempts += 1
-    if not isinstance(result, Exception):
-        callback.outcome, callback.error = str(result), None
-        return
-    callback.outcome, callback.error = "failed", repr(result)[:1000]
-    if callback.attempts < MAX_ATTEMPTS:
-        due = now + timedelta(seconds=2**callback.attempts)
-        await schedule_timer(session, kind=APPLY_TIMER, key=f"{callback.id}#{callback.attempts}", due_at=due)
+    for callback, result in results:
+        if isinstance(result, Exception):
+            await _retry_later(session, dispatcher, callback.id, callback.attempts + 1)
+    ids, outcomes, errors, tried = zip(*((c.id, *_outcome(result)) for c, result in results), strict=True)
+    await (await driver_connection(session)).execute(_SETTLE, ids, outcomes, errors, tried, dispatcher.clock.now())
+
+
+_SETTLE = (
+    "UPDATE carrier_callback SET outcome = s.outcome, error = s.error, attempts = carrier_callback.attempts + s.tried,"
+    " processed_at = $5 FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[]) AS s(id, outcome, error, tried)"
+    " WHERE carrier_callback.id = s.id"
+)
 
 
 async def prune(session: AsyncSession, dispatcher: Dispatcher) -> None:

@@ -192,8 +192,14 @@ async def test_a_callback_failing_in_a_round_is_recorded_and_the_others_effects_
     assert [h["status"] for h in delivery["history"] if h["verdict"] == "applied"] == [
         "rider_assigned", "rider_at_store",
     ]  # fmt: skip
-    retries = await dispatch.sql("SELECT count(*) FROM timer WHERE kind = 'callback.apply' AND fired_at IS NULL")
-    assert retries == [(1,)]
+    retries = await dispatch.sql("SELECT key FROM timer WHERE kind = 'callback.apply' AND fired_at IS NULL")
+    failed = await dispatch.sql("SELECT id::text FROM carrier_callback WHERE outcome = 'failed'")
+    assert retries == [(f"{failed[0][0]}#1",)]
+    dispatch.clock.advance(timedelta(seconds=2))  # its retry falls due, and fails again
+    await dispatch.fire(1)
+    assert await dispatch.sql("SELECT outcome, attempts FROM carrier_callback WHERE outcome <> 'applied'") == [
+        ("failed", 2)
+    ]
 
 
 @pytest.mark.parametrize("carrier", ["dada", "wechat_legacy"])
