@@ -8,6 +8,7 @@ functions, which test_carriers checks against them) or by a third-party SDK."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
@@ -160,6 +161,24 @@ async def test_every_kept_callback_waits_pending_with_its_offer_until_applied(
     assert await dispatch.sql("SELECT count(*) FROM carrier_callback WHERE outcome = 'pending'") == [(0,)]
     if not wire.confirm_by_query:
         assert (await dispatch.delivery(order_id))["status"] == "delivered"
+
+
+async def test_a_callback_delivered_again_twice_at_once_has_one_effect(dispatch: DispatchHarness) -> None:
+    """A carrier sending a callback again, twice at once (retrying): every copy is acknowledged and kept, each by one
+    statement of its own (its offer is remembered), and applying them all gives one change and one event."""
+    await dispatch.bind("sf")
+    order_id, offer = await _live_offer(dispatch)
+    fields = _fields("sf", offer, "rider_assigned", datetime.now(UTC) - timedelta(minutes=1))
+    message = WIRES["sf"].encode_callback(_creds(dispatch.accounts["sf"]), fields, dispatch.clock.now())
+    await _post(dispatch, "sf", message)  # the first names the offer: it is remembered for the two below
+    await dispatch.fire()
+    again = await asyncio.gather(*(_post(dispatch, "sf", message) for _ in range(2)))
+    assert [answer.status_code for answer in again] == [200, 200]
+    await dispatch.fire()
+    assert sorted(c["outcome"] for c in await _log(dispatch, "sf")) == ["applied", "duplicate", "duplicate"]
+    assert (await dispatch.events(order_id)).count("delivery.rider_assigned.v1") == 1
+    changes = await dispatch.sql("SELECT verdict FROM delivery_change WHERE source = 'callback'")
+    assert changes == [("applied",)]
 
 
 async def test_a_callback_failing_in_a_round_is_recorded_and_the_others_effects_kept(
