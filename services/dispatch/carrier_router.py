@@ -7,6 +7,7 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.dispatch import accounts, callbacks
 from services.dispatch.carriers import WIRES
@@ -102,21 +103,25 @@ async def unbind_account(session: DbSession, clock: AppClock, principal: Staff, 
         413: {"description": "Body too large (the carrier's error body)"},
     },
 )
-async def carrier_callback(request: Request, session: DbSession, carrier: str) -> Response:
+async def carrier_callback(request: Request, carrier: str) -> Response:
     if carrier not in WIRES:
         raise UnknownCarrier(f"No carrier {carrier!r}")
     dispatcher = app_dispatcher(request)
     body, complete = await bounded_body(request, dispatcher.settings.callback_max_body_bytes)
-    answer = await callbacks.receive(
-        session,
-        dispatcher,
-        request.app.state.known_offers,
-        carrier,
-        dict(request.query_params),
-        dict(request.headers),
-        body,
-        complete=complete,
-    )
+    sessions: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    # Its own transaction, committed before the answer as the request's would be, without the dependency's machinery
+    # (a tenth of the intake's CPU); a kept callback is usually the session's one statement (see `callbacks.receive`).
+    async with sessions() as session, session.begin():
+        answer = await callbacks.receive(
+            session,
+            dispatcher,
+            request.app.state.known_offers,
+            carrier,
+            dict(request.query_params),
+            dict(request.headers),
+            body,
+            complete=complete,
+        )
     return Response(answer.body, status_code=answer.status, media_type="application/json")
 
 

@@ -8,6 +8,7 @@ functions, which test_carriers checks against them) or by a third-party SDK."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
@@ -133,6 +134,91 @@ async def test_a_deliverys_callbacks_are_applied_in_arrival_order_even_behind_an
         "rider_assigned", "rider_at_store",
     ]  # fmt: skip
     assert sorted(c["outcome"] for c in await _log(dispatch, "sf")) == ["applied", "applied"]
+
+
+@pytest.mark.parametrize("carrier", list(WIRES))
+async def test_every_kept_callback_waits_pending_with_its_offer_until_applied(
+    dispatch: DispatchHarness, carrier: str
+) -> None:
+    """The first callback about an offer looks the offer up (and is kept in the request's transaction), a later one
+    is verified with the remembered offer (and kept by one statement of its own): both are kept `pending`, for the
+    apply worker, which is the only way out of `pending`."""
+    wire = WIRES[carrier]
+    await dispatch.bind(carrier)
+    creds = _creds(dispatch.accounts[carrier])
+    order_id, offer = await _live_offer(dispatch)
+    sent = datetime.now(UTC) - timedelta(minutes=2)
+    for n, step in enumerate(("rider_assigned", "delivered")):
+        action = sent + timedelta(minutes=n)
+        message = wire.encode_callback(creds, _fields(carrier, offer, step, action), dispatch.clock.now())
+        assert (await _post(dispatch, carrier, message)).status_code == 200
+    kept = await dispatch.sql(
+        "SELECT outcome, offer_id::text, delivery_id IS NOT NULL, attempts, processed_at, error FROM carrier_callback"
+    )
+    # A carrier whose callbacks only prompt a query: the second stands behind the first, still waiting for it.
+    assert kept == [("pending", offer["id"], True, 0, None, None)] * (1 if wire.confirm_by_query else 2)
+    await dispatch.fire()
+    assert await dispatch.sql("SELECT count(*) FROM carrier_callback WHERE outcome = 'pending'") == [(0,)]
+    if not wire.confirm_by_query:
+        assert (await dispatch.delivery(order_id))["status"] == "delivered"
+
+
+async def test_a_callback_delivered_again_twice_at_once_has_one_effect(dispatch: DispatchHarness) -> None:
+    """A carrier sending a callback again, twice at once (retrying): every copy is acknowledged and kept, each by one
+    statement of its own (its offer is remembered), and applying them all gives one change and one event."""
+    await dispatch.bind("sf")
+    order_id, offer = await _live_offer(dispatch)
+    fields = _fields("sf", offer, "rider_assigned", datetime.now(UTC) - timedelta(minutes=1))
+    message = WIRES["sf"].encode_callback(_creds(dispatch.accounts["sf"]), fields, dispatch.clock.now())
+    await _post(dispatch, "sf", message)  # the first names the offer: it is remembered for the two below
+    await dispatch.fire()
+    again = await asyncio.gather(*(_post(dispatch, "sf", message) for _ in range(2)))
+    assert [answer.status_code for answer in again] == [200, 200]
+    await dispatch.fire()
+    assert sorted(c["outcome"] for c in await _log(dispatch, "sf")) == ["applied", "duplicate", "duplicate"]
+    assert (await dispatch.events(order_id)).count("delivery.rider_assigned.v1") == 1
+    changes = await dispatch.sql("SELECT verdict FROM delivery_change WHERE source = 'callback'")
+    assert changes == [("applied",)]
+
+
+async def test_a_callback_failing_in_a_round_is_recorded_and_the_others_effects_kept(
+    dispatch: DispatchHarness,
+) -> None:
+    """A round applies its callbacks without savepoints; one that fails undoes the round, which is taken again with
+    a savepoint per callback: the failure is recorded (and retried later), the others applied, in order."""
+    await dispatch.bind("sf")
+    order_id, offer = await _live_offer(dispatch)
+    sent = datetime.now(UTC) - timedelta(minutes=3)
+    creds = _creds(dispatch.accounts["sf"])
+
+    async def post(step: str, minutes: int) -> None:
+        fields = _fields("sf", offer, step, sent + timedelta(minutes=minutes))
+        assert (await _post(dispatch, "sf", WIRES["sf"].encode_callback(creds, fields, sent))).status_code == 200
+
+    await post("rider_assigned", 0)
+    # Kept, yet no longer readable (as if its stored body were damaged): applying it raises.
+    await dispatch.sql(
+        "INSERT INTO carrier_callback (id, carrier, query, headers, body, body_sha256, body_size, received_at,"
+        " outcome, delivery_id, offer_id, attempts) SELECT gen_random_uuid(), carrier, query, headers, 'not json',"
+        " body_sha256, body_size, received_at, 'pending', delivery_id, offer_id, 0 FROM carrier_callback"
+    )
+    await post("rider_at_store", 1)
+    assert await dispatch.apply_callbacks() == 3
+    outcomes = await dispatch.sql("SELECT outcome, attempts, error IS NOT NULL FROM carrier_callback ORDER BY seq")
+    assert outcomes == [("applied", 1, False), ("failed", 1, True), ("applied", 1, False)]
+    delivery = await dispatch.delivery(order_id)
+    assert delivery["status"] == "rider_at_store"
+    assert [h["status"] for h in delivery["history"] if h["verdict"] == "applied"] == [
+        "rider_assigned", "rider_at_store",
+    ]  # fmt: skip
+    retries = await dispatch.sql("SELECT key FROM timer WHERE kind = 'callback.apply' AND fired_at IS NULL")
+    failed = await dispatch.sql("SELECT id::text FROM carrier_callback WHERE outcome = 'failed'")
+    assert retries == [(f"{failed[0][0]}#1",)]
+    dispatch.clock.advance(timedelta(seconds=2))  # its retry falls due, and fails again
+    await dispatch.fire(1)
+    assert await dispatch.sql("SELECT outcome, attempts FROM carrier_callback WHERE outcome <> 'applied'") == [
+        ("failed", 2)
+    ]
 
 
 @pytest.mark.parametrize("carrier", ["dada", "wechat_legacy"])
