@@ -104,19 +104,19 @@ async def _outcomes(bench: Bench, since: datetime) -> tuple[dict[str, int], floa
 
 
 def _requests(offer: dict[str, Any], creds: Any, count: int) -> list[Prepared]:
-    """`count` signed callbacks about the offer, each with its own action time in the past hour."""
+    """`count` signed callbacks about the offer, each with an action time of its own (a second apart, the last a
+    minute ago), so that each is a report to apply, not a copy of one. SF's action time is the push time the
+    callback is sealed at."""
     wire = WIRES[CARRIER]
-    now = datetime.now(UTC)
-    base = int(now.timestamp()) - 3600
+    last = int(datetime.now(UTC).timestamp()) - 60
     prepared = []
     for n in range(count):
         fields = {
             "shop_order_id": offer["shop_order_id"],
             "waybill_id": offer["waybill_id"],
             "status": wire.emits["rider_assigned"],
-            "action_time": base + (n * 7919) % 3000,
         }
-        message = wire.encode_callback(creds, fields, now)
+        message = wire.encode_callback(creds, fields, datetime.fromtimestamp(last - count + n, UTC))
         query = f"?{urlencode(message.params)}" if message.params else ""
         prepared.append(Prepared("POST", f"/v1/carriers/{CARRIER}/callback{query}", message.body, message.content_type))
     return prepared
