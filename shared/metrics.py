@@ -41,6 +41,17 @@ def _request_series(service: str, method: str, route: str, status: int) -> tuple
     return HTTP_REQUESTS.labels(service, method, route, str(status)), HTTP_DURATION.labels(service, method, route)
 
 
+@lru_cache(maxsize=4096)
+def consumed(service: str, topic: str, outcome: str) -> Any:
+    """The counter of one outcome of one consumer's records of one topic, looked up once (as `_request_series`)."""
+    return CONSUMER_HANDLED.labels(service, topic, outcome)
+
+
+@lru_cache(maxsize=4096)
+def consumer_lag(service: str, topic: str, partition: int) -> Any:
+    return CONSUMER_LAG.labels(service, topic, str(partition))
+
+
 def observe_request(service: str, method: str, route: str, status: int, seconds: float) -> None:
     requests, duration = _request_series(service, method, route, status)
     requests.inc()

@@ -17,8 +17,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, text, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import DateTime, bindparam, func, select, text, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared import metrics
@@ -30,6 +30,18 @@ log = logging.getLogger(__name__)
 
 TimerHandler = Callable[[AsyncSession, Timer], Awaitable[None]]
 
+# Text constants, compiled once: building the ORM upsert took about 0.65 ms of CPU a call (0.86 against 0.20, as much
+# as `SELECT 1`), and every order, delivery and after-sales case arms a few timers.
+_SCHEDULE = text(
+    "INSERT INTO timer (kind, key, due_at, payload) VALUES (:kind, :key, :due_at, :payload)"
+    " ON CONFLICT ON CONSTRAINT uq_timer_kind_key DO UPDATE SET due_at = excluded.due_at, payload = excluded.payload"
+    " WHERE timer.fired_at IS NULL AND timer.cancelled_at IS NULL"
+).bindparams(bindparam("due_at", type_=DateTime(timezone=True)), bindparam("payload", type_=JSONB))
+_ARM = text(
+    "INSERT INTO timer (kind, key, due_at, payload) VALUES (:kind, :key, :due_at, '{}')"
+    " ON CONFLICT ON CONSTRAINT uq_timer_kind_key DO NOTHING"
+).bindparams(bindparam("due_at", type_=DateTime(timezone=True)))
+
 
 async def schedule_timer(
     session: AsyncSession, *, kind: str, key: str, due_at: datetime, payload: dict[str, Any] | None = None
@@ -37,14 +49,7 @@ async def schedule_timer(
     """Schedules (kind, key) once; scheduling it again moves an unfired timer to the new `due_at`."""
     if due_at.tzinfo is None:
         raise ValueError("due_at must be timezone-aware")
-    stmt = insert(Timer).values(kind=kind, key=key, due_at=due_at, payload=payload or {})
-    await session.execute(
-        stmt.on_conflict_do_update(
-            constraint="uq_timer_kind_key",
-            set_={"due_at": stmt.excluded.due_at, "payload": stmt.excluded.payload},
-            where=Timer.fired_at.is_(None) & Timer.cancelled_at.is_(None),
-        )
-    )
+    await session.execute(_SCHEDULE, {"kind": kind, "key": key, "due_at": due_at, "payload": payload or {}})
 
 
 async def arm_timer(session: AsyncSession, *, kind: str, key: str, due_at: datetime) -> None:
@@ -52,11 +57,7 @@ async def arm_timer(session: AsyncSession, *, kind: str, key: str, due_at: datet
     calling this on every request neither postpones it nor piles it up."""
     if due_at.tzinfo is None:
         raise ValueError("due_at must be timezone-aware")
-    await session.execute(
-        insert(Timer)
-        .values(kind=kind, key=key, due_at=due_at, payload={})
-        .on_conflict_do_nothing(constraint="uq_timer_kind_key")
-    )
+    await session.execute(_ARM, {"kind": kind, "key": key, "due_at": due_at})
 
 
 async def cancel_timer(session: AsyncSession, *, kind: str, key: str, now: datetime) -> bool:

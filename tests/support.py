@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +15,7 @@ import uvicorn
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from cryptography.hazmat.primitives import serialization
 from fastapi import FastAPI, Request, Response
+from sqlalchemy import event as engine_events
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -103,6 +104,36 @@ async def run_sql(sessionmaker: async_sessionmaker[AsyncSession], statement: str
     async with sessionmaker() as session, session.begin():
         result = await session.execute(text(statement), params)
         return result.all() if result.returns_rows else result.rowcount
+
+
+@contextlib.contextmanager
+def statements(sessionmaker: async_sessionmaker[AsyncSession]) -> Iterator[list[str]]:
+    """The statements sent through `sessionmaker`'s engine while the block runs: through SQLAlchemy, and straight on
+    the asyncpg connection under it (transaction control included)."""
+    sent: list[str] = []
+    engine = sessionmaker.kw["bind"].sync_engine
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        sent.append(statement)
+
+    def record_raw(query: Any) -> None:
+        sent.append(query.query)
+
+    def watch(dbapi_connection: Any, *args: Any) -> None:
+        dbapi_connection.driver_connection.add_query_logger(record_raw)
+
+    def unwatch(dbapi_connection: Any, *args: Any) -> None:
+        dbapi_connection.driver_connection.remove_query_logger(record_raw)
+
+    engine_events.listen(engine, "before_cursor_execute", record)
+    engine_events.listen(engine, "checkout", watch)
+    engine_events.listen(engine, "checkin", unwatch)
+    try:
+        yield sent
+    finally:
+        engine_events.remove(engine, "before_cursor_execute", record)
+        engine_events.remove(engine, "checkout", watch)
+        engine_events.remove(engine, "checkin", unwatch)
 
 
 class EventFeed:

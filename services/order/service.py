@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from services.order import domain, events, refunds
 from services.order.catalogue import store_rules
@@ -190,9 +191,9 @@ async def move(
     )
     if moved is None:
         raise InvalidTransition(f"Order {order.id} changed while this request ran; read it again")
-    order.status, order.updated_at = target.value, now
-    for key, value in values.items():
-        setattr(order, key, value)
+    # The row holds these now: the object is told so as loaded values, not changes its next flush would write again.
+    for key, value in {"status": target.value, "updated_at": now, **values}.items():
+        set_committed_value(order, key, value)
     session.add(
         OrderStatusChange(
             order_id=order.id,

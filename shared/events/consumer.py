@@ -1,9 +1,11 @@
 """The event consumer: at-least-once delivery turned into exactly-once effects, in order per subject.
 
-For each record: insert the inbox row, run the handler (which may write outbox rows) and commit, all in one
-transaction; only then commit the Kafka offset. A duplicate or a redelivery after a crash hits the inbox key and
-does nothing. An event of a type the service has no handler for, or that its handler is not concerned with
-(`handles(..., concerns=..., asks=...)`, shared/events/contracts.py), is skipped before any of this.
+For each record: take its subject's lock, claim the event (its inbox row), run the handler (which may write outbox
+rows) and commit, all in one transaction; only then commit the Kafka offset. A duplicate or a redelivery after a
+crash hits the inbox key and does nothing. A record whose `type` header (set by the relay) names a type the service
+has no handler for is skipped before its value is even decoded; an event its handler is not concerned with
+(`handles(..., concerns=..., asks=...)`, shared/events/contracts.py) is skipped after decoding, before any
+transaction.
 
 Failures are of two kinds (shared/events/failures.py). An unreachable database or broker, a serialization failure
 or a deadlock is retried without limit, backing off: the partition waits and nothing is dead-lettered. A handler
@@ -21,13 +23,13 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from typing import TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from pydantic import ValidationError
-from sqlalchemy import and_, exists, func, literal, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -40,7 +42,7 @@ from shared.events.kafka_security import PLAINTEXT, KafkaSecurity
 from shared.events.models import InboxEvent, ParkedEvent
 from shared.events.parking import released_subjects, subject_lock_key
 from shared.events.topics import dlq_topic
-from shared.tracing import TRACEPARENT, consuming
+from shared.tracing import TRACEPARENT, consuming, tracing_on
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,30 @@ T = TypeVar("T")
 
 DLQ_HEADER_PREFIX = "songda-"
 REPLAYED_HEADER = "songda-replayed-from"
+TYPE_HEADER = "type"  # the event's type, set by the relay (shared/events/relay.py) from the outbox row
+
+# Serialises the applying, parking and releasing of one subject's events (shared/events/parking.py).
+_LOCK_SUBJECT = text("SELECT pg_advisory_xact_lock(:key)")
+# Run under the subject's lock, in one snapshot: claims the event (its inbox row, unless events of its subject are
+# parked, which it must then wait behind; nothing if it was handled), and reads what was there before the claim:
+# whether it had been handled, whether its subject has parked events, and its own parked row if it is one of them.
+# $1 consumer, $2 subject, $3 event id, $4 type, $5 topic, $6 partition, $7 offset.
+_CLAIM = """
+WITH parked AS (
+    SELECT id, event_id, held FROM parked_event WHERE consumer = $1::text AND subject = $2::text
+), claimed AS (
+    INSERT INTO inbox (consumer, event_id, type, topic, "partition", "offset")
+    SELECT $1::text, $3::uuid, $4::text, $5::text, $6::int, $7::bigint WHERE NOT EXISTS (SELECT FROM parked)
+    ON CONFLICT DO NOTHING
+    RETURNING event_id
+)
+SELECT
+    EXISTS (SELECT FROM claimed) AS claimed,
+    EXISTS (SELECT FROM inbox WHERE consumer = $1::text AND event_id = $3::uuid) AS handled,
+    EXISTS (SELECT FROM parked) AS parked,
+    (SELECT id FROM parked WHERE event_id = $3::uuid) AS mine,
+    (SELECT held FROM parked WHERE event_id = $3::uuid) AS mine_held
+"""
 
 
 class EventConsumer:
@@ -134,9 +160,7 @@ class EventConsumer:
                 offsets[tp] = record.offset + 1
             highwater = self.consumer.highwater(tp)
             if highwater is not None and tp in offsets:
-                metrics.CONSUMER_LAG.labels(self.service, tp.topic, str(tp.partition)).set(
-                    max(highwater - offsets[tp], 0)
-                )
+                metrics.consumer_lag(self.service, tp.topic, tp.partition).set(max(highwater - offsets[tp], 0))
         return offsets
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
@@ -149,6 +173,13 @@ class EventConsumer:
             log.warning("offset commit refused after a rebalance", extra={"error": repr(exc)})
 
     async def handle_record(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        headers = dict(record.headers or ())
+        named = headers.get(TYPE_HEADER)
+        if named is not None and named.decode(errors="replace") not in self.handlers:
+            # Most records of a topic are of types a consumer has no handler for: passed over on their header alone,
+            # their value not even decoded (an undecodable one too: it is nothing to this consumer).
+            metrics.consumed(self.service, record.topic, "ignored").inc()
+            return
         try:
             event = Envelope.from_bytes(record.value or b"")
         except ValidationError as exc:  # no subject to park it under: the DLQ topic only
@@ -157,9 +188,8 @@ class EventConsumer:
             return
         handler = await self._until_reachable(record.topic, lambda: self._handler_now(event))
         if handler is None:
-            metrics.CONSUMER_HANDLED.labels(self.service, record.topic, "ignored").inc()
+            metrics.consumed(self.service, record.topic, "ignored").inc()
             return
-        headers = dict(record.headers or ())
         replayed = REPLAYED_HEADER in headers
         traceparent = headers[TRACEPARENT].decode("latin-1") if TRACEPARENT in headers else event.traceparent
         with self._span(record.topic, event, traceparent):
@@ -175,11 +205,13 @@ class EventConsumer:
                         return
                     await asyncio.sleep(self.retry_seconds * 2 ** (attempt - 1))
                     continue
-                metrics.CONSUMER_HANDLED.labels(self.service, record.topic, outcome).inc()
+                metrics.consumed(self.service, record.topic, outcome).inc()
                 return
 
     def _span(self, topic: str, event: Envelope, traceparent: str | None) -> AbstractContextManager[None]:
-        """The consumer span of the event's handling, in the trace it was published in."""
+        """The consumer span of the event's handling, in the trace it was published in (none when tracing is off)."""
+        if not tracing_on():
+            return nullcontext()
         attributes = {
             "messaging.system": "kafka",
             "messaging.destination.name": topic,
@@ -264,36 +296,34 @@ class EventConsumer:
     async def _apply(
         self, record: ConsumerRecord[bytes, bytes], event: Envelope, handler: EventHandler, replayed: bool
     ) -> str:
-        """Applies, parks or drops the event; returns the outcome."""
+        """Applies, parks or drops the event; returns the outcome. An event handled is four round trips of the
+        consumer's own (BEGIN, the lock, the claim, COMMIT) around its handler's statements."""
         async with self.sessionmaker() as session, session.begin():
-            await session.execute(select(func.pg_advisory_xact_lock(subject_lock_key(self.group_id, event.subject))))
-            # Whether it was handled, and the subject's parked events, in one round trip (read after the lock).
-            handled = exists().where(InboxEvent.consumer == self.group_id, InboxEvent.event_id == event.id)
-            rows = (
-                await session.execute(
-                    select(handled.label("handled"), ParkedEvent.id, ParkedEvent.event_id, ParkedEvent.held)
-                    .select_from(select(literal(1)).subquery())
-                    .outerjoin(
-                        ParkedEvent,
-                        and_(ParkedEvent.consumer == self.group_id, ParkedEvent.subject == event.subject),
-                    )
-                )
-            ).all()
-            if rows[0].handled:
+            # Through the session, so that it begins the transaction the claim and the handler run in.
+            await session.execute(_LOCK_SUBJECT, {"key": subject_lock_key(self.group_id, event.subject)})
+            driver = await driver_connection(session)
+            claim = await driver.fetchrow(
+                _CLAIM,
+                self.group_id,
+                event.subject,
+                event.id,
+                event.type,
+                record.topic,
+                record.partition,
+                record.offset,
+            )
+            if claim["claimed"]:
+                await self._run_handler(session, event, handler)
+                return "handled"
+            if claim["handled"] or not claim["parked"]:  # handled (since the snapshot, if only the claim saw it)
                 return "duplicate"
-            parked = [row for row in rows if row.id is not None]
-            if parked:
-                mine = next((row for row in parked if row.event_id == event.id), None)
-                if mine is None:
-                    await session.execute(insert(ParkedEvent).values(**self._parked_values(record, event)))
-                    return "parked"
-                if mine.held and replayed:  # the dead letter came back from the DLQ topic: release it
-                    await session.execute(update(ParkedEvent).where(ParkedEvent.id == mine.id).values(held=False))
-                    return "released"
-                return "duplicate"
-            await session.execute(insert(InboxEvent).values(**self._inbox_values(record, event)))
-            await self._run_handler(session, event, handler)
-            return "handled"
+            if claim["mine"] is None:  # its subject waits behind a dead letter: so does it
+                await session.execute(insert(ParkedEvent).values(**self._parked_values(record, event)))
+                return "parked"
+            if claim["mine_held"] and replayed:  # the dead letter came back from the DLQ topic: release it
+                await session.execute(update(ParkedEvent).where(ParkedEvent.id == claim["mine"]).values(held=False))
+                return "released"
+            return "duplicate"
 
     async def _apply_parked_head(self, subject: str) -> bool:
         """Applies the oldest parked event of `subject` unless it is held; returns whether one was applied."""
@@ -315,7 +345,7 @@ class EventConsumer:
             with self._span(head.topic, event, event.traceparent):
                 await self._apply_head(session, head, event)
             await session.delete(head)
-        metrics.CONSUMER_HANDLED.labels(self.service, head.topic, "unparked").inc()
+        metrics.consumed(self.service, head.topic, "unparked").inc()
         return True
 
     async def _apply_head(self, session: AsyncSession, head: ParkedEvent, event: Envelope) -> None:
@@ -397,7 +427,7 @@ class EventConsumer:
         ]
         await self.dlq_producer.send_and_wait(dlq_topic(topic), value=value, key=key, headers=headers)
         metrics.DLQ_RECORDS.labels(self.service, topic).inc()
-        metrics.CONSUMER_HANDLED.labels(self.service, topic, "dead_lettered").inc()
+        metrics.consumed(self.service, topic, "dead_lettered").inc()
         log.error("record dead-lettered", extra={"topic": topic, "offset": offset, "error": error})
 
     async def _until_reachable(self, topic: str, work: Callable[[], Awaitable[T]]) -> T:
@@ -414,7 +444,7 @@ class EventConsumer:
                 await asyncio.sleep(delay)
                 delay = min(max(delay * 2, 0.05), self.max_backoff)
 
-    def _inbox_values(self, record: ConsumerRecord[bytes, bytes], event: Envelope) -> dict[str, object]:
+    def _parked_values(self, record: ConsumerRecord[bytes, bytes], event: Envelope) -> dict[str, object]:
         return {
             "consumer": self.group_id,
             "event_id": event.id,
@@ -422,10 +452,9 @@ class EventConsumer:
             "topic": record.topic,
             "partition": record.partition,
             "offset": record.offset,
+            "subject": event.subject,
+            "value": record.value or b"",
         }
-
-    def _parked_values(self, record: ConsumerRecord[bytes, bytes], event: Envelope) -> dict[str, object]:
-        return self._inbox_values(record, event) | {"subject": event.subject, "value": record.value or b""}
 
     def _log_handler_failure(self, event: Envelope, attempt: int, exc: BaseException) -> None:
         log.warning(

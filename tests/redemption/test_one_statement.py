@@ -4,54 +4,19 @@ engine sends them, on real PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
-
-from sqlalchemy import event
-
 from services.redemption import events as redemption_events
 from tests.redemption.conftest import CUSTOMER, RIDER, RedemptionHarness
-
-
-@contextmanager
-def statements(r: RedemptionHarness) -> Iterator[list[str]]:
-    """The statements the service sends while the block runs: through SQLAlchemy, and straight on the asyncpg
-    connection under it (transaction control included)."""
-    sent: list[str] = []
-    engine = r.sessionmaker.kw["bind"].sync_engine
-
-    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        sent.append(statement)
-
-    def record_raw(query: Any) -> None:
-        sent.append(query.query)
-
-    def watch(dbapi_connection: Any, *args: Any) -> None:
-        dbapi_connection.driver_connection.add_query_logger(record_raw)
-
-    def unwatch(dbapi_connection: Any, *args: Any) -> None:
-        dbapi_connection.driver_connection.remove_query_logger(record_raw)
-
-    event.listen(engine, "before_cursor_execute", record)
-    event.listen(engine, "checkout", watch)
-    event.listen(engine, "checkin", unwatch)
-    try:
-        yield sent
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
-        event.remove(engine, "checkout", watch)
-        event.remove(engine, "checkin", unwatch)
+from tests.support import statements
 
 
 async def test_a_redemption_is_one_statement_and_a_qr_redemption_two(redemption: RedemptionHarness) -> None:
     r = redemption
     voucher = await r.voucher(uses=5)
-    with statements(r) as sent:
+    with statements(r.sessionmaker) as sent:
         first = await r.redeem(code=voucher["code"], device_id="pos-1")
     assert first.status_code == 201, first.text
     assert [statement.split("(")[0] for statement in sent] == ["SELECT redeem_code"]
-    with statements(r) as sent:
+    with statements(r.sessionmaker) as sent:
         by_qr = await r.redeem(qr_token=voucher["qr_token"], count=2)
     assert (by_qr.status_code, by_qr.json()["uses_left"]) == (201, 2)
     assert len(sent) == 2

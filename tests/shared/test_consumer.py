@@ -11,21 +11,22 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import orjson
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, ConsumerRecord
+from prometheus_client import REGISTRY
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from deploy import cli
 from deploy.local.broker import create_topics
 from shared.db import create_engine, create_sessionmaker
-from shared.events.consumer import EventConsumer
+from shared.events.consumer import REPLAYED_HEADER, EventConsumer
 from shared.events.contracts import EventView, handles
 from shared.events.dlq import replay_dlq
 from shared.events.envelope import Envelope, new_event
 from shared.events.outbox import add_event
 from shared.events.topics import dlq_topic
 from tests.shared.tcp_proxy import TcpProxy
-from tests.support import count, eventually, read_topic
+from tests.support import count, eventually, read_topic, statements
 
 
 @pytest.fixture
@@ -443,3 +444,173 @@ async def test_an_event_its_handler_asks_the_database_about_is_skipped_when_it_f
     finally:
         await consumer.stop()
     assert await _times(sessionmaker, "order-10") == 1
+
+
+OUTCOMES = ("handled", "duplicate", "parked", "released", "unparked", "dead_lettered", "ignored")
+
+
+def _record(
+    topic: str, offset: int, value: bytes, key: bytes, headers: list[tuple[str, bytes]]
+) -> ConsumerRecord[bytes, bytes]:
+    return ConsumerRecord(
+        topic=topic, partition=0, offset=offset, timestamp=0, timestamp_type=0, key=key, value=value, checksum=None,
+        serialized_key_size=0, serialized_value_size=0, headers=headers,
+    )  # fmt: skip
+
+
+def _published(topic: str, offset: int, event: Envelope, *extra: tuple[str, bytes]) -> ConsumerRecord[bytes, bytes]:
+    """A record as the relay sends the event: its type and id in headers."""
+    headers = [("type", event.type.encode()), ("event_id", str(event.id).encode()), *extra]
+    return _record(topic, offset, event.to_bytes(), event.subject.encode(), headers)
+
+
+async def _outcome(consumer: EventConsumer, record: ConsumerRecord[bytes, bytes]) -> list[str]:
+    """What the consumer made of the record, as its `songda_consumer_events_total` counters tell."""
+
+    def counts() -> dict[str, float]:
+        labels = {"service": consumer.service, "topic": record.topic}
+        return {o: REGISTRY.get_sample_value(_HANDLED, labels | {"outcome": o}) or 0.0 for o in OUTCOMES}
+
+    before = counts()
+    await consumer.handle_record(record)
+    after = counts()
+    return [outcome for outcome in OUTCOMES if after[outcome] > before[outcome]]
+
+
+_HANDLED = "songda_consumer_events_total"
+
+
+async def test_a_record_of_a_type_without_handler_is_passed_over_on_its_header_undecoded(
+    ledger: None,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    bootstrap: str,
+    topic: str,
+    producer: AIOKafkaProducer,
+) -> None:
+    """The relay's `type` header decides before the value is read: an unhandled type is ignored even when its value
+    is not an envelope at all; a record without the header, or naming a handled type, takes the full path (an
+    undecodable one is dead-lettered)."""
+    dlq = dlq_topic(topic)
+    await create_topics(bootstrap, [topic, dlq])
+    consumer = _consumer(sessionmaker, bootstrap, topic, producer, group=f"g-{uuid.uuid4().hex}")
+    try:
+        unhandled = [("type", b"order.cancelled.v1"), ("event_id", uuid.uuid4().hex.encode())]
+        assert await _outcome(consumer, _record(topic, 1, b"{not json", b"unhandled", unhandled)) == ["ignored"]
+        assert await _outcome(consumer, _record(topic, 2, b"{not json", b"headless", [])) == ["dead_lettered"]
+        handled = [("type", b"order.paid.v1"), ("event_id", uuid.uuid4().hex.encode())]
+        assert await _outcome(consumer, _record(topic, 3, b"{not json", b"handled-type", handled)) == ["dead_lettered"]
+        paid = _paid("order-11")
+        assert await _outcome(consumer, _published(topic, 4, paid)) == ["handled"]
+        headless = _record(topic, 5, _paid("order-12").to_bytes(), b"order-12", [])
+        assert await _outcome(consumer, headless) == ["handled"]
+    finally:
+        await consumer.stop()
+    dead = await read_topic(bootstrap, dlq, expected=2)
+    assert sorted(record.key for record in dead) == [b"handled-type", b"headless"]
+    assert (await _times(sessionmaker, "order-11"), await _times(sessionmaker, "order-12")) == (1, 1)
+    assert await count(sessionmaker, "SELECT count(*) FROM inbox") == 2
+
+
+async def test_every_outcome_of_an_event_under_its_subjects_lock(
+    journal: None,
+    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    bootstrap: str,
+    topic: str,
+    producer: AIOKafkaProducer,
+) -> None:
+    """Handled, duplicate (of a handled event, of a parked one, of a dead letter), dead-lettered, parked behind it,
+    released by its replayed copy, then unparked in order: each from the one claim statement's reading."""
+    dlq = dlq_topic(topic)
+    await create_topics(bootstrap, [topic, dlq])
+    consumer = _journal_consumer(sessionmaker, bootstrap, topic, producer)
+    first, poisoned, behind = _moved("order-1", 0), _moved("order-2", 0), _moved("order-2", 1)
+    async with engine.begin() as conn:
+        await conn.execute(text("INSERT INTO poison VALUES (:id)"), {"id": poisoned.id})
+    try:
+        assert await _outcome(consumer, _published(topic, 10, first)) == ["handled"]
+        assert await _outcome(consumer, _published(topic, 11, first)) == ["duplicate"]
+        inbox = 'SELECT consumer, type, topic, partition, "offset" FROM inbox WHERE event_id = :id'
+        async with sessionmaker() as session:
+            row = (await session.execute(text(inbox), {"id": first.id})).one()
+        assert tuple(row) == (consumer.group_id, "order.moved.v1", topic, 0, 10)  # the first copy's
+
+        assert await _outcome(consumer, _published(topic, 12, poisoned)) == ["dead_lettered"]
+        assert await _outcome(consumer, _published(topic, 13, behind)) == ["parked"]
+        assert await _outcome(consumer, _published(topic, 14, behind)) == ["duplicate"]  # already parked
+        assert await _outcome(consumer, _published(topic, 15, poisoned)) == ["duplicate"]  # held: not replayed
+        assert await _applied(sessionmaker) == {"order-1": [0]}
+        parked = 'SELECT event_id, held, "offset" FROM parked_event ORDER BY id'
+        async with sessionmaker() as session:
+            rows = [tuple(r) for r in (await session.execute(text(parked))).all()]
+        assert rows == [(poisoned.id, True, 12), (behind.id, False, 13)]
+
+        async with engine.begin() as conn:
+            await conn.execute(text("DELETE FROM poison"))
+        replayed = _published(topic, 16, poisoned, (REPLAYED_HEADER, b"x"))
+        assert await _outcome(consumer, replayed) == ["released"]
+        assert await _applied(sessionmaker) == {"order-1": [0]}  # released, applied by the next look
+        await consumer.apply_released()
+        assert await _applied(sessionmaker) == {"order-1": [0], "order-2": [0, 1]}
+        assert await count(sessionmaker, "SELECT count(*) FROM parked_event") == 0
+        assert await _outcome(consumer, replayed) == ["duplicate"]  # handled now
+        assert await _outcome(consumer, _published(topic, 17, _moved("order-2", 2))) == ["handled"]
+    finally:
+        await consumer.stop()
+    assert await _applied(sessionmaker) == {"order-1": [0], "order-2": [0, 1, 2]}
+    assert await count(sessionmaker, "SELECT count(*) FROM inbox") == 4
+    assert len(await read_topic(bootstrap, dlq, expected=1)) == 1
+
+
+async def test_a_handled_event_is_four_statements_of_the_consumers_own_around_its_handlers(
+    journal: None,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    bootstrap: str,
+    topic: str,
+    producer: AIOKafkaProducer,
+) -> None:
+    consumer = _journal_consumer(sessionmaker, bootstrap, topic, producer)
+    try:
+        with statements(sessionmaker) as sent:
+            await consumer.handle_record(_published(topic, 1, _moved("order-1", 0)))
+    finally:
+        await consumer.stop()
+    # Sorted: the driver logs its statements once they are done, SQLAlchemy its own before they start.
+    assert sorted(" ".join(statement.split()[:2]) for statement in sent) == [
+        "BEGIN;",
+        "COMMIT;",
+        "INSERT INTO",  # the handler's two: the effect ...
+        "SELECT count(*)",  # ... and its poison check
+        "SELECT pg_advisory_xact_lock($1)",
+        "WITH parked",
+    ]
+    assert await _applied(sessionmaker) == {"order-1": [0]}
+
+
+async def test_two_members_given_the_same_event_at_once_apply_it_once(
+    journal: None,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    bootstrap: str,
+    topic: str,
+    producer: AIOKafkaProducer,
+) -> None:
+    """The second waits on the subject's lock while the first handles the event, then finds it handled."""
+
+    async def slowly(session: AsyncSession, event: Envelope) -> None:
+        await session.execute(text("SELECT pg_sleep(0.2)"))
+        await on_moved(session, event)
+
+    members = [_journal_consumer(sessionmaker, bootstrap, topic, producer) for _ in range(2)]
+    for n, member in enumerate(members):
+        member.group_id = members[0].group_id
+        member.service = f"member-{n}"  # its own outcome counters
+        member.handlers = {"order.moved.v1": slowly}
+    event = _moved("order-1", 0)
+    try:
+        outcomes = await asyncio.gather(*(_outcome(m, _published(topic, 1, event)) for m in members))
+    finally:
+        for member in members:
+            await member.stop()
+    assert sorted(outcomes) == [["duplicate"], ["handled"]]
+    assert await _applied(sessionmaker) == {"order-1": [0]}
+    assert await count(sessionmaker, "SELECT count(*) FROM inbox") == 1

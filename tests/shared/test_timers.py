@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from shared.clock import FrozenClock
 from shared.db import create_engine, create_sessionmaker
 from shared.events.models import Timer
-from shared.timers import TimerWorker, cancel_timer, schedule_timer
+from shared.timers import TimerWorker, arm_timer, cancel_timer, schedule_timer
 from tests.support import eventually
 
 START = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -79,6 +79,42 @@ async def test_rescheduling_moves_an_unfired_timer(
     clock.advance(timedelta(minutes=20))
     assert await worker.fire_due() == 1
     assert await _fired(sessionmaker) == ["o-1"]
+
+
+async def test_scheduling_again_moves_only_an_armed_timer_and_arming_never_moves_one(
+    fired_table: None, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    """A rescheduled timer takes the new `due_at` and payload; a fired or cancelled one keeps its own (it is not armed
+    again); `arm_timer` keeps whatever was scheduled first."""
+    clock = FrozenClock(START)
+    async with sessionmaker() as session, session.begin():
+        await schedule_timer(session, kind="order.unpaid", key="fired", due_at=START, payload={"n": 1})
+        await schedule_timer(session, kind="order.unpaid", key="cancelled", due_at=START + timedelta(hours=1))
+        await cancel_timer(session, kind="order.unpaid", key="cancelled", now=START)
+    assert await _worker(sessionmaker, clock).fire_due() == 1
+    later = START + timedelta(hours=2)
+    async with sessionmaker() as session, session.begin():
+        for key in ("fired", "cancelled"):
+            await schedule_timer(session, kind="order.unpaid", key=key, due_at=later, payload={"n": 2})
+        await schedule_timer(session, kind="order.unpaid", key="moved", due_at=START, payload={"n": 1})
+        await schedule_timer(session, kind="order.unpaid", key="moved", due_at=later, payload={"n": 2, "why": "x"})
+        await arm_timer(session, kind="order.prune", key="all", due_at=START)
+        await arm_timer(session, kind="order.prune", key="all", due_at=later)
+    async with sessionmaker() as session:
+        rows = (
+            await session.execute(
+                text(
+                    "SELECT key, due_at, payload, fired_at IS NOT NULL, cancelled_at IS NOT NULL FROM timer"
+                    " ORDER BY key"
+                )
+            )
+        ).all()
+    assert [tuple(row) for row in rows] == [
+        ("all", START, {}, False, False),
+        ("cancelled", START + timedelta(hours=1), {}, False, True),
+        ("fired", START, {"n": 1}, True, False),
+        ("moved", later, {"n": 2, "why": "x"}, False, False),
+    ]
 
 
 async def test_two_workers_racing_fire_each_timer_once(
