@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.dispatch import callbacks
 from services.dispatch.carriers.base import Credentials
+from services.dispatch.carriers.client import CallsDeferred, calls_allowed
 from services.dispatch.models import CarrierAccount, CarrierCallback, Delivery, Offer
 from services.dispatch.service import Dispatcher
 from shared.db import work_in_rounds
@@ -59,11 +60,18 @@ class CallbackQueue:
         batch is applied without a savepoint per callback (each one was two statements, under names that change
         every time, so prepared anew, and they pushed the round's other statements out of the driver's statement
         cache); when one fails, the whole round is undone and taken again, each callback in a savepoint of its own,
-        so the failure is recorded and the others' effects kept."""
+        so the failure is recorded and the others' effects kept. A round without savepoints calls no carrier (a call
+        cannot be undone with the round: a replacement order placed twice): a callback that needs one (a status
+        query, the next carrier after one gave up) stops it before the call, and the round is taken again."""
+        allowed = calls_allowed.set(False)
         try:
             return await self._round(isolated=False)
+        except CallsDeferred:
+            pass
         except Exception as error:
             log.info("a callback failed in a round: taken again, each in a savepoint", extra={"error": repr(error)})
+        finally:
+            calls_allowed.reset(allowed)
         return await self._round(isolated=True)
 
     async def _round(self, *, isolated: bool) -> int:

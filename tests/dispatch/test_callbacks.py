@@ -24,7 +24,8 @@ from wechatpy.crypto import WeChatCrypto
 
 from services.dispatch.callback_queue import CallbackQueue
 from services.dispatch.carriers import WIRES, wechat
-from services.dispatch.carriers.base import Credentials, Message
+from services.dispatch.carriers.base import Credentials, Message, Op
+from services.dispatch.carriers.client import CarrierClient
 from tests.dispatch.conftest import MERCHANT, OPS, OTHER_MERCHANT, WECHAT_APPID, DispatchHarness
 
 SECRET_SCHEMES = [name for name in WIRES if name != "dada"]
@@ -219,6 +220,43 @@ async def test_a_callback_failing_in_a_round_is_recorded_and_the_others_effects_
     assert await dispatch.sql("SELECT outcome, attempts FROM carrier_callback WHERE outcome <> 'applied'") == [
         ("failed", 2)
     ]
+
+
+async def test_a_round_taken_again_calls_no_carrier_twice(
+    dispatch: DispatchHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A round without savepoints is undone when one of its callbacks fails, and taken again: a carrier call made in
+    it would be made again (a status query; the next carrier's order after one gave up, placed twice). So such a
+    round calls no carrier: a callback that needs a call stops it before the call, and the carrier is called once."""
+    await dispatch.bind("dada")
+    order_id, offer = await _live_offer(dispatch)
+    sent: list[str] = []
+    call = CarrierClient.call
+
+    async def counted(self: CarrierClient, carrier: str, creds: Credentials, op: Op, canon: Any) -> dict[str, Any]:
+        answer = await call(self, carrier, creds, op, canon)
+        sent.append(f"{carrier} {op}")  # only once it was sent: a refused call raised before
+        return answer
+
+    monkeypatch.setattr(CarrierClient, "call", counted)
+    now = datetime.now(UTC)
+    body = {"client_id": offer["waybill_id"], "order_id": offer["shop_order_id"], "order_status": 2,
+            "update_time": int(now.timestamp()), "cancel_reason": "", "cancel_from": 0}  # fmt: skip
+    body["signature"] = hashlib.md5(
+        "".join(sorted([str(body["client_id"]), str(body["order_id"]), str(body["update_time"])])).encode()
+    ).hexdigest()
+    assert (await _post(dispatch, "dada", Message(body=json.dumps(body).encode()))).status_code == 200
+    # After it in the same round, one that raises (kept, yet unreadable: read as another carrier's body).
+    await dispatch.sql(
+        "INSERT INTO carrier_callback (id, carrier, query, headers, body, body_sha256, body_size, received_at,"
+        " outcome, delivery_id, offer_id, attempts) SELECT gen_random_uuid(), 'sf', query, headers, 'not json',"
+        " body_sha256, body_size, received_at, 'pending', delivery_id, offer_id, 0 FROM carrier_callback"
+    )
+    assert await dispatch.apply_callbacks() == 2
+    assert sent == ["dada query"]
+    outcomes = await dispatch.sql("SELECT carrier, outcome FROM carrier_callback ORDER BY seq")
+    assert outcomes == [("dada", "duplicate"), ("sf", "failed")]  # the query's answer: still as it was
+    assert (await dispatch.delivery(order_id))["status"] == "created"
 
 
 @pytest.mark.parametrize("carrier", ["dada", "wechat_legacy"])

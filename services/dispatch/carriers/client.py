@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import Any
 
 import httpx
@@ -15,6 +16,15 @@ from services.dispatch.carriers import WIRES
 from services.dispatch.carriers.base import CarrierError, Credentials, Message, Op
 from services.dispatch.carriers.wechat import TOKEN_EXPIRED
 from shared.clock import Clock
+
+# False while work runs that may be undone and taken again (the callback worker's rounds without savepoints): a call
+# to a carrier cannot be undone with it (an order placed twice, a rider sent for twice), so it is refused before it
+# is made, and the work is taken again where each call's effect is kept (services/dispatch/callback_queue.py).
+calls_allowed: ContextVar[bool] = ContextVar("carrier_calls_allowed", default=True)
+
+
+class CallsDeferred(Exception):
+    """A carrier call asked for where calls are not allowed (`calls_allowed`); nothing was sent."""
 
 
 class CarrierClient:
@@ -38,6 +48,8 @@ class CarrierClient:
     async def call(self, carrier: str, creds: Credentials, op: Op, canon: Mapping[str, Any]) -> dict[str, Any]:
         """The carrier's answer in canonical keys; raises `CarrierError` for a refusal, `httpx.HTTPError` when the
         carrier cannot be reached."""
+        if not calls_allowed.get():
+            raise CallsDeferred(f"{carrier} {op.value}: not called in work that may be taken again")
         wire = WIRES[carrier]
         for attempt in (1, 2):
             token = await self._access_token(carrier) if wire.uses_access_token else ""
