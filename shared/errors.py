@@ -194,11 +194,19 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+# A value refused as data: by the server (SQLSTATE class 22) or by the driver before sending (its own DataError, a
+# ValueError, which asyncpg does not export under another name).
+_DATA_ERRORS = (asyncpg.DataError, asyncpg.exceptions._base.DataError)
+
+
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, DBAPIError)
+    """A statement's error, through SQLAlchemy (`DBAPIError`) or straight from the driver (the hot paths that run on
+    asyncpg itself)."""
     if not _is_data_error(exc):
         return await _unhandled(request, exc)
-    log.warning("input refused by the database", extra={"error": str(exc.orig), "path": request.url.path})
+    log.warning(
+        "input refused by the database", extra={"error": str(getattr(exc, "orig", exc)), "path": request.url.path}
+    )
     return render(request, ValueNotStorable())
 
 
@@ -207,7 +215,7 @@ def _is_data_error(exc: BaseException) -> bool:
     seen: BaseException | None = exc
     visited: set[int] = set()
     while seen is not None and id(seen) not in visited:
-        if isinstance(seen, asyncpg.DataError):
+        if isinstance(seen, _DATA_ERRORS):
             return True
         visited.add(id(seen))
         seen = seen.__cause__ or getattr(seen, "orig", None)
@@ -248,4 +256,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(DBAPIError, _database_error)
+    for data_error in _DATA_ERRORS:
+        app.add_exception_handler(data_error, _database_error)
     app.add_exception_handler(Exception, _unhandled)

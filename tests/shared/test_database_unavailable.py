@@ -68,3 +68,28 @@ async def test_a_pooled_connection_the_server_closed_is_replaced_at_checkout(eng
         await eventually(gone)
         async with engine.connect() as replaced:  # the only one pooled: the closed one, replaced
             assert await replaced.scalar(text("SELECT pg_backend_pid()")) != doomed
+
+
+async def test_a_value_refused_on_a_driver_statement_is_a_422(engine: AsyncEngine) -> None:
+    """Hot paths run statements on asyncpg itself, whose errors SQLAlchemy never wraps: a value the server refuses
+    as data (a NUL in jsonb) or the driver refuses before sending (past an int4) is the caller's 422 there too."""
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.post("/keep/{how}")
+    async def keep(how: str) -> dict[str, str]:
+        async with engine.connect() as connection:
+            driver = (await connection.get_raw_connection()).driver_connection
+            assert driver is not None
+            if how == "server":
+                await driver.fetchval("SELECT $1::text::jsonb", '"\\u0000"')
+            else:
+                await driver.fetchval("SELECT $1::int4", 2**40)
+        return {"never": "reached"}
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
+        for how in ("server", "driver"):
+            answer = await client.post(f"/keep/{how}")
+            assert answer.status_code == 422, answer.text
+            assert answer.json()["type"] == "/problems/value-not-storable"
