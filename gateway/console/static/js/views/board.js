@@ -91,20 +91,30 @@ export function mount(root, ctx) {
     render();
   };
 
-  // Cards are kept while their order is unchanged, so a re-render (another order's news) leaves a half-filled
-  // reason form where it is.
-  const built = new Map(); // order id -> { order, element }
+  // Cards are kept while their order is unchanged (the same answer, or one read again with nothing new: the stream's
+  // first entries are often what the opening read already saw), so a re-render leaves a half-filled reason form where
+  // it is; a card built again for a changed order opens the form again, with what was typed, if the order still
+  // offers that action.
+  const built = new Map(); // order id -> { order, element, shape }
   const cardOf = (order) => {
     const kept = built.get(order.id);
-    if (kept && kept.order === order) {
+    const shape = JSON.stringify(order);
+    if (kept && (kept.order === order || kept.shape === shape)) {
+      kept.order = order;
       kept.element.classList.toggle("fresh", fresh.has(order.id));
       return kept.element;
     }
-    const element = card(order);
-    built.set(order.id, { order, element });
+    const open = kept?.element.querySelector("form[data-form]");
+    const reopen = open && {
+      name: open.dataset.form,
+      value: open.querySelector("input").value,
+      focused: open.contains(document.activeElement),
+    };
+    const element = card(order, reopen);
+    built.set(order.id, { order, element, shape });
     return element;
   };
-  const card = (order) => {
+  const card = (order, reopen) => {
     const deadline = deadlineOf(order);
     const rider = order.delivery?.rider?.name;
     const element = h(
@@ -145,7 +155,7 @@ export function mount(root, ctx) {
       h(
         "footer",
         { class: "row" },
-        orderActions(order, ctx, changed),
+        orderActions(order, ctx, changed, reopen),
         h("a", { class: "details", href: `#/orders/${encodeURIComponent(order.id)}` }, "详情 Details"),
       ),
     );

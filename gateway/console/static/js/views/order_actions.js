@@ -12,8 +12,9 @@ const PRINTABLE = new Set(["paid", "accepted", "ready", "ready_for_pickup", "dis
 const REJECT_REASONS = ["商品售罄 Sold out", "店铺太忙 Too busy", "暂停营业 Closing", "地址太远 Too far"];
 const CANCEL_REASONS = ["商品售罄 Sold out", "无法出餐 Can't prepare", "顾客要求 Customer asked"];
 
-// ctx: { api, toast, store }; onChanged(order) after a successful action.
-export function orderActions(order, { api, toast, store }, onChanged) {
+// ctx: { api, toast, store }; onChanged(order) after a successful action. reopen: { name, value, focused }, a reason
+// form that was open on the card this one replaces: opened again, as it was, if this order still offers it.
+export function orderActions(order, { api, toast, store }, onChanged, reopen = null) {
   const bar = h("div", { class: "actions" });
   const act = async (button, path, body) => {
     button.disabled = true;
@@ -26,14 +27,22 @@ export function orderActions(order, { api, toast, store }, onChanged) {
   };
   const button = (label, name, kind, onclick) =>
     h("button", { type: "button", class: kind, "data-action": name, onclick: (e) => onclick(e.currentTarget) }, label);
-  const ask = (name, title, reasons, path) => () => {
-    bar.replaceChildren(
-      reasonForm(name, title, reasons, {
-        submit: (reason, submitButton) => act(submitButton, path, { reason }),
-        back: () => bar.replaceChildren(...buttons()),
-      }),
-    );
-    bar.querySelector("input").focus();
+  const asks = new Map(); // action name -> (typed, focus) => opens its reason form
+  const ask = (name, title, reasons, path) => {
+    const opener = (typed = "", focus = true) => {
+      bar.replaceChildren(
+        reasonForm(name, title, reasons, {
+          submit: (reason, submitButton) => act(submitButton, path, { reason }),
+          back: () => bar.replaceChildren(...buttons()),
+        }),
+      );
+      const input = bar.querySelector("input");
+      input.value = typed;
+      // Reopened while the board is rebuilt, the bar is attached only once the render is done.
+      if (focus) queueMicrotask(() => input.focus());
+    };
+    asks.set(name, opener);
+    return () => opener();
   };
   const buttons = () => {
     const list = [];
@@ -51,6 +60,7 @@ export function orderActions(order, { api, toast, store }, onChanged) {
     return list;
   };
   bar.append(...buttons());
+  if (reopen && asks.has(reopen.name)) asks.get(reopen.name)(reopen.value, reopen.focused);
   return bar;
 }
 
