@@ -222,6 +222,11 @@ def _is_data_error(exc: BaseException) -> bool:
     return False
 
 
+# A connection gone or refused, as the driver or the socket says it.
+_LOST = (asyncpg.PostgresConnectionError, asyncpg.AdminShutdownError, asyncpg.CannotConnectNowError,
+         asyncpg.ConnectionDoesNotExistError, ConnectionError)  # fmt: skip
+
+
 def _is_connection_lost(exc: BaseException) -> bool:
     """Whether the statement failed because the connection went away or could not be made (class 08, an admin
     shutdown or a server still starting, class 57P, a refused socket: the pool re-raises that one unwrapped) rather
@@ -230,10 +235,8 @@ def _is_connection_lost(exc: BaseException) -> bool:
         return True
     seen: BaseException | None = exc
     visited: set[int] = set()
-    lost = (asyncpg.PostgresConnectionError, asyncpg.AdminShutdownError, asyncpg.CannotConnectNowError,
-            asyncpg.ConnectionDoesNotExistError, ConnectionError)  # fmt: skip
     while seen is not None and id(seen) not in visited:
-        if isinstance(seen, lost):
+        if isinstance(seen, _LOST):
             return True
         visited.add(id(seen))
         seen = seen.__cause__ or getattr(seen, "orig", None)
@@ -256,6 +259,11 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(DBAPIError, _database_error)
+    # Raised unwrapped (the pool re-raises a refused socket as is; the hot paths' statements on the driver raise
+    # asyncpg's own): answered here, not by the catch-all below, which Starlette raises again to the server once it
+    # has answered, so every request of a database restart logged a traceback at error.
+    for lost in _LOST:
+        app.add_exception_handler(lost, _unhandled)
     for data_error in _DATA_ERRORS:
         app.add_exception_handler(data_error, _database_error)
     app.add_exception_handler(Exception, _unhandled)

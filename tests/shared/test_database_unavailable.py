@@ -30,7 +30,8 @@ def _app(engine: AsyncEngine) -> FastAPI:
 
 
 async def _post_cut(engine: AsyncEngine) -> httpx.Response:
-    transport = httpx.ASGITransport(app=_app(engine), raise_app_exceptions=False)
+    # An exception the app let out (to be logged by the server with its traceback) would be raised here.
+    transport = httpx.ASGITransport(app=_app(engine))
     async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
         return await client.post("/cut")
 
