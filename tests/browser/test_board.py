@@ -128,6 +128,25 @@ async def test_an_order_is_rejected_with_a_reason(page: Page, platform: Platform
     assert rejected["cancel_reason"] == "今天太忙 Too busy today"
 
 
+async def test_a_half_filled_reason_stays_while_its_order_changes(page: Page, platform: Platform, walk: Walk) -> None:
+    """The card of an order that changes (its delivery cancelled, here) is built again: the cancel form staff had
+    opened on it is opened again, with what they typed, since the order can still be cancelled."""
+    order = await _place_and_pay_noting(walk, "sim:slow_accept")  # no rider for ten minutes: nothing else moves
+    await _merchant(walk, "POST", f"/v1/orders/{order['id']}/accept")
+    await _merchant(walk, "POST", f"/v1/orders/{order['id']}/ready")
+    await _open_board(page, platform)
+    card = page.locator(f"article[data-order='{order['id']}']")
+    await expect(card.locator(".facts")).to_contain_text("配送 created", timeout=LIVE_MS)
+    await card.locator("button[data-action=cancel]").click()
+    await card.locator("form[data-form=cancel] input[name=reason]").fill("顾客改约 Customer rescheduled")
+    delivery = (await _merchant(walk, "GET", f"/v1/deliveries?order_id={order['id']}"))["items"][0]
+    await _merchant(walk, "POST", f"/v1/deliveries/{delivery['id']}/cancel", json={"reason": "换一家 another carrier"})
+    await expect(card.locator(".facts")).to_contain_text("配送 cancelled", timeout=LIVE_MS)  # built again
+    reason = card.locator("form[data-form=cancel] input[name=reason]")
+    await expect(reason).to_have_value("顾客改约 Customer rescheduled")
+    await expect(reason).to_be_focused()
+
+
 async def test_store_scoped_staff_see_no_other_stores_orders(page: Page, platform: Platform, walk: Walk) -> None:
     order = await _place_and_pay(walk)
     suffix = secrets.token_hex(3)

@@ -96,6 +96,7 @@ export function mount(root, ctx) {
   // it is; a card built again for a changed order opens the form again, with what was typed, if the order still
   // offers that action.
   const built = new Map(); // order id -> { order, element, shape }
+  let focusedBefore = null; // what had the focus before the render took the cards out (which blurs it)
   const cardOf = (order) => {
     const kept = built.get(order.id);
     const shape = JSON.stringify(order);
@@ -108,7 +109,7 @@ export function mount(root, ctx) {
     const reopen = open && {
       name: open.dataset.form,
       value: open.querySelector("input").value,
-      focused: open.contains(document.activeElement),
+      focused: open.contains(focusedBefore),
     };
     const element = card(order, reopen);
     built.set(order.id, { order, element, shape });
@@ -170,6 +171,7 @@ export function mount(root, ctx) {
       const key = columnOf(order, now);
       if (key) byColumn[key].push(order);
     }
+    focusedBefore = document.activeElement;
     clear(columns);
     for (const column of COLUMNS) {
       // New orders oldest first (the closest deadline on top); the rest newest first.
@@ -185,6 +187,8 @@ export function mount(root, ctx) {
         ),
       );
     }
+    // A kept card was taken out and put back, which blurs what staff were typing in: give it the focus back.
+    if (focusedBefore?.isConnected && focusedBefore !== document.activeElement) focusedBefore.focus();
   };
 
   // --- the opening read, then the stream ---------------------------------------------------------------------
