@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -25,6 +26,7 @@ CARRIER = "sf"
 DRAIN_SECONDS = 120
 # Callbacks signed before the run, per second of it: wrk sends them in turn, and again from the first if it runs out.
 PER_SECOND_PREPARED = 2_000
+PACED_RATE = 500  # issue 12's goal for callbacks accepted and applied, per second
 
 CALLBACK_TABLE = """
 CREATE TABLE carrier_callback (
@@ -85,30 +87,31 @@ async def _credentials(bench: Bench) -> Any:
     return credentials("songda-carrier-simulator", CARRIER, app_key)
 
 
-async def _outcomes(bench: Bench, since: datetime) -> tuple[dict[str, int], float]:
-    """Outcome counts of the callbacks received since `since`, and the seconds from the first received to the
-    last processed."""
+async def _outcomes(bench: Bench, since: datetime, ended: datetime) -> tuple[dict[str, int], float, float]:
+    """Outcome counts of the callbacks received since `since`, the seconds from the first received to the last
+    processed, and how long after the load `ended` the last was processed (the backlog it left)."""
     connection = await bench.connect("dispatch")
     try:
         rows = await connection.fetch(
             "SELECT outcome, count(*) AS n FROM carrier_callback WHERE received_at >= $1 GROUP BY outcome", since
         )
-        span = await connection.fetchval(
-            "SELECT extract(epoch FROM max(processed_at) - min(received_at)) FROM carrier_callback"
+        span, last = await connection.fetchrow(
+            "SELECT extract(epoch FROM max(processed_at) - min(received_at)), max(processed_at) FROM carrier_callback"
             " WHERE received_at >= $1",
             since,
         )
     finally:
         await connection.close()
-    return {row["outcome"]: row["n"] for row in rows}, float(span or 0.0)
+    lag = max((last - ended).total_seconds(), 0.0) if last else 0.0
+    return {row["outcome"]: row["n"] for row in rows}, float(span or 0.0), lag
 
 
-def _requests(offer: dict[str, Any], creds: Any, count: int) -> list[Prepared]:
+def _requests(offer: dict[str, Any], creds: Any, count: int, before: int = 0) -> list[Prepared]:
     """`count` signed callbacks about the offer, each with an action time of its own (a second apart, the last a
-    minute ago), so that each is a report to apply, not a copy of one. SF's action time is the push time the
-    callback is sealed at."""
+    minute and `before` seconds ago), so that each is a report to apply, not a copy of one. SF's action time is the
+    push time the callback is sealed at."""
     wire = WIRES[CARRIER]
-    last = int(datetime.now(UTC).timestamp()) - 60
+    last = int(datetime.now(UTC).timestamp()) - 60 - before
     prepared = []
     for n in range(count):
         fields = {
@@ -122,19 +125,30 @@ def _requests(offer: dict[str, Any], creds: Any, count: int) -> list[Prepared]:
     return prepared
 
 
-def measure_callbacks(bench: Bench) -> dict[str, Any]:
+def measure_callbacks(bench: Bench) -> list[dict[str, Any]]:
+    """As fast as the answers come, then paced at about the goal's rate (`PACED_RATE`): whether the worker applies
+    them as fast as they are accepted there."""
     offer = asyncio.run(_live_offer(bench))
     creds = asyncio.run(_credentials(bench))
-    requests = write_requests(
-        bench.workdir / "callbacks.txt", _requests(offer, creds, PER_SECOND_PREPARED * bench.seconds)
-    )
+    count = PER_SECOND_PREPARED * bench.seconds
+    # The paced run's callbacks are sealed after the first run's, so that they are news too.
+    first = write_requests(bench.workdir / "callbacks.txt", _requests(offer, creds, count, before=count))
+    paced = write_requests(bench.workdir / "callbacks-paced.txt", _requests(offer, creds, count))
+    flat_out = _measure(bench, first)
+    # A connection sends again once answered and after its wait: with the first run's answer time, about PACED_RATE.
+    pace_ms = max(round(CONCURRENCY * 1000 / PACED_RATE - flat_out["songda"]["p50"] * 1000), 1)
+    return [flat_out, _measure(bench, paced, pace_ms=pace_ms)]
+
+
+def _measure(bench: Bench, requests: Path, pace_ms: int = 0) -> dict[str, Any]:
     since = datetime.now(UTC)
     usage: dict[str, float] = {}
     with bench.cpu(usage):
-        load = wrk(bench.url("gateway") + "/", {}, CONCURRENCY, bench.seconds, requests)
+        load = wrk(bench.url("gateway") + "/", {}, CONCURRENCY, bench.seconds, requests, pace_ms)
+        ended = datetime.now(UTC)
         deadline = time.monotonic() + DRAIN_SECONDS
         while True:
-            outcomes, span = asyncio.run(_outcomes(bench, since))
+            outcomes, span, lag = asyncio.run(_outcomes(bench, since, ended))
             if not outcomes.get("pending") or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
@@ -149,8 +163,9 @@ def measure_callbacks(bench: Bench) -> dict[str, Any]:
             bench.seconds,
             bench.workdir / "pgbench-callbacks",
         )
+    how = f"paced at ~{PACED_RATE}/s" if pace_ms else f"{CONCURRENCY} concurrent"
     return {
-        "measure": f"signed {CARRIER} callbacks through the gateway, {CONCURRENCY} concurrent",
+        "measure": f"signed {CARRIER} callbacks through the gateway, {how}",
         "songda": {
             "rate": load.rate_of(200),
             "p50": load.p50,
@@ -158,6 +173,7 @@ def measure_callbacks(bench: Bench) -> dict[str, Any]:
             "errors": load.requests - load.statuses.get(200, 0),
             "statuses": load.statuses,
             "applied_rate": processed / span if span else 0.0,
+            "applied_after_load_seconds": lag,
             "outcomes": outcomes,
             "still_pending": outcomes.get("pending", 0),
         },

@@ -3,6 +3,15 @@
 -- and each walks its own share in order. Answers are counted by status; `done` prints them on one line:
 -- "statuses 201:5230 409:2".
 -- Usage: wrk -t <n> -s replay.lua <url> -- <requests file> <n>
+-- With WRK_PACE_MS set, each connection waits that long before each request: an offered rate of about
+-- connections * 1000 / (WRK_PACE_MS + the answer's time) instead of as fast as the answers come.
+
+local pace_ms = tonumber(os.getenv("WRK_PACE_MS") or "0")
+if pace_ms > 0 then
+  function delay()
+    return pace_ms
+  end
+end
 
 local threads = {}
 local next_id = 0

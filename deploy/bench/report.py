@@ -42,7 +42,10 @@ def table(results: list[dict[str, Any]]) -> str:
         if songda["errors"] and "statuses" in songda:
             extra.append(f"answers {songda['statuses']}")
         if "applied_rate" in songda:
-            extra.append(f"applied {songda['applied_rate']:.1f}/s, outcomes {songda['outcomes']}")
+            extra.append(
+                f"applied {songda['applied_rate']:.1f}/s, the last {songda['applied_after_load_seconds']:.1f} s after"
+                f" the load, outcomes {songda['outcomes']}"
+            )
         if "cpu_seconds_per_lifecycle" in songda:
             extra.append(
                 f"{songda['completed']} completed in {songda['seconds']:.0f} s, "

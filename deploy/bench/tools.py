@@ -81,9 +81,17 @@ def write_requests(path: Path, requests: list[Prepared]) -> Path:
     return path
 
 
-def wrk(url: str, headers: dict[str, str], connections: int, seconds: int, requests: Path | None = None) -> WrkResult:
+def wrk(
+    url: str,
+    headers: dict[str, str],
+    connections: int,
+    seconds: int,
+    requests: Path | None = None,
+    pace_ms: int = 0,
+) -> WrkResult:
     """wrk against `url`: a GET of it, or the prepared `requests` (`write_requests`) replayed in turn, each thread
-    through its own share, with the answers counted by status."""
+    through its own share, with the answers counted by status; `pace_ms`, with `requests`: each connection waits
+    that long before each request (a paced load, not as fast as the answers come)."""
     args = ["wrk", "-t", str(THREADS), "-c", str(connections), "-d", f"{seconds}s", "--latency", "--timeout", "10s"]
     for name, value in headers.items():
         args += ["-H", f"{name}: {value}"]
@@ -91,7 +99,8 @@ def wrk(url: str, headers: dict[str, str], connections: int, seconds: int, reque
     if requests is not None:
         args[1:1] = ["-s", str(REPLAY_SCRIPT)]
         args += ["--", str(requests), str(THREADS)]
-    out = subprocess.run(args, check=True, capture_output=True, text=True, timeout=seconds + 30).stdout
+    environment = {**os.environ, "WRK_PACE_MS": str(pace_ms)}
+    out = subprocess.run(args, check=True, capture_output=True, text=True, timeout=seconds + 30, env=environment).stdout
     percentiles = dict(re.findall(r"^\s+(\d+)(?:\.\d+)?%\s+(\S+)\s*$", out, re.MULTILINE))
     if "50" not in percentiles or "99" not in percentiles:
         raise RuntimeError(f"wrk printed no latency distribution:\n{out}")
