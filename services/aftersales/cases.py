@@ -174,7 +174,9 @@ class Cases:
                 return Applied(existing, replayed=True)
         # The lock that serialises every application for this order.
         view = await session.scalar(select(OrderView).where(OrderView.order_id == command.order_id).with_for_update())
-        if view is None or view.customer_id != principal.sub:
+        # A view started from a delivery's news, the order's own events not heard yet (no status): the order is not
+        # known here yet, as when there is no view, rather than refused for facts the view does not have.
+        if view is None or view.customer_id != principal.sub or not view.status:
             raise OrderNotFound(f"No order {command.order_id}")
         case_type = CaseType(command.type.value)
         reason = self._reason(REASONS, command.reason_code, case_type)

@@ -26,6 +26,11 @@ async def test_a_delivery_heard_before_its_order_is_kept_and_the_order_fills_the
         ("o-21", "m-1", "s-1", "openid-alice", "", 0, None, True, False, 1),
     ]
 
+    # Until the order's events come, an application is answered as for an order not known here yet (which a client
+    # asks again), not refused as for an order not paid.
+    early_application = await h.apply("o-20", expect=404)
+    assert early_application.json()["type"] == "/problems/order-not-found"
+
     await h.order("o-20")
     await h.order("o-21")
     late = await h.sql("SELECT order_id, status, total_fen > 0, paid_at IS NOT NULL, received_at IS NOT NULL, "
@@ -33,3 +38,4 @@ async def test_a_delivery_heard_before_its_order_is_kept_and_the_order_fills_the
                        "(SELECT count(*) FROM order_view_line l WHERE l.order_id = v.order_id) "
                        "FROM order_view v ORDER BY order_id")  # fmt: skip
     assert late == [("o-20", "completed", True, True, True, 1, 2), ("o-21", "completed", True, True, True, 1, 2)]
+    await h.apply("o-20")
