@@ -108,20 +108,20 @@ async def carrier_callback(request: Request, carrier: str) -> Response:
         raise UnknownCarrier(f"No carrier {carrier!r}")
     dispatcher = app_dispatcher(request)
     body, complete = await bounded_body(request, dispatcher.settings.callback_max_body_bytes)
-    sessions: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
-    # Its own transaction, committed before the answer as the request's would be, without the dependency's machinery
-    # (a tenth of the intake's CPU); a kept callback is usually the session's one statement (see `callbacks.receive`).
-    async with sessions() as session, session.begin():
-        answer = await callbacks.receive(
-            session,
-            dispatcher,
-            request.app.state.known_offers,
-            carrier,
-            dict(request.query_params),
-            dict(request.headers),
-            body,
-            complete=complete,
+    query, headers, known = dict(request.query_params), dict(request.headers), request.app.state.known_offers
+    answer = None
+    if complete:
+        answer = await callbacks.receive_remembered(
+            request.app.state.engine, dispatcher, known, carrier, query, headers, body
         )
+    if answer is None:
+        sessions: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+        # Its own transaction, committed before the answer as the request's would be, without the dependency's
+        # machinery.
+        async with sessions() as session, session.begin():
+            answer = await callbacks.receive(
+                session, dispatcher, known, carrier, query, headers, body, complete=complete
+            )
     return Response(answer.body, status_code=answer.status, media_type="application/json")
 
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import AsyncExitStack
 
-from shared.db import HELD_CONNECTIONS, create_engine
+import asyncpg
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.db import HELD_CONNECTIONS, create_engine, pooled_driver
 
 
 async def test_connections_held_by_listeners_leave_the_working_ones_kept(db_url: str) -> None:
@@ -19,5 +24,53 @@ async def test_connections_held_by_listeners_leave_the_working_ones_kept(db_url:
             # Back in the pool, none closed: the next burst finds them open (no connect, no statements prepared anew).
             assert engine.pool.checkedin() == 2 * 3  # type: ignore[attr-defined]
             assert engine.pool.checkedout() == HELD_CONNECTIONS  # type: ignore[attr-defined]
+    finally:
+        await engine.dispose()
+
+
+class _Stopped(Exception):
+    """The block given up, with the connection it had."""
+
+    def __init__(self, connection: asyncpg.Connection) -> None:
+        super().__init__("stopped")
+        self.connection = connection
+
+
+async def _stop_in_a_transaction(engine: AsyncEngine) -> None:
+    async with pooled_driver(engine) as connection:
+        await connection.execute("BEGIN")
+        await connection.execute("CREATE TEMP TABLE half_done (n int)")
+        raise _Stopped(connection)  # between two statements of the caller's own
+
+
+async def _stop_mid_statement(engine: AsyncEngine) -> None:
+    async with pooled_driver(engine) as connection:
+        try:
+            await asyncio.wait_for(connection.execute("SELECT pg_sleep(5)"), 0.2)
+        except TimeoutError as timeout:
+            raise _Stopped(connection) from timeout
+
+
+async def test_a_pooled_driver_left_in_a_transaction_is_rolled_back_before_it_is_pooled(db_url: str) -> None:
+    engine = create_engine(db_url, pool_size=1)
+    try:
+        with pytest.raises(_Stopped) as stopped:
+            await _stop_in_a_transaction(engine)
+        async with pooled_driver(engine) as again:
+            assert again is stopped.value.connection  # kept: the same connection, fit to use
+            assert not again.is_in_transaction()
+            assert await again.fetchval("SELECT to_regclass('pg_temp.half_done')") is None
+    finally:
+        await engine.dispose()
+
+
+async def test_a_pooled_driver_given_up_mid_statement_is_handed_out_again_only_once_done(db_url: str) -> None:
+    engine = create_engine(db_url, pool_size=1)
+    try:
+        with pytest.raises(_Stopped):
+            await _stop_mid_statement(engine)
+        async with pooled_driver(engine) as next_user:
+            assert await asyncio.wait_for(next_user.fetchval("SELECT 1"), 1) == 1  # not behind the 5 s sleep
+            assert not next_user.is_in_transaction()
     finally:
         await engine.dispose()
