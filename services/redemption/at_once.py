@@ -10,14 +10,14 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.redemption import codes, events
 from services.redemption.lockouts import actor_of
 from services.redemption.scanning import Presented
 from shared.auth import Principal, Role
 from shared.clock import Clock
-from shared.db import driver_connection
+from shared.db import pooled_driver
 from shared.handover import Voucher
 from shared.tenancy import covers_store
 from shared.vault import Vault
@@ -58,8 +58,8 @@ def _terms(principal: Principal, presented: Presented, voucher: Voucher | None) 
     }
 
 
-# On the session's asyncpg connection (shared.db.driver_connection): no ORM or compilation in the hot path, and no
-# BEGIN/COMMIT of its own when it is the session's first statement (the function is atomic by itself).
+# On a pooled connection's asyncpg driver (shared.db.pooled_driver), without a session: no ORM or compilation in the
+# hot path, and no BEGIN/COMMIT of its own (the function is atomic by itself).
 REDEEM_CODE = (
     "SELECT redeem_code($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,"
     " $21, $22, $23, $24, $25::jsonb)"
@@ -67,7 +67,7 @@ REDEEM_CODE = (
 
 
 async def redeem_at_once(
-    session: AsyncSession,
+    engine: AsyncEngine,
     principal: Principal,
     presented: Presented,
     voucher: Voucher | None,
@@ -92,20 +92,20 @@ async def redeem_at_once(
         return None
     envelope = events.envelope(clock, events.REDEEMED).model_dump_json()
     # The pool's connection is taken only now, with everything that could be worked out before worked out.
-    connection = await driver_connection(session)
-    code_id: uuid.UUID | None = None
-    if parsed is not None:
-        sealed = await connection.fetchval("SELECT secret_sealed FROM code WHERE id = $1", parsed[0])
-        if sealed is None or not codes.token_valid(vault.open_bytes(sealed, str(parsed[0])), parsed[1], now):
-            return None
-        code_id = parsed[0]
-    answer: dict[str, Any] | None = await connection.fetchval(
-        REDEEM_CODE,
-        *(scope, request_no, request_hash, number, code_id, count, now, now.isoformat()),
-        *(terms["merchant_id"], terms["store_id"], terms["finish"], terms["order_id"]),
-        *(terms["lock_scopes"], terms["lock_keys"]),
-        *(uuid.uuid4(), actor_of(principal), principal.sub, principal.role.value),
-        *(presented.device_id, presented.ip, presented.lat, presented.lng, presented.shown()),
-        *(events.TOPIC, envelope),
-    )
+    async with pooled_driver(engine) as connection:
+        code_id: uuid.UUID | None = None
+        if parsed is not None:
+            sealed = await connection.fetchval("SELECT secret_sealed FROM code WHERE id = $1", parsed[0])
+            if sealed is None or not codes.token_valid(vault.open_bytes(sealed, str(parsed[0])), parsed[1], now):
+                return None
+            code_id = parsed[0]
+        answer: dict[str, Any] | None = await connection.fetchval(
+            REDEEM_CODE,
+            *(scope, request_no, request_hash, number, code_id, count, now, now.isoformat()),
+            *(terms["merchant_id"], terms["store_id"], terms["finish"], terms["order_id"]),
+            *(terms["lock_scopes"], terms["lock_keys"]),
+            *(uuid.uuid4(), actor_of(principal), principal.sub, principal.role.value),
+            *(presented.device_id, presented.ip, presented.lat, presented.lng, presented.shown()),
+            *(events.TOPIC, envelope),
+        )
     return answer

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import case, select, text, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from services.redemption import at_once, events, lockouts, scanning
 from services.redemption.errors import (
@@ -55,6 +55,32 @@ def _request_hash(presented: Presented, count: int) -> str:
     return hashlib.sha256(material.encode()).hexdigest()
 
 
+async def verify_at_once(
+    engine: AsyncEngine,
+    principal: Principal,
+    presented: Presented,
+    *,
+    request_no: str,
+    count: int,
+    voucher: Voucher | None,
+    clock: Clock,
+    vault: Vault,
+) -> Outcome | None:
+    """The common case, without a session (whose machinery was a fifth of a redemption's CPU): the code redeemed in
+    one statement (`at_once`). None, with nothing written, when the request needs `verify`: a replay, a lockout, a
+    refusal to explain and audit."""
+    try:
+        scanning.check_voucher(principal, voucher)
+    except ServiceError:
+        return None
+    scope = principal.merchant_id or principal.sub
+    answer = await at_once.redeem_at_once(
+        engine, principal, presented, voucher, scope, request_no, _request_hash(presented, count), count,
+        clock.now(), clock, vault,
+    )  # fmt: skip
+    return None if answer is None else Outcome(201, answer)
+
+
 async def verify(
     session: AsyncSession,
     principal: Principal,
@@ -67,9 +93,9 @@ async def verify(
     settings: RedemptionSettings,
     vault: Vault,
 ) -> Outcome:
-    """Redeems `count` uses of the presented code, or refuses precisely. Never raises for a refusal: the refusal
-    is the answer, stored under the request_no and written to the audit log in this transaction (a rider without a
-    voucher for themselves is refused before any request_no is looked at)."""
+    """Redeems `count` uses of the presented code, or refuses precisely (what `verify_at_once` left). Never raises
+    for a refusal: the refusal is the answer, stored under the request_no and written to the audit log in this
+    transaction (a rider without a voucher for themselves is refused before any request_no is looked at)."""
     now = clock.now()
     try:
         scanning.check_voucher(principal, voucher)
@@ -78,11 +104,6 @@ async def verify(
         return Outcome(refusal.status, problem_body(refusal, instance="/v1/redemptions"))
     scope = principal.merchant_id or principal.sub
     request_hash = _request_hash(presented, count)
-    answer = await at_once.redeem_at_once(
-        session, principal, presented, voucher, scope, request_no, request_hash, count, now, clock, vault
-    )
-    if answer is not None:
-        return Outcome(201, answer)
     await session.execute(
         text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": f"redeem:{scope}:{request_no}"}
     )

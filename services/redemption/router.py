@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 import segno
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.redemption import codes, issuing, ledger, managing, scanning, views
 from services.redemption.errors import CodeNotFound
@@ -33,7 +34,7 @@ from shared.auth import CurrentPrincipal, Principal, Role, require_roles
 from shared.clock import AppClock, Clock
 from shared.contract import Offset
 from shared.db import DbSession
-from shared.errors import PROBLEM_JSON, Forbidden, Refused, ValidationFailed
+from shared.errors import PROBLEM_JSON, Forbidden, ValidationFailed
 from shared.handover import HEADER, Voucher, VoucherVerifier
 from shared.tenancy import covers_store
 from shared.vault import Vault
@@ -122,26 +123,22 @@ def code_read(code: Code, principal: Principal, clock: Clock, vault: Vault) -> C
         423: {"description": "locked-out", "content": {PROBLEM_JSON: {}}},
     },
 )
-async def redeem(
-    request: Request, session: DbSession, clock: AppClock, principal: Redeemer, body: RedemptionCreate
-) -> Response:
+async def redeem(request: Request, clock: AppClock, principal: Redeemer, body: RedemptionCreate) -> Response:
     settings = _settings(request)
     if body.count > settings.max_count_per_request:
         raise ValidationFailed(f"At most {settings.max_count_per_request} uses per request")
-    outcome = await ledger.verify(
-        session,
-        principal,
-        _presented(request, body),
-        request_no=body.request_no,
-        count=body.count,
-        voucher=_voucher(request, clock),
-        clock=clock,
-        settings=settings,
-        vault=_vault(request),
-    )
+    presented, voucher, vault = _presented(request, body), _voucher(request, clock), _vault(request)
+    terms = {"request_no": body.request_no, "count": body.count, "voucher": voucher, "clock": clock, "vault": vault}
+    outcome = await ledger.verify_at_once(request.app.state.engine, principal, presented, **terms)
+    if outcome is None:
+        sessions: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+        # As the request's session would: committed before the answer, a refusal (its audit row and stored answer)
+        # included; rolled back on an error.
+        async with sessions() as session, session.begin():
+            outcome = await ledger.verify(session, principal, presented, settings=settings, **terms)
     headers = {"Idempotent-Replayed": "true"} if outcome.replayed else {}
-    if outcome.status_code >= 400:  # the refusal is the answer: committed with its audit row and stored answer
-        raise Refused(JSONResponse(outcome.body, outcome.status_code, headers, media_type=PROBLEM_JSON))
+    if outcome.status_code >= 400:
+        return JSONResponse(outcome.body, outcome.status_code, headers, media_type=PROBLEM_JSON)
     return JSONResponse(outcome.body, status_code=outcome.status_code, headers=headers)
 
 
