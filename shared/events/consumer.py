@@ -34,7 +34,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared import context, metrics
-from shared.db import driver_connection
+from shared.db import driver_connection, pooled_driver
 from shared.events.contracts import EventContractError, EventHandler, Handles
 from shared.events.envelope import Envelope
 from shared.events.failures import is_infrastructure_failure
@@ -237,8 +237,8 @@ class EventConsumer:
         if not isinstance(handler, Handles) or handler.asks is None:
             return handler
         try:
-            async with self.sessionmaker() as session:
-                concerned = await handler.concerned_now(await driver_connection(session), event)
+            async with pooled_driver(self.sessionmaker.kw["bind"]) as connection:  # no session: one statement
+                concerned = await handler.concerned_now(connection, event)
         except Exception as exc:
             if is_infrastructure_failure(exc):
                 raise
