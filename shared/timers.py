@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared import metrics
 from shared.clock import Clock
-from shared.db import TIMER_CHANNEL, notifications, wait_for_ring
+from shared.db import TIMER_CHANNEL, notifications, pooled_driver, wait_for_ring
 from shared.events.models import Timer
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,10 @@ _ARM = text(
     "INSERT INTO timer (kind, key, due_at, payload) VALUES (:kind, :key, :due_at, '{}')"
     " ON CONFLICT ON CONSTRAINT uq_timer_kind_key DO NOTHING"
 ).bindparams(bindparam("due_at", type_=DateTime(timezone=True)))
+
+
+# When the next timer is due (the worker's sleep after a round), outside any transaction.
+_NEXT_DUE = "SELECT min(due_at) FROM timer WHERE fired_at IS NULL AND cancelled_at IS NULL"
 
 
 async def schedule_timer(
@@ -103,18 +107,16 @@ class TimerWorker:
             while True:
                 if await self.fire_due() >= self.batch_size:
                     continue
-                if not await wait_for_ring(rung, await self._idle_seconds()):
+                if not await wait_for_ring(rung, await self._idle_seconds(self.engine)):
                     # Quiet for a while: make sure the listening connection still lives (else the supervisor
                     # restarts this worker on a new one).
                     await conn.scalar(text("SELECT 1"))
                     await conn.commit()
 
-    async def _idle_seconds(self) -> float:
+    async def _idle_seconds(self, engine: AsyncEngine) -> float:
         """Until the next timer is due by the clock, at most `poll_seconds`."""
-        async with self.sessionmaker() as session:
-            next_due = await session.scalar(
-                select(func.min(Timer.due_at)).where(Timer.fired_at.is_(None), Timer.cancelled_at.is_(None))
-            )
+        async with pooled_driver(engine) as connection:
+            next_due: datetime | None = await connection.fetchval(_NEXT_DUE)
         if next_due is None:
             return self.poll_seconds
         return min(max((next_due - self.clock.now()).total_seconds(), 0.0), self.poll_seconds)

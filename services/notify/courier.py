@@ -36,7 +36,7 @@ from services.notify.models import Notice, NoticeAttempt, NoticeTemplate, OrderV
 from services.notify.notices import SHANGHAI, Occasion, base_facts
 from services.notify.settings import NotifySettings
 from shared.clock import Clock
-from shared.db import driver_connection, work_in_rounds
+from shared.db import pooled_driver, work_in_rounds
 
 log = logging.getLogger(__name__)
 
@@ -150,17 +150,17 @@ class Courier:
         self.clock = clock
         self.wechat = wechat
         self.sms = sms
-        self.engine = engine
+        # The statements outside any transaction run on a pooled connection without a session (shared.db.pooled_driver).
+        self.engine: AsyncEngine = engine or sessionmaker.kw["bind"]
 
     async def run(self) -> None:
-        assert self.engine is not None
         await work_in_rounds(self.engine, NOTICE_CHANNEL, self.send_due, batch_size=self.settings.notice_batch_size,
                              idle_seconds=self._idle_seconds)  # fmt: skip
 
     async def _idle_seconds(self) -> float:
-        async with self.sessionmaker() as session:
+        async with pooled_driver(self.engine) as connection:
             # One statement outside any transaction, after every round that did not fill a batch.
-            next_due: datetime | None = await (await driver_connection(session)).fetchval(NEXT_DUE)
+            next_due: datetime | None = await connection.fetchval(NEXT_DUE)
         ceiling = self.settings.notice_lease_seconds
         if next_due is None:
             return ceiling
@@ -242,8 +242,8 @@ class Courier:
             await self._retry(item, "waiting for the order's own events")
             return
         if template.template_id:
-            async with self.sessionmaker() as session:
-                grant = await grants.spend(await driver_connection(session), openid=notice.customer_id,
+            async with pooled_driver(self.engine) as connection:
+                grant = await grants.spend(connection, openid=notice.customer_id,
                                            template_id=template.template_id, notice_id=notice.id,
                                            now=self.clock.now())  # fmt: skip
             if grant is None:
@@ -295,8 +295,7 @@ class Courier:
         """Counts one SMS against the customer's cap for today, if the cap allows it: one conditional upsert, outside
         any transaction."""
         day = self.clock.now().astimezone(SHANGHAI).date()
-        async with self.sessionmaker() as session:
-            connection = await driver_connection(session)
+        async with pooled_driver(self.engine) as connection:
             taken: int | None = await connection.fetchval(TAKE_SMS, customer_id, day, self.settings.sms_daily_cap)
         return taken is not None and taken <= self.settings.sms_daily_cap
 
@@ -334,8 +333,8 @@ class Courier:
              "error": a.error, "recipient": a.recipient, "at": a.at.isoformat()}
             for a in item.attempts
         ])  # fmt: skip
-        async with self.sessionmaker() as session:
-            await (await driver_connection(session)).execute(statement, item.notice.id, attempts, *values)
+        async with pooled_driver(self.engine) as connection:
+            await connection.execute(statement, item.notice.id, attempts, *values)
 
 
 def _page(page: str, order_id: str) -> str:

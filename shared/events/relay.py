@@ -27,7 +27,7 @@ from sqlalchemy import delete, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared import metrics
-from shared.db import OUTBOX_CHANNEL, notifications, wait_for_ring
+from shared.db import OUTBOX_CHANNEL, notifications, pooled_driver, wait_for_ring
 from shared.events.epoch import BrokerEpoch
 from shared.events.models import OutboxEvent
 from shared.tracing import TRACEPARENT
@@ -128,33 +128,31 @@ class OutboxRelay:
         transaction: on a fresh broker the retained rows rejoin the backlog, ahead of the newer ones."""
         # On the pool connection's asyncpg driver, in a transaction of its own: a batch's rows are read as the
         # driver's records, not built into SQLAlchemy rows (most of the relay's CPU through a backlog).
-        async with self.engine.connect() as conn:
-            driver: asyncpg.Connection = (await conn.get_raw_connection()).driver_connection
-            async with driver.transaction():
-                rows = await driver.fetch(_CLAIM, self.batch_size)
-                now = asyncio.get_running_loop().time()
-                due = self.epoch_checked_at is None or now - self.epoch_checked_at > self.epoch_check_seconds
-                if self.broker_epoch and (due or (rows and not self._same_broker())):
-                    try:
-                        epoch = await self.broker_epoch.read()
-                    except (KafkaError, TimeoutError, OSError) as exc:
-                        log.warning("broker epoch unreadable; backlog kept", extra={"error": repr(exc)})
-                        return 0, 1
-                    self.epoch_checked_at = now
-                    self._note_connections()
-                    if await self._follow_epoch(driver, epoch):
-                        rows = await driver.fetch(_CLAIM, self.batch_size)
-                if not rows:
-                    return 0, 0
-                published_ids, failures = await self._send(rows)
-                if failures:
-                    self.epoch_checked_at = None  # the broker may be another one when it answers again
-                if published_ids:
-                    await driver.execute(_MARK_PUBLISHED, published_ids)
-                if failures:
-                    await driver.execute(
-                        _RECORD_FAILURES, [row_id for row_id, _ in failures], [repr(e)[:1000] for _, e in failures]
-                    )
+        async with pooled_driver(self.engine) as driver, driver.transaction():
+            rows = await driver.fetch(_CLAIM, self.batch_size)
+            now = asyncio.get_running_loop().time()
+            due = self.epoch_checked_at is None or now - self.epoch_checked_at > self.epoch_check_seconds
+            if self.broker_epoch and (due or (rows and not self._same_broker())):
+                try:
+                    epoch = await self.broker_epoch.read()
+                except (KafkaError, TimeoutError, OSError) as exc:
+                    log.warning("broker epoch unreadable; backlog kept", extra={"error": repr(exc)})
+                    return 0, 1
+                self.epoch_checked_at = now
+                self._note_connections()
+                if await self._follow_epoch(driver, epoch):
+                    rows = await driver.fetch(_CLAIM, self.batch_size)
+            if not rows:
+                return 0, 0
+            published_ids, failures = await self._send(rows)
+            if failures:
+                self.epoch_checked_at = None  # the broker may be another one when it answers again
+            if published_ids:
+                await driver.execute(_MARK_PUBLISHED, published_ids)
+            if failures:
+                await driver.execute(
+                    _RECORD_FAILURES, [row_id for row_id, _ in failures], [repr(e)[:1000] for _, e in failures]
+                )
         metrics.OUTBOX_PUBLISHED.labels(self.service).inc(len(published_ids))
         if failures:
             metrics.OUTBOX_PUBLISH_FAILURES.labels(self.service).inc(len(failures))
