@@ -7,6 +7,7 @@ from contextlib import AsyncExitStack
 
 import asyncpg
 import pytest
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db import HELD_CONNECTIONS, create_engine, pooled_driver
@@ -72,5 +73,20 @@ async def test_a_pooled_driver_given_up_mid_statement_is_handed_out_again_only_o
         async with pooled_driver(engine) as next_user:
             assert await asyncio.wait_for(next_user.fetchval("SELECT 1"), 1) == 1  # not behind the 5 s sleep
             assert not next_user.is_in_transaction()
+    finally:
+        await engine.dispose()
+
+
+async def _connect(engine: AsyncEngine) -> None:
+    async with pooled_driver(engine):
+        pass
+
+
+async def test_a_pooled_driver_that_cannot_connect_raises_as_a_session_would(db_url: str) -> None:
+    # As through a session: a DBAPIError, which shared.errors answers (503 when the server refuses connections).
+    engine = create_engine(db_url.rsplit("/", 1)[0] + "/songda_no_such_database", pool_size=1)
+    try:
+        with pytest.raises(DBAPIError):
+            await _connect(engine)
     finally:
         await engine.dispose()
