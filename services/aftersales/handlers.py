@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -120,10 +120,24 @@ class AftersalesReactions:
         if event.type == "order.completed.v1":
             view = await session.get_one(OrderView, data.order_id, with_for_update=True)
             view.received_at = view.received_at or event.time
-        await session.execute(delete(OrderViewLine).where(OrderViewLine.order_id == data.order_id))
-        for item in data.items:
-            session.add(OrderViewLine(order_id=data.order_id, sku_id=item.sku_id, name=item.name,
-                                      price_fen=item.price_fen, quantity=item.quantity))  # fmt: skip
+        if data.items:
+            # An order's lines are set when it is placed: each event carries them again, and they are written only
+            # when new or different (a delete and an insert per line per event had been most of this handler's writes).
+            lines = insert(OrderViewLine).values([
+                {"order_id": data.order_id, "sku_id": item.sku_id, "name": item.name, "price_fen": item.price_fen,
+                 "quantity": item.quantity}
+                for item in data.items
+            ])  # fmt: skip
+            changed = ("name", "price_fen", "quantity")
+            await session.execute(
+                lines.on_conflict_do_update(
+                    index_elements=[OrderViewLine.order_id, OrderViewLine.sku_id],
+                    set_={k: getattr(lines.excluded, k) for k in changed},
+                    where=or_(
+                        *(getattr(OrderViewLine, k).is_distinct_from(getattr(lines.excluded, k)) for k in changed)
+                    ),
+                )
+            )
         await session.flush()
         if isinstance(data, OrderRefundedView | OrderRefundFailedView):
             await self.cases.on_refund_outcome(
