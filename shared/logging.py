@@ -79,3 +79,6 @@ def configure_logging(service: str, level: str = "INFO", *, access_log: bool = T
     logging.getLogger("uvicorn.access").propagate = access_log
     # aiokafka logs every reconnect attempt at ERROR while a broker is away; the relay reports that itself.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    # httpx logs every request's whole URL at INFO, query included: WeChat's APIs take the access token there. What an
+    # outbound call comes to is logged by its caller, without the secrets.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
