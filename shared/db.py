@@ -108,11 +108,13 @@ async def pooled_driver(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection
     a transaction (an error between statements of the caller's own), the connection is rolled back before it is
     pooled again; cancelled, or still busy with a statement given up, it is closed instead. A connection that cannot
     be made raises as through a session (`DBAPIError`, answered 503 by shared.errors)."""
-    dbapi_error = engine.dialect.loaded_dbapi.Error
     try:
         fairy = await greenlet_spawn(engine.sync_engine.raw_connection)
-    except dbapi_error as error:
-        raise exc.DBAPIError.instance(None, None, error, dbapi_error) from error
+    except Exception as error:
+        dbapi_error = engine.dialect.loaded_dbapi.Error
+        if isinstance(error, dbapi_error):
+            raise exc.DBAPIError.instance(None, None, error, dbapi_error) from error
+        raise
     driver: asyncpg.Connection = fairy.driver_connection
     try:
         yield driver

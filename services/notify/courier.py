@@ -143,7 +143,8 @@ class Courier:
         clock: Clock,
         wechat: WechatChannel,
         sms: SmsChannel,
-        engine: AsyncEngine | None = None,
+        *,
+        engine: AsyncEngine,
     ) -> None:
         self.settings = settings
         self.sessionmaker = sessionmaker
@@ -151,7 +152,7 @@ class Courier:
         self.wechat = wechat
         self.sms = sms
         # The statements outside any transaction run on a pooled connection without a session (shared.db.pooled_driver).
-        self.engine: AsyncEngine = engine or sessionmaker.kw["bind"]
+        self.engine = engine
 
     async def run(self) -> None:
         await work_in_rounds(self.engine, NOTICE_CHANNEL, self.send_due, batch_size=self.settings.notice_batch_size,
