@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from typing import cast
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import Table, bindparam, func, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -64,6 +65,61 @@ class ViewNotReady(LookupError):
 # consumer may read behind): those then write the order's facts over it.
 PLACEHOLDER_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 
+# The statements every order event runs, built once (building an upsert with its `excluded` columns cost about 1.5 ms
+# of CPU a call, several times what running it does).
+_VIEW = cast(Table, OrderView.__table__)  # Core, not ORM: run as one plain statement
+_ORDER_FACTS = (
+    "customer_id", "merchant_id", "store_id", "status", "fulfilment_mode", "items_fen", "delivery_fee_fen",
+    "total_fen", "updated_at",
+)  # fmt: skip
+_order_facts = insert(_VIEW).values(
+    order_id=bindparam("order_id"),
+    proofs=[],
+    refunded_fen=bindparam("refunded_fen"),
+    paid_at=bindparam("paid_at"),
+    **{name: bindparam(name) for name in _ORDER_FACTS},
+)
+# An order's facts as its latest event tells them. Money refunded only grows; a payment time once known stays.
+_WRITE_ORDER_FACTS = _order_facts.on_conflict_do_update(
+    index_elements=[_VIEW.c.order_id],
+    set_={
+        **{name: _order_facts.excluded[name] for name in _ORDER_FACTS},
+        "refunded_fen": func.greatest(_VIEW.c.refunded_fen, _order_facts.excluded.refunded_fen),
+        "paid_at": func.coalesce(_VIEW.c.paid_at, _order_facts.excluded.paid_at),
+    },
+)
+_LINE = cast(Table, OrderViewLine.__table__)
+_LINE_FACTS = ("name", "price_fen", "quantity")
+_order_line = insert(_LINE).values(
+    order_id=bindparam("order_id"), sku_id=bindparam("sku_id"), **{name: bindparam(name) for name in _LINE_FACTS}
+)
+# An order's lines are set when it is placed: each event carries them again, and they are written only when new or
+# different (a delete and an insert per line per event had been most of this handler's writes).
+_WRITE_ORDER_LINE = _order_line.on_conflict_do_update(
+    index_elements=[_LINE.c.order_id, _LINE.c.sku_id],
+    set_={name: _order_line.excluded[name] for name in _LINE_FACTS},
+    where=or_(*(_LINE.c[name].is_distinct_from(_order_line.excluded[name]) for name in _LINE_FACTS)),
+)
+_started = insert(OrderView).values(
+    order_id=bindparam("order_id"),
+    customer_id=bindparam("customer_id"),
+    merchant_id=bindparam("merchant_id"),
+    store_id=bindparam("store_id"),
+    status="",
+    fulfilment_mode="",
+    items_fen=0,
+    delivery_fee_fen=0,
+    total_fen=0,
+    proofs=[],
+    updated_at=PLACEHOLDER_TIME,
+)
+# The order's view, started from an event's own tenant facts unless it is there, and locked (the upsert's row lock).
+_START_VIEW = (
+    _started.on_conflict_do_update(index_elements=[OrderView.order_id], set_={"order_id": _started.excluded.order_id})
+    .returning(OrderView)
+    .execution_options(populate_existing=True)
+)
+
 
 class AftersalesReactions:
     def __init__(self, cases: Cases, clock: Clock) -> None:
@@ -91,53 +147,32 @@ class AftersalesReactions:
     # --- orders -----------------------------------------------------------------------------------------------
 
     async def on_order_event(self, session: AsyncSession, event: Envelope, data: OrderEventView) -> None:
-        values = {
-            "customer_id": data.customer_id,
-            "merchant_id": data.merchant_id,
-            "store_id": data.store.id,
-            "status": data.status,
-            "fulfilment_mode": data.fulfilment_mode,
-            "items_fen": data.amounts.items_fen,
-            "delivery_fee_fen": data.amounts.delivery_fee_fen,
-            "total_fen": data.amounts.total_fen,
-            "refunded_fen": data.amounts.refunded_fen,
-            "paid_at": data.paid_at,
-            "updated_at": event.time,
-        }
-        stmt = insert(OrderView).values(order_id=data.order_id, proofs=[], **values)
-        excluded = stmt.excluded
         await session.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[OrderView.order_id],
-                set_={
-                    **{k: getattr(excluded, k) for k in values if k not in ("refunded_fen", "paid_at")},
-                    # Money refunded only grows; a payment time once known stays.
-                    "refunded_fen": func.greatest(OrderView.refunded_fen, excluded.refunded_fen),
-                    "paid_at": func.coalesce(OrderView.paid_at, excluded.paid_at),
-                },
-            )
+            _WRITE_ORDER_FACTS,
+            {
+                "order_id": data.order_id,
+                "customer_id": data.customer_id,
+                "merchant_id": data.merchant_id,
+                "store_id": data.store.id,
+                "status": data.status,
+                "fulfilment_mode": data.fulfilment_mode,
+                "items_fen": data.amounts.items_fen,
+                "delivery_fee_fen": data.amounts.delivery_fee_fen,
+                "total_fen": data.amounts.total_fen,
+                "refunded_fen": data.amounts.refunded_fen,
+                "paid_at": data.paid_at,
+                "updated_at": event.time,
+            },
         )
         if event.type == "order.completed.v1":
             view = await session.get_one(OrderView, data.order_id, with_for_update=True)
             view.received_at = view.received_at or event.time
         if data.items:
-            # An order's lines are set when it is placed: each event carries them again, and they are written only
-            # when new or different (a delete and an insert per line per event had been most of this handler's writes).
-            lines = insert(OrderViewLine).values([
-                {"order_id": data.order_id, "sku_id": item.sku_id, "name": item.name, "price_fen": item.price_fen,
-                 "quantity": item.quantity}
-                for item in data.items
-            ])  # fmt: skip
-            changed = ("name", "price_fen", "quantity")
             await session.execute(
-                lines.on_conflict_do_update(
-                    index_elements=[OrderViewLine.order_id, OrderViewLine.sku_id],
-                    set_={k: getattr(lines.excluded, k) for k in changed},
-                    where=or_(
-                        *(getattr(OrderViewLine, k).is_distinct_from(getattr(lines.excluded, k)) for k in changed)
-                    ),
-                )
-            )
+                _WRITE_ORDER_LINE,
+                [{"order_id": data.order_id, "sku_id": item.sku_id, "name": item.name, "price_fen": item.price_fen,
+                  "quantity": item.quantity} for item in data.items],
+            )  # fmt: skip
         await session.flush()
         if isinstance(data, OrderRefundedView | OrderRefundFailedView):
             await self.cases.on_refund_outcome(
@@ -157,15 +192,10 @@ class AftersalesReactions:
         """The order's view, locked; started from the event's own tenant facts when the order's events are behind
         (a handover or a pickup is recorded at once instead of holding the delivery topic's partition, which would
         also hold back the order topic's on the same consumer until the event was dead-lettered)."""
-        stmt = insert(OrderView).values(
-            order_id=order_id, customer_id=customer_id, merchant_id=merchant_id, store_id=store_id, status="",
-            fulfilment_mode="", items_fen=0, delivery_fee_fen=0, total_fen=0, proofs=[], updated_at=PLACEHOLDER_TIME,
-        )  # fmt: skip
         view = await session.scalar(
-            stmt.on_conflict_do_update(index_elements=[OrderView.order_id], set_={"order_id": stmt.excluded.order_id})
-            .returning(OrderView)
-            .execution_options(populate_existing=True)
-        )  # fmt: skip
+            _START_VIEW,
+            {"order_id": order_id, "customer_id": customer_id, "merchant_id": merchant_id, "store_id": store_id},
+        )
         assert view is not None
         return view
 
