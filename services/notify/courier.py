@@ -24,9 +24,9 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, bindparam, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -70,6 +70,48 @@ TAKE_SMS = (
 )
 
 
+_NOTICE = cast(Table, Notice.__table__)
+_NOTICE_FIELDS = ("id", "order_id", "key", "kind", "merchant_id", "store_id", "customer_id", "facts", "status",
+                  "detail", "next_attempt_at", "created_at")  # fmt: skip
+_record = (
+    insert(_NOTICE)
+    .values({name: bindparam(name) for name in _NOTICE_FIELDS})
+    .on_conflict_do_nothing(index_elements=[_NOTICE.c.order_id, _NOTICE.c.key])
+)
+# A notice for a state of an order, once; a pending one wakes the courier (at commit) from the same statement, only when
+# it was recorded. Built once: every notice is one.
+_RECORD_PENDING = _record.returning(_NOTICE.c.id, func.pg_notify(NOTICE_CHANNEL, ""))
+_RECORD_SUPPRESSED = _record.returning(_NOTICE.c.id)
+# The courier's round, built once: notices whose sender stopped mid-call (their lease ran out), given up as `unknown`;
+# then the due ones claimed, with their orders' views and their merchants' templates for them.
+_GIVE_UP = (
+    update(Notice)
+    .where(Notice.status == "sending", Notice.lease_until < bindparam("now"))
+    .values(status="unknown", lease_until=None, detail="the sender stopped mid-call")
+    .returning(Notice.id, Notice.channel)
+    .execution_options(**UNSYNCHRONIZED)
+)
+_due = (
+    select(Notice.id)
+    .where(Notice.status == "pending", Notice.next_attempt_at <= bindparam("now"))
+    .order_by(Notice.next_attempt_at)
+    .limit(bindparam("batch"))
+    .with_for_update(skip_locked=True)
+    .scalar_subquery()
+)
+_CLAIM = (
+    update(Notice)
+    .where(Notice.id.in_(_due))
+    .values(status="sending", lease_until=bindparam("lease"), attempts=Notice.attempts + 1)
+    .returning(Notice)
+    .execution_options(**UNSYNCHRONIZED)
+)
+_ORDERS = select(OrderView).where(OrderView.order_id.in_(bindparam("order_ids", expanding=True)))
+_TEMPLATES = select(NoticeTemplate).where(
+    tuple_(NoticeTemplate.merchant_id, NoticeTemplate.notice).in_(bindparam("keys", expanding=True))
+)
+
+
 class Result(StrEnum):
     sent = "sent"
     no_grant = "no_grant"  # WeChat 43101: the user refused, or the grant was gone
@@ -103,15 +145,12 @@ async def record_notice(
     facts |= occasion.facts
     status, detail = ("suppressed", f"the carrier {suppressed_by} notifies the customer itself") if suppressed_by \
         else ("pending", None)  # fmt: skip
-    # A pending notice wakes the courier (at commit) from the same statement, only when it was recorded.
-    woken = [func.pg_notify(NOTICE_CHANNEL, "")] if status == "pending" else []
     recorded = await session.execute(
-        insert(Notice)
-        .values(id=uuid.uuid4(), order_id=order.order_id, key=occasion.key, kind=occasion.kind,
-                merchant_id=order.merchant_id, store_id=order.store_id, customer_id=order.customer_id, facts=facts,
-                status=status, detail=detail, next_attempt_at=now if status == "pending" else None, created_at=now)
-        .on_conflict_do_nothing(index_elements=[Notice.order_id, Notice.key])
-        .returning(Notice.id, *woken)
+        _RECORD_PENDING if status == "pending" else _RECORD_SUPPRESSED,
+        {"id": uuid.uuid4(), "order_id": order.order_id, "key": occasion.key, "kind": occasion.kind,
+         "merchant_id": order.merchant_id, "store_id": order.store_id, "customer_id": order.customer_id,
+         "facts": facts, "status": status, "detail": detail, "next_attempt_at": now if status == "pending" else None,
+         "created_at": now},
     )  # fmt: skip
     return facts if recorded.first() is not None else None
 
@@ -184,15 +223,7 @@ class Courier:
         return len(claimed)
 
     async def _give_up_abandoned(self, session: AsyncSession, now: datetime) -> None:
-        abandoned = (
-            await session.execute(
-                update(Notice)
-                .where(Notice.status == "sending", Notice.lease_until < now)
-                .values(status="unknown", lease_until=None, detail="the sender stopped mid-call")
-                .returning(Notice.id, Notice.channel),
-                execution_options=UNSYNCHRONIZED,
-            )
-        ).all()
+        abandoned = (await session.execute(_GIVE_UP, {"now": now})).all()
         for notice_id, channel in abandoned:
             session.add(NoticeAttempt(notice_id=notice_id, channel=channel or "wechat", result=Result.unknown,
                                       error="the sender stopped mid-call", at=now))  # fmt: skip
@@ -201,37 +232,15 @@ class Courier:
         """Gives up the notices whose sender stopped mid-call, and claims the due ones, in one transaction."""
         async with self.sessionmaker() as session, session.begin():
             await self._give_up_abandoned(session, now)
-            due = (
-                select(Notice.id)
-                .where(Notice.status == "pending", Notice.next_attempt_at <= now)
-                .order_by(Notice.next_attempt_at)
-                .limit(self.settings.notice_batch_size)
-                .with_for_update(skip_locked=True)
-                .scalar_subquery()
-            )
             lease = now + timedelta(seconds=self.settings.notice_lease_seconds)
-            notices = list(
-                await session.scalars(
-                    update(Notice)
-                    .where(Notice.id.in_(due))
-                    .values(status="sending", lease_until=lease, attempts=Notice.attempts + 1)
-                    .returning(Notice),
-                    execution_options=UNSYNCHRONIZED,
-                )
-            )
+            claimed = {"now": now, "batch": self.settings.notice_batch_size, "lease": lease}
+            notices = list(await session.scalars(_CLAIM, claimed))
             if not notices:
                 return []
-            order_ids = {n.order_id for n in notices}
-            merchant_ids = {n.merchant_id for n in notices}
-            orders = {
-                o.order_id: o for o in await session.scalars(select(OrderView).where(OrderView.order_id.in_(order_ids)))
-            }
-            templates = {
-                (t.merchant_id, t.notice): t
-                for t in await session.scalars(
-                    select(NoticeTemplate).where(NoticeTemplate.merchant_id.in_(merchant_ids))
-                )
-            }
+            order_ids = sorted({n.order_id for n in notices})
+            orders = {o.order_id: o for o in await session.scalars(_ORDERS, {"order_ids": order_ids})}
+            wanted = sorted({(n.merchant_id, n.kind) for n in notices})
+            templates = {(t.merchant_id, t.notice): t for t in await session.scalars(_TEMPLATES, {"keys": wanted})}
         return [_Claimed(n, orders.get(n.order_id), templates.get((n.merchant_id, n.kind))) for n in notices]
 
     async def _deliver(self, item: _Claimed) -> None:

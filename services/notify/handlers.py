@@ -18,7 +18,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import asyncpg
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -76,6 +76,32 @@ MERCHANT_INBOX = {
 PLACEHOLDER_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 
 
+# The statements every event runs, built once: building an upsert with its `excluded` columns cost about 1.5 ms of CPU
+# a call, several times running it.
+_ORDER_FACTS = ("merchant_id", "store_id", "store_name", "customer_id", "contact_phone", "fulfilment_mode", "status",
+                "total_fen", "updated_at")  # fmt: skip
+_order_facts = insert(OrderView).values(
+    order_id=bindparam("order_id"), **{name: bindparam(name) for name in _ORDER_FACTS}
+)
+# The view as an order event tells it, locked by the upsert; a replay of an older event changes nothing (events of one
+# order come in order on one partition), and returns no row.
+_WRITE_ORDER_FACTS = _order_facts.on_conflict_do_update(
+    index_elements=[OrderView.order_id],
+    set_={name: _order_facts.excluded[name] for name in _ORDER_FACTS},
+    where=OrderView.updated_at <= _order_facts.excluded.updated_at,
+).returning(OrderView)
+_started = insert(OrderView).values(
+    order_id=bindparam("order_id"), merchant_id=bindparam("merchant_id"), store_id=bindparam("store_id"),
+    store_name="", customer_id=bindparam("customer_id"), contact_phone="", fulfilment_mode="", status="", total_fen=0,
+    updated_at=PLACEHOLDER_TIME,
+)  # fmt: skip
+# Started, or (a conflict's update that changes nothing) locked and read, in one statement.
+_START_VIEW = _started.on_conflict_do_update(
+    index_elements=[OrderView.order_id], set_={"order_id": _started.excluded.order_id}
+).returning(OrderView)
+_LOCK_VIEW = select(OrderView).where(OrderView.order_id == bindparam("order_id")).with_for_update()
+
+
 class ViewNotReady(LookupError):
     """An event about an order the service has not heard of yet: retried."""
 
@@ -112,27 +138,13 @@ class NotifyReactions:
     # --- orders -----------------------------------------------------------------------------------------------
 
     async def on_order(self, session: AsyncSession, event: Envelope, data: OrderEventView) -> None:
-        values = {
-            "merchant_id": data.merchant_id,
-            "store_id": data.store.id,
-            "store_name": data.store.name,
-            "customer_id": data.customer_id,
-            "contact_phone": data.contact.phone,
-            "fulfilment_mode": data.fulfilment_mode,
-            "status": data.status,
-            "total_fen": data.amounts.total_fen,
-            "updated_at": event.time,
-        }
-        stmt = insert(OrderView).values(order_id=data.order_id, **values)
-        # The view as written, locked by the upsert; a replay of an older event changes nothing (events of one order
-        # come in order on one partition), and reads the view as it is.
         order = await session.scalar(
-            stmt.on_conflict_do_update(
-                index_elements=[OrderView.order_id],
-                set_={k: getattr(stmt.excluded, k) for k in values},
-                where=OrderView.updated_at <= stmt.excluded.updated_at,
-            ).returning(OrderView)
-        ) or await self._view(session, data.order_id)
+            _WRITE_ORDER_FACTS,
+            {"order_id": data.order_id, "merchant_id": data.merchant_id, "store_id": data.store.id,
+             "store_name": data.store.name, "customer_id": data.customer_id, "contact_phone": data.contact.phone,
+             "fulfilment_mode": data.fulfilment_mode, "status": data.status, "total_fen": data.amounts.total_fen,
+             "updated_at": event.time},
+        ) or await self._view(session, data.order_id)  # fmt: skip
         name = event_name(event.type)
         await streams.append(
             session, order, event, "status",
@@ -236,18 +248,12 @@ class NotifyReactions:
         is older than any of them)."""
         view: OrderView | None
         if merchant_id is not None and store_id is not None and customer_id is not None:
-            # Started, or (a conflict's update that changes nothing) locked and read, in one statement.
-            stmt = insert(OrderView).values(
-                order_id=order_id, merchant_id=merchant_id, store_id=store_id, store_name="", customer_id=customer_id,
-                contact_phone="", fulfilment_mode="", status="", total_fen=0, updated_at=PLACEHOLDER_TIME,
-            )  # fmt: skip
             view = await session.scalar(
-                stmt.on_conflict_do_update(
-                    index_elements=[OrderView.order_id], set_={"order_id": stmt.excluded.order_id}
-                ).returning(OrderView)
+                _START_VIEW,
+                {"order_id": order_id, "merchant_id": merchant_id, "store_id": store_id, "customer_id": customer_id},
             )
         else:
-            view = await session.scalar(select(OrderView).where(OrderView.order_id == order_id).with_for_update())
+            view = await session.scalar(_LOCK_VIEW, {"order_id": order_id})
         if view is None:
             raise ViewNotReady(f"no order {order_id} in the view yet")
         return view

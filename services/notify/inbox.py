@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, false, func, select, true, update
+from sqlalchemy import ColumnElement, Table, bindparam, false, func, select, true, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,16 +17,24 @@ from services.notify.models import InboxItem
 from shared.auth import Principal, Role
 from shared.tenancy import store_conditions
 
+_ITEM = cast(Table, InboxItem.__table__)
+_FIELDS = ("id", "audience", "recipient", "store_id", "order_id", "kind", "dedupe_key", "title", "body", "created_at")
+# Built once: every event that tells someone something adds an item.
+_ADD = (
+    insert(_ITEM)
+    .values({name: bindparam(name) for name in _FIELDS})
+    .on_conflict_do_nothing(index_elements=[_ITEM.c.audience, _ITEM.c.recipient, _ITEM.c.dedupe_key])
+)
+
 
 async def add(
     session: AsyncSession, *, audience: str, recipient: str, store_id: str | None, order_id: str | None, kind: str,
     dedupe_key: str, title: str, body: str, now: datetime,
 ) -> None:  # fmt: skip
     await session.execute(
-        insert(InboxItem)
-        .values(id=uuid.uuid4(), audience=audience, recipient=recipient, store_id=store_id, order_id=order_id,
-                kind=kind, dedupe_key=dedupe_key, title=title, body=body, created_at=now)
-        .on_conflict_do_nothing(index_elements=[InboxItem.audience, InboxItem.recipient, InboxItem.dedupe_key])
+        _ADD,
+        {"id": uuid.uuid4(), "audience": audience, "recipient": recipient, "store_id": store_id, "order_id": order_id,
+         "kind": kind, "dedupe_key": dedupe_key, "title": title, "body": body, "created_at": now},
     )  # fmt: skip
 
 

@@ -18,7 +18,7 @@ import uuid
 from datetime import datetime, timedelta
 
 import asyncpg
-from sqlalchemy import select, text
+from sqlalchemy import bindparam, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from standardwebhooks import Webhook
@@ -92,16 +92,16 @@ async def anyone_wants(connection: asyncpg.Connection, event: Envelope, merchant
     return wanted
 
 
+# A merchant's live endpoints, looked up for every event (built once).
+_ENDPOINTS = select(WebhookEndpoint.id, WebhookEndpoint.event_types).where(
+    WebhookEndpoint.merchant_id == bindparam("merchant_id"), WebhookEndpoint.disabled_at.is_(None)
+)
+
+
 async def fan_out(session: AsyncSession, event: Envelope, *, merchant_id: str, now: datetime) -> int:
     """Hands the event to the merchant's endpoints that want it; returns how many deliveries were made."""
     name = event_name(event.type)
-    endpoints = (
-        await session.execute(
-            select(WebhookEndpoint.id, WebhookEndpoint.event_types).where(
-                WebhookEndpoint.merchant_id == merchant_id, WebhookEndpoint.disabled_at.is_(None)
-            )
-        )
-    ).all()
+    endpoints = (await session.execute(_ENDPOINTS, {"merchant_id": merchant_id})).all()
     wanted = [endpoint_id for endpoint_id, types in endpoints if not types or name in types]
     if not wanted:
         return 0
