@@ -20,10 +20,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.dispatch import callbacks
+from services.dispatch.carriers import WIRES
 from services.dispatch.carriers.base import Credentials
 from services.dispatch.carriers.client import CallsDeferred, calls_allowed
 from services.dispatch.models import CarrierAccount, CarrierCallback, Delivery, Offer
@@ -37,6 +38,34 @@ CHANNEL = "songda_callback"
 DEFERRED_RETRY_SECONDS = 0.2
 
 Row = TypeVar("Row", Offer, CarrierAccount)
+
+
+# A round's statements, built once (building a statement cost more CPU than running it).
+# The oldest pending callbacks, up to a batch, read as rows, not ORM objects (building those was an eighth of the
+# worker's CPU); recorded by one statement (`callbacks.settle_all`).
+_CLAIM = (
+    select(*(getattr(CarrierCallback, name) for name in callbacks.Kept._fields))
+    .where(CarrierCallback.outcome == "pending")
+    .order_by(CarrierCallback.seq)
+    .limit(bindparam("batch"))
+    .with_for_update(skip_locked=True)
+)
+_BY_ID = {
+    model: select(model).where(model.id.in_(bindparam("ids", expanding=True))) for model in (Offer, CarrierAccount)
+}
+# In id order, so two rounds never deadlock.
+_LOCK_DELIVERIES = (
+    select(Delivery).where(Delivery.id.in_(bindparam("ids", expanding=True))).order_by(Delivery.id).with_for_update()
+)
+_FIRST_PENDING = (
+    select(CarrierCallback.delivery_id, func.min(CarrierCallback.seq))
+    .where(
+        CarrierCallback.delivery_id.in_(bindparam("deliveries", expanding=True)),
+        CarrierCallback.outcome == "pending",
+        CarrierCallback.id.not_in(bindparam("ours", expanding=True)),
+    )
+    .group_by(CarrierCallback.delivery_id)
+)
 
 
 @dataclass
@@ -61,34 +90,28 @@ class CallbackQueue:
         every time, so prepared anew, and they pushed the round's other statements out of the driver's statement
         cache); when one fails, the whole round is undone and taken again, each callback in a savepoint of its own,
         so the failure is recorded and the others' effects kept. A round without savepoints calls no carrier (a call
-        cannot be undone with the round: a replacement order placed twice): a callback that needs one (a status
-        query, the next carrier after one gave up) stops it before the call, and the round is taken again."""
-        allowed = calls_allowed.set(False)
+        cannot be undone with the round: a replacement order placed twice): a round holding a callback of a carrier
+        whose status is queried is isolated from its start, and a callback that needs another call (the next carrier
+        after one gave up) stops its round before the call, and the round is taken again."""
         try:
             return await self._round(isolated=False)
         except CallsDeferred:
             pass
         except Exception as error:
             log.info("a callback failed in a round: taken again, each in a savepoint", extra={"error": repr(error)})
-        finally:
-            calls_allowed.reset(allowed)
         return await self._round(isolated=True)
 
     async def _round(self, *, isolated: bool) -> int:
         async with self.sessionmaker() as session, session.begin():
-            # Read as rows, not ORM objects (building those was an eighth of the worker's CPU); recorded by one
-            # statement (`callbacks.settle_all`).
-            claimed = [
-                callbacks.Kept(*row)
-                for row in await session.execute(
-                    select(*(getattr(CarrierCallback, name) for name in callbacks.Kept._fields))
-                    .where(CarrierCallback.outcome == "pending")
-                    .order_by(CarrierCallback.seq)
-                    .limit(self.batch_size)
-                    .with_for_update(skip_locked=True)
-                )
-            ]
-            self.deferred = await self._apply(session, claimed, isolated=isolated) if claimed else 0
+            claimed = [callbacks.Kept(*row) for row in await session.execute(_CLAIM, {"batch": self.batch_size})]
+            # A carrier whose callbacks prove nothing has its status queried for each: a call, so such a round is
+            # isolated from its start (taken without savepoints, it would only be stopped at the call and taken again).
+            isolated = isolated or any(WIRES[c.carrier].confirm_by_query for c in claimed)
+            allowed = calls_allowed.set(isolated)
+            try:
+                self.deferred = await self._apply(session, claimed, isolated=isolated) if claimed else 0
+            finally:
+                calls_allowed.reset(allowed)
         return len(claimed)
 
     async def _apply(self, session: AsyncSession, claimed: Sequence[callbacks.Kept], *, isolated: bool) -> int:
@@ -97,12 +120,7 @@ class CallbackQueue:
         accounts = await _by_id(session, CarrierAccount, {o.account_id for o in offers.values() if o.account_id})
         opened: dict[uuid.UUID, Credentials] = {}  # each account's secrets, opened once a round, not per callback
         delivery_ids = sorted({o.delivery_id for o in offers.values()})
-        deliveries = {
-            d.id: d
-            for d in await session.scalars(
-                select(Delivery).where(Delivery.id.in_(delivery_ids)).order_by(Delivery.id).with_for_update()
-            )
-        }
+        deliveries = {d.id: d for d in await session.scalars(_LOCK_DELIVERIES, {"ids": delivery_ids})}
         waiting = await _held_elsewhere(session, delivery_ids, [c.id for c in claimed])
         results = []
         deferred = 0
@@ -128,7 +146,7 @@ class CallbackQueue:
 async def _by_id(session: AsyncSession, model: type[Row], ids: set[uuid.UUID]) -> dict[uuid.UUID, Row]:
     if not ids:
         return {}
-    return {row.id: row for row in await session.scalars(select(model).where(model.id.in_(ids)))}
+    return {row.id: row for row in await session.scalars(_BY_ID[model], {"ids": list(ids)})}
 
 
 async def _held_elsewhere(
@@ -138,13 +156,5 @@ async def _held_elsewhere(
     claim (another worker holds it, or it came after the batch)."""
     if not delivery_ids:
         return {}
-    rows = await session.execute(
-        select(CarrierCallback.delivery_id, func.min(CarrierCallback.seq))
-        .where(
-            CarrierCallback.delivery_id.in_(delivery_ids),
-            CarrierCallback.outcome == "pending",
-            CarrierCallback.id.not_in(ours),
-        )
-        .group_by(CarrierCallback.delivery_id)
-    )
+    rows = await session.execute(_FIRST_PENDING, {"deliveries": delivery_ids, "ours": ours})
     return {delivery_id: first for delivery_id, first in rows}
