@@ -43,6 +43,25 @@ _ARM = text(
 ).bindparams(bindparam("due_at", type_=DateTime(timezone=True)))
 
 
+_CANCEL = (
+    update(Timer)
+    .where(
+        Timer.kind == bindparam("timer_kind"),
+        Timer.key == bindparam("timer_key"),
+        Timer.fired_at.is_(None),
+        Timer.cancelled_at.is_(None),
+    )
+    .values(cancelled_at=bindparam("now"))
+    .returning(Timer.id)
+)
+# A worker's round: the due timers, oldest first, that no other worker holds.
+_DUE = (
+    select(Timer)
+    .where(Timer.fired_at.is_(None), Timer.cancelled_at.is_(None), Timer.due_at <= bindparam("now"))
+    .order_by(Timer.due_at, Timer.id)
+    .limit(bindparam("batch"))
+    .with_for_update(skip_locked=True)
+)
 # When the next timer is due (the worker's sleep after a round), outside any transaction.
 _NEXT_DUE = "SELECT min(due_at) FROM timer WHERE fired_at IS NULL AND cancelled_at IS NULL"
 
@@ -65,12 +84,7 @@ async def arm_timer(session: AsyncSession, *, kind: str, key: str, due_at: datet
 
 
 async def cancel_timer(session: AsyncSession, *, kind: str, key: str, now: datetime) -> bool:
-    result = await session.execute(
-        update(Timer)
-        .where(Timer.kind == kind, Timer.key == key, Timer.fired_at.is_(None), Timer.cancelled_at.is_(None))
-        .values(cancelled_at=now)
-        .returning(Timer.id)
-    )
+    result = await session.execute(_CANCEL, {"timer_kind": kind, "timer_key": key, "now": now})
     return result.first() is not None
 
 
@@ -125,15 +139,7 @@ class TimerWorker:
         """Fires the timers due by the clock's now; returns how many were claimed."""
         now = self.clock.now()
         async with self.sessionmaker() as session, session.begin():
-            timers = (
-                await session.scalars(
-                    select(Timer)
-                    .where(Timer.fired_at.is_(None), Timer.cancelled_at.is_(None), Timer.due_at <= now)
-                    .order_by(Timer.due_at, Timer.id)
-                    .limit(self.batch_size)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
+            timers = (await session.scalars(_DUE, {"now": now, "batch": self.batch_size})).all()
             for timer in timers:
                 await self._fire(session, timer, now)
         return len(timers)
