@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import Field
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.order.models import CustomerOrder, OrderLine, Store
@@ -183,11 +183,13 @@ PUBLISHED: dict[str, type[EventPayload]] = {
 }
 
 
+# An order's lines, for every event's snapshot (built once).
+_LINES = select(OrderLine).where(OrderLine.order_id == bindparam("order_id")).order_by(OrderLine.id)
+
+
 async def order_snapshot(session: AsyncSession, order: CustomerOrder) -> dict[str, Any]:
     store = await session.get_one(Store, order.store_id)
-    lines = (
-        await session.scalars(select(OrderLine).where(OrderLine.order_id == order.id).order_by(OrderLine.id))
-    ).all()
+    lines = (await session.scalars(_LINES, {"order_id": order.id})).all()
     return {
         "order_id": order.id,
         "status": order.status,
