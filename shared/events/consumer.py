@@ -249,9 +249,8 @@ class EventConsumer:
         """Applies, oldest first, the parked events of every subject no dead letter holds any more."""
 
         async def look() -> list[str]:
-            # A session per attempt: one whose connection broke is unusable until rolled back.
-            async with self.sessionmaker() as session:
-                return await released_subjects(session, self.group_id)
+            async with pooled_driver(self.sessionmaker.kw["bind"]) as connection:  # no session: one statement
+                return await released_subjects(connection, self.group_id)
 
         for subject in await self._until_reachable("parked", look):
             await self._apply_parked(subject)

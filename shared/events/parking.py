@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+import asyncpg
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -90,19 +91,18 @@ async def discard(session: AsyncSession, subjects: list[str], consumer: str | No
     return len(rows)
 
 
-async def released_subjects(session: AsyncSession, consumer: str) -> list[str]:
+# Subjects with parked events and no dead letter held, oldest first: their events can be applied now. Looked for
+# every few seconds by every consumer, idle or not: one statement outside any transaction.
+_RELEASED = (
+    "SELECT p.subject FROM parked_event p WHERE p.consumer = $1 AND NOT EXISTS"
+    " (SELECT FROM parked_event b WHERE b.consumer = p.consumer AND b.subject = p.subject AND b.held)"
+    " GROUP BY p.subject ORDER BY min(p.id)"
+)
+
+
+async def released_subjects(connection: asyncpg.Connection, consumer: str) -> list[str]:
     """Subjects with parked events and no dead letter held: their events can be applied now."""
-    blocking = aliased(ParkedEvent)
-    held_subject = select(blocking.id).where(
-        blocking.consumer == ParkedEvent.consumer, blocking.subject == ParkedEvent.subject, blocking.held
-    )
-    query = (
-        select(ParkedEvent.subject)
-        .where(ParkedEvent.consumer == consumer, ~held_subject.exists())
-        .group_by(ParkedEvent.subject)
-        .order_by(func.min(ParkedEvent.id))
-    )
-    return list((await session.scalars(query)).all())
+    return [row[0] for row in await connection.fetch(_RELEASED, consumer)]
 
 
 async def parked_count(session: AsyncSession) -> int:
