@@ -30,7 +30,7 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -80,10 +80,6 @@ CANCEL_ON_REQUEST = {
 }  # fmt: skip
 
 
-# The order an event is about, locked (built once: every event runs it).
-_LOCK_ORDER = select(CustomerOrder).where(CustomerOrder.id == bindparam("order_id")).with_for_update()
-
-
 def _of_an_order_code(data: CodeRedeemedView) -> bool:
     """A redemption of an order's pickup or finish code; a voucher's is none of the order service's business."""
     return bool(data.order_id) and data.kind in ("pickup", "finish")
@@ -125,7 +121,7 @@ class OrderReactions:
         await notifications.prune(session, self.settings, self.clock.now())
 
     async def _order(self, session: AsyncSession, order_id: str) -> CustomerOrder | None:
-        order = await session.scalar(_LOCK_ORDER, {"order_id": order_id})
+        order = await session.scalar(service.LOCK_ORDER, {"order_id": order_id})
         if order is None:
             log.warning("event for an unknown order", extra={"order_id": order_id})
         return order
