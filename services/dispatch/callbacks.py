@@ -33,7 +33,7 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 import asyncpg
-from sqlalchemy import delete, func, select
+from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -65,6 +65,15 @@ class Refused(Exception):
     def __init__(self, outcome: str, status: int, reason: str | None) -> None:
         super().__init__(reason or outcome)
         self.outcome, self.status, self.reason = outcome, status, reason
+
+
+# A confirm-by-query carrier's callback about an offer that still waits for its query (built once).
+_WAITING_FOR_QUERY = (
+    select(CarrierCallback.id)
+    .where(CarrierCallback.offer_id == bindparam("offer_id"), CarrierCallback.outcome == "pending")
+    .limit(1)
+    .with_for_update(skip_locked=True)
+)
 
 
 async def receive(
@@ -115,12 +124,7 @@ async def receive(
         # prefix), and one still waiting for its query stands for every later one about the same offer (one being
         # applied is locked, and skipped: its query may be older than this news).
         kept = body[: settings.refused_prefix_bytes]
-        waiting = await session.scalar(
-            select(CarrierCallback.id)
-            .where(CarrierCallback.offer_id == offer.id, CarrierCallback.outcome == "pending")
-            .limit(1)
-            .with_for_update(skip_locked=True)
-        )
+        waiting = await session.scalar(_WAITING_FOR_QUERY, {"offer_id": offer.id})
         if waiting is not None:
             return wire.ack_message()
     # After a lookup or a nonce, the keeping joins the request's transaction.

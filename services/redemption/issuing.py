@@ -8,7 +8,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.redemption import codes, events
@@ -29,10 +29,17 @@ def qr_secret(vault: Vault, code: Code) -> bytes:
     return vault.open_bytes(code.secret_sealed, str(code.id))
 
 
+# Built once: every order's code runs them.
+_NUMBER_TAKEN = select(Code.id).where(Code.code == bindparam("number"))
+_LIVE_ORDER_CODE = select(Code.id).where(
+    Code.order_id == bindparam("order_id"), Code.kind == bindparam("kind"), Code.status.in_(LIVE)
+)
+
+
 async def _unused_number(session: AsyncSession) -> str:
     while True:  # 10^11 numbers: a collision is rare, and checked
         number = codes.new_code()
-        if await session.scalar(select(Code.id).where(Code.code == number)) is None:
+        if await session.scalar(_NUMBER_TAKEN, {"number": number}) is None:
             return number
 
 
@@ -104,9 +111,7 @@ async def issue_order_codes(
         return
     kind, _ = ORDER_CODE_KINDS[order.fulfilment_mode]
     order_id = order.order_id
-    live = await session.scalar(
-        select(Code.id).where(Code.order_id == order_id, Code.kind == kind, Code.status.in_(LIVE))
-    )
+    live = await session.scalar(_LIVE_ORDER_CODE, {"order_id": order_id, "kind": kind})
     if live is not None:
         return
     now = clock.now()
