@@ -103,7 +103,10 @@ class OutboxRelay:
             if failed:
                 delay = min(max(delay * 2, 0.5), self.max_backoff)
                 await asyncio.sleep(delay)
-            elif published == 0:
+            elif published < self.batch_size:
+                # The backlog the batch's snapshot saw is published: a row committed since has rung (its NOTIFY comes
+                # after its commit), so the wait returns at once for it. Looking again without waiting had been an
+                # empty round (a transaction and a claim) after nearly every event.
                 delay = 0.0
                 await wait_for_ring(rung, min(self.poll_seconds, self.epoch_check_seconds))
             now = asyncio.get_running_loop().time()
