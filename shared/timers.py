@@ -53,6 +53,9 @@ _CANCEL = (
     )
     .values(cancelled_at=bindparam("now"))
     .returning(Timer.id)
+    # Built once, its criteria are bound parameters, which the session's "evaluate" synchronisation cannot match
+    # against loaded timers: none is brought up to date (nothing reads a loaded timer's `cancelled_at`).
+    .execution_options(synchronize_session=False)
 )
 # A worker's round: the due timers, oldest first, that no other worker holds.
 _DUE = (

@@ -222,12 +222,33 @@ async def test_a_callback_failing_in_a_round_is_recorded_and_the_others_effects_
     ]
 
 
+async def test_a_pending_callback_of_a_carrier_no_wire_knows_fails_alone(dispatch: DispatchHarness) -> None:
+    """A kept callback whose carrier is no longer known (renamed or removed with callbacks still queued) is recorded
+    as failed in a savepoint of its own; it does not stop the rounds, and the others are applied."""
+    await dispatch.bind("sf")
+    order_id, offer = await _live_offer(dispatch)
+    sent = datetime.now(UTC) - timedelta(minutes=3)
+    creds = _creds(dispatch.accounts["sf"])
+    fields = _fields("sf", offer, "rider_assigned", sent)
+    assert (await _post(dispatch, "sf", WIRES["sf"].encode_callback(creds, fields, sent))).status_code == 200
+    await dispatch.sql(
+        "INSERT INTO carrier_callback (id, carrier, query, headers, body, body_sha256, body_size, received_at,"
+        " outcome, delivery_id, offer_id, attempts) SELECT gen_random_uuid(), 'gone', query, headers, body,"
+        " body_sha256, body_size, received_at, 'pending', delivery_id, offer_id, 0 FROM carrier_callback"
+    )
+    assert await dispatch.apply_callbacks() == 2
+    outcomes = await dispatch.sql("SELECT carrier, outcome FROM carrier_callback ORDER BY seq")
+    assert outcomes == [("sf", "applied"), ("gone", "failed")]
+    assert (await dispatch.delivery(order_id))["status"] == "rider_assigned"
+
+
 async def test_a_round_taken_again_calls_no_carrier_twice(
     dispatch: DispatchHarness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A round without savepoints is undone when one of its callbacks fails, and taken again: a carrier call made in
     it would be made again (a status query; the next carrier's order after one gave up, placed twice). So such a
-    round calls no carrier: a callback that needs a call stops it before the call, and the carrier is called once."""
+    round calls no carrier: one holding a confirm-by-query carrier's callback is isolated (a savepoint each) from its
+    start, a callback that needs another call stops its round before the call, and the carrier is called once."""
     await dispatch.bind("dada")
     order_id, offer = await _live_offer(dispatch)
     sent: list[str] = []
