@@ -1,7 +1,7 @@
 """Sends customers' notices: a WeChat subscribe message on a grant, else an SMS stand-in where the merchant chose one.
 
 A notice is recorded once per order state by the event handlers (`record_notice`). One round of the courier
-(`send_due`) claims due notices (`FOR UPDATE SKIP LOCKED`, marked `sending` with a lease) and commits; each is then
+(`send_due`) claims due notices in one statement (`FOR UPDATE SKIP LOCKED`, marked `sending` with a lease); each is then
 sent with no transaction open, and its outcome recorded with its attempts by one statement (`FINISH`, `RETRY`, only
 while the notice is still `sending`):
 - a grant is spent and noted on the notice (`grants.spend`, conditional, one statement) before WeChat is called;
@@ -26,7 +26,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol, cast
 
-from sqlalchemy import Table, bindparam, func, select, tuple_, update
+import asyncpg
+from sqlalchemy import Table, bindparam, func
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -41,8 +42,6 @@ from shared.db import pooled_driver, work_in_rounds
 log = logging.getLogger(__name__)
 
 NOTICE_CHANNEL = "songda_notice"
-# The courier's sessions hold no notice a bulk UPDATE would have to bring up to date: no evaluation against them.
-UNSYNCHRONIZED = {"synchronize_session": False}
 # When the next pending notice falls due (`ix_notice_due`).
 NEXT_DUE = "SELECT min(next_attempt_at) FROM notice WHERE status = 'pending'"
 # A notice's attempts ($2, a JSON array in order) recorded with its outcome, if it is still the sender's to settle.
@@ -82,33 +81,29 @@ _record = (
 # it was recorded. Built once: every notice is one.
 _RECORD_PENDING = _record.returning(_NOTICE.c.id, func.pg_notify(NOTICE_CHANNEL, ""))
 _RECORD_SUPPRESSED = _record.returning(_NOTICE.c.id)
-# The courier's round, built once: notices whose sender stopped mid-call (their lease ran out), given up as `unknown`;
-# then the due ones claimed, with their orders' views and their merchants' templates for them.
-_GIVE_UP = (
-    update(Notice)
-    .where(Notice.status == "sending", Notice.lease_until < bindparam("now"))
-    .values(status="unknown", lease_until=None, detail="the sender stopped mid-call")
-    .returning(Notice.id, Notice.channel)
-    .execution_options(**UNSYNCHRONIZED)
-)
-_due = (
-    select(Notice.id)
-    .where(Notice.status == "pending", Notice.next_attempt_at <= bindparam("now"))
-    .order_by(Notice.next_attempt_at)
-    .limit(bindparam("batch"))
-    .with_for_update(skip_locked=True)
-    .scalar_subquery()
-)
-_CLAIM = (
-    update(Notice)
-    .where(Notice.id.in_(_due))
-    .values(status="sending", lease_until=bindparam("lease"), attempts=Notice.attempts + 1)
-    .returning(Notice)
-    .execution_options(**UNSYNCHRONIZED)
-)
-_ORDERS = select(OrderView).where(OrderView.order_id.in_(bindparam("order_ids", expanding=True)))
-_TEMPLATES = select(NoticeTemplate).where(
-    tuple_(NoticeTemplate.merchant_id, NoticeTemplate.notice).in_(bindparam("keys", expanding=True))
+# The courier's round, one statement (atomic by itself, outside any transaction): the notices whose sender stopped
+# mid-call (their lease ran out) given up as `unknown`, an attempt noted for each; then the due ones claimed (`sending`,
+# under a lease, `FOR UPDATE SKIP LOCKED` so two couriers never take the same), each with its order's view and its
+# merchant's template for it. $1 now, $2 the lease's end, $3 the batch size. (A session with a statement each for the
+# give-up, the claim, the orders and the templates had cost more than sending.)
+_ROUND = (
+    "WITH abandoned AS ("
+    " UPDATE notice SET status = 'unknown', lease_until = NULL, detail = 'the sender stopped mid-call'"
+    " WHERE status = 'sending' AND lease_until < $1 RETURNING id, channel"
+    "), noted AS ("
+    " INSERT INTO notice_attempt (notice_id, channel, result, error, at)"
+    " SELECT id, coalesce(channel, 'wechat'), 'unknown', 'the sender stopped mid-call', $1 FROM abandoned"
+    "), claimed AS ("
+    " UPDATE notice SET status = 'sending', lease_until = $2, attempts = attempts + 1"
+    " WHERE id IN (SELECT id FROM notice WHERE status = 'pending' AND next_attempt_at <= $1"
+    " ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED)"
+    " RETURNING id, order_id, kind, merchant_id, store_id, customer_id, facts, attempts"
+    ") SELECT c.id, c.order_id, c.kind, c.merchant_id, c.store_id, c.customer_id, c.facts::text AS facts, c.attempts,"
+    " o.order_id IS NOT NULL AS has_order, o.status AS order_status, o.store_name, o.contact_phone,"
+    " t.notice IS NOT NULL AS has_template, t.template_id, t.fields::text AS fields, t.page, t.sms_fallback,"
+    " t.sms_template_id, t.sms_params::text AS sms_params"
+    " FROM claimed c LEFT JOIN order_view o ON o.order_id = c.order_id"
+    " LEFT JOIN notice_template t ON t.merchant_id = c.merchant_id AND t.notice = c.kind"
 )
 
 
@@ -222,26 +217,12 @@ class Courier:
         await asyncio.gather(*(handle(item) for item in claimed))
         return len(claimed)
 
-    async def _give_up_abandoned(self, session: AsyncSession, now: datetime) -> None:
-        abandoned = (await session.execute(_GIVE_UP, {"now": now})).all()
-        for notice_id, channel in abandoned:
-            session.add(NoticeAttempt(notice_id=notice_id, channel=channel or "wechat", result=Result.unknown,
-                                      error="the sender stopped mid-call", at=now))  # fmt: skip
-
     async def _claim(self, now: datetime) -> list[_Claimed]:
-        """Gives up the notices whose sender stopped mid-call, and claims the due ones, in one transaction."""
-        async with self.sessionmaker() as session, session.begin():
-            await self._give_up_abandoned(session, now)
-            lease = now + timedelta(seconds=self.settings.notice_lease_seconds)
-            claimed = {"now": now, "batch": self.settings.notice_batch_size, "lease": lease}
-            notices = list(await session.scalars(_CLAIM, claimed))
-            if not notices:
-                return []
-            order_ids = sorted({n.order_id for n in notices})
-            orders = {o.order_id: o for o in await session.scalars(_ORDERS, {"order_ids": order_ids})}
-            wanted = sorted({(n.merchant_id, n.kind) for n in notices})
-            templates = {(t.merchant_id, t.notice): t for t in await session.scalars(_TEMPLATES, {"keys": wanted})}
-        return [_Claimed(n, orders.get(n.order_id), templates.get((n.merchant_id, n.kind))) for n in notices]
+        """Gives up the notices whose sender stopped mid-call, and claims the due ones: one statement (`_ROUND`)."""
+        lease = now + timedelta(seconds=self.settings.notice_lease_seconds)
+        async with pooled_driver(self.engine) as connection:
+            rows = await connection.fetch(_ROUND, now, lease, self.settings.notice_batch_size)
+        return [_claimed(row) for row in rows]
 
     async def _deliver(self, item: _Claimed) -> None:
         notice, template = item.notice, item.template
@@ -345,6 +326,25 @@ class Courier:
         ])  # fmt: skip
         async with pooled_driver(self.engine) as connection:
             await connection.execute(statement, item.notice.id, attempts, *values)
+
+
+def _claimed(row: asyncpg.Record) -> _Claimed:
+    """A claimed notice, its order's view and its template as the courier reads them (loose objects, in no session)."""
+    notice = Notice(id=row["id"], order_id=row["order_id"], kind=row["kind"], merchant_id=row["merchant_id"],
+                    store_id=row["store_id"], customer_id=row["customer_id"], facts=json.loads(row["facts"]),
+                    attempts=row["attempts"])  # fmt: skip
+    order = None
+    if row["has_order"]:
+        order = OrderView(order_id=row["order_id"], status=row["order_status"], store_name=row["store_name"],
+                          contact_phone=row["contact_phone"])  # fmt: skip
+    template = None
+    if row["has_template"]:
+        template = NoticeTemplate(
+            merchant_id=row["merchant_id"], notice=row["kind"], template_id=row["template_id"],
+            fields=json.loads(row["fields"]), page=row["page"], sms_fallback=row["sms_fallback"],
+            sms_template_id=row["sms_template_id"], sms_params=json.loads(row["sms_params"]),
+        )  # fmt: skip
+    return _Claimed(notice, order, template)
 
 
 def _page(page: str, order_id: str) -> str:

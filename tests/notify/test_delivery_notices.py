@@ -165,3 +165,25 @@ async def test_a_delivery_event_ahead_of_its_orders_waits_for_it(notify: NotifyH
     assert delivered["status"] == "sent"
     wechat_try = await notify.wechat_messages()
     assert wechat_try == []
+
+
+async def test_a_notice_whose_sender_stopped_mid_call_is_given_up_not_sent_again(notify: NotifyHarness) -> None:
+    """A courier killed mid-call leaves its notice `sending`: once the lease ran out, the next round records it
+    `unknown` with an attempt saying so (the customer may have been told: never again), and claims the due ones."""
+    await notify.use_templates()
+    await notify.order("o-1010")
+    await notify.delivery("o-1010", "delivered", "delivered")
+    await notify.sql(
+        "UPDATE notice SET status = 'sending', attempts = 1, lease_until = '2000-01-01T00:00:00Z'"
+        " WHERE order_id = 'o-1010' AND kind = 'delivered'"
+    )
+    await notify.order("o-1011")
+    await notify.delivery("o-1011", "delivered", "delivered")
+    assert await notify.send() == 3  # both orders' `paid` (no template: suppressed) and o-1011's `delivered`
+    abandoned = next(n for n in await notify.notices("o-1010") if n["kind"] == "delivered")
+    assert abandoned["status"] == "unknown"
+    assert [(a["channel"], a["result"]) for a in abandoned["attempts"]] == [("wechat", "unknown")]
+    sent = await notify.sms_messages()
+    assert len(sent) == 1  # o-1011's only
+    assert next(n for n in await notify.notices("o-1011") if n["kind"] == "delivered")["status"] == "sent"
+    assert await notify.send() == 0
