@@ -38,7 +38,14 @@ async def serve(app: Any, port: int | None = None) -> AsyncIterator[str]:
     # As the launcher runs them: no proxy-header rewriting by uvicorn (the apps decide the client's address).
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", proxy_headers=False)
     server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
+
+    async def run() -> None:
+        try:
+            await server.serve()
+        except SystemExit as exc:  # uvicorn exits when it cannot start (a port taken): let only this test fail,
+            raise RuntimeError(f"could not serve on 127.0.0.1:{port}") from exc  # not the worker's event loop
+
+    task = asyncio.create_task(run())
     while not server.started:
         if task.done():
             task.result()

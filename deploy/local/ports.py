@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import random
 import socket
 import time
+from pathlib import Path
 
 
 def is_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -14,10 +16,32 @@ def is_free(port: int, host: str = "127.0.0.1") -> bool:
         return True
 
 
+# Handed out below the kernel's ephemeral range (Linux: /proc/sys/net/ipv4/ip_local_port_range, 32768-60999 by
+# default) and above the usual services' ports.
+_LOWEST = 10_000
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def _first_ephemeral() -> int:
+    try:
+        return int(_EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768  # the IANA dynamic range's start, where other systems begin theirs
+
+
 def free_port(preferred: int | None = None, host: str = "127.0.0.1") -> int:
-    """`preferred` when it is free, otherwise any free port the kernel hands out."""
+    """`preferred` when it is free, otherwise a free port below the kernel's ephemeral range. A port from that range
+    (what binding port 0 hands out) may become the local end of any outgoing connection between this look and the
+    server's own bind, which then fails: that took a test run's dispatch server, whose port must be known before it
+    starts (the carrier simulator calls it back), and every later test of its worker with it."""
     if preferred and is_free(preferred, host):
         return preferred
+    first_ephemeral = _first_ephemeral()
+    if first_ephemeral > _LOWEST + 1_000:
+        for _ in range(200):
+            port = random.randrange(_LOWEST, first_ephemeral)  # noqa: S311 - a port, not a secret
+            if is_free(port, host):
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
