@@ -17,8 +17,9 @@ def is_free(port: int, host: str = "127.0.0.1") -> bool:
 
 
 # Handed out below the kernel's ephemeral range (Linux: /proc/sys/net/ipv4/ip_local_port_range, 32768-60999 by
-# default) and above the usual services' ports.
-_LOWEST = 10_000
+# default), above the usual services' ports and above 10080, the last port browsers refuse to open (a gateway there
+# could not be browsed).
+_LOWEST = 10_100
 _EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 
 
