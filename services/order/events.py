@@ -183,13 +183,15 @@ PUBLISHED: dict[str, type[EventPayload]] = {
 }
 
 
-# An order's lines, for every event's snapshot (built once).
-_LINES = select(OrderLine).where(OrderLine.order_id == bindparam("order_id")).order_by(OrderLine.id)
+# Orders' lines, for every event's snapshot and every order read (built once).
+LINES_OF = (
+    select(OrderLine).where(OrderLine.order_id.in_(bindparam("order_ids", expanding=True))).order_by(OrderLine.id)
+)
 
 
 async def order_snapshot(session: AsyncSession, order: CustomerOrder) -> dict[str, Any]:
     store = await session.get_one(Store, order.store_id)
-    lines = (await session.scalars(_LINES, {"order_id": order.id})).all()
+    lines = (await session.scalars(LINES_OF, {"order_ids": [order.id]})).all()
     return {
         "order_id": order.id,
         "status": order.status,

@@ -31,7 +31,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from pydantic import ValidationError
 from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared import context, metrics
 from shared.db import driver_connection, pooled_driver
@@ -125,6 +125,12 @@ class EventConsumer:
             consumer_timeout_ms=consumer_timeout_ms,
             **security.client_kwargs(),
         )
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """Where one-statement questions (before an event, for released parked events) run without a session."""
+        engine: AsyncEngine = self.sessionmaker.kw["bind"]
+        return engine
 
     async def start(self) -> None:
         await self.consumer.start()
@@ -237,7 +243,7 @@ class EventConsumer:
         if not isinstance(handler, Handles) or handler.asks is None:
             return handler
         try:
-            async with pooled_driver(self.sessionmaker.kw["bind"]) as connection:  # no session: one statement
+            async with pooled_driver(self.engine) as connection:
                 concerned = await handler.concerned_now(connection, event)
         except Exception as exc:
             if is_infrastructure_failure(exc):
@@ -249,7 +255,7 @@ class EventConsumer:
         """Applies, oldest first, the parked events of every subject no dead letter holds any more."""
 
         async def look() -> list[str]:
-            async with pooled_driver(self.sessionmaker.kw["bind"]) as connection:  # no session: one statement
+            async with pooled_driver(self.engine) as connection:
                 return await released_subjects(connection, self.group_id)
 
         for subject in await self._until_reachable("parked", look):
