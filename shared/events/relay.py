@@ -2,7 +2,9 @@
 
 One relay per service is active at a time (a PostgreSQL advisory lock elects it); rows are claimed with
 `FOR UPDATE SKIP LOCKED` all the same, so even two leaders could not publish one row concurrently. A batch is one
-claiming SELECT (the envelope read as the bytes to send), the sends, and one UPDATE marking the sent rows. Within a
+transaction: one UPDATE that claims the oldest rows and marks them published (returning the envelopes as the bytes to
+send), the sends, and, only when some failed, one UPDATE putting those back in the backlog; a crash before the commit
+leaves them all unpublished. Within a
 batch, rows are grouped by (topic, key) and sent in waves (see `_send`): a later event of an order is never sent
 before an earlier one is acknowledged, and a chain stops at its first failure. Failures keep the row (and everything
 after it for that key) in the backlog, and the relay backs off while the broker is away.
@@ -131,31 +133,34 @@ class OutboxRelay:
         transaction: on a fresh broker the retained rows rejoin the backlog, ahead of the newer ones."""
         # On the pool connection's asyncpg driver, in a transaction of its own: a batch's rows are read as the
         # driver's records, not built into SQLAlchemy rows (most of the relay's CPU through a backlog).
-        async with pooled_driver(self.engine) as driver, driver.transaction():
-            rows = await driver.fetch(_CLAIM, self.batch_size)
-            now = asyncio.get_running_loop().time()
-            due = self.epoch_checked_at is None or now - self.epoch_checked_at > self.epoch_check_seconds
-            if self.broker_epoch and (due or (rows and not self._same_broker())):
-                try:
-                    epoch = await self.broker_epoch.read()
-                except (KafkaError, TimeoutError, OSError) as exc:
-                    log.warning("broker epoch unreadable; backlog kept", extra={"error": repr(exc)})
-                    return 0, 1
-                self.epoch_checked_at = now
-                self._note_connections()
-                if await self._follow_epoch(driver, epoch):
-                    rows = await driver.fetch(_CLAIM, self.batch_size)
-            if not rows:
-                return 0, 0
-            published_ids, failures = await self._send(rows)
-            if failures:
-                self.epoch_checked_at = None  # the broker may be another one when it answers again
-            if published_ids:
-                await driver.execute(_MARK_PUBLISHED, published_ids)
-            if failures:
-                await driver.execute(
-                    _RECORD_FAILURES, [row_id for row_id, _ in failures], [repr(e)[:1000] for _, e in failures]
-                )
+        try:
+            async with pooled_driver(self.engine) as driver, driver.transaction():
+                rows = await driver.fetch(_CLAIM, self.batch_size)
+                now = asyncio.get_running_loop().time()
+                due = self.epoch_checked_at is None or now - self.epoch_checked_at > self.epoch_check_seconds
+                if self.broker_epoch and (due or (rows and not self._same_broker())):
+                    try:
+                        epoch = await self.broker_epoch.read()
+                    except (KafkaError, TimeoutError, OSError) as exc:
+                        # Raised, not returned: the claim must roll back, or its rows would stay marked unsent.
+                        raise _EpochUnreadable from exc
+                    self.epoch_checked_at = now
+                    self._note_connections()
+                    if await self._follow_epoch(driver, epoch):
+                        rows = await driver.fetch(_CLAIM, self.batch_size)
+                if not rows:
+                    return 0, 0
+                published_ids, failures = await self._send(rows)
+                if failures:
+                    self.epoch_checked_at = None  # the broker may be another one when it answers again
+                    # The failed rows, and the rest of their chains (never sent), go back in the backlog.
+                    errors = {row_id: repr(error)[:1000] for row_id, error in failures}
+                    sent = set(published_ids)
+                    unsent = [row["id"] for row in rows if row["id"] not in sent]
+                    await driver.execute(_UNCLAIM, unsent, [errors.get(row_id) for row_id in unsent])
+        except _EpochUnreadable as unreadable:
+            log.warning("broker epoch unreadable; backlog kept", extra={"error": repr(unreadable.__cause__)})
+            return 0, 1
         metrics.OUTBOX_PUBLISHED.labels(self.service).inc(len(published_ids))
         if failures:
             metrics.OUTBOX_PUBLISH_FAILURES.labels(self.service).inc(len(failures))
@@ -234,17 +239,27 @@ class OutboxRelay:
         return delivery
 
 
+class _EpochUnreadable(Exception):
+    """The broker's epoch could not be read: the batch's claim is rolled back."""
+
+
 # Set on each of the producer's connections open when the broker's epoch was read (`_same_broker`).
 _EPOCH_READ = "songda_epoch_read"
-# The oldest unpublished rows, locked, with the envelope as the bytes to send (PostgreSQL's own JSON text).
+# Claims the oldest unpublished rows and marks them published, in the batch's transaction (its commit, after the
+# sends, is what makes the mark stick), returning the envelope as the bytes to send (PostgreSQL's own JSON text).
+# One write of each row, where a locking SELECT and a marking UPDATE had been two (and a round trip more).
 _CLAIM = (
-    "SELECT id, event_id, topic, key, type, convert_to(envelope::text, 'UTF8') AS value,"
-    " envelope->>'traceparent' AS traceparent FROM outbox"
-    " WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"
+    "WITH claimed AS (UPDATE outbox SET published_at = now() WHERE id IN ("
+    "SELECT id FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)"
+    " RETURNING id, event_id, topic, key, type, convert_to(envelope::text, 'UTF8') AS value,"
+    " envelope->>'traceparent' AS traceparent)"
+    " SELECT * FROM claimed ORDER BY id"
 )
-_MARK_PUBLISHED = "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])"
-_RECORD_FAILURES = (
-    "UPDATE outbox SET attempts = attempts + 1, last_error = f.error"
+# Puts claimed rows that were not sent back in the backlog, counting an attempt and its error for those that failed
+# ($2 is NULL for a row after a failure in its chain, never tried).
+_UNCLAIM = (
+    "UPDATE outbox SET published_at = NULL, attempts = attempts + (f.error IS NOT NULL)::int,"
+    " last_error = coalesce(f.error, last_error)"
     " FROM unnest($1::bigint[], $2::text[]) AS f(id, error) WHERE outbox.id = f.id"
 )
 _KNOWN_EPOCH = "SELECT broker_epoch FROM outbox_relay WHERE relay = $1 FOR UPDATE"

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import orjson
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaTimeoutError
 from fastapi import APIRouter
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -125,6 +126,63 @@ async def test_relay_publishes_each_orders_events_once_and_in_order(
     records = await read_topic(bootstrap, topic, expected=40)
     assert len(records) == 40
     assert _sequences(records) == {key: list(range(8)) for key in keys}
+
+
+class _RefusingProducer:
+    """Accepts every send but the one of `refused` (an event's sequence number and key), which the broker refuses."""
+
+    def __init__(self, refused: tuple[str, int]) -> None:
+        self.refused = refused
+        self.sent: list[tuple[str, int]] = []
+
+    async def send(self, topic: str, *, value: bytes, key: bytes, headers: Any) -> asyncio.Future[Any]:
+        sent = (key.decode(), orjson.loads(value)["data"]["seq"])
+        delivery: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if sent == self.refused:
+            delivery.set_exception(KafkaTimeoutError("refused"))
+        else:
+            self.sent.append(sent)
+            delivery.set_result(None)
+        return delivery
+
+
+async def test_a_failed_send_puts_it_and_the_rest_of_its_chain_back_in_the_backlog(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession], topic: str
+) -> None:
+    await _write_events(sessionmaker, topic, ["order-a", "order-b"], per_key=3)
+    producer = _RefusingProducer(refused=("order-a", 1))
+    relay = OutboxRelay(service="order", engine=engine, sessionmaker=sessionmaker, producer=producer)
+    assert await relay.publish_batch() == (4, 1)
+    assert producer.sent == [("order-a", 0), ("order-b", 0), ("order-b", 1), ("order-b", 2)]
+    async with sessionmaker() as session:
+        rows = (await session.execute(text(
+            "SELECT key, (envelope->'data'->>'seq')::int, published_at IS NOT NULL, attempts, last_error IS NOT NULL"
+            " FROM outbox ORDER BY id"
+        ))).all()  # fmt: skip
+    # The refused event counts an attempt; the one after it was never tried; both wait, unpublished.
+    assert [tuple(row) for row in rows if row[0] == "order-a"] == [
+        ("order-a", 0, True, 0, False), ("order-a", 1, False, 1, True), ("order-a", 2, False, 0, False),
+    ]  # fmt: skip
+    assert all(published for key, _, published, _, _ in rows if key == "order-b")
+
+
+class _UnreadableEpoch(BrokerEpoch):
+    async def read(self) -> str:
+        raise KafkaTimeoutError("no answer")
+
+
+async def test_a_batch_whose_broker_epoch_is_unreadable_publishes_nothing_and_keeps_its_rows(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession], topic: str
+) -> None:
+    await _write_events(sessionmaker, topic, ["order-a"], per_key=2)
+    producer = _RefusingProducer(refused=("", -1))
+    relay = OutboxRelay(
+        service="order", engine=engine, sessionmaker=sessionmaker, producer=producer,
+        broker_epoch=_UnreadableEpoch("127.0.0.1:1", producer),
+    )  # fmt: skip
+    assert await relay.publish_batch() == (0, 1)
+    assert producer.sent == []
+    assert await _backlog(sessionmaker) == 2
 
 
 class _CountedEpoch(BrokerEpoch):
