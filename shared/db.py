@@ -162,15 +162,20 @@ TIMER_CHANNEL = "songda_timer"
 
 
 @asynccontextmanager
-async def notifications(conn: AsyncConnection, channel: str) -> AsyncIterator[asyncio.Event]:
-    """An event set by every NOTIFY on `channel` while the block runs. `conn` must be dedicated to it and kept
-    outside transactions between uses: PostgreSQL delivers notifications only to an idle session."""
+async def notifications(
+    conn: AsyncConnection, channel: str, heard: Callable[[str], None] | None = None
+) -> AsyncIterator[asyncio.Event]:
+    """An event set by every NOTIFY on `channel` while the block runs (and `heard` given each one's payload, before
+    the event is set). `conn` must be dedicated to it and kept outside transactions between uses: PostgreSQL
+    delivers notifications only to an idle session."""
     raw = await conn.get_raw_connection()
     driver = raw.driver_connection
     assert driver is not None
     rung = asyncio.Event()
 
-    def ring(*_: Any) -> None:
+    def ring(connection: Any, pid: int, channel: str, payload: str) -> None:
+        if heard is not None:
+            heard(payload)
         rung.set()
 
     await driver.add_listener(channel, ring)

@@ -181,6 +181,33 @@ def create_notify_triggers() -> None:
     )
 
 
+def notify_timers_with_due_time() -> None:
+    """The timer trigger notifies once per armed or moved row, with its due time (epoch seconds) as the payload, and
+    not for timers fired or cancelled: the timer worker (shared/timers.py) wakes only for a timer due sooner than it
+    would wake anyway, where every statement touching `timer` had woken it for a round."""
+    op.execute(
+        "CREATE OR REPLACE FUNCTION songda_notify_timer() RETURNS trigger LANGUAGE plpgsql AS"
+        " $$ BEGIN PERFORM pg_notify('songda_timer', extract(epoch FROM NEW.due_at)::text); RETURN NULL; END $$"
+    )
+    op.execute("DROP TRIGGER timer_notify ON timer")
+    op.execute(
+        "CREATE TRIGGER timer_notify AFTER INSERT OR UPDATE OF due_at ON timer FOR EACH ROW"
+        " WHEN (NEW.fired_at IS NULL AND NEW.cancelled_at IS NULL) EXECUTE FUNCTION songda_notify_timer()"
+    )
+
+
+def notify_timers_without_due_time() -> None:
+    op.execute("DROP TRIGGER timer_notify ON timer")
+    op.execute(
+        "CREATE OR REPLACE FUNCTION songda_notify_timer() RETURNS trigger LANGUAGE plpgsql AS"
+        " $$ BEGIN PERFORM pg_notify('songda_timer', ''); RETURN NULL; END $$"
+    )
+    op.execute(
+        "CREATE TRIGGER timer_notify AFTER INSERT OR UPDATE OF due_at ON timer"
+        " FOR EACH STATEMENT EXECUTE FUNCTION songda_notify_timer()"
+    )
+
+
 def drop_notify_triggers() -> None:
     op.execute("DROP TRIGGER timer_notify ON timer")
     op.execute("DROP FUNCTION songda_notify_timer()")

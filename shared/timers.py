@@ -5,14 +5,18 @@ row fired in the same transaction, so a deadline fires once however many workers
 retried later with backoff; handlers must be idempotent all the same (a crash may land between effect and commit,
 which the rollback undoes, but an effect outside the database would be repeated).
 
-Idle, a worker sleeps until the next timer is due, or until a timer is armed or moved (the `timer` table's trigger
-notifies), or `poll_seconds` passed, whichever comes first.
+Idle, a worker sleeps until the next timer is due, or `poll_seconds` passed, whichever comes first. A timer armed or
+moved meanwhile is heard of at once (the `timer` table's trigger notifies, with its due time as the payload): one due
+sooner than the worker's wake-up brings the wake-up forward, one due later changes nothing. Most timers are deadlines
+minutes away (a delivery's escalation, moved on every carrier callback), and each of them had been a round (a
+transaction, a claim, a look at the next due time) in a busy service.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -114,29 +118,51 @@ class TimerWorker:
         self.batch_size = batch_size
         self.poll_seconds = poll_seconds
         self.max_backoff = max_backoff_seconds
+        self._wake_at = math.inf  # epoch seconds: when the next timer is due, as far as the idle worker knows
 
     async def run(self) -> None:
         if self.engine is None:
             while True:
                 if await self.fire_due() < self.batch_size:
                     await asyncio.sleep(self.poll_seconds)
-        async with self.engine.connect() as conn, notifications(conn, TIMER_CHANNEL) as rung:
+        async with self.engine.connect() as conn, notifications(conn, TIMER_CHANNEL, self._heard) as rung:
             while True:
                 if await self.fire_due() >= self.batch_size:
                     continue
-                if not await wait_for_ring(rung, await self._idle_seconds(self.engine)):
+                if not await self._sleep_until_due(self.engine, rung):
                     # Quiet for a while: make sure the listening connection still lives (else the supervisor
                     # restarts this worker on a new one).
                     await conn.scalar(text("SELECT 1"))
                     await conn.commit()
 
-    async def _idle_seconds(self, engine: AsyncEngine) -> float:
-        """Until the next timer is due by the clock, at most `poll_seconds`."""
+    def _heard(self, payload: str) -> None:
+        """A timer was armed or moved: its due time (epoch seconds) brings the wake-up forward if sooner. A payload
+        that is not one (a trigger of an older schema) counts as due now."""
+        try:
+            due = float(payload)
+        except ValueError:
+            due = 0.0
+        self._wake_at = min(self._wake_at, due)
+
+    async def _sleep_until_due(self, engine: AsyncEngine, rung: asyncio.Event) -> bool:
+        """Sleeps until the earliest unfired timer is due by the clock: the table's, looked up once, or one armed
+        since and heard of. Returns False when `poll_seconds` passed first."""
+        self._wake_at = math.inf  # notifications heard during the look count too: armed after its snapshot
         async with pooled_driver(engine) as connection:
             next_due: datetime | None = await connection.fetchval(_NEXT_DUE)
-        if next_due is None:
-            return self.poll_seconds
-        return min(max((next_due - self.clock.now()).total_seconds(), 0.0), self.poll_seconds)
+        if next_due is not None:
+            self._wake_at = min(self._wake_at, next_due.timestamp())
+        loop = asyncio.get_running_loop()
+        poll_ends = loop.time() + self.poll_seconds
+        while True:
+            until_poll = poll_ends - loop.time()
+            until_due = self._wake_at - self.clock.now().timestamp()
+            if until_due <= 0:
+                return True
+            if until_poll <= 0:
+                return False
+            if not await wait_for_ring(rung, min(until_due, until_poll)) and until_poll <= until_due:
+                return False
 
     async def fire_due(self) -> int:
         """Fires the timers due by the clock's now; returns how many were claimed."""

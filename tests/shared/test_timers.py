@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from shared.clock import FrozenClock
+from shared.clock import FrozenClock, SystemClock
 from shared.db import create_engine, create_sessionmaker
 from shared.events.models import Timer
 from shared.timers import TimerWorker, arm_timer, cancel_timer, schedule_timer
@@ -201,3 +202,51 @@ async def test_an_idle_worker_wakes_when_a_timer_is_armed_not_at_its_next_poll(
 
 async def _fired_are(sessionmaker: async_sessionmaker[AsyncSession], keys: list[str]) -> bool:
     return await _fired(sessionmaker) == keys
+
+
+class _CountedRounds(TimerWorker):
+    rounds = 0
+
+    async def fire_due(self) -> int:
+        self.rounds += 1
+        return await super().fire_due()
+
+
+async def test_a_timer_armed_for_later_wakes_no_round_and_one_armed_sooner_is_fired_on_time(
+    fired_table: None, engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    worker = _CountedRounds(
+        service="order",
+        sessionmaker=sessionmaker,
+        clock=SystemClock(),
+        handlers={"order.unpaid": cancel_unpaid},
+        poll_seconds=600,
+        engine=engine,
+    )
+    task = asyncio.create_task(worker.run())
+    try:
+        await eventually(lambda: _is(worker.rounds, 1))
+        now = datetime.now(UTC)
+        for key in ("later-1", "later-2", "later-3"):  # each moved as a delivery's deadline is, by every callback
+            async with sessionmaker() as session, session.begin():
+                await schedule_timer(session, kind="order.unpaid", key="later", due_at=now + timedelta(hours=1))
+                await arm_timer(session, kind="order.unpaid", key=key, due_at=now + timedelta(minutes=30))
+        async with sessionmaker() as session, session.begin():
+            await schedule_timer(session, kind="order.unpaid", key="soon", due_at=now + timedelta(seconds=0.5))
+        await eventually(lambda: _fired_are(sessionmaker, ["soon"]))
+        fired_at = await _scalar(sessionmaker, "SELECT fired_at FROM timer WHERE key = 'soon'")
+        assert fired_at >= now + timedelta(seconds=0.5)
+        assert worker.rounds == 2  # the first, and the one when "soon" fell due: none for the later timers
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _is(value: int, expected: int) -> bool:
+    return value == expected
+
+
+async def _scalar(sessionmaker: async_sessionmaker[AsyncSession], sql: str) -> Any:
+    async with sessionmaker() as session:
+        return await session.scalar(text(sql))
