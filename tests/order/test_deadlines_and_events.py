@@ -72,10 +72,16 @@ async def test_a_delivery_moves_the_order_and_it_completes_by_itself(harness: Or
     assert (await h.order(oid))["status"] == "dispatching"
     await h.deliver("delivery.rider_assigned.v1", oid, carrier="dada", rider={"name": "王师傅", "phone": "139"})
     await h.deliver("delivery.picked_up.v1", oid, carrier="dada")
+    # What the order shows of its delivery is written with the move, and alone when the event moves nothing.
+    assert (await h.order(oid))["status"] == "in_delivery"
+    assert (await h.order(oid))["delivery"]["status"] == "picked_up"
     await h.deliver("delivery.delivering.v1", oid, carrier="dada")
+    assert (await h.order(oid))["delivery"]["status"] == "delivering"
     delivered = await h.deliver("delivery.delivered.v1", oid, carrier="dada")
     shown = await h.order(oid, headers=CUSTOMER)
-    assert shown["status"] == "delivered"
+    assert (shown["status"], shown["delivery"]["status"], shown["delivery"]["carrier"]) == (
+        "delivered", "delivered", "dada"
+    )  # fmt: skip
     assert shown["delivery"]["rider"] == {"name": "王师傅", "phone": "139"}
     assert datetime.fromisoformat(shown["auto_complete_by"]) == h.clock.now() + timedelta(hours=24)
     h.clock.advance(timedelta(hours=24))
