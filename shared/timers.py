@@ -69,6 +69,8 @@ _DUE = (
     .limit(bindparam("batch"))
     .with_for_update(skip_locked=True)
 )
+# How soon an idle worker looks again for a due timer that another worker's round holds.
+HELD_RETRY_SECONDS = 0.2
 # When the next timer is due (the worker's sleep after a round), outside any transaction.
 _NEXT_DUE = "SELECT min(due_at) FROM timer WHERE fired_at IS NULL AND cancelled_at IS NULL"
 
@@ -127,9 +129,10 @@ class TimerWorker:
                     await asyncio.sleep(self.poll_seconds)
         async with self.engine.connect() as conn, notifications(conn, TIMER_CHANNEL, self._heard) as rung:
             while True:
-                if await self.fire_due() >= self.batch_size:
+                claimed = await self.fire_due()
+                if claimed >= self.batch_size:
                     continue
-                if not await self._sleep_until_due(self.engine, rung):
+                if not await self._sleep_until_due(self.engine, rung, claimed):
                     # Quiet for a while: make sure the listening connection still lives (else the supervisor
                     # restarts this worker on a new one).
                     await conn.scalar(text("SELECT 1"))
@@ -144,14 +147,20 @@ class TimerWorker:
             due = 0.0
         self._wake_at = min(self._wake_at, due)
 
-    async def _sleep_until_due(self, engine: AsyncEngine, rung: asyncio.Event) -> bool:
+    async def _sleep_until_due(self, engine: AsyncEngine, rung: asyncio.Event, claimed: int) -> bool:
         """Sleeps until the earliest unfired timer is due by the clock: the table's, looked up once, or one armed
-        since and heard of. Returns False when `poll_seconds` passed first."""
+        since and heard of. Returns False when `poll_seconds` passed first. A timer already due that the round
+        (`claimed` none) did not get is held by another worker's round: looked for again after `HELD_RETRY_SECONDS`,
+        not at once (a round and a look after another, for as long as that round lasts)."""
         self._wake_at = math.inf  # notifications heard during the look count too: armed after its snapshot
         async with pooled_driver(engine) as connection:
             next_due: datetime | None = await connection.fetchval(_NEXT_DUE)
         if next_due is not None:
-            self._wake_at = min(self._wake_at, next_due.timestamp())
+            due = next_due.timestamp()
+            now = self.clock.now().timestamp()
+            if due <= now and not claimed:
+                due = now + HELD_RETRY_SECONDS
+            self._wake_at = min(self._wake_at, due)
         loop = asyncio.get_running_loop()
         poll_ends = loop.time() + self.poll_seconds
         while True:

@@ -142,11 +142,12 @@ class OutboxRelay:
                     try:
                         epoch = await self.broker_epoch.read()
                     except (KafkaError, TimeoutError, OSError) as exc:
-                        # Raised, not returned: the claim must roll back, or its rows would stay marked unsent.
+                        # Raised, not returned: the claim must roll back, or its rows would stay marked published
+                        # though never sent.
                         raise _EpochUnreadable from exc
                     self.epoch_checked_at = now
                     self._note_connections()
-                    if await self._follow_epoch(driver, epoch):
+                    if await self._follow_epoch(driver, epoch, claimed=len(rows)):
                         rows = await driver.fetch(_CLAIM, self.batch_size)
                 if not rows:
                     return 0, 0
@@ -185,15 +186,16 @@ class OutboxRelay:
         for connection in self.producer.client._conns.values():
             setattr(connection, _EPOCH_READ, True)
 
-    async def _follow_epoch(self, driver: asyncpg.Connection, epoch: str) -> bool:
-        """Records the broker's epoch; when it changed, puts the retained rows back in the backlog (True)."""
+    async def _follow_epoch(self, driver: asyncpg.Connection, epoch: str, claimed: int) -> bool:
+        """Records the broker's epoch; when it changed, puts the retained rows back in the backlog (True). `claimed`:
+        the rows this batch's claim has just marked, which go back too but were never published."""
         known = await driver.fetchval(_KNOWN_EPOCH, self.service)
         if known == epoch:
             return False
         await driver.execute(_RECORD_EPOCH, self.service, epoch)
         if known is None:
             return False  # the first broker this relay meets: everything it published went there
-        requeued = int((await driver.execute(_REQUEUE)).split()[-1])
+        requeued = int((await driver.execute(_REQUEUE)).split()[-1]) - claimed
         metrics.OUTBOX_REPUBLISHED.labels(self.service).inc(requeued)
         log.warning("fresh broker: republishing retained events", extra={"epoch": epoch, "requeued": requeued})
         return True

@@ -250,3 +250,30 @@ async def _is(value: int, expected: int) -> bool:
 async def _scalar(sessionmaker: async_sessionmaker[AsyncSession], sql: str) -> Any:
     async with sessionmaker() as session:
         return await session.scalar(text(sql))
+
+
+async def test_a_due_timer_held_by_another_round_is_looked_for_again_shortly_not_at_once(
+    fired_table: None, engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    async with sessionmaker() as session, session.begin():
+        await schedule_timer(session, kind="order.unpaid", key="held", due_at=datetime.now(UTC))
+    worker = _CountedRounds(
+        service="order",
+        sessionmaker=sessionmaker,
+        clock=SystemClock(),
+        handlers={"order.unpaid": cancel_unpaid},
+        poll_seconds=600,
+        engine=engine,
+    )
+    async with sessionmaker() as holder, holder.begin():  # another worker's round, firing it for a second
+        await holder.execute(text("SELECT id FROM timer WHERE key = 'held' FOR UPDATE"))
+        task = asyncio.create_task(worker.run())
+        await asyncio.sleep(1.0)
+    try:
+        # Every 0.2 s while held (a busy loop had made hundreds of rounds), then fired once released.
+        assert 2 <= worker.rounds <= 8
+        await eventually(lambda: _fired_are(sessionmaker, ["held"]))
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
