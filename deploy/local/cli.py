@@ -11,10 +11,15 @@ from types import FrameType
 
 
 def _stop_on_sigterm() -> None:
+    """SIGTERM and SIGINT both stop the stack. SIGINT's handler is set outright: a launcher started in the background
+    by a non-interactive shell (`songda run &` in a script, a test runner started so) inherits SIGINT ignored, and
+    Python then installs no KeyboardInterrupt for it, so Ctrl-C and `kill -INT` did nothing."""
+
     def handler(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
