@@ -171,8 +171,14 @@ def create_notify_triggers() -> None:
     op.execute(
         "CREATE TRIGGER outbox_notify AFTER INSERT ON outbox FOR EACH STATEMENT EXECUTE FUNCTION songda_notify_outbox()"
     )
+    _notify_timers_per_statement()
+
+
+def _notify_timers_per_statement() -> None:
+    """The timer trigger as it was until the timers' `*_timer_due` migrations: one NOTIFY without a payload per
+    statement that arms or moves timers."""
     op.execute(
-        "CREATE FUNCTION songda_notify_timer() RETURNS trigger LANGUAGE plpgsql AS"
+        "CREATE OR REPLACE FUNCTION songda_notify_timer() RETURNS trigger LANGUAGE plpgsql AS"
         " $$ BEGIN PERFORM pg_notify('songda_timer', ''); RETURN NULL; END $$"
     )
     op.execute(
@@ -198,14 +204,7 @@ def notify_timers_with_due_time() -> None:
 
 def notify_timers_without_due_time() -> None:
     op.execute("DROP TRIGGER timer_notify ON timer")
-    op.execute(
-        "CREATE OR REPLACE FUNCTION songda_notify_timer() RETURNS trigger LANGUAGE plpgsql AS"
-        " $$ BEGIN PERFORM pg_notify('songda_timer', ''); RETURN NULL; END $$"
-    )
-    op.execute(
-        "CREATE TRIGGER timer_notify AFTER INSERT OR UPDATE OF due_at ON timer"
-        " FOR EACH STATEMENT EXECUTE FUNCTION songda_notify_timer()"
-    )
+    _notify_timers_per_statement()
 
 
 def drop_notify_triggers() -> None:

@@ -27,7 +27,6 @@ Each handler reads its event through its view (services/order/consumed.py).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -133,12 +132,12 @@ class OrderReactions:
         order: CustomerOrder,
         action: Action,
         actor: str,
-        shown: Mapping[str, Any] | None = None,
+        delivery: dict[str, Any] | None = None,
         **values: Any,
     ) -> bool:
-        """Moves the order, writing `values` and `shown` with the move; `shown` (what the order shows of its delivery)
-        is written even when the order does not move (at the commit)."""
-        shown = shown or {}
+        """Moves the order, writing `values` with the move; `delivery` (what the order shows of its delivery) is
+        written with the move too, or on its own (at the commit) when the order does not move."""
+        shown = {} if delivery is None else {"delivery": delivery}
         try:
             await service.move(session, order, action, actor=actor, clock=self.clock, **values, **shown)
         except InvalidTransition:
@@ -146,8 +145,8 @@ class OrderReactions:
                 "event does not move the order",
                 extra={"order_id": order.id, "action": action.value, "status": order.status},
             )
-            for key, value in shown.items():
-                setattr(order, key, value)
+            if delivery is not None:
+                order.delivery = delivery
             return False
         return True
 
@@ -167,20 +166,20 @@ class OrderReactions:
             "updated_at": event.time.isoformat(),
         }
         # What the order shows of its delivery, written with the move when the event moves the order (one UPDATE),
-        # else on its own.
-        shown: dict[str, Any] = {}
+        # else on its own; nothing once the order is over.
+        delivery = None
         if OrderStatus(order.status) not in TERMINAL:
-            shown["delivery"] = {**(order.delivery or {}), **{k: v for k, v in facts.items() if v is not None}}
+            delivery = {**(order.delivery or {}), **{k: v for k, v in facts.items() if v is not None}}
         action = DELIVERY_MOVES.get(event.type)
         if action is None or (action is Action.delivery_picked_up and order.status == OrderStatus.in_delivery.value):
             # No move (delivering after picked_up is nothing new either): the facts alone.
-            for key, value in shown.items():
-                setattr(order, key, value)
+            if delivery is not None:
+                order.delivery = delivery
             await session.flush()
             return
         actor = f"dispatch:{data.carrier or 'unknown'}"
         if action is Action.delivery_delivered:
-            if not await self._try(session, order, action, actor, shown, delivered_at=self.clock.now()):
+            if not await self._try(session, order, action, actor, delivery, delivered_at=self.clock.now()):
                 return
             finish_code = (order.delivery or {}).get("finish_code_id")
             if finish_code is not None:  # redeemed at the door before we heard of the pickup
@@ -195,7 +194,7 @@ class OrderReactions:
                     due_at=self.clock.now() + timedelta(hours=self.settings.auto_complete_hours),
                 )
             return
-        await self._try(session, order, action, actor, shown)
+        await self._try(session, order, action, actor, delivery)
 
     # --- redemption -------------------------------------------------------------------------------------------
 

@@ -4,10 +4,10 @@ One relay per service is active at a time (a PostgreSQL advisory lock elects it)
 `FOR UPDATE SKIP LOCKED` all the same, so even two leaders could not publish one row concurrently. A batch is one
 transaction: one UPDATE that claims the oldest rows and marks them published (returning the envelopes as the bytes to
 send), the sends, and, only when some failed, one UPDATE putting those back in the backlog; a crash before the commit
-leaves them all unpublished. Within a
-batch, rows are grouped by (topic, key) and sent in waves (see `_send`): a later event of an order is never sent
-before an earlier one is acknowledged, and a chain stops at its first failure. Failures keep the row (and everything
-after it for that key) in the backlog, and the relay backs off while the broker is away.
+leaves them all unpublished. Within a batch, rows are grouped by (topic, key) and sent in waves (see `_send`): a later
+event of an order is never sent before an earlier one is acknowledged, and a chain stops at its first failure.
+Failures keep the row (and everything after it for that key) in the backlog, and the relay backs off while the broker
+is away.
 
 Published rows are kept for `retention` (then deleted): when the broker turns out to be a fresh one that never saw
 them (shared/events/epoch.py), they go back into the backlog and are published again, oldest first.
