@@ -207,6 +207,45 @@ def notify_timers_without_due_time() -> None:
     _notify_timers_per_statement()
 
 
+def create_claim_function() -> None:
+    """`songda_claim_event`: the consumer's subject lock and its claim of the event (shared/events/consumer.py) in one
+    call, so one round trip. A volatile function's every statement takes a snapshot of its own, so the claim, after
+    the lock, sees what the subject's previous holder committed. It claims the event (its inbox row, unless events of
+    its subject are parked, which it must then wait behind; nothing if it was handled) and tells what was there before
+    the claim: whether it had been handled, whether its subject has parked events, and its own parked row if it is
+    one of them."""
+    op.execute(
+        """
+CREATE FUNCTION songda_claim_event(
+    p_consumer text, p_lock_key bigint, p_subject text, p_event_id uuid, p_type text, p_topic text,
+    p_partition int, p_offset bigint,
+    OUT claimed boolean, OUT handled boolean, OUT parked boolean, OUT mine bigint, OUT mine_held boolean
+) LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(p_lock_key);
+    WITH waiting AS (
+        SELECT w.id, w.event_id, w.held FROM parked_event w WHERE w.consumer = p_consumer AND w.subject = p_subject
+    ), taken AS (
+        INSERT INTO inbox (consumer, event_id, type, topic, "partition", "offset")
+        SELECT p_consumer, p_event_id, p_type, p_topic, p_partition, p_offset WHERE NOT EXISTS (SELECT FROM waiting)
+        ON CONFLICT DO NOTHING
+        RETURNING inbox.event_id
+    )
+    SELECT
+        EXISTS (SELECT FROM taken),
+        EXISTS (SELECT FROM inbox i WHERE i.consumer = p_consumer AND i.event_id = p_event_id),
+        EXISTS (SELECT FROM waiting),
+        (SELECT w.id FROM waiting w WHERE w.event_id = p_event_id),
+        (SELECT w.held FROM waiting w WHERE w.event_id = p_event_id)
+    INTO claimed, handled, parked, mine, mine_held;
+END $$"""
+    )
+
+
+def drop_claim_function() -> None:
+    op.execute("DROP FUNCTION songda_claim_event(text, bigint, text, uuid, text, text, int, bigint)")
+
+
 def drop_notify_triggers() -> None:
     op.execute("DROP TRIGGER timer_notify ON timer")
     op.execute("DROP FUNCTION songda_notify_timer()")

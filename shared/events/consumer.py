@@ -34,7 +34,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared import context, metrics
-from shared.db import driver_connection, pooled_driver
+from shared.db import pooled_driver
 from shared.events.contracts import EventContractError, EventHandler, Handles
 from shared.events.envelope import Envelope
 from shared.events.failures import is_infrastructure_failure
@@ -54,28 +54,15 @@ DLQ_HEADER_PREFIX = "songda-"
 REPLAYED_HEADER = "songda-replayed-from"
 TYPE_HEADER = "type"  # the event's type, set by the relay (shared/events/relay.py) from the outbox row
 
-# Serialises the applying, parking and releasing of one subject's events (shared/events/parking.py).
-_LOCK_SUBJECT = text("SELECT pg_advisory_xact_lock(:key)")
-# Run under the subject's lock, in one snapshot: claims the event (its inbox row, unless events of its subject are
-# parked, which it must then wait behind; nothing if it was handled), and reads what was there before the claim:
-# whether it had been handled, whether its subject has parked events, and its own parked row if it is one of them.
-# $1 consumer, $2 subject, $3 event id, $4 type, $5 topic, $6 partition, $7 offset.
-_CLAIM = """
-WITH parked AS (
-    SELECT id, event_id, held FROM parked_event WHERE consumer = $1::text AND subject = $2::text
-), claimed AS (
-    INSERT INTO inbox (consumer, event_id, type, topic, "partition", "offset")
-    SELECT $1::text, $3::uuid, $4::text, $5::text, $6::int, $7::bigint WHERE NOT EXISTS (SELECT FROM parked)
-    ON CONFLICT DO NOTHING
-    RETURNING event_id
+# Under the subject's lock (which serialises the applying, parking and releasing of one subject's events,
+# shared/events/parking.py), in a snapshot taken after it: claims the event (its inbox row, unless events of its
+# subject are parked, which it must then wait behind; nothing if it was handled), and reads what was there before the
+# claim: whether it had been handled, whether its subject has parked events, and its own parked row if it is one of
+# them. One call of the function each service's `*_claim_function` migration creates (shared/migrations.py).
+_CLAIM = text(
+    "SELECT claimed, handled, parked, mine, mine_held FROM songda_claim_event("
+    ":consumer, :key, :subject, :event_id, :type, :topic, :partition, :offset)"
 )
-SELECT
-    EXISTS (SELECT FROM claimed) AS claimed,
-    EXISTS (SELECT FROM inbox WHERE consumer = $1::text AND event_id = $3::uuid) AS handled,
-    EXISTS (SELECT FROM parked) AS parked,
-    (SELECT id FROM parked WHERE event_id = $3::uuid) AS mine,
-    (SELECT held FROM parked WHERE event_id = $3::uuid) AS mine_held
-"""
 
 
 class EventConsumer:
@@ -301,32 +288,24 @@ class EventConsumer:
     async def _apply(
         self, record: ConsumerRecord[bytes, bytes], event: Envelope, handler: EventHandler, replayed: bool
     ) -> str:
-        """Applies, parks or drops the event; returns the outcome. An event handled is four round trips of the
-        consumer's own (BEGIN, the lock, the claim, COMMIT) around its handler's statements."""
+        """Applies, parks or drops the event; returns the outcome. An event handled is three round trips of the
+        consumer's own (BEGIN, the lock and claim, COMMIT) around its handler's statements."""
         async with self.sessionmaker() as session, session.begin():
             # Through the session, so that it begins the transaction the claim and the handler run in.
-            await session.execute(_LOCK_SUBJECT, {"key": subject_lock_key(self.group_id, event.subject)})
-            driver = await driver_connection(session)
-            claim = await driver.fetchrow(
-                _CLAIM,
-                self.group_id,
-                event.subject,
-                event.id,
-                event.type,
-                record.topic,
-                record.partition,
-                record.offset,
-            )
-            if claim["claimed"]:
+            values = {"consumer": self.group_id, "key": subject_lock_key(self.group_id, event.subject),
+                      "subject": event.subject, "event_id": event.id, "type": event.type, "topic": record.topic,
+                      "partition": record.partition, "offset": record.offset}  # fmt: skip
+            claim = (await session.execute(_CLAIM, values)).one()
+            if claim.claimed:
                 await self._run_handler(session, event, handler)
                 return "handled"
-            if claim["handled"] or not claim["parked"]:  # handled (since the snapshot, if only the claim saw it)
+            if claim.handled or not claim.parked:  # handled (since the snapshot, if only the claim saw it)
                 return "duplicate"
-            if claim["mine"] is None:  # its subject waits behind a dead letter: so does it
+            if claim.mine is None:  # its subject waits behind a dead letter: so does it
                 await session.execute(insert(ParkedEvent).values(**self._parked_values(record, event)))
                 return "parked"
-            if claim["mine_held"] and replayed:  # the dead letter came back from the DLQ topic: release it
-                await session.execute(update(ParkedEvent).where(ParkedEvent.id == claim["mine"]).values(held=False))
+            if claim.mine_held and replayed:  # the dead letter came back from the DLQ topic: release it
+                await session.execute(update(ParkedEvent).where(ParkedEvent.id == claim.mine).values(held=False))
                 return "released"
             return "duplicate"
 

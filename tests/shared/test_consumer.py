@@ -562,7 +562,7 @@ async def test_every_outcome_of_an_event_under_its_subjects_lock(
     assert len(await read_topic(bootstrap, dlq, expected=1)) == 1
 
 
-async def test_a_handled_event_is_four_statements_of_the_consumers_own_around_its_handlers(
+async def test_a_handled_event_is_three_statements_of_the_consumers_own_around_its_handlers(
     journal: None,
     sessionmaker: async_sessionmaker[AsyncSession],
     bootstrap: str,
@@ -579,10 +579,9 @@ async def test_a_handled_event_is_four_statements_of_the_consumers_own_around_it
     assert sorted(" ".join(statement.split()[:2]) for statement in sent) == [
         "BEGIN;",
         "COMMIT;",
-        "INSERT INTO",  # the handler's two: the effect ...
-        "SELECT count(*)",  # ... and its poison check
-        "SELECT pg_advisory_xact_lock($1)",
-        "WITH parked",
+        "INSERT INTO",  # the handler's effect
+        "SELECT claimed,",  # the subject's lock and the claim, in one call
+        "SELECT count(*)",  # the handler's poison check
     ]
     assert await _applied(sessionmaker) == {"order-1": [0]}
 
