@@ -1,8 +1,8 @@
 """The callback apply worker: kept callbacks (`outcome = 'pending'`) are a work queue of their own.
 
 A round claims up to a batch of them in arrival order (`seq`) with `FOR UPDATE SKIP LOCKED` (so workers in several
-replicas never take the same one), loads their offers and accounts in one statement each, locks their deliveries in one
-statement (in id order, so two rounds never deadlock), and applies each delivery's callbacks in arrival order, recording
+replicas never take the same one), loads their offers with their deliveries (locked, in id order, so two rounds never
+deadlock) and accounts in one statement, and applies each delivery's callbacks in arrival order, recording
 every outcome (in one statement) in the round's one transaction: a crash before it commits leaves them all pending, to
 be taken again, and after it every effect and outcome is there, once. A round applies its callbacks without savepoints;
 only when one of them fails is the round undone and taken again with a savepoint per callback (`apply_pending`). A
@@ -18,7 +18,6 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeVar
 
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -37,9 +36,6 @@ CHANNEL = "songda_callback"
 # How soon to look again when a round left callbacks behind another worker's earlier one.
 DEFERRED_RETRY_SECONDS = 0.2
 
-Row = TypeVar("Row", Offer, CarrierAccount)
-
-
 # A round's statements, built once (building a statement cost more CPU than running it).
 # The oldest pending callbacks, up to a batch, read as rows, not ORM objects (building those was an eighth of the
 # worker's CPU); recorded by one statement (`callbacks.settle_all`).
@@ -50,12 +46,15 @@ _CLAIM = (
     .limit(bindparam("batch"))
     .with_for_update(skip_locked=True)
 )
-_BY_ID = {
-    model: select(model).where(model.id.in_(bindparam("ids", expanding=True))) for model in (Offer, CarrierAccount)
-}
-# In id order, so two rounds never deadlock.
-_LOCK_DELIVERIES = (
-    select(Delivery).where(Delivery.id.in_(bindparam("ids", expanding=True))).order_by(Delivery.id).with_for_update()
+# The claimed callbacks' offers, each with its delivery and its account (if any), the deliveries locked in id order (so
+# two rounds never deadlock): one statement, where an offer's, an account's and a delivery's had been one each.
+_OFFERS_LOCKING_DELIVERIES = (
+    select(Offer, Delivery, CarrierAccount)
+    .join(Delivery, Delivery.id == Offer.delivery_id)
+    .outerjoin(CarrierAccount, CarrierAccount.id == Offer.account_id)
+    .where(Offer.id.in_(bindparam("ids", expanding=True)))
+    .order_by(Delivery.id)
+    .with_for_update(of=Delivery)
 )
 _FIRST_PENDING = (
     select(CarrierCallback.delivery_id, func.min(CarrierCallback.seq))
@@ -116,11 +115,17 @@ class CallbackQueue:
 
     async def _apply(self, session: AsyncSession, claimed: Sequence[callbacks.Kept], *, isolated: bool) -> int:
         dispatcher = self.dispatcher
-        offers = await _by_id(session, Offer, {c.offer_id for c in claimed if c.offer_id})
-        accounts = await _by_id(session, CarrierAccount, {o.account_id for o in offers.values() if o.account_id})
+        offers: dict[uuid.UUID, Offer] = {}
+        accounts: dict[uuid.UUID, CarrierAccount] = {}
+        deliveries: dict[uuid.UUID, Delivery] = {}
+        offer_ids = list({c.offer_id for c in claimed if c.offer_id})
+        if offer_ids:
+            for offer, delivery, account in await session.execute(_OFFERS_LOCKING_DELIVERIES, {"ids": offer_ids}):
+                offers[offer.id], deliveries[delivery.id] = offer, delivery
+                if account is not None:
+                    accounts[account.id] = account
         opened: dict[uuid.UUID, Credentials] = {}  # each account's secrets, opened once a round, not per callback
-        delivery_ids = sorted({o.delivery_id for o in offers.values()})
-        deliveries = {d.id: d for d in await session.scalars(_LOCK_DELIVERIES, {"ids": delivery_ids})}
+        delivery_ids = sorted(deliveries)
         waiting = await _held_elsewhere(session, delivery_ids, [c.id for c in claimed])
         results = []
         deferred = 0
@@ -148,12 +153,6 @@ def _queried(carrier: str) -> bool:
     one, so that its callback fails in a savepoint of its own, recorded, rather than stopping every round."""
     wire = WIRES.get(carrier)
     return wire is None or wire.confirm_by_query
-
-
-async def _by_id(session: AsyncSession, model: type[Row], ids: set[uuid.UUID]) -> dict[uuid.UUID, Row]:
-    if not ids:
-        return {}
-    return {row.id: row for row in await session.scalars(_BY_ID[model], {"ids": list(ids)})}
 
 
 async def _held_elsewhere(
