@@ -3,6 +3,7 @@ transaction and never commits; every status move goes through `move`, a conditio
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 from collections import Counter
@@ -14,6 +15,7 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.sql.dml import ReturningInsert
 
 from services.order import domain, events, refunds
 from services.order.catalogue import store_rules
@@ -180,36 +182,52 @@ async def status_history(session: AsyncSession, order: CustomerOrder) -> list[Or
 
 
 _ORDER = cast(Table, CustomerOrder.__table__)
-# A move, built once (a statement built per call cost more CPU than running it): the columns set are the parameters
-# given beside `order_id` and `from_status`, the status this transaction read.
-_MOVE = (
-    update(_ORDER)
-    .where(_ORDER.c.id == bindparam("order_id"), _ORDER.c.status == bindparam("from_status"))
-    .returning(_ORDER.c.id)
-)
-_RECORD_CHANGE = insert(cast(Table, OrderStatusChange.__table__))
+_CHANGE = cast(Table, OrderStatusChange.__table__)
+
+
+@functools.cache
+def _move_statement(columns: tuple[str, ...]) -> ReturningInsert[tuple[str]]:
+    """The move of an order writing these columns, and its record in the history, in one statement: the UPDATE is
+    conditional on the status read (`from_status`), and the change is recorded only when it matched. Built once for
+    each set of columns."""
+    moved = (
+        update(_ORDER)
+        .where(_ORDER.c.id == bindparam("order_id"), _ORDER.c.status == bindparam("from_status"))
+        .values({name: bindparam(f"new_{name}", type_=_ORDER.c[name].type) for name in columns})
+        .returning(_ORDER.c.id)
+        .cte("moved")
+    )
+    recorded = ("from_status", "to_status", "action", "actor", "at")
+    return (
+        insert(_CHANGE)
+        .from_select(
+            ["order_id", *recorded],
+            select(moved.c.id, *(bindparam(name, type_=_CHANGE.c[name].type) for name in recorded)),
+        )
+        .returning(_CHANGE.c.order_id)
+    )
 
 
 async def move(
     session: AsyncSession, order: CustomerOrder, action: Action, *, actor: str, clock: Clock, **values: Any
 ) -> OrderStatus:
     """Moves the order by the transition table. The UPDATE is conditional on the status this transaction read, so
-    of two racing requests one wins and the other gets a 409; `values` are written with the move."""
+    of two racing requests one wins and the other gets a 409; `values` are written with the move, and the change is
+    recorded in the order's history by the same statement."""
     current = OrderStatus(order.status)
     target = domain_next_status(action, current, FulfilmentMode(order.fulfilment_mode))
     now = clock.now()
     written = {"status": target.value, "updated_at": now, **values}
-    moved = await session.scalar(_MOVE, {"order_id": order.id, "from_status": current.value, **written})
+    moved = await session.scalar(
+        _move_statement(tuple(written)),
+        {"order_id": order.id, "from_status": current.value, "to_status": target.value, "action": action.value,
+         "actor": actor, "at": now, **{f"new_{name}": value for name, value in written.items()}},
+    )  # fmt: skip
     if moved is None:
         raise InvalidTransition(f"Order {order.id} changed while this request ran; read it again")
     # The row holds these now: the object is told so as loaded values, not changes its next flush would write again.
     for key, value in written.items():
         set_committed_value(order, key, value)
-    await session.execute(
-        _RECORD_CHANGE,
-        {"order_id": order.id, "from_status": current.value, "to_status": target.value, "action": action.value,
-         "actor": actor, "at": now},
-    )  # fmt: skip
     return target
 
 
