@@ -50,6 +50,7 @@ def table(results: list[dict[str, Any]]) -> str:
             extra.append(
                 f"{songda['completed']} completed in {songda['seconds']:.0f} s, "
                 f"{songda['cpu_seconds_per_lifecycle']:.3f} CPU s per lifecycle"
+                f" ({songda['cpu_seconds_per_lifecycle_with_sandboxes']:.3f} with the sandboxes)"
             )
         lines.append("    " + "; ".join(extra))
         lines.append(f"    CPU ms/op: {_cpu(row['cpu_ms_per_op'])}")
