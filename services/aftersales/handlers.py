@@ -21,8 +21,8 @@ import logging
 from datetime import UTC, datetime
 from typing import cast
 
-from sqlalchemy import Table, bindparam, func, or_, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Integer, Table, Text, bindparam, func, or_, select
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.aftersales import compensation
@@ -90,16 +90,29 @@ _WRITE_ORDER_FACTS = _order_facts.on_conflict_do_update(
 )
 _LINE = cast(Table, OrderViewLine.__table__)
 _LINE_FACTS = ("name", "price_fen", "quantity")
-_order_line = insert(_LINE).values(
-    order_id=bindparam("order_id"), sku_id=bindparam("sku_id"), **{name: bindparam(name) for name in _LINE_FACTS}
+_lines = (
+    func.unnest(
+        bindparam("sku_ids", type_=ARRAY(Text)),
+        bindparam("names", type_=ARRAY(Text)),
+        bindparam("prices", type_=ARRAY(Integer)),
+        bindparam("quantities", type_=ARRAY(Integer)),
+    )
+    .table_valued("sku_id", *_LINE_FACTS)
+    .render_derived()
 )
-# An order's lines are set when it is placed: each event carries them again, and they are written only when new or
-# different (a delete and an insert per line per event had been most of this handler's writes).
-_WRITE_ORDER_LINE = _order_line.on_conflict_do_update(
+_order_lines = insert(_LINE).from_select(
+    ["order_id", "sku_id", *_LINE_FACTS],
+    select(bindparam("order_id", type_=Text), _lines.c.sku_id, *(_lines.c[name] for name in _LINE_FACTS)),
+)
+# An order's facts and its lines, in one statement. The lines are set when the order is placed: each event carries
+# them again, and they are written only when new or different (a delete and an insert per line per event had been
+# most of this handler's writes). The view's row, inserted in the statement's CTE, is there for the lines' foreign
+# key, which is checked at the statement's end.
+_WRITE_ORDER_FACTS_AND_LINES = _order_lines.on_conflict_do_update(
     index_elements=[_LINE.c.order_id, _LINE.c.sku_id],
-    set_={name: _order_line.excluded[name] for name in _LINE_FACTS},
-    where=or_(*(_LINE.c[name].is_distinct_from(_order_line.excluded[name]) for name in _LINE_FACTS)),
-)
+    set_={name: _order_lines.excluded[name] for name in _LINE_FACTS},
+    where=or_(*(_LINE.c[name].is_distinct_from(_order_lines.excluded[name]) for name in _LINE_FACTS)),
+).add_cte(_WRITE_ORDER_FACTS.cte("facts"))
 _started = insert(OrderView).values(
     order_id=bindparam("order_id"),
     customer_id=bindparam("customer_id"),
@@ -147,32 +160,34 @@ class AftersalesReactions:
     # --- orders -----------------------------------------------------------------------------------------------
 
     async def on_order_event(self, session: AsyncSession, event: Envelope, data: OrderEventView) -> None:
-        await session.execute(
-            _WRITE_ORDER_FACTS,
-            {
-                "order_id": data.order_id,
-                "customer_id": data.customer_id,
-                "merchant_id": data.merchant_id,
-                "store_id": data.store.id,
-                "status": data.status,
-                "fulfilment_mode": data.fulfilment_mode,
-                "items_fen": data.amounts.items_fen,
-                "delivery_fee_fen": data.amounts.delivery_fee_fen,
-                "total_fen": data.amounts.total_fen,
-                "refunded_fen": data.amounts.refunded_fen,
-                "paid_at": data.paid_at,
-                "updated_at": event.time,
-            },
-        )
+        facts = {
+            "order_id": data.order_id,
+            "customer_id": data.customer_id,
+            "merchant_id": data.merchant_id,
+            "store_id": data.store.id,
+            "status": data.status,
+            "fulfilment_mode": data.fulfilment_mode,
+            "items_fen": data.amounts.items_fen,
+            "delivery_fee_fen": data.amounts.delivery_fee_fen,
+            "total_fen": data.amounts.total_fen,
+            "refunded_fen": data.amounts.refunded_fen,
+            "paid_at": data.paid_at,
+            "updated_at": event.time,
+        }
+        if data.items:
+            items = list({item.sku_id: item for item in data.items}.values())  # a row each (the last, as published)
+            lines = {
+                "sku_ids": [item.sku_id for item in items],
+                "names": [item.name for item in items],
+                "prices": [item.price_fen for item in items],
+                "quantities": [item.quantity for item in items],
+            }
+            await session.execute(_WRITE_ORDER_FACTS_AND_LINES, facts | lines)
+        else:
+            await session.execute(_WRITE_ORDER_FACTS, facts)
         if event.type == "order.completed.v1":
             view = await session.get_one(OrderView, data.order_id, with_for_update=True)
             view.received_at = view.received_at or event.time
-        if data.items:
-            await session.execute(
-                _WRITE_ORDER_LINE,
-                [{"order_id": data.order_id, "sku_id": item.sku_id, "name": item.name, "price_fen": item.price_fen,
-                  "quantity": item.quantity} for item in data.items],
-            )  # fmt: skip
         await session.flush()
         if isinstance(data, OrderRefundedView | OrderRefundFailedView):
             await self.cases.on_refund_outcome(
