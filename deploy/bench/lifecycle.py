@@ -24,7 +24,7 @@ CONCURRENCY = 6
 WARM_UP = CONCURRENCY
 # The processes standing in for WeChat, WeChat Pay, the SMS provider and the carriers: in production their CPU is the
 # providers', so a lifecycle's CPU is counted without them (and shown with them beside it).
-SANDBOXES = frozenset(entry.name for entry in PROCESSES if entry.serves)
+SANDBOXES = frozenset(entry.name for entry in PROCESSES if entry.serves and entry.name not in entry.serves)
 
 
 async def _lifecycles(bench: Bench, count: int) -> tuple[int, int]:
