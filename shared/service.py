@@ -131,6 +131,7 @@ def build_service_app(
                         session_timeout_ms=settings.kafka_session_timeout_ms,
                         consumer_timeout_ms=settings.kafka_consumer_timeout_ms,
                         released_check_seconds=settings.consumer_released_check_seconds,
+                        offset_commit_seconds=settings.consumer_offset_commit_seconds,
                         security=settings.kafka_security(),
                         stopping=stopping,
                     )

@@ -82,11 +82,13 @@ class EventConsumer:
         consumer_timeout_ms: int = 200,
         group_id: str | None = None,
         released_check_seconds: float = 0.0,
+        offset_commit_seconds: float = 0.0,
         security: KafkaSecurity = PLAINTEXT,
         stopping: asyncio.Event | None = None,
     ) -> None:
         """`released_check_seconds`: how often the parked events an operator released are looked for (0: before
         every fetch); each look is a database round trip, so an idle consumer checks every few seconds.
+        `offset_commit_seconds`: how often `run` commits the offsets handled (0: after every fetch).
         `stopping`: once set, the consumer finishes the record in hand, commits what it handled and returns."""
         self.stopping = stopping or asyncio.Event()
         self.service = service
@@ -100,6 +102,7 @@ class EventConsumer:
         self.max_backoff = max_backoff_seconds
         self.released_check_seconds = released_check_seconds
         self.released_checked_at: float | None = None
+        self.offset_commit_seconds = offset_commit_seconds
         self.consumer = AIOKafkaConsumer(
             *topics,
             bootstrap_servers=bootstrap_servers,
@@ -126,13 +129,22 @@ class EventConsumer:
         await self.consumer.stop()
 
     async def run(self) -> None:
-        """Consumes until `stopping` is set (or cancelled): a shutdown lets the handler in hand finish and commits
-        the offsets of every record handled, so nothing is half-applied and nothing handled is read again."""
+        """Consumes until `stopping` is set (or cancelled). Offsets are committed every `offset_commit_seconds`, not
+        after every fetch (each commit is a round trip to the broker): a record read again after a crash or a
+        rebalance is a duplicate its inbox drops, or a type passed over on its header. A shutdown lets the handler in
+        hand finish and commits the offsets of every record handled, so nothing is half-applied and nothing handled
+        is read again."""
         await self.start()
+        loop = asyncio.get_running_loop()
+        handled: dict[TopicPartition, int] = {}
+        committed_at = loop.time()
         try:
             while not self.stopping.is_set():
-                offsets = await self.poll_and_handle()
-                await self.commit(offsets)
+                handled |= await self.poll_and_handle()
+                if handled and loop.time() - committed_at >= self.offset_commit_seconds:
+                    await self.commit(handled)
+                    handled, committed_at = {}, loop.time()
+            await self.commit(handled)
         finally:
             await self.stop()
 
