@@ -209,11 +209,11 @@ def notify_timers_without_due_time() -> None:
 
 def create_claim_function() -> None:
     """`songda_claim_event`: the consumer's subject lock and its claim of the event (shared/events/consumer.py) in one
-    call, so one round trip. A volatile function's every statement takes a snapshot of its own, so the claim, after
-    the lock, sees what the subject's previous holder committed. It claims the event (its inbox row, unless events of
-    its subject are parked, which it must then wait behind; nothing if it was handled) and tells what was there before
-    the claim: whether it had been handled, whether its subject has parked events, and its own parked row if it is
-    one of them."""
+    call, so one round trip. A volatile function's every statement takes a snapshot of its own (READ COMMITTED, the
+    consumers' isolation), so the claim, after the lock, sees what the subject's previous holder committed. It claims
+    the event (its inbox row, unless events of its subject are parked, which it must then wait behind; nothing if it
+    was handled) and tells what was there before the claim: whether it had been handled, whether its subject has
+    parked events, and its own parked row if it is one of them."""
     op.execute(
         """
 CREATE FUNCTION songda_claim_event(

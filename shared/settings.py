@@ -90,8 +90,8 @@ class ServiceSettings(PrefixedSettings):
     # Parked events an operator released (`songda dlq replay`/`discard`) are looked for this often, not on every
     # fetch: each look is a database round trip, the largest part of an idle service's CPU.
     consumer_released_check_seconds: float = 5.0
-    # Consumers commit their offsets to the broker this often, not after every fetch (a record read again after a crash
-    # is a duplicate the inbox drops).
+    # Consumers commit their offsets to the broker this often (and at every stop), not after every fetch: what a crash
+    # or a rebalance has read again is a duplicate the inbox drops, or passed over on its type.
     consumer_offset_commit_seconds: float = 1.0
 
     timer_batch_size: int = 100

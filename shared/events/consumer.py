@@ -1,11 +1,11 @@
 """The event consumer: at-least-once delivery turned into exactly-once effects, in order per subject.
 
 For each record: take its subject's lock, claim the event (its inbox row), run the handler (which may write outbox
-rows) and commit, all in one transaction; only then commit the Kafka offset. A duplicate or a redelivery after a
-crash hits the inbox key and does nothing. A record whose `type` header (set by the relay) names a type the service
-has no handler for is skipped before its value is even decoded; an event its handler is not concerned with
-(`handles(..., concerns=..., asks=...)`, shared/events/contracts.py) is skipped after decoding, before any
-transaction.
+rows) and commit, all in one transaction; the Kafka offsets of what was handled are committed after it, every
+`offset_commit_seconds`. A duplicate or a redelivery after a crash or a rebalance hits the inbox key and does
+nothing. A record whose `type` header (set by the relay) names a type the service has no handler for is skipped
+before its value is even decoded; an event its handler is not concerned with (`handles(..., concerns=..., asks=...)`,
+shared/events/contracts.py) is skipped after decoding, before any transaction.
 
 Failures are of two kinds (shared/events/failures.py). An unreachable database or broker, a serialization failure
 or a deadlock is retried without limit, backing off: the partition waits and nothing is dead-lettered. A handler
@@ -31,13 +31,14 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from pydantic import ValidationError
 from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared import context, metrics
 from shared.db import pooled_driver
 from shared.events.contracts import EventContractError, EventHandler, Handles
 from shared.events.envelope import Envelope
-from shared.events.failures import is_infrastructure_failure
+from shared.events.failures import SchemaBehind, is_infrastructure_failure
 from shared.events.kafka_security import PLAINTEXT, KafkaSecurity
 from shared.events.models import InboxEvent, ParkedEvent
 from shared.events.parking import released_subjects, subject_lock_key
@@ -63,6 +64,11 @@ _CLAIM = text(
     "SELECT claimed, handled, parked, mine, mine_held FROM songda_claim_event("
     ":consumer, :key, :subject, :event_id, :type, :topic, :partition, :offset)"
 )
+
+
+UNDEFINED_FUNCTION = "42883"
+# How long a stopping consumer tries to commit the offsets it handled since its last commit.
+COMMIT_AT_STOP_SECONDS = 5.0
 
 
 class EventConsumer:
@@ -144,9 +150,13 @@ class EventConsumer:
                 if handled and loop.time() - committed_at >= self.offset_commit_seconds:
                     await self.commit(handled)
                     handled, committed_at = {}, loop.time()
-            await self.commit(handled)
         finally:
-            await self.stop()
+            try:  # stopping, or cancelled (past the shutdown's grace) or failing: what was handled is not read again
+                await asyncio.wait_for(self.commit(handled), COMMIT_AT_STOP_SECONDS)
+            except Exception as exc:
+                log.warning("offsets not committed at stop", extra={"error": repr(exc)})
+            finally:
+                await self.stop()
 
     async def poll_and_handle(self, timeout_ms: int = 500) -> dict[TopicPartition, int]:
         """Applies the released parked events, then handles one fetched batch (each record committed to the
@@ -169,6 +179,10 @@ class EventConsumer:
         return offsets
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        """Commits the offsets of the partitions this member still holds (a partition moved to another member by a
+        rebalance is read again there, and its inbox drops what was handled here)."""
+        assigned = self.consumer.assignment()
+        offsets = {tp: offset for tp, offset in offsets.items() if tp in assigned}
         if not offsets:
             return
         try:
@@ -307,7 +321,12 @@ class EventConsumer:
             values = {"consumer": self.group_id, "key": subject_lock_key(self.group_id, event.subject),
                       "subject": event.subject, "event_id": event.id, "type": event.type, "topic": record.topic,
                       "partition": record.partition, "offset": record.offset}  # fmt: skip
-            claim = (await session.execute(_CLAIM, values)).one()
+            try:
+                claim = (await session.execute(_CLAIM, values)).one()
+            except DBAPIError as exc:
+                if getattr(exc.orig, "sqlstate", None) == UNDEFINED_FUNCTION:
+                    raise SchemaBehind("songda_claim_event is missing: the service's migrations have not run") from exc
+                raise
             if claim.claimed:
                 await self._run_handler(session, event, handler)
                 return "handled"

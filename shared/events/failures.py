@@ -19,7 +19,15 @@ RETRYABLE_SQLSTATE_CLASSES = frozenset({"08", "53"})
 # Serialization failure, deadlock, lock not available, the server shutting down, crashed, or starting up.
 RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57P01", "57P02", "57P03"})
 
+
+class SchemaBehind(Exception):
+    """The database's schema is behind the code: a function or table the consumer itself needs is not there yet (a
+    replica of the new version started before its migration ran). Waited for, as an unreachable database is: every
+    event would otherwise be dead-lettered."""
+
+
 _UNREACHABLE = (
+    SchemaBehind,
     OSError,  # connection refused or reset, broken pipe
     TimeoutError,
     PostgresConnectionError,

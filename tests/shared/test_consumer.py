@@ -23,6 +23,7 @@ from shared.events.consumer import REPLAYED_HEADER, EventConsumer
 from shared.events.contracts import EventView, handles
 from shared.events.dlq import replay_dlq
 from shared.events.envelope import Envelope, new_event
+from shared.events.inspect import group_lag
 from shared.events.outbox import add_event
 from shared.events.topics import dlq_topic
 from tests.shared.tcp_proxy import TcpProxy
@@ -613,3 +614,96 @@ async def test_two_members_given_the_same_event_at_once_apply_it_once(
     assert sorted(outcomes) == [["duplicate"], ["handled"]]
     assert await _applied(sessionmaker) == {"order-1": [0]}
     assert await count(sessionmaker, "SELECT count(*) FROM inbox") == 1
+
+
+async def _committed(bootstrap: str, group: str, topic: str) -> int | None:
+    """The records of the topic the group has committed, over its partitions, read without joining the group (`songda
+    lag`'s way); None when it has committed nothing."""
+    rows = await group_lag(bootstrap, group, [topic])
+    return sum(row.committed or 0 for row in rows) if rows else None
+
+
+async def test_run_commits_its_offsets_at_the_interval_and_at_stop(
+    ledger: None,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    bootstrap: str,
+    topic: str,
+    producer: AIOKafkaProducer,
+) -> None:
+    """Offsets are committed every `offset_commit_seconds`, not after every fetch; a stop commits what was handled."""
+    await create_topics(bootstrap, [topic])
+    subjects = [f"order-c{n}" for n in range(3)]
+    for subject in subjects:
+        await producer.send_and_wait(topic, _paid(subject).to_bytes(), key=subject.encode())
+    group = f"g-{uuid.uuid4().hex}"
+    consumer = _consumer(sessionmaker, bootstrap, topic, producer, group)
+    consumer.offset_commit_seconds = 3600.0
+    running = asyncio.create_task(consumer.run())
+    try:
+
+        async def all_applied() -> bool:
+            return [await _times(sessionmaker, subject) for subject in subjects] == [1, 1, 1]
+
+        await eventually(all_applied, within=30)
+        assert await _committed(bootstrap, group, topic) is None  # handled, its offsets not committed yet
+    finally:
+        consumer.stopping.set()
+        await asyncio.wait_for(running, 30)
+    assert await _committed(bootstrap, group, topic) == 3
+
+    consumer = _consumer(sessionmaker, bootstrap, topic, producer, group)
+    consumer.offset_commit_seconds = 0.0  # every fetch
+    running = asyncio.create_task(consumer.run())
+    try:
+        await producer.send_and_wait(topic, _paid("order-c3").to_bytes(), key=b"order-c3")
+
+        async def committed_while_running() -> bool:
+            return await _committed(bootstrap, group, topic) == 4
+
+        await eventually(committed_while_running, within=30)
+    finally:
+        consumer.stopping.set()
+        await asyncio.wait_for(running, 30)
+    assert [await _times(sessionmaker, s) for s in [*subjects, "order-c3"]] == [1, 1, 1, 1]
+
+
+async def test_a_database_whose_migrations_have_not_run_is_waited_for_not_dead_lettered(
+    journal: None,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    bootstrap: str,
+    topic: str,
+    producer: AIOKafkaProducer,
+) -> None:
+    """A replica of a new version started before its migration: the claim's function is missing, and the event waits
+    (retried as an unreachable database is) instead of being dead-lettered; once the migration runs it is applied."""
+    signature = "songda_claim_event(text, bigint, text, uuid, text, text, int, bigint)"
+    async with sessionmaker() as session, session.begin():
+        await session.execute(text(f"ALTER FUNCTION {signature} RENAME TO songda_claim_event_later"))
+    consumer = _journal_consumer(sessionmaker, bootstrap, topic, producer)
+    retries = (
+        REGISTRY.get_sample_value(
+            "songda_consumer_infrastructure_retries_total", {"service": "redemption", "topic": topic}
+        )
+        or 0.0
+    )
+    handling = asyncio.create_task(consumer.handle_record(_published(topic, 1, _moved("order-1", 0))))
+    try:
+
+        async def retried() -> bool:
+            seen = REGISTRY.get_sample_value(
+                "songda_consumer_infrastructure_retries_total", {"service": "redemption", "topic": topic}
+            )
+            return (seen or 0.0) >= retries + 3
+
+        await eventually(retried)
+        assert not handling.done()
+        assert await count(sessionmaker, "SELECT count(*) FROM parked_event") == 0
+    finally:
+        async with sessionmaker() as session, session.begin():
+            await session.execute(
+                text(f"ALTER FUNCTION {signature.replace('songda_claim_event', 'songda_claim_event_later')}"
+                     " RENAME TO songda_claim_event")
+            )  # fmt: skip
+    await asyncio.wait_for(handling, 30)
+    await consumer.stop()
+    assert await _applied(sessionmaker) == {"order-1": [0]}
