@@ -15,11 +15,11 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import Field
-from sqlalchemy import bindparam, select, text
+from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.order.models import CustomerOrder, OrderLine
+from services.order.models import CustomerOrder
 from shared.clock import Clock
 from shared.events.contracts import EventPayload, Timestamp
 from shared.events.envelope import new_event
@@ -182,12 +182,6 @@ PUBLISHED: dict[str, type[EventPayload]] = {
     REOPENED: OrderReopened,
     REVIEWED: OrderReviewed,
 }
-
-
-# Orders' lines, for every event's snapshot and every order read (built once).
-LINES_OF = (
-    select(OrderLine).where(OrderLine.order_id.in_(bindparam("order_ids", expanding=True))).order_by(OrderLine.id)
-)
 
 
 # What an event's snapshot carries besides the order's own row: its store's facts and its lines, in one statement

@@ -84,6 +84,10 @@ async def visible_order(
 DEADLINE_FIELDS = {ACCEPT_TIMER: "accept_by", AUTO_COMPLETE_TIMER: "auto_complete_by"}
 
 
+# Orders' lines, for every order read (built once).
+_LINES_OF = (
+    select(OrderLine).where(OrderLine.order_id.in_(bindparam("order_ids", expanding=True))).order_by(OrderLine.id)
+)
 _DEADLINES_OF = select(Timer.kind, Timer.key, Timer.due_at).where(
     Timer.kind.in_(list(DEADLINE_FIELDS)),
     Timer.key.in_(bindparam("order_ids", expanding=True)),
@@ -95,7 +99,7 @@ _DEADLINES_OF = select(Timer.kind, Timer.key, Timer.due_at).where(
 async def order_reads(session: AsyncSession, principal: Principal, orders: Sequence[CustomerOrder]) -> list[OrderRead]:
     """The orders as the API shows them to the principal, their lines and pending deadlines loaded in one query each."""
     lines: dict[str, list[OrderLineRead]] = {order.id: [] for order in orders}
-    for line in await session.scalars(events.LINES_OF, {"order_ids": list(lines)}):
+    for line in await session.scalars(_LINES_OF, {"order_ids": list(lines)}):
         lines[line.order_id].append(OrderLineRead.model_validate(line))
     deadlines: dict[str, dict[str, Any]] = {order.id: {} for order in orders}
     for kind, key, due_at in (await session.execute(_DEADLINES_OF, {"order_ids": list(lines)})).all():
