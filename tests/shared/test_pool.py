@@ -1,13 +1,16 @@
-"""The pool keeps the connections a peak opened, beside the ones a service's listeners hold for good."""
+"""The pool keeps the connections a peak opened, beside the ones a service's listeners hold for good, and hands them
+to those waiting in the order they asked."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 from contextlib import AsyncExitStack
 
 import asyncpg
 import pytest
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db import HELD_CONNECTIONS, create_engine, pooled_driver
@@ -88,5 +91,81 @@ async def test_a_pooled_driver_that_cannot_connect_raises_as_a_session_would(db_
     try:
         with pytest.raises(DBAPIError):
             await _connect(engine)
+    finally:
+        await engine.dispose()
+
+
+async def _warm(engine: AsyncEngine, connections: int) -> None:
+    """Opens `connections` at once and pools them again, so that every checkout after finds the pool full."""
+    async with AsyncExitStack() as opened:
+        for _ in range(connections):
+            await opened.enter_async_context(pooled_driver(engine))
+
+
+async def test_connections_go_to_those_waiting_in_the_order_they_asked(db_url: str) -> None:
+    # asyncio.Queue, SQLAlchemy's own, let a task asking just after a connection came back take it from the waiter it
+    # was meant for, who then joined the back of the line: under a peak some requests waited many turns.
+    engine = create_engine(db_url, pool_size=1)
+    connections = 2 * 1 + HELD_CONNECTIONS
+    tickets = itertools.count()
+    served: list[int] = []
+
+    async def work(checkouts: int) -> None:
+        for _ in range(checkouts):  # each asks again at once: in line behind those already waiting
+            ticket = next(tickets)
+            async with pooled_driver(engine) as connection:
+                served.append(ticket)
+                await connection.fetchval("SELECT 1")
+
+    try:
+        await _warm(engine, connections)
+        await asyncio.gather(*(work(5) for _ in range(6 * connections)))
+        assert len(served) == 5 * 6 * connections
+        assert served == sorted(served)
+    finally:
+        await engine.dispose()
+
+
+async def test_a_connection_handed_to_a_waiter_cancelled_at_that_moment_goes_on_to_the_next(db_url: str) -> None:
+    engine = create_engine(db_url, pool_size=1)
+    connections = 2 * 1 + HELD_CONNECTIONS
+    try:
+        await _warm(engine, connections)
+        async with AsyncExitStack() as held:
+            for _ in range(connections - 1):
+                await held.enter_async_context(pooled_driver(engine))
+            last = pooled_driver(engine)
+            await last.__aenter__()
+            first = asyncio.create_task(_connect(engine))
+            second = asyncio.create_task(_connect(engine))
+            gave_up = asyncio.create_task(_connect(engine))
+            await asyncio.sleep(0.05)  # all three in line
+            gave_up.cancel()  # before it was served: out of the line
+            await last.__aexit__(None, None, None)  # handed to `first`...
+            first.cancel()  # ...cancelled before it could take it
+            await asyncio.wait_for(second, 5)  # served all the same, with the connection `first` had been handed
+            with pytest.raises(asyncio.CancelledError):
+                await first
+            with pytest.raises(asyncio.CancelledError):
+                await gave_up
+        assert engine.pool.checkedin() == connections  # type: ignore[attr-defined]
+        assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    finally:
+        await engine.dispose()
+
+
+async def test_a_checkout_waits_no_longer_than_the_pools_timeout(db_url: str) -> None:
+    engine = create_engine(db_url, pool_size=1)
+    engine.pool._timeout = 0.1  # type: ignore[attr-defined]
+    connections = 2 * 1 + HELD_CONNECTIONS
+    try:
+        async with AsyncExitStack() as held:
+            for _ in range(connections):
+                await held.enter_async_context(pooled_driver(engine))
+            with pytest.raises(SQLAlchemyTimeoutError):
+                await _connect(engine)
+        async with pooled_driver(engine) as connection:  # the line left as it was: the next is served at once
+            assert await connection.fetchval("SELECT 1") == 1
+        assert engine.pool.checkedin() == connections  # type: ignore[attr-defined]
     finally:
         await engine.dispose()
