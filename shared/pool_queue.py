@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from contextlib import suppress
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry
 from sqlalchemy.util import await_
@@ -69,7 +69,7 @@ class FirstComeQueue(QueueCommon[T]):
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[T] = loop.create_future()
         self._waiting.append(waiter)
-        timer = loop.call_later(timeout, _give_up, waiter) if timeout else None
+        timer = loop.call_later(timeout, _give_up, waiter) if timeout is not None else None
         try:
             return await_(waiter)
         except BaseException as stopped:
@@ -91,6 +91,13 @@ def _give_up(waiter: asyncio.Future[T]) -> None:
 
 
 class FirstComePool(AsyncAdaptedQueuePool):
-    """SQLAlchemy's asyncio pool, waiting in line (`FirstComeQueue`)."""
+    """SQLAlchemy's asyncio pool, waiting in line (`FirstComeQueue`). Without overflow only: the line holds at most
+    `pool_size` connections, idle or handed over, so a connection passed on from a waiter that gave up always has a
+    place (with overflow, one could come back to a full line and be neither pooled nor closed)."""
 
     _queue_class: type[QueueCommon[ConnectionPoolEntry]] = FirstComeQueue
+
+    def __init__(self, creator: Any, pool_size: int = 5, max_overflow: int = 0, **kw: Any) -> None:
+        if max_overflow != 0:
+            raise ValueError("FirstComePool keeps no overflow: size the pool instead")
+        super().__init__(creator, pool_size=pool_size, max_overflow=max_overflow, **kw)

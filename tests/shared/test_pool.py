@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from contextlib import AsyncExitStack
 
 import asyncpg
@@ -12,8 +13,11 @@ import pytest
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.util import greenlet_spawn
+from sqlalchemy.util.queue import Empty
 
 from shared.db import HELD_CONNECTIONS, create_engine, pooled_driver
+from shared.pool_queue import FirstComePool, FirstComeQueue
 
 
 async def test_connections_held_by_listeners_leave_the_working_ones_kept(db_url: str) -> None:
@@ -164,8 +168,35 @@ async def test_a_checkout_waits_no_longer_than_the_pools_timeout(db_url: str) ->
                 await held.enter_async_context(pooled_driver(engine))
             with pytest.raises(SQLAlchemyTimeoutError):
                 await _connect(engine)
-        async with pooled_driver(engine) as connection:  # the line left as it was: the next is served at once
+        async with pooled_driver(engine) as connection:  # the next is served at once
             assert await connection.fetchval("SELECT 1") == 1
         assert engine.pool.checkedin() == connections  # type: ignore[attr-defined]
     finally:
         await engine.dispose()
+
+
+async def test_a_connection_given_back_just_after_a_waiters_time_ran_out_stays_pooled() -> None:
+    loop = asyncio.get_running_loop()
+    line: FirstComeQueue[str] = FirstComeQueue(maxsize=2)
+    waiting = asyncio.create_task(greenlet_spawn(line.get, True, 0.05))
+    await asyncio.sleep(0)  # in line
+    loop.call_later(0.06, line.put_nowait, "connection")  # given back just after its time runs out...
+    time.sleep(0.1)  # noqa: ASYNC251 - ...both overdue when the loop next turns, the time first
+    with pytest.raises(Empty):
+        await waiting
+    assert line.qsize() == 1  # not handed to the waiter who gave up: there for the next
+
+
+async def test_a_connection_given_back_just_before_a_waiters_time_ran_out_is_taken() -> None:
+    line: FirstComeQueue[str] = FirstComeQueue(maxsize=2)
+    waiting = asyncio.create_task(greenlet_spawn(line.get, True, 0.05))
+    await asyncio.sleep(0)  # in line
+    time.sleep(0.1)  # noqa: ASYNC251 - its time ran out, but the loop has not turned to say so...
+    line.put_nowait("connection")  # ...when a connection comes back: handed over first
+    assert await waiting == "connection"
+    assert line.qsize() == 0
+
+
+def test_a_pool_that_waits_in_line_keeps_no_overflow() -> None:
+    with pytest.raises(ValueError, match="overflow"):
+        FirstComePool(lambda: None, pool_size=2, max_overflow=1)
