@@ -36,12 +36,13 @@ CHANNEL = "songda_callback"
 # How soon to look again when a round left callbacks behind another worker's earlier one.
 DEFERRED_RETRY_SECONDS = 0.2
 
-# A round's statements, built once (building a statement cost more CPU than running it).
+# A round's statements, built once (building a statement cost more CPU than running it). Each names its callbacks
+# `PENDING`, written out, so that a prepared statement's generic plan can use the partial index of pending callbacks.
 # The oldest pending callbacks, up to a batch, read as rows, not ORM objects (building those was an eighth of the
 # worker's CPU); recorded by one statement (`callbacks.settle_all`).
 _CLAIM = (
     select(*(getattr(CarrierCallback, name) for name in callbacks.Kept._fields))
-    .where(CarrierCallback.outcome == "pending")
+    .where(CarrierCallback.outcome == callbacks.PENDING)
     .order_by(CarrierCallback.seq)
     .limit(bindparam("batch"))
     .with_for_update(skip_locked=True)
@@ -60,7 +61,7 @@ _FIRST_PENDING = (
     select(CarrierCallback.delivery_id, func.min(CarrierCallback.seq))
     .where(
         CarrierCallback.delivery_id.in_(bindparam("deliveries", expanding=True)),
-        CarrierCallback.outcome == "pending",
+        CarrierCallback.outcome == callbacks.PENDING,
         CarrierCallback.id.not_in(bindparam("ours", expanding=True)),
     )
     .group_by(CarrierCallback.delivery_id)
