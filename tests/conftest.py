@@ -14,12 +14,19 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from deploy.local.launcher import Infra, StackOptions, database_url, start_infra
+from deploy.local.ports import PORT_SHARE_ENV
 from shared import migrations
 from shared.db import create_engine, create_sessionmaker
 
 ROOT = Path(__file__).resolve().parent.parent
 # One state directory per pytest-xdist worker (each runs its own PostgreSQL and broker); "test" without xdist.
 TEST_STATE = ROOT / ".songda" / "test" / os.environ.get("PYTEST_XDIST_WORKER", "main")
+# Each worker's stacks take their ports from a slice of the range of their own: two workers' stacks started at once
+# had picked one port for two servers (one's gateway then forwarded to the other's dispatch).
+if "PYTEST_XDIST_WORKER" in os.environ:
+    os.environ[PORT_SHARE_ENV] = (
+        f"{int(os.environ['PYTEST_XDIST_WORKER'].removeprefix('gw'))}/{os.environ['PYTEST_XDIST_WORKER_COUNT']}"
+    )
 
 
 @pytest.fixture(scope="session")

@@ -11,12 +11,13 @@ import time
 from pathlib import Path
 
 from deploy.local.demo import Walk
+from deploy.local.ports import PORT_SHARE_ENV
 
 
 def launch(
     state_dir: Path, gateway_port: int, extra_env: dict[str, str] | None = None
 ) -> tuple[subprocess.Popen[str], dict[str, str]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SONGDA_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SONGDA_") or k == PORT_SHARE_ENV}
     # Stacks of other tests start beside this one: none takes the default ports, so two can't pick the same.
     env |= {"SONGDA_POSTGRES_PORT": "0", "SONGDA_BROKER_PORT": "0"} | (extra_env or {})
     process = subprocess.Popen(

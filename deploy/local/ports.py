@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import random
 import socket
 import time
@@ -30,17 +31,34 @@ def _first_ephemeral() -> int:
         return 32_768  # the IANA dynamic range's start, where other systems begin theirs
 
 
+# "k/n": this process takes its ports from the k-th (from 0) of n equal slices of that range, so that stacks started at
+# once by processes given different slices (the test run's workers, each with its stacks) never pick the same port
+# between one's look and its server's bind.
+PORT_SHARE_ENV = "SONGDA_PORT_SHARE"
+
+
+def _range_to_pick_from() -> tuple[int, int]:
+    lowest, highest = _LOWEST, _first_ephemeral()
+    share = os.environ.get(PORT_SHARE_ENV)
+    if share:
+        index, count = (int(part) for part in share.split("/"))
+        width = (highest - lowest) // count
+        lowest, highest = lowest + index * width, lowest + (index + 1) * width
+    return lowest, highest
+
+
 def free_port(preferred: int | None = None, host: str = "127.0.0.1") -> int:
     """`preferred` when it is free, otherwise a free port below the kernel's ephemeral range. A port from that range
     (what binding port 0 hands out) may become the local end of any outgoing connection between this look and the
     server's own bind, which then fails: that took a test run's dispatch server, whose port must be known before it
-    starts (the carrier simulator calls it back), and every later test of its worker with it."""
+    starts (the carrier simulator calls it back), and every later test of its worker with it. Within this process's
+    share of the range (`PORT_SHARE_ENV`) when it is given one."""
     if preferred and is_free(preferred, host):
         return preferred
-    first_ephemeral = _first_ephemeral()
-    if first_ephemeral > _LOWEST + 1_000:
+    lowest, highest = _range_to_pick_from()
+    if highest > lowest + 1_000:
         for _ in range(200):
-            port = random.randrange(_LOWEST, first_ephemeral)  # noqa: S311 - a port, not a secret
+            port = random.randrange(lowest, highest)  # noqa: S311 - a port, not a secret
             if is_free(port, host):
                 return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
