@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared import context
@@ -103,6 +104,16 @@ class DatabaseUnavailable(ServiceError):
     client retries (with its idempotency key), not a 500."""
 
     status, code, title = 503, "database-unavailable", "The database is unavailable; retry shortly"
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "1"}
+
+
+class DatabaseBusy(ServiceError):
+    """Every database connection of the service stayed busy for the pool's timeout: the service is overloaded, not
+    the request at fault, so a 503 the client retries (with its idempotency key), not a 500."""
+
+    status, code, title = 503, "database-busy", "Every database connection is busy; retry shortly"
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": "1"}
@@ -243,6 +254,11 @@ def _is_connection_lost(exc: BaseException) -> bool:
     return False
 
 
+async def _pool_exhausted(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("no database connection came free in time", extra={"error": str(exc), "path": request.url.path})
+    return render(request, DatabaseBusy())
+
+
 async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
     if _is_connection_lost(exc):
         log.warning("database unavailable", extra={"error": str(exc), "path": request.url.path})
@@ -266,4 +282,5 @@ def install_error_handlers(app: FastAPI) -> None:
         app.add_exception_handler(lost, _unhandled)
     for data_error in _DATA_ERRORS:
         app.add_exception_handler(data_error, _database_error)
+    app.add_exception_handler(PoolTimeoutError, _pool_exhausted)
     app.add_exception_handler(Exception, _unhandled)

@@ -4,12 +4,14 @@ pooled connection the database dropped while it sat idle is replaced before anyo
 
 from __future__ import annotations
 
+from contextlib import AsyncExitStack
+
 import httpx
 from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.db import create_engine
+from shared.db import HELD_CONNECTIONS, create_engine
 from shared.errors import install_error_handlers
 from tests.support import eventually
 
@@ -94,3 +96,21 @@ async def test_a_value_refused_on_a_driver_statement_is_a_422(engine: AsyncEngin
             answer = await client.post(f"/keep/{how}")
             assert answer.status_code == 422, answer.text
             assert answer.json()["type"] == "/problems/value-not-storable"
+
+
+async def test_a_request_no_connection_came_free_for_is_a_503(db_url: str) -> None:
+    # Every connection busy past the pool's timeout (a peak the pool cannot serve): overloaded, not a 500.
+    busy = create_engine(db_url, pool_size=1)
+    busy.pool._timeout = 0.1  # type: ignore[attr-defined]
+    try:
+        async with AsyncExitStack() as held:
+            for _ in range(2 * 1 + HELD_CONNECTIONS):
+                await held.enter_async_context(busy.connect())
+            transport = httpx.ASGITransport(app=_app(busy))
+            async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
+                answer = await client.post("/cut")
+        assert answer.status_code == 503, answer.text
+        assert answer.json()["type"] == "/problems/database-busy"
+        assert answer.headers["Retry-After"] == "1"
+    finally:
+        await busy.dispose()
