@@ -23,10 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 TEST_STATE = ROOT / ".songda" / "test" / os.environ.get("PYTEST_XDIST_WORKER", "main")
 # Each worker's stacks take their ports from a slice of the range of their own: two workers' stacks started at once
 # had picked one port for two servers (one's gateway then forwarded to the other's dispatch).
-if "PYTEST_XDIST_WORKER" in os.environ:
-    os.environ[PORT_SHARE_ENV] = (
-        f"{int(os.environ['PYTEST_XDIST_WORKER'].removeprefix('gw'))}/{os.environ['PYTEST_XDIST_WORKER_COUNT']}"
-    )
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "").removeprefix("gw")
+if _WORKER.isdigit():  # a worker that replaced a crashed one (gw2 of 2) shares the slice of its number modulo the count
+    os.environ[PORT_SHARE_ENV] = f"{_WORKER}/{os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1')}"
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ def is_free(port: int, host: str = "127.0.0.1") -> bool:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
-        except OSError:
+        except (OSError, OverflowError):  # taken, or not a port at all
             return False
         return True
 
@@ -39,11 +39,11 @@ PORT_SHARE_ENV = "SONGDA_PORT_SHARE"
 
 def _range_to_pick_from() -> tuple[int, int]:
     lowest, highest = _LOWEST, _first_ephemeral()
-    share = os.environ.get(PORT_SHARE_ENV)
-    if share:
-        index, count = (int(part) for part in share.split("/"))
-        width = (highest - lowest) // count
-        lowest, highest = lowest + index * width, lowest + (index + 1) * width
+    index, _, count = os.environ.get(PORT_SHARE_ENV, "").partition("/")
+    if index.isdigit() and count.isdigit() and int(count) > 0:  # anything else: the whole range
+        width = (highest - lowest) // int(count)
+        lowest += int(index) % int(count) * width
+        highest = lowest + width
     return lowest, highest
 
 

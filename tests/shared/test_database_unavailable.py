@@ -7,11 +7,12 @@ from __future__ import annotations
 from contextlib import AsyncExitStack
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.db import HELD_CONNECTIONS, create_engine
+from shared.db import HELD_CONNECTIONS, create_engine, pooled_driver
 from shared.errors import install_error_handlers
 from tests.support import eventually
 
@@ -19,6 +20,11 @@ from tests.support import eventually
 def _app(engine: AsyncEngine) -> FastAPI:
     app = FastAPI()
     install_error_handlers(app)
+
+    @app.post("/driver")
+    async def driver() -> dict[str, int]:
+        async with pooled_driver(engine) as connection:  # a hot path's checkout, without a session
+            return {"one": await connection.fetchval("SELECT 1")}
 
     @app.post("/cut")
     async def cut() -> dict[str, str]:
@@ -98,7 +104,8 @@ async def test_a_value_refused_on_a_driver_statement_is_a_422(engine: AsyncEngin
             assert answer.json()["type"] == "/problems/value-not-storable"
 
 
-async def test_a_request_no_connection_came_free_for_is_a_503(db_url: str) -> None:
+@pytest.mark.parametrize("path", ["/cut", "/driver"])
+async def test_a_request_no_connection_came_free_for_is_a_503(db_url: str, path: str) -> None:
     # Every connection busy past the pool's timeout (a peak the pool cannot serve): overloaded, not a 500.
     busy = create_engine(db_url, pool_size=1)
     busy.pool._timeout = 0.1  # type: ignore[attr-defined]
@@ -108,7 +115,7 @@ async def test_a_request_no_connection_came_free_for_is_a_503(db_url: str) -> No
                 await held.enter_async_context(busy.connect())
             transport = httpx.ASGITransport(app=_app(busy))
             async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
-                answer = await client.post("/cut")
+                answer = await client.post(path)
         assert answer.status_code == 503, answer.text
         assert answer.json()["type"] == "/problems/database-busy"
         assert answer.headers["Retry-After"] == "1"
