@@ -5,12 +5,17 @@ rewriting off), a graceful-shutdown bound.
 uvicorn's server wakes every 0.1 s to refresh its Date header and look for an exit request: two thirds of an idle
 service's wake-ups, and most of its idle CPU. `PatientServer` wakes once a second instead, which is as often as the
 Date header changes; a SIGTERM or Ctrl-C is seen within that second.
+
+Once the app has started, what the start built (modules, the app, SQLAlchemy's mappers, pydantic's validators: some
+150,000 objects) is frozen out of the garbage collector's reach (`gc.freeze`): each full collection had walked them
+all, about 100 ms of a service's CPU each time, a fifth of the order service's CPU through an outbox backlog.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import sys
 
 import uvicorn
@@ -22,6 +27,8 @@ _DATE_TICKS = 10
 
 class PatientServer(uvicorn.Server):
     async def main_loop(self) -> None:
+        gc.collect()
+        gc.freeze()
         counter = 0
         should_exit = await self.on_tick(counter)
         while not should_exit:
