@@ -6,6 +6,9 @@ transaction: one UPDATE that claims the oldest rows and marks them published (re
 send), the sends, and, only when some failed, one UPDATE putting those back in the backlog; a crash before the commit
 leaves them all unpublished. Within a batch, rows are grouped by (topic, key) and sent in waves (see `_send`): a later
 event of an order is never sent before an earlier one is acknowledged, and a chain stops at its first failure.
+Through a backlog, the next batch is claimed (in a transaction of its own, skipping the rows locked by the batch in
+flight) while the one before is being sent, and sent only once all of that one's sends were acknowledged; after a
+failure it is rolled back, unsent. The claim and the sends, each about half of a batch's time, overlap.
 Failures keep the row (and everything after it for that key) in the backlog, and the relay backs off while the broker
 is away.
 
@@ -91,32 +94,48 @@ class OutboxRelay:
                         await self.broker_epoch.stop()
 
     async def _lead(self, lock_conn: AsyncConnection, rung: asyncio.Event) -> None:
-        """Publishes while there is a backlog; idle, sleeps until a new outbox row is committed (NOTIFY) or
-        `poll_seconds` passed (a safety net, and the pace of the broker epoch checks)."""
+        """Publishes while there is a backlog, each full batch's successor claimed while it is sent; idle, sleeps until
+        a new outbox row is committed (NOTIFY) or `poll_seconds` passed (a safety net, and the pace of the broker
+        epoch checks)."""
         delay = 0.0  # the backoff while publishing fails
         last_check = asyncio.get_running_loop().time()
         last_purge: float | None = None
-        while True:
-            now = asyncio.get_running_loop().time()
-            if last_purge is None or now - last_purge > 60:
-                await self.purge_published()
-                last_purge = now
-            published, failed = await self.publish_batch()
-            if failed:
-                delay = min(max(delay * 2, 0.5), self.max_backoff)
-                await asyncio.sleep(delay)
-            elif published < self.batch_size:
-                # The backlog the batch's snapshot saw is published: a row committed since has rung (its NOTIFY comes
-                # after its commit), so the wait returns at once for it. Looking again without waiting had been an
-                # empty round (a transaction and a claim) after nearly every event.
-                delay = 0.0
-                await wait_for_ring(rung, min(self.poll_seconds, self.epoch_check_seconds))
-            now = asyncio.get_running_loop().time()
-            if now - last_check > 5:
-                # The lock lives as long as its connection: make sure it still does.
-                await lock_conn.scalar(text("SELECT 1"))
-                await lock_conn.commit()
-                last_check = now
+        ahead: _Batch | None = None  # the next batch, claimed while the one in hand is sent
+        try:
+            while True:
+                now = asyncio.get_running_loop().time()
+                if last_purge is None or now - last_purge > 60:
+                    await self.purge_published()
+                    last_purge = now
+                batch, ahead = ahead or _Batch(self, after=None), None
+                if await batch.full():
+                    ahead = _Batch(self, after=batch)
+                outcome = await batch.task
+                if outcome is None:  # claimed ahead and given up unsent, as is the batch claimed after it
+                    if ahead is not None:
+                        await asyncio.gather(ahead.task, return_exceptions=True)
+                        ahead = None
+                    continue  # the backlog is claimed afresh at once
+                published, failed = outcome
+                if failed:
+                    delay = min(max(delay * 2, 0.5), self.max_backoff)
+                    await asyncio.sleep(delay)
+                elif published < self.batch_size:
+                    # The backlog the batch's snapshot saw is published: a row committed since has rung (its NOTIFY
+                    # comes after its commit), so the wait returns at once for it. Looking again without waiting had
+                    # been an empty round (a transaction and a claim) after nearly every event.
+                    delay = 0.0
+                    await wait_for_ring(rung, min(self.poll_seconds, self.epoch_check_seconds))
+                now = asyncio.get_running_loop().time()
+                if now - last_check > 5:
+                    # The lock lives as long as its connection: make sure it still does.
+                    await lock_conn.scalar(text("SELECT 1"))
+                    await lock_conn.commit()
+                    last_check = now
+        finally:
+            if ahead is not None:  # its claim rolls back, unsent
+                ahead.task.cancel()
+                await asyncio.gather(ahead.task, return_exceptions=True)
 
     async def purge_published(self) -> int:
         """Deletes the rows published longer ago than the retention window."""
@@ -126,19 +145,39 @@ class OutboxRelay:
         return int(getattr(result, "rowcount", 0) or 0)
 
     async def publish_batch(self) -> tuple[int, int]:
-        """Publishes one batch of the backlog; returns (published, failed) counts.
+        """Publishes one batch of the backlog; returns (published, failed) counts."""
+        batch = _Batch(self, after=None)
+        outcome = await batch.task
+        assert outcome is not None  # only a batch claimed ahead is given up
+        return outcome
+
+    async def _publish(self, batch: _Batch) -> tuple[int, int] | None:
+        """Claims a batch, sends it and commits; returns (published, failed) counts.
 
         Every `epoch_check_seconds`, and before a batch sent through a connection the producer opened since (a
         broker that restarted is reached through a new one), the relay asks the broker for its epoch, in the batch's
-        transaction: on a fresh broker the retained rows rejoin the backlog, ahead of the newer ones."""
+        transaction: on a fresh broker the retained rows rejoin the backlog, ahead of the newer ones.
+
+        A batch claimed ahead (`batch.after` the one being sent) is sent once that one is `cleared`; it is given up
+        (rolled back, None) when that one had a failure or put retained rows back in the backlog (which go first), or
+        when the broker's epoch is to be read (the next batch, claimed afresh, reads it)."""
         # On the pool connection's asyncpg driver, in a transaction of its own: a batch's rows are read as the
         # driver's records, not built into SQLAlchemy rows (most of the relay's CPU through a backlog).
+        rows: list[asyncpg.Record] = []
+        requeued = False
         try:
             async with pooled_driver(self.engine) as driver, driver.transaction():
-                rows = await driver.fetch(_CLAIM, self.batch_size)
+                try:
+                    rows = await driver.fetch(_CLAIM, self.batch_size)
+                finally:
+                    batch.claimed.set_result(len(rows))
+                if batch.after is not None and not await batch.after.cleared:
+                    raise _GivenUp
                 now = asyncio.get_running_loop().time()
                 due = self.epoch_checked_at is None or now - self.epoch_checked_at > self.epoch_check_seconds
                 if self.broker_epoch and (due or (rows and not self._same_broker())):
+                    if batch.after is not None:
+                        raise _GivenUp
                     try:
                         epoch = await self.broker_epoch.read()
                     except (KafkaError, TimeoutError, OSError) as exc:
@@ -148,10 +187,12 @@ class OutboxRelay:
                     self.epoch_checked_at = now
                     self._note_connections()
                     if await self._follow_epoch(driver, epoch, claimed=len(rows)):
+                        requeued = True
                         rows = await driver.fetch(_CLAIM, self.batch_size)
                 if not rows:
                     return 0, 0
                 published_ids, failures = await self._send(rows)
+                batch.cleared.set_result(not failures and not requeued)
                 if failures:
                     self.epoch_checked_at = None  # the broker may be another one when it answers again
                     # The failed rows, and the rest of their chains (never sent), go back in the backlog.
@@ -159,9 +200,14 @@ class OutboxRelay:
                     sent = set(published_ids)
                     unsent = [row["id"] for row in rows if row["id"] not in sent]
                     await driver.execute(_UNCLAIM, unsent, [errors.get(row_id) for row_id in unsent])
+        except _GivenUp:
+            return None
         except _EpochUnreadable as unreadable:
             log.warning("broker epoch unreadable; backlog kept", extra={"error": repr(unreadable.__cause__)})
             return 0, 1
+        finally:
+            if not batch.cleared.done():  # nothing sent: a batch claimed after this one is not sent either
+                batch.cleared.set_result(False)
         metrics.OUTBOX_PUBLISHED.labels(self.service).inc(len(published_ids))
         if failures:
             metrics.OUTBOX_PUBLISH_FAILURES.labels(self.service).inc(len(failures))
@@ -241,6 +287,31 @@ class OutboxRelay:
         return delivery
 
 
+class _Batch:
+    """A batch of the backlog on its way: `claimed` is told how many rows its claim took, `cleared` whether the batch
+    claimed after it may be sent (all its sends were acknowledged, and no retained rows rejoined the backlog ahead of
+    that one's). A batch claimed ahead, while the batch before it (`after`) is being sent, waits for that one's
+    `cleared`: no event is sent before an earlier one of its order is acknowledged, nor after a failure."""
+
+    def __init__(self, relay: OutboxRelay, *, after: _Batch | None) -> None:
+        loop = asyncio.get_running_loop()
+        self.after = after
+        self.size = relay.batch_size
+        self.claimed: asyncio.Future[int] = loop.create_future()
+        self.cleared: asyncio.Future[bool] = loop.create_future()
+        self.task = asyncio.create_task(relay._publish(self))
+
+    async def full(self) -> bool:
+        """Whether the claim took a whole batch (a backlog is likely behind it); False if it failed."""
+        either: list[asyncio.Future[Any]] = [self.claimed, self.task]
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        return self.claimed.done() and self.claimed.result() == self.size
+
+
+class _GivenUp(Exception):
+    """A batch claimed ahead is not to be sent: its claim is rolled back."""
+
+
 class _EpochUnreadable(Exception):
     """The broker's epoch could not be read: the batch's claim is rolled back."""
 
@@ -251,8 +322,8 @@ _EPOCH_READ = "songda_epoch_read"
 # sends, is what makes the mark stick), returning the envelope as the bytes to send (PostgreSQL's own JSON text).
 # One write of each row, where a locking SELECT and a marking UPDATE had been two (and a round trip more).
 _CLAIM = (
-    "WITH claimed AS (UPDATE outbox SET published_at = now() WHERE id IN ("
-    "SELECT id FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)"
+    "WITH claimed AS (UPDATE outbox SET published_at = now() WHERE id = ANY(ARRAY("
+    "SELECT id FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED))"
     " RETURNING id, event_id, topic, key, type, convert_to(envelope::text, 'UTF8') AS value,"
     " envelope->>'traceparent' AS traceparent)"
     " SELECT * FROM claimed ORDER BY id"

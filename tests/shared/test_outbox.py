@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import httpx
 import orjson
@@ -398,3 +400,122 @@ async def test_an_idle_relay_wakes_when_an_event_is_committed_not_at_its_next_po
             await relay_task
         await producer.stop()
     assert _sequences(await read_topic(bootstrap, topic, expected=3)) == {"order-early": [0], "order-late": [0, 1]}
+
+
+class _SlowAckProducer:
+    """Acknowledges each send `ack_seconds` after it (refusing once each of `refuse_once`, a key and sequence
+    number), recording what it accepted; its connection stays up (`client._conns`), so the epoch is read once."""
+
+    def __init__(self, *, ack_seconds: float = 0.02, refuse_once: frozenset[tuple[str, int]] = frozenset()) -> None:
+        self.ack_seconds = ack_seconds
+        self.refuse = set(refuse_once)
+        self.accepted: list[tuple[str, int]] = []
+        self.client = SimpleNamespace(_conns={"broker": SimpleNamespace(connected=lambda: True)})
+
+    async def send(self, topic: str, *, value: bytes, key: bytes, headers: Any) -> asyncio.Future[Any]:
+        sent = (key.decode(), orjson.loads(value)["data"]["seq"])
+        delivery: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        def acknowledge() -> None:
+            if sent in self.refuse:
+                self.refuse.discard(sent)
+                delivery.set_exception(KafkaTimeoutError("refused"))
+            else:
+                self.accepted.append(sent)
+                delivery.set_result(None)
+
+        asyncio.get_running_loop().call_later(self.ack_seconds, acknowledge)
+        return delivery
+
+    def by_key(self) -> dict[str, list[int]]:
+        sequences: dict[str, list[int]] = defaultdict(list)
+        for key, seq in self.accepted:
+            sequences[key].append(seq)
+        return dict(sequences)
+
+
+async def _locked_by_others(engine: AsyncEngine) -> int:
+    """Unpublished rows another transaction holds (claimed by a batch not yet committed)."""
+    async with engine.begin() as conn:
+        backlog = await conn.scalar(text("SELECT count(*) FROM outbox WHERE published_at IS NULL"))
+        free = await conn.scalar(text(
+            "SELECT count(*) FROM (SELECT id FROM outbox WHERE published_at IS NULL FOR UPDATE SKIP LOCKED) AS f"
+        ))  # fmt: skip
+        await conn.rollback()
+    return int(backlog) - int(free)
+
+
+async def _run_relay(relay: OutboxRelay, until: Callable[[], Awaitable[bool]]) -> None:
+    task = asyncio.create_task(relay.run())
+    try:
+        await eventually(until, within=30)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_through_a_backlog_the_next_batch_is_claimed_while_the_one_before_is_sent(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession], topic: str
+) -> None:
+    keys = ["order-a", "order-b", "order-c"]
+    await _write_events(sessionmaker, topic, keys, per_key=10)
+    producer = _SlowAckProducer(ack_seconds=0.3)
+    relay = OutboxRelay(service="order", engine=engine, sessionmaker=sessionmaker, producer=producer, batch_size=4)
+    task = asyncio.create_task(relay.run())
+    try:
+        # While the first batch's acknowledgements are awaited, the second batch is claimed too.
+        await eventually(lambda: _locked_is(engine, 8))
+        await eventually(lambda: _backlog_is(sessionmaker, 0), within=30)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert producer.by_key() == {key: list(range(10)) for key in keys}
+
+
+async def _locked_is(engine: AsyncEngine, expected: int) -> bool:
+    return await _locked_by_others(engine) == expected
+
+
+async def test_a_failure_gives_up_the_batch_claimed_ahead_and_nothing_is_sent_out_of_order(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession], topic: str
+) -> None:
+    keys = ["order-a", "order-b"]
+    await _write_events(sessionmaker, topic, keys, per_key=8)
+    # The first batch is a0 b0 a1 b1 a2 b2: a1 is refused once, and the batch claimed ahead (a3 b3 a4 b4 a5 b5) must
+    # not go before a1 does.
+    producer = _SlowAckProducer(refuse_once=frozenset({("order-a", 1)}))
+    relay = OutboxRelay(
+        service="order", engine=engine, sessionmaker=sessionmaker, producer=producer, batch_size=6,
+        max_backoff_seconds=0.1,
+    )  # fmt: skip
+    await _run_relay(relay, lambda: _backlog_is(sessionmaker, 0))
+    assert producer.by_key() == {key: list(range(8)) for key in keys}
+
+
+class _ChangedEpoch(BrokerEpoch):
+    """A broker whose epoch is not the one recorded: a fresh broker, answering a little after being asked."""
+
+    async def read(self) -> str:
+        await asyncio.sleep(0.2)
+        return "epoch-fresh"
+
+
+async def test_after_a_fresh_broker_the_batch_claimed_ahead_waits_for_every_retained_event(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession], topic: str
+) -> None:
+    await _write_events(sessionmaker, topic, ["order-a"], per_key=12)
+    async with engine.begin() as conn:  # seq 0..5 were published to the broker before, which is now a fresh one
+        await conn.execute(text(
+            "UPDATE outbox SET published_at = now() WHERE (envelope->'data'->>'seq')::int < 6"
+        ))  # fmt: skip
+        await conn.execute(text("INSERT INTO outbox_relay (relay, broker_epoch) VALUES ('order', 'epoch-gone')"))
+    producer = _SlowAckProducer()
+    relay = OutboxRelay(
+        service="order", engine=engine, sessionmaker=sessionmaker, producer=producer, batch_size=3,
+        broker_epoch=_ChangedEpoch("127.0.0.1:1", cast(AIOKafkaProducer, producer)), epoch_check_seconds=3600,
+    )  # fmt: skip
+    # The first batch claims 6 7 8 and one is claimed ahead (9 10 11); the epoch puts 0..5 back first.
+    await _run_relay(relay, lambda: _backlog_is(sessionmaker, 0))
+    assert producer.by_key() == {"order-a": list(range(12))}
