@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import httpx
-from sqlalchemy import ColumnClause, Text, literal_column, select, update
+from sqlalchemy import ColumnClause, Text, bindparam, literal_column, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.notify.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookMessage
@@ -39,6 +39,39 @@ log = logging.getLogger(__name__)
 # generic plan can use the partial index of a state only when the state is in the statement's text.
 PENDING: ColumnClause[str] = literal_column("'pending'", Text())
 SENDING: ColumnClause[str] = literal_column("'sending'", Text())
+
+# The sender's statements that look for deliveries by their state, built once, each naming the state by one of the
+# literals above, so that its generic plan uses that state's partial index (tests/notify/test_webhook_sender_plans.py).
+# When the next pending delivery is due: the sender sleeps until then at most.
+_NEXT_DUE = (
+    select(WebhookDelivery.next_attempt_at)
+    .where(WebhookDelivery.status == PENDING)
+    .order_by(WebhookDelivery.next_attempt_at)
+    .limit(1)
+)
+# Up to a batch of the deliveries due at `now` to enabled endpoints, the earliest first, claimed: `sending` until
+# `lease`, one attempt more.
+_DUE = (
+    select(WebhookDelivery.id)
+    .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+    .where(WebhookDelivery.status == PENDING, WebhookDelivery.next_attempt_at <= bindparam("now"),
+           WebhookEndpoint.disabled_at.is_(None))
+    .order_by(WebhookDelivery.next_attempt_at)
+    .limit(bindparam("batch"))
+    .with_for_update(of=WebhookDelivery, skip_locked=True)
+)  # fmt: skip
+_CLAIM = (
+    update(WebhookDelivery)
+    .where(WebhookDelivery.id.in_(_DUE.scalar_subquery()))
+    .values(status="sending", lease_until=bindparam("lease"), attempts=WebhookDelivery.attempts + 1)
+    .returning(WebhookDelivery.id, WebhookDelivery.attempts)
+)
+# The deliveries whose sender died mid-call (their lease ran out at `now`), pending again and due at once.
+_RECLAIM_ABANDONED = (
+    update(WebhookDelivery)
+    .where(WebhookDelivery.status == SENDING, WebhookDelivery.lease_until < bindparam("now"))
+    .values(status="pending", next_attempt_at=bindparam("now"), lease_until=None)
+)
 
 
 @dataclass
@@ -78,12 +111,7 @@ class WebhookSender:
 
     async def _idle_seconds(self) -> float:
         async with self.sessionmaker() as session:
-            next_due = await session.scalar(
-                select(WebhookDelivery.next_attempt_at)
-                .where(WebhookDelivery.status == PENDING)
-                .order_by(WebhookDelivery.next_attempt_at)
-                .limit(1)
-            )
+            next_due = await session.scalar(_NEXT_DUE)
         ceiling = self.settings.webhook_lease_seconds
         if next_due is None:
             return ceiling
@@ -94,24 +122,9 @@ class WebhookSender:
         now = self.clock.now()
         await self._reclaim_abandoned(now)
         async with self.sessionmaker() as session, session.begin():
-            due = (
-                select(WebhookDelivery.id)
-                .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
-                .where(WebhookDelivery.status == PENDING, WebhookDelivery.next_attempt_at <= now,
-                       WebhookEndpoint.disabled_at.is_(None))
-                .order_by(WebhookDelivery.next_attempt_at)
-                .limit(self.settings.webhook_batch_size)
-                .with_for_update(of=WebhookDelivery, skip_locked=True)
-            )  # fmt: skip
             lease = now + timedelta(seconds=self.settings.webhook_lease_seconds)
-            claimed = (
-                await session.execute(
-                    update(WebhookDelivery)
-                    .where(WebhookDelivery.id.in_(due.scalar_subquery()))
-                    .values(status="sending", lease_until=lease, attempts=WebhookDelivery.attempts + 1)
-                    .returning(WebhookDelivery.id, WebhookDelivery.attempts)
-                )
-            ).all()
+            values = {"now": now, "batch": self.settings.webhook_batch_size, "lease": lease}
+            claimed = (await session.execute(_CLAIM, values)).all()
             if not claimed:
                 return 0
             rows = (
@@ -136,11 +149,7 @@ class WebhookSender:
 
     async def _reclaim_abandoned(self, now: datetime) -> None:
         async with self.sessionmaker() as session, session.begin():
-            await session.execute(
-                update(WebhookDelivery)
-                .where(WebhookDelivery.status == SENDING, WebhookDelivery.lease_until < now)
-                .values(status="pending", next_attempt_at=now, lease_until=None)
-            )
+            await session.execute(_RECLAIM_ABANDONED, {"now": now})
 
     async def _call(self, endpoint: WebhookEndpoint, message: WebhookMessage, secrets: list[str]) -> Outcome:
         body = body_of(message)
