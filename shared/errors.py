@@ -8,6 +8,8 @@ column, text it cannot hold) is the caller's input getting past validation: a 42
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -254,8 +256,40 @@ def _is_connection_lost(exc: BaseException) -> bool:
     return False
 
 
+class Tally:
+    """Counts the occurrences of something logged and says which of them to log: the first, then at most one every
+    `seconds`, its line carrying how many occurred since the line before (itself included)."""
+
+    def __init__(self, seconds: float, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.seconds = seconds
+        self.monotonic = monotonic  # tests move it
+        self._unlogged = 0
+        self._logged_at: float | None = None
+
+    def count(self) -> int | None:
+        """Counts one occurrence; returns how many occurred since the last line when this one is to be logged, else
+        None."""
+        self._unlogged += 1
+        now = self.monotonic()
+        if self._logged_at is not None and now - self._logged_at < self.seconds:
+            return None
+        counted, self._unlogged, self._logged_at = self._unlogged, 0, now
+        return counted
+
+
+# The requests answered database-busy: one line every ten seconds at most (per process), where a line each had flooded
+# the log through a long peak.
+BUSY_LINE_SECONDS = 10.0
+busy_answers = Tally(BUSY_LINE_SECONDS)
+
+
 async def _pool_exhausted(request: Request, exc: Exception) -> JSONResponse:
-    log.warning("no database connection came free in time", extra={"error": str(exc), "path": request.url.path})
+    answered = busy_answers.count()
+    if answered is not None:
+        log.warning(
+            "no database connection came free in time",
+            extra={"error": str(exc), "path": request.url.path, "busy_answers": answered},
+        )
     return render(request, DatabaseBusy())
 
 

@@ -1,19 +1,23 @@
 """A request whose database connection is cut mid-transaction (PostgreSQL restarting, as `make chaos` does) is
 answered 503 database-unavailable with Retry-After, never a 500; a statement the database refuses stays a 4xx; a
-pooled connection the database dropped while it sat idle is replaced before anyone uses it."""
+pooled connection the database dropped while it sat idle is replaced before anyone uses it; a peak answered
+database-busy logs a line every ten seconds at most, with how many were answered so."""
 
 from __future__ import annotations
 
+import logging
 from contextlib import AsyncExitStack
 
 import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shared import errors
 from shared.db import HELD_CONNECTIONS, create_engine, pooled_driver
-from shared.errors import install_error_handlers
+from shared.errors import BUSY_LINE_SECONDS, Tally, install_error_handlers
 from tests.support import eventually
 
 
@@ -121,3 +125,39 @@ async def test_a_request_no_connection_came_free_for_is_a_503(db_url: str, path:
         assert answer.headers["Retry-After"] == "1"
     finally:
         await busy.dispose()
+
+
+async def _answered_busy(client: httpx.AsyncClient, times: int) -> None:
+    for _ in range(times):
+        answer = await client.post("/busy")
+        assert answer.status_code == 503, answer.text
+        assert answer.json()["type"] == "/problems/database-busy"
+        assert answer.headers["Retry-After"] == "1"
+
+
+async def test_a_peak_answered_database_busy_logs_one_line_per_interval_with_its_count(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    moment = [1000.0]
+    monkeypatch.setattr(errors, "busy_answers", Tally(BUSY_LINE_SECONDS, monotonic=lambda: moment[0]))
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.post("/busy")
+    async def busy() -> dict[str, str]:
+        # The pool's own timeout, raised at once (the test above waits for a real one).
+        raise PoolTimeoutError("QueuePool limit of size 1 overflow 0 reached, connection timed out, timeout 0.10")
+
+    def lines() -> list[int]:
+        logged = [r for r in caplog.records if r.getMessage() == "no database connection came free in time"]
+        return [r.busy_answers for r in logged]  # type: ignore[attr-defined]
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
+        with caplog.at_level(logging.WARNING, logger="shared.errors"):
+            await _answered_busy(client, 50)
+            assert lines() == [1]  # the first answer's line; the other 49 within the interval, counted
+            moment[0] += BUSY_LINE_SECONDS
+            await _answered_busy(client, 50)
+    # The first answer past the interval logs the 49 counted and itself; the 49 after it wait for the next line.
+    assert lines() == [1, 50]
