@@ -216,6 +216,9 @@ class RiderOffer(DispatchBase):
         UniqueConstraint("delivery_id", "rider_id"),
         # One open offer per rider at a time: two deliveries racing for the same rider cannot both offer.
         Index("uq_rider_offer_open", "rider_id", unique=True, postgresql_where=text("status = 'offered'")),
+        # A rider's offers in a state: their tasks (`views.rider_tasks`: the open and accepted ones) and whether they
+        # are busy (`fleet.offer_next`), without reading every offer they ever declined or let expire.
+        Index("ix_rider_offer_rider_status", "rider_id", "status"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True, default=uuid.uuid4)
