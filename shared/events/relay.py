@@ -100,6 +100,7 @@ class OutboxRelay:
         delay = 0.0  # the backoff while publishing fails
         last_check = asyncio.get_running_loop().time()
         last_purge: float | None = None
+        batch: _Batch | None = None
         ahead: _Batch | None = None  # the next batch, claimed while the one in hand is sent
         try:
             while True:
@@ -108,13 +109,10 @@ class OutboxRelay:
                     await self.purge_published()
                     last_purge = now
                 batch, ahead = ahead or _Batch(self, after=None), None
-                if await batch.full():
+                if await batch.full() and not batch.given_up() and not self._epoch_wanted(now):
                     ahead = _Batch(self, after=batch)
                 outcome = await batch.task
                 if outcome is None:  # claimed ahead and given up unsent, as is the batch claimed after it
-                    if ahead is not None:
-                        await asyncio.gather(ahead.task, return_exceptions=True)
-                        ahead = None
                     continue  # the backlog is claimed afresh at once
                 published, failed = outcome
                 if failed:
@@ -132,10 +130,11 @@ class OutboxRelay:
                     await lock_conn.scalar(text("SELECT 1"))
                     await lock_conn.commit()
                     last_check = now
-        finally:
-            if ahead is not None:  # its claim rolls back, unsent
-                ahead.task.cancel()
-                await asyncio.gather(ahead.task, return_exceptions=True)
+        finally:  # stopped or failing: a batch still on its way rolls back, unsent
+            unfinished = [b.task for b in (batch, ahead) if b is not None and not b.task.done()]
+            for task in unfinished:
+                task.cancel()
+            await asyncio.gather(*unfinished, return_exceptions=True)
 
     async def purge_published(self) -> int:
         """Deletes the rows published longer ago than the retention window."""
@@ -158,7 +157,7 @@ class OutboxRelay:
         broker that restarted is reached through a new one), the relay asks the broker for its epoch, in the batch's
         transaction: on a fresh broker the retained rows rejoin the backlog, ahead of the newer ones.
 
-        A batch claimed ahead (`batch.after` the one being sent) is sent once that one is `cleared`; it is given up
+        A batch claimed ahead (while the one before it is being sent) is sent once that one is `cleared`; it is given up
         (rolled back, None) when that one had a failure or put retained rows back in the backlog (which go first), or
         when the broker's epoch is to be read (the next batch, claimed afresh, reads it)."""
         # On the pool connection's asyncpg driver, in a transaction of its own: a batch's rows are read as the
@@ -166,47 +165,52 @@ class OutboxRelay:
         rows: list[asyncpg.Record] = []
         requeued = False
         try:
-            async with pooled_driver(self.engine) as driver, driver.transaction():
+            async with pooled_driver(self.engine) as driver:
                 try:
-                    rows = await driver.fetch(_CLAIM, self.batch_size)
-                finally:
-                    batch.claimed.set_result(len(rows))
-                if batch.after is not None and not await batch.after.cleared:
-                    raise _GivenUp
-                now = asyncio.get_running_loop().time()
-                due = self.epoch_checked_at is None or now - self.epoch_checked_at > self.epoch_check_seconds
-                if self.broker_epoch and (due or (rows and not self._same_broker())):
-                    if batch.after is not None:
-                        raise _GivenUp
-                    try:
-                        epoch = await self.broker_epoch.read()
-                    except (KafkaError, TimeoutError, OSError) as exc:
-                        # Raised, not returned: the claim must roll back, or its rows would stay marked published
-                        # though never sent.
-                        raise _EpochUnreadable from exc
-                    self.epoch_checked_at = now
-                    self._note_connections()
-                    if await self._follow_epoch(driver, epoch, claimed=len(rows)):
-                        requeued = True
-                        rows = await driver.fetch(_CLAIM, self.batch_size)
-                if not rows:
-                    return 0, 0
-                published_ids, failures = await self._send(rows)
-                batch.cleared.set_result(not failures and not requeued)
-                if failures:
-                    self.epoch_checked_at = None  # the broker may be another one when it answers again
-                    # The failed rows, and the rest of their chains (never sent), go back in the backlog.
-                    errors = {row_id: repr(error)[:1000] for row_id, error in failures}
-                    sent = set(published_ids)
-                    unsent = [row["id"] for row in rows if row["id"] not in sent]
-                    await driver.execute(_UNCLAIM, unsent, [errors.get(row_id) for row_id in unsent])
-        except _GivenUp:
-            return None
-        except _EpochUnreadable as unreadable:
-            log.warning("broker epoch unreadable; backlog kept", extra={"error": repr(unreadable.__cause__)})
-            return 0, 1
+                    async with driver.transaction():
+                        try:
+                            rows = await driver.fetch(_CLAIM, self.batch_size)
+                        finally:
+                            batch.claimed.set_result(len(rows))
+                        if batch.waits_for is not None and not await batch.waits_for:
+                            raise _GivenUp
+                        now = asyncio.get_running_loop().time()
+                        if self._epoch_wanted(now, bool(rows)):
+                            if batch.waits_for is not None:
+                                raise _GivenUp
+                            assert self.broker_epoch is not None  # wanted only with one
+                            try:
+                                epoch = await self.broker_epoch.read()
+                            except (KafkaError, TimeoutError, OSError) as exc:
+                                # Raised, not returned: the claim must roll back, or its rows would stay marked
+                                # published though never sent.
+                                raise _EpochUnreadable from exc
+                            self.epoch_checked_at = now
+                            self._note_connections()
+                            if await self._follow_epoch(driver, epoch, claimed=len(rows)):
+                                requeued = True
+                                rows = await driver.fetch(_CLAIM, self.batch_size)
+                        if not rows:
+                            return 0, 0
+                        published_ids, failures = await self._send(rows)
+                        if failures:
+                            self.epoch_checked_at = None  # the broker may be another one when it answers again
+                            # The failed rows, and the rest of their chains (never sent), go back in the backlog.
+                            errors = {row_id: repr(error)[:1000] for row_id, error in failures}
+                            sent = set(published_ids)
+                            unsent = [row["id"] for row in rows if row["id"] not in sent]
+                            await driver.execute(_UNCLAIM, unsent, [errors.get(row_id) for row_id in unsent])
+                # Rolled back by the transaction's block, the connection fit for the pool as it is.
+                except _GivenUp:
+                    return None
+                except _EpochUnreadable as unreadable:
+                    log.warning("broker epoch unreadable; backlog kept", extra={"error": repr(unreadable.__cause__)})
+                    return 0, 1
+            # Cleared once committed, not at its last acknowledgement: had the commit failed, its rows would be sent
+            # again after the next batch's (duplicates only, but out of order).
+            batch.cleared.set_result(not failures and not requeued)
         finally:
-            if not batch.cleared.done():  # nothing sent: a batch claimed after this one is not sent either
+            if not batch.cleared.done():  # nothing sent and committed: a batch claimed after this one waits no more
                 batch.cleared.set_result(False)
         metrics.OUTBOX_PUBLISHED.labels(self.service).inc(len(published_ids))
         if failures:
@@ -220,6 +224,14 @@ class OutboxRelay:
                 },
             )
         return len(published_ids), len(failures)
+
+    def _epoch_wanted(self, now: float, rows: bool = True) -> bool:
+        """Whether the broker's epoch is to be read before a batch (with `rows`) is sent: every
+        `epoch_check_seconds`, and through a connection the producer opened since it was last read."""
+        if self.broker_epoch is None:
+            return False
+        due = self.epoch_checked_at is None or now - self.epoch_checked_at > self.epoch_check_seconds
+        return due or (rows and not self._same_broker())
 
     def _same_broker(self) -> bool:
         """Whether the producer still speaks through the connections it had when the epoch was last read: a broker
@@ -291,15 +303,23 @@ class _Batch:
     """A batch of the backlog on its way: `claimed` is told how many rows its claim took, `cleared` whether the batch
     claimed after it may be sent (all its sends were acknowledged, and no retained rows rejoined the backlog ahead of
     that one's). A batch claimed ahead, while the batch before it (`after`) is being sent, waits for that one's
-    `cleared`: no event is sent before an earlier one of its order is acknowledged, nor after a failure."""
+    `cleared` (`waits_for`): no event is sent before an earlier one of its order is acknowledged, nor after a
+    failure."""
 
     def __init__(self, relay: OutboxRelay, *, after: _Batch | None) -> None:
         loop = asyncio.get_running_loop()
-        self.after = after
+        # What it waits for when claimed ahead: the batch before it cleared (that batch's future, not the batch, so
+        # that batches claimed one after another through a backlog are not kept as a chain).
+        self.waits_for = after.cleared if after is not None else None
         self.size = relay.batch_size
         self.claimed: asyncio.Future[int] = loop.create_future()
         self.cleared: asyncio.Future[bool] = loop.create_future()
         self.task = asyncio.create_task(relay._publish(self))
+
+    def given_up(self) -> bool:
+        """Whether it was claimed ahead of a batch already known not to clear it."""
+        waits_for = self.waits_for
+        return waits_for is not None and waits_for.done() and not waits_for.result()
 
     async def full(self) -> bool:
         """Whether the claim took a whole batch (a backlog is likely behind it); False if it failed."""
