@@ -7,8 +7,9 @@ send), the sends, and, only when some failed, one UPDATE putting those back in t
 leaves them all unpublished. Within a batch, rows are grouped by (topic, key) and sent in waves (see `_send`): a later
 event of an order is never sent before an earlier one is acknowledged, and a chain stops at its first failure.
 Through a backlog, the next batch is claimed (in a transaction of its own, skipping the rows locked by the batch in
-flight) while the one before is being sent, and sent only once all of that one's sends were acknowledged; after a
-failure it is rolled back, unsent. The claim and the sends, each about half of a batch's time, overlap.
+flight) while the one before is being sent, and sent only once that one has committed with every send
+acknowledged; after a failure, a fresh broker's requeue (the retained rows go first) or when the broker's epoch is to
+be read, it is rolled back unsent. The claim and the sends, each about half of a batch's time, overlap.
 Failures keep the row (and everything after it for that key) in the backlog, and the relay backs off while the broker
 is away.
 
