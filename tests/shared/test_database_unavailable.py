@@ -75,6 +75,9 @@ async def test_a_pooled_connection_the_server_closed_is_replaced_at_checkout(eng
         await keeper.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": doomed})
 
         async def gone() -> bool:
+            # pg_stat_activity is read once per transaction and kept: read afresh each time, or a backend still there
+            # at the first look stays there (a CI run failed so).
+            await keeper.execute(text("SELECT pg_stat_clear_snapshot()"))
             found = await keeper.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"), {"pid": doomed})
             return found == 0
 
