@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import httpx
 import jwt
 import uvicorn
@@ -17,7 +18,9 @@ from cryptography.hazmat.primitives import serialization
 from fastapi import FastAPI, Request, Response
 from sqlalchemy import event as engine_events
 from sqlalchemy import text
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.sql import Executable
 
 from deploy.local.ports import free_port
 from shared.events.consumer import EventConsumer
@@ -83,6 +86,27 @@ async def read_topic(bootstrap: str, topic: str, expected: int, within: float = 
     finally:
         await consumer.stop()
     return records
+
+
+async def planned(
+    db_url: str, statement: Executable, values: dict[str, Any], plan_cache_mode: str = "force_generic_plan"
+) -> str:
+    """The plan PostgreSQL runs `statement` by once prepared (as asyncpg prepares every statement), in the given
+    `plan_cache_mode` (a generic plan: the one it settles on after five runs, whatever the values), with sequential
+    scans off so that an index that can serve shows in it."""
+    expanded = statement.compile(dialect=postgresql.asyncpg.dialect()).construct_expanded_state(values)
+    written = ", ".join(
+        "NULL" if value is None else str(value) if isinstance(value, int) else f"'{value}'"  # texts, uuids, times
+        for value in expanded.positional_parameters
+    )
+    connection = await asyncpg.connect(db_url.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        await connection.execute(f"SET plan_cache_mode = {plan_cache_mode}; SET enable_seqscan = off")
+        await connection.execute(f"PREPARE looked_for AS {expanded.statement}")
+        plan = await connection.fetch(f"EXPLAIN EXECUTE looked_for({written})")
+    finally:
+        await connection.close()
+    return "\n".join(row[0] for row in plan)
 
 
 async def count(sessionmaker: async_sessionmaker[AsyncSession], sql: str) -> int:

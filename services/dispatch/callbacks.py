@@ -33,7 +33,7 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 import asyncpg
-from sqlalchemy import ColumnClause, Text, bindparam, delete, func, literal_column, select
+from sqlalchemy import ColumnClause, bindparam, delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -43,7 +43,7 @@ from services.dispatch.carriers.base import Credentials, MalformedCallback, Mess
 from services.dispatch.domain import Verdict
 from services.dispatch.models import CallbackNonce, CarrierAccount, CarrierCallback, Delivery, Offer
 from services.dispatch.service import Dispatcher
-from shared.db import driver_connection, pooled_driver
+from shared.db import driver_connection, pooled_driver, written_out
 from shared.timers import schedule_timer
 
 log = logging.getLogger(__name__)
@@ -67,10 +67,9 @@ class Refused(Exception):
         self.outcome, self.status, self.reason = outcome, status, reason
 
 
-# The outcome of a callback kept and not yet applied, written out in the statements that look for such callbacks (not
-# a parameter: a prepared statement's generic plan, chosen after five runs, could not use the partial index of pending
-# callbacks, and walked the outcome index's entries of every callback applied since the last vacuum on each claim).
-PENDING: ColumnClause[str] = literal_column("'pending'", Text())
+# The outcome of a callback kept and not yet applied, written out in the statements that look for such callbacks, so
+# that their generic plans use the partial index of pending callbacks.
+PENDING: ColumnClause[str] = written_out("pending")
 
 # A confirm-by-query carrier's callback about an offer that still waits for its query (built once).
 _WAITING_FOR_QUERY = (

@@ -23,22 +23,22 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import httpx
-from sqlalchemy import ColumnClause, Text, bindparam, literal_column, select, update
+from sqlalchemy import ColumnClause, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.notify.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookMessage
 from services.notify.settings import NotifySettings
 from services.notify.webhooks import WEBHOOK_CHANNEL, Secrets, body_of, signature_header
 from shared.clock import Clock
-from shared.db import work_in_rounds
+from shared.db import work_in_rounds, written_out
 from shared.egress import EgressRefused, resolve
 
 log = logging.getLogger(__name__)
 
-# The states the due and abandoned deliveries are looked for in, written out (not parameters): a prepared statement's
-# generic plan can use the partial index of a state only when the state is in the statement's text.
-PENDING: ColumnClause[str] = literal_column("'pending'", Text())
-SENDING: ColumnClause[str] = literal_column("'sending'", Text())
+# The states the due and abandoned deliveries are looked for in, written out, so that the generic plans use their
+# partial indexes.
+PENDING: ColumnClause[str] = written_out("pending")
+SENDING: ColumnClause[str] = written_out("sending")
 
 # The sender's statements that look for deliveries by their state, built once, each naming the state by one of the
 # literals above, so that its generic plan uses that state's partial index (tests/notify/test_webhook_sender_plans.py).

@@ -8,13 +8,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
 import pytest
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql import Executable
 
 from services.dispatch import views
 from shared.auth import Principal, Role
+from tests.support import planned
 
 RIDER = Principal(sub="rider-1", role=Role.rider, merchant_id="m-1", store_ids=["s-1"])
 
@@ -32,24 +31,15 @@ class _Noted:
         return []
 
 
-async def _rider_tasks_statement() -> tuple[str, list[object]]:
+async def _rider_tasks_statement() -> Executable:
     session = _Noted()
     await views.rider_tasks(session, RIDER, datetime(2025, 1, 1, tzinfo=UTC))  # type: ignore[arg-type]
-    expanded = session.statement.compile(dialect=postgresql.asyncpg.dialect()).construct_expanded_state()
-    return expanded.statement, list(expanded.positional_parameters)
+    return session.statement
 
 
 @pytest.mark.parametrize("plan_cache_mode", ["force_generic_plan", "force_custom_plan"])
 async def test_a_riders_tasks_are_found_by_the_index_of_offers_by_rider_and_state(
     dispatch_db_url: str, plan_cache_mode: str
 ) -> None:
-    sql, args = await _rider_tasks_statement()
-    connection = await asyncpg.connect(dispatch_db_url.replace("postgresql+asyncpg", "postgresql"))
-    try:
-        await connection.execute(f"SET plan_cache_mode = {plan_cache_mode}; SET enable_seqscan = off")
-        await connection.execute(f"PREPARE looked_for AS {sql}")
-        written = ", ".join(f"'{value}'" for value in args)  # texts and a timestamp
-        plan = await connection.fetch(f"EXPLAIN EXECUTE looked_for({written})")
-    finally:
-        await connection.close()
-    assert "ix_rider_offer_rider_status" in "\n".join(row[0] for row in plan)
+    plan = await planned(dispatch_db_url, await _rider_tasks_statement(), {}, plan_cache_mode)
+    assert "ix_rider_offer_rider_status" in plan
